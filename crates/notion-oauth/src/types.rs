@@ -1,0 +1,274 @@
+//! What Notion's OAuth endpoints answer, typed but tolerant: fields Notion adds later are kept in
+//! `extra` rather than rejected, and fields the reference marks nullable are optional.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::secret::{AccessToken, RefreshToken};
+
+/// Identifies one authorization: one user's install of the integration in one workspace.
+/// It is the key to upsert a connection by; Notion documents it as a UUID, kept here as text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct BotId(String);
+
+/// A Notion workspace id. Not unique per connection: several users of one workspace each get
+/// their own bot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct WorkspaceId(String);
+
+macro_rules! id_impls {
+    ($name:ident) => {
+        impl $name {
+            /// Wraps an id received from Notion or read from storage.
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+id_impls!(BotId);
+id_impls!(WorkspaceId);
+
+/// Notion's answer to a code exchange or a refresh (both have the same shape).
+///
+/// Serializing it writes every field except the two tokens, so the non-secret part of the answer
+/// can be stored or sent as it came.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct TokenResponse {
+    /// The token for API calls.
+    #[serde(skip_serializing)]
+    pub access_token: AccessToken,
+    /// Always `bearer` in practice.
+    #[serde(default = "bearer")]
+    pub token_type: String,
+    /// The token for [`crate::OAuthClient::refresh`]; Notion's schema allows `null`.
+    #[serde(default, skip_serializing)]
+    pub refresh_token: Option<RefreshToken>,
+    /// The authorization's id.
+    pub bot_id: BotId,
+    /// The workspace the user installed the integration in.
+    pub workspace_id: WorkspaceId,
+    /// The workspace's name, if it has one.
+    #[serde(default)]
+    pub workspace_name: Option<String>,
+    /// The workspace's icon: usually a URL.
+    #[serde(default)]
+    pub workspace_icon: Option<String>,
+    /// Who the bot acts for.
+    pub owner: Owner,
+    /// The page created from the integration's template, when the user chose to duplicate it.
+    #[serde(default)]
+    pub duplicated_template_id: Option<String>,
+    /// Notion's id for this request, for support tickets.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Fields this crate does not know, kept as they came.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn bearer() -> String {
+    "bearer".to_owned()
+}
+
+/// The owner of a connection's bot, in the shapes Notion has used.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Owner {
+    /// `{"type":"user","user":{…}}`: the user who authorized (every public connection since 2021).
+    User(User),
+    /// `{"type":"workspace","workspace":true}`, or the oldest form `{"workspace":true}`.
+    Workspace,
+    /// A shape not known to this crate, kept as it came.
+    Other(Value),
+}
+
+/// A Notion user as the token response describes it: a full person, or only `{object, id}`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct User {
+    /// The user's id.
+    pub id: String,
+    /// The user's display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The user's avatar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+    /// Present for people; the email only with the "user information including email" capability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
+    /// Other fields (`object`, `type`, …), kept as they came.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The person part of a [`User`].
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Person {
+    /// The person's email, if the integration may read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+impl Owner {
+    /// The authorizing user, for user-owned bots.
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Owner::User(user) => Some(user),
+            _ => None,
+        }
+    }
+
+    /// `"user"`, `"workspace"` or `"unknown"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Owner::User(_) => "user",
+            Owner::Workspace => "workspace",
+            Owner::Other(_) => "unknown",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Owner {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        let kind = value.get("type").and_then(Value::as_str);
+        match kind {
+            Some("user") => match value.get("user") {
+                Some(user) => User::deserialize(user.clone())
+                    .map(Owner::User)
+                    .map_err(|_| serde::de::Error::custom("owner.user is not a Notion user")),
+                None => Err(serde::de::Error::missing_field("owner.user")),
+            },
+            Some("workspace") => Ok(Owner::Workspace),
+            None if value.get("workspace").and_then(Value::as_bool) == Some(true) => {
+                Ok(Owner::Workspace)
+            }
+            _ if value.is_object() => Ok(Owner::Other(value)),
+            _ => Err(serde::de::Error::custom("owner is not an object")),
+        }
+    }
+}
+
+impl Serialize for Owner {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Owner::User(user) => {
+                serde_json::json!({ "type": "user", "user": user }).serialize(serializer)
+            }
+            Owner::Workspace => {
+                serde_json::json!({ "type": "workspace", "workspace": true }).serialize(serializer)
+            }
+            Owner::Other(value) => value.serialize(serializer),
+        }
+    }
+}
+
+/// Notion's answer to [`crate::OAuthClient::introspect`].
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Introspection {
+    /// Whether the token still works. `false` after a revoke or when the user removed the
+    /// connection in Notion (Notion sends no notice of that).
+    pub active: bool,
+    /// The connection's capabilities, space-separated.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// When the token was issued, in **milliseconds** since the Unix epoch.
+    #[serde(default)]
+    pub iat: Option<i64>,
+    /// Notion's id for this request.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Fields this crate does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Notion's answer to [`crate::OAuthClient::revoke`].
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Revocation {
+    /// Notion's id for this request.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Fields this crate does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const DOCUMENTED: &str = r#"{
+      "access_token": "ntn_5557W6V5U4T3210987674821098765432109000001",
+      "token_type": "bearer",
+      "refresh_token": "nrt_4991090011501Ejc6Xn4sHguI7jZIN449mKe9PRhpMfNK",
+      "bot_id": "3c90c3cc-0d44-4b50-8888-8dd25736052a",
+      "workspace_id": "3c90c3cc-0d44-4b50-8888-8dd25736052a",
+      "workspace_name": "Ada's Notion Workspace",
+      "workspace_icon": "https://website.domain/images/image.png",
+      "owner": {"type": "user", "user": {"object": "user", "id": "5389a034-eb5c-47b5-8a9e-f79c99ef166c",
+        "name": "Ada Lovelace", "avatar_url": null, "type": "person", "person": {"email": "ada@example.com"}}},
+      "duplicated_template_id": null,
+      "request_id": "1c217857-1d3f-4357-aac2-66b6da18424e",
+      "brand_new_field": {"kept": true}
+    }"#;
+
+    #[test]
+    fn the_documented_token_response_parses_and_keeps_unknown_fields() {
+        let response: TokenResponse = serde_json::from_str(DOCUMENTED).unwrap();
+        assert_eq!(response.bot_id.as_str(), "3c90c3cc-0d44-4b50-8888-8dd25736052a");
+        let user = response.owner.user().unwrap();
+        assert_eq!(user.person.as_ref().unwrap().email.as_deref(), Some("ada@example.com"));
+        assert_eq!(response.extra["brand_new_field"], serde_json::json!({"kept": true}));
+        assert!(response.refresh_token.is_some());
+    }
+
+    #[test]
+    fn serializing_keeps_every_field_but_the_tokens() {
+        let response: TokenResponse = serde_json::from_str(DOCUMENTED).unwrap();
+        let stored = serde_json::to_string(&response).unwrap();
+        assert!(!stored.contains("ntn_") && !stored.contains("nrt_"), "{stored}");
+        assert!(stored.contains("brand_new_field") && stored.contains("ada@example.com"));
+        assert!(stored.contains("\"duplicated_template_id\":null"));
+    }
+
+    #[test]
+    fn owner_parses_in_all_three_known_shapes() {
+        let workspace: Owner =
+            serde_json::from_str(r#"{"type":"workspace","workspace":true}"#).unwrap();
+        let oldest: Owner = serde_json::from_str(r#"{"workspace":true}"#).unwrap();
+        let partial: Owner =
+            serde_json::from_str(r#"{"type":"user","user":{"object":"user","id":"u1"}}"#).unwrap();
+        assert_eq!(workspace, Owner::Workspace);
+        assert_eq!(oldest, Owner::Workspace);
+        assert_eq!(partial.user().unwrap().id, "u1");
+        let round_trip: Owner =
+            serde_json::from_value(serde_json::to_value(&partial).unwrap()).unwrap();
+        assert_eq!(round_trip, partial);
+    }
+
+    #[test]
+    fn a_null_refresh_token_and_missing_nullable_fields_are_accepted() {
+        let body = r#"{"access_token":"secret_x","token_type":"bearer","refresh_token":null,
+            "bot_id":"b","workspace_id":"w","owner":{"workspace":true}}"#;
+        let response: TokenResponse = serde_json::from_str(body).unwrap();
+        assert!(response.refresh_token.is_none());
+        assert!(response.workspace_name.is_none());
+    }
+}
