@@ -1,1 +1,289 @@
-pub fn placeholder() {}
+//! In-memory emulator of Notion's public-connection OAuth flow and a small API subset, for dev and tests.
+//!
+//! The behaviour follows `/work/shared/notion-oauth.md` (§8 "Recommended mock behaviour"); where Notion's
+//! real behaviour is unconfirmed the emulator picks the documented or RFC 6749 answer and says so in a
+//! comment next to the decision.
+
+mod api;
+mod authorize;
+mod body;
+mod credentials;
+mod errors;
+mod faults;
+#[cfg(test)]
+mod flow_tests;
+mod middleware;
+mod pages;
+mod random;
+mod recording;
+mod store;
+mod token;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use faults::Fault;
+pub use recording::{Endpoint, RecordedRequest};
+
+use faults::FaultTable;
+use pages::Pages;
+use recording::RequestLog;
+use store::Store;
+
+/// How error bodies of the `/v1/oauth/*` endpoints look; Notion's docs disagree with themselves (§2.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// RFC 6749 shape `{error, error_description, request_id}`: the latest live evidence (Oct 2025).
+    OAuth,
+    /// Notion common shape `{object:"error", status, code, message, request_id}`: the current OpenAPI.
+    Notion,
+}
+
+/// What a re-authorization by the same user in the same workspace returns (§6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReauthMode {
+    /// Since 2026-06-08: a new access+refresh pair; the bot's previous pair dies.
+    FreshPair,
+    /// Legacy connections: the bot's still-active pair is returned again.
+    SameToken,
+}
+
+/// Settings of the one emulated public connection.
+#[derive(Clone)]
+pub struct EmulatorConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Registered redirect URIs, compared byte for byte as Notion does.
+    pub redirect_uris: Vec<String>,
+    /// `GET /v1/oauth/authorize` approves at once instead of showing the consent page.
+    pub auto_approve: bool,
+    pub code_ttl: Duration,
+    pub error_shape: ErrorShape,
+    pub reauth: ReauthMode,
+    /// `false` sends `state=` empty on deny, exactly like Notion's doc example (§1.3).
+    pub echo_state_on_deny: bool,
+    /// Workspace names offered on the consent page; the first is the default.
+    pub workspaces: Vec<String>,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            // The client id of Notion's own authorize-URL example, so dev URLs look familiar.
+            client_id: "463558a3-725e-4f37-b6d3-0889894f68de".to_owned(),
+            client_secret: "secret_dev".to_owned(),
+            redirect_uris: Vec::new(),
+            auto_approve: false,
+            code_ttl: Duration::from_secs(10 * 60),
+            error_shape: ErrorShape::OAuth,
+            reauth: ReauthMode::FreshPair,
+            echo_state_on_deny: true,
+            workspaces: vec!["Acme Corp".to_owned(), "Personal".to_owned()],
+        }
+    }
+}
+
+impl fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("redirect_uris", &self.redirect_uris)
+            .field("auto_approve", &self.auto_approve)
+            .field("code_ttl", &self.code_ttl)
+            .field("error_shape", &self.error_shape)
+            .field("reauth", &self.reauth)
+            .field("echo_state_on_deny", &self.echo_state_on_deny)
+            .field("workspaces", &self.workspaces)
+            .finish()
+    }
+}
+
+/// Everything mutable sits behind one mutex so a request sees config, tokens and faults consistently.
+struct Inner {
+    config: EmulatorConfig,
+    store: Store,
+    faults: FaultTable,
+    log: RequestLog,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    pages: Pages,
+}
+
+/// Handle to one emulator; clones share the same state.
+#[derive(Clone)]
+pub struct Emulator {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Emulator").finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    pub fn new(config: EmulatorConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                inner: Mutex::new(Inner {
+                    config,
+                    store: Store::default(),
+                    faults: FaultTable::default(),
+                    log: RequestLog::default(),
+                }),
+                pages: Pages::new(),
+            }),
+        }
+    }
+
+    /// Runs `f` under the state lock. A poisoned lock is recovered: every mutation is a plain
+    /// insert/flag flip, so the state stays coherent even if a holder panicked.
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let mut guard = self.shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    fn pages(&self) -> &Pages {
+        &self.shared.pages
+    }
+
+    /// All emulated routes with the recording / request-id / fault layer applied.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(
+                "/v1/oauth/authorize",
+                get(authorize::authorize_get).post(authorize::authorize_post),
+            )
+            .route("/v1/oauth/token", post(token::token))
+            .route("/v1/oauth/introspect", post(token::introspect))
+            .route("/v1/oauth/revoke", post(token::revoke))
+            .route("/v1/users/me", get(api::users_me))
+            .route("/v1/search", post(api::search))
+            .fallback(api::not_found)
+            .method_not_allowed_fallback(api::method_not_allowed)
+            .layer(axum::middleware::from_fn_with_state(self.clone(), middleware::around_request))
+            .with_state(self.clone())
+    }
+
+    /// Serves on an already-bound listener until the future is dropped or the task aborted.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        axum::serve(listener, self.router()).await
+    }
+
+    /// Binds `addr` (e.g. `"127.0.0.1:0"`) and serves it on a new tokio task.
+    pub async fn spawn(config: EmulatorConfig, addr: &str) -> std::io::Result<RunningEmulator> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let emulator = Emulator::new(config);
+        let task = tokio::spawn(emulator.clone().serve(listener));
+        Ok(RunningEmulator { emulator, addr, task })
+    }
+
+    /// Installs a fault that stays until [`Emulator::clear_faults`].
+    pub fn set_fault(&self, endpoint: Endpoint, fault: Fault) {
+        self.with(|s| s.faults.set(endpoint, fault, None));
+    }
+
+    /// Installs a fault for the next `times` requests to `endpoint` only.
+    pub fn set_fault_times(&self, endpoint: Endpoint, fault: Fault, times: u32) {
+        self.with(|s| s.faults.set(endpoint, fault, Some(times)));
+    }
+
+    pub fn clear_faults(&self) {
+        self.with(|s| s.faults.clear());
+    }
+
+    pub fn set_auto_approve(&self, on: bool) {
+        self.with(|s| s.config.auto_approve = on);
+    }
+
+    /// Simulates a secret rotated in the portal: token calls with the old one get `invalid_client`.
+    pub fn set_client_secret(&self, secret: &str) {
+        self.with(|s| secret.clone_into(&mut s.config.client_secret));
+    }
+
+    pub fn add_redirect_uri(&self, uri: &str) {
+        self.with(|s| {
+            if !s.config.redirect_uris.iter().any(|u| u == uri) {
+                s.config.redirect_uris.push(uri.to_owned());
+            }
+        });
+    }
+
+    /// Everything received (at most the last 1000), oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.with(|s| s.log.all())
+    }
+
+    pub fn requests_to(&self, endpoint: Endpoint) -> Vec<RecordedRequest> {
+        self.with(|s| s.log.to(endpoint))
+    }
+
+    /// Every code, access token and refresh token ever minted, so tests can grep logs and DB files.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.with(|s| s.store.issued_secrets().to_vec())
+    }
+
+    pub fn is_access_token_active(&self, token: &str) -> bool {
+        self.with(|s| s.store.access_token_bot(token).is_some())
+    }
+
+    pub fn is_refresh_token_active(&self, token: &str) -> bool {
+        self.with(|s| s.store.is_refresh_token_active(token))
+    }
+
+    /// Simulates the user removing the connection in Notion: every token of the bot dies.
+    pub fn revoke_all_for_bot(&self, bot_id: &str) {
+        self.with(|s| s.store.revoke_bot(bot_id));
+    }
+}
+
+/// An emulator serving on a spawned task; dropping it stops the server.
+pub struct RunningEmulator {
+    pub emulator: Emulator,
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningEmulator {
+    /// `http://HOST:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl fmt::Debug for RunningEmulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningEmulator").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Drop for RunningEmulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_redacts_secret() {
+        let config = EmulatorConfig {
+            client_secret: "very-secret-value".to_owned(),
+            ..EmulatorConfig::default()
+        };
+        let printed = format!("{config:?}");
+        assert!(printed.contains("[redacted]"));
+        assert!(!printed.contains("very-secret-value"));
+    }
+}

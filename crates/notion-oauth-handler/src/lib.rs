@@ -1,1 +1,14 @@
-pub fn placeholder() {}
+//! The notion-oauth-handler server: "Add to Notion", encrypted storage of each connection.
+//!
+//! `main.rs` only wires the command line to these modules.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod flow;
+pub mod pages;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod vault;

@@ -1,0 +1,140 @@
+//! Test-injected faults per endpoint (errors, non-JSON, incomplete JSON, delays) and their countdown.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::Endpoint;
+
+/// A misbehaviour the emulator adopts for one endpoint.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this HTTP status and a well-formed error body (in the configured shape) carrying `code`.
+    Error { status: u16, code: String, message: String },
+    /// Answer 200 with a body that is not JSON (an HTML "Bad gateway" page), as a proxy in the way would.
+    NonJson,
+    /// Answer 200 with JSON that lacks required fields; on Authorize, redirect back without a `code`.
+    MissingFields,
+    /// Sleep this long, then handle the request normally (to exceed the client's timeout).
+    Delay(Duration),
+}
+
+struct Armed {
+    fault: Fault,
+    /// `None`: until cleared.
+    remaining: Option<u32>,
+}
+
+#[derive(Default)]
+pub(crate) struct FaultTable {
+    armed: HashMap<Endpoint, Armed>,
+}
+
+impl FaultTable {
+    pub(crate) fn set(&mut self, endpoint: Endpoint, fault: Fault, times: Option<u32>) {
+        if times == Some(0) {
+            self.armed.remove(&endpoint);
+        } else {
+            self.armed.insert(endpoint, Armed { fault, remaining: times });
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.armed.clear();
+    }
+
+    /// The fault for this request, counting it against a limited fault.
+    pub(crate) fn take(&mut self, endpoint: Endpoint) -> Option<Fault> {
+        let armed = self.armed.get_mut(&endpoint)?;
+        let fault = armed.fault.clone();
+        if let Some(remaining) = armed.remaining.as_mut() {
+            *remaining = remaining.saturating_sub(1);
+            if *remaining == 0 {
+                self.armed.remove(&endpoint);
+            }
+        }
+        Some(fault)
+    }
+}
+
+/// What an intermediary returns when Notion is unreachable: HTML with a 200, to test content checks.
+pub(crate) fn non_json_response() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<html><body><h1>Bad gateway</h1></body></html>",
+    )
+        .into_response()
+}
+
+/// A 200 JSON body that would fail schema validation of `endpoint`'s success response.
+pub(crate) fn missing_fields_response(endpoint: Endpoint, request_id: &str) -> Response {
+    (StatusCode::OK, Json(missing_fields_body(endpoint, request_id))).into_response()
+}
+
+fn missing_fields_body(endpoint: Endpoint, request_id: &str) -> Value {
+    match endpoint {
+        // Authorize is handled by its own handler (a redirect without `code`); this is a fallback.
+        Endpoint::Token | Endpoint::Authorize => {
+            json!({ "token_type": "bearer", "request_id": request_id })
+        }
+        Endpoint::Introspect => json!({ "scope": "read_content", "request_id": request_id }),
+        // `request_id` is the only (optional) field of a revoke answer, so drop it too.
+        Endpoint::Revoke => json!({}),
+        Endpoint::UsersMe => json!({ "object": "user", "request_id": request_id }),
+        Endpoint::Search => json!({ "object": "list", "request_id": request_id }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error() -> Fault {
+        Fault::Error {
+            status: 500,
+            code: "internal_server_error".to_owned(),
+            message: "boom".to_owned(),
+        }
+    }
+
+    #[test]
+    fn limited_fault_counts_down_then_clears() {
+        let mut table = FaultTable::default();
+        table.set(Endpoint::Token, error(), Some(2));
+        assert!(table.take(Endpoint::Introspect).is_none());
+        assert!(table.take(Endpoint::Token).is_some());
+        assert!(table.take(Endpoint::Token).is_some());
+        assert!(table.take(Endpoint::Token).is_none());
+    }
+
+    #[test]
+    fn unlimited_fault_stays_until_cleared() {
+        let mut table = FaultTable::default();
+        table.set(Endpoint::Search, Fault::NonJson, None);
+        for _ in 0..5 {
+            assert!(matches!(table.take(Endpoint::Search), Some(Fault::NonJson)));
+        }
+        table.clear();
+        assert!(table.take(Endpoint::Search).is_none());
+    }
+
+    #[test]
+    fn zero_times_disarms() {
+        let mut table = FaultTable::default();
+        table.set(Endpoint::Token, error(), None);
+        table.set(Endpoint::Token, error(), Some(0));
+        assert!(table.take(Endpoint::Token).is_none());
+    }
+
+    #[test]
+    fn missing_fields_token_body_lacks_access_token() {
+        let body = missing_fields_body(Endpoint::Token, "rid");
+        assert!(body.get("access_token").is_none());
+        assert_eq!(body["token_type"], "bearer");
+    }
+}

@@ -1,0 +1,354 @@
+//! Smoke tests of the whole router, in-process via `oneshot` (one over loopback): the flows the server relies on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::{Emulator, EmulatorConfig, Endpoint, ErrorShape, Fault, ReauthMode};
+
+const CB: &str = "http://localhost:3000/callback";
+
+fn emulator(tweak: impl FnOnce(&mut EmulatorConfig)) -> Emulator {
+    let mut config =
+        EmulatorConfig { redirect_uris: vec![CB.to_owned()], ..EmulatorConfig::default() };
+    tweak(&mut config);
+    Emulator::new(config)
+}
+
+async fn send(emulator: &Emulator, request: Request<Body>) -> Response {
+    emulator.router().oneshot(request).await.unwrap()
+}
+
+async fn json_of(response: Response) -> Value {
+    let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn location(response: &Response) -> url::Url {
+    let raw = response.headers()[header::LOCATION].to_str().unwrap();
+    url::Url::parse(raw).unwrap()
+}
+
+fn query(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+fn basic(emulator: &Emulator) -> String {
+    let (id, secret) =
+        emulator.with(|s| (s.config.client_id.clone(), s.config.client_secret.clone()));
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+fn authorize_url(emulator: &Emulator, extra: &str) -> String {
+    let id = emulator.with(|s| s.config.client_id.clone());
+    format!(
+        "/v1/oauth/authorize?client_id={id}&response_type=code&owner=user&redirect_uri={}&state=st%201{extra}",
+        url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>()
+    )
+}
+
+async fn get(emulator: &Emulator, uri: &str) -> Response {
+    send(emulator, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+async fn post_json(emulator: &Emulator, path: &str, auth: &str, body: Value) -> Response {
+    let request = Request::post(path)
+        .header(header::AUTHORIZATION, auth)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("notion-version", "2026-03-11")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(emulator, request).await
+}
+
+async fn code_for(emulator: &Emulator, extra: &str) -> String {
+    let response =
+        get(emulator, &authorize_url(emulator, &format!("&mock_decision=allow{extra}"))).await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let url = location(&response);
+    assert_eq!(query(&url, "state").as_deref(), Some("st 1"));
+    query(&url, "code").unwrap()
+}
+
+async fn exchange(emulator: &Emulator, code: &str) -> Response {
+    let body = json!({"grant_type": "authorization_code", "code": code, "redirect_uri": CB});
+    post_json(emulator, "/v1/oauth/token", &basic(emulator), body).await
+}
+
+async fn users_me(emulator: &Emulator, token: &str) -> Response {
+    let request = Request::get("/v1/users/me")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header("notion-version", "2026-03-11")
+        .body(Body::empty())
+        .unwrap();
+    send(emulator, request).await
+}
+
+#[tokio::test]
+async fn code_exchange_api_refresh_revoke() {
+    let emulator = emulator(|_| {});
+    let code = code_for(&emulator, "").await;
+    let response = exchange(&emulator, &code).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().contains_key("x-notion-request-id"));
+    let tokens = json_of(response).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    assert!(access.starts_with("ntn_") && refresh.starts_with("nrt_"));
+    assert_eq!(tokens["owner"]["user"]["name"], "Ada Lovelace");
+    assert_eq!(tokens["workspace_name"], "Acme Corp");
+    assert!(emulator.issued_secrets().contains(&code));
+
+    // Second use of the code.
+    let again = json_of(exchange(&emulator, &code).await).await;
+    assert_eq!(again["error"], "invalid_grant");
+    assert_eq!(again["error_description"], "Invalid code: this code has been revoked.");
+
+    let me = json_of(users_me(&emulator, &access).await).await;
+    assert_eq!(me["id"], tokens["bot_id"]);
+    assert_eq!(me["bot"]["owner"], tokens["owner"]);
+
+    let intro = json_of(
+        post_json(&emulator, "/v1/oauth/introspect", &basic(&emulator), json!({"token": access}))
+            .await,
+    )
+    .await;
+    assert_eq!(intro["active"], true);
+    assert!(intro["iat"].as_u64().unwrap() > 1_700_000_000_000);
+
+    let body = json!({"grant_type": "refresh_token", "refresh_token": refresh});
+    let rotated =
+        json_of(post_json(&emulator, "/v1/oauth/token", &basic(&emulator), body.clone()).await)
+            .await;
+    assert_eq!(rotated["bot_id"], tokens["bot_id"]);
+    assert_ne!(rotated["access_token"], tokens["access_token"]);
+    assert!(!emulator.is_access_token_active(&access));
+    assert!(!emulator.is_refresh_token_active(&refresh));
+    let reused =
+        json_of(post_json(&emulator, "/v1/oauth/token", &basic(&emulator), body).await).await;
+    assert_eq!(reused["error_description"], "Invalid refresh token");
+
+    let new_access = rotated["access_token"].as_str().unwrap();
+    let revoked =
+        post_json(&emulator, "/v1/oauth/revoke", &basic(&emulator), json!({"token": new_access}))
+            .await;
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let me = users_me(&emulator, new_access).await;
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(me).await["code"], "unauthorized");
+}
+
+#[tokio::test]
+async fn consent_page_then_form_post() {
+    let emulator = emulator(|_| {});
+    let page = get(&emulator, &authorize_url(&emulator, "&scope=x&code_challenge=y")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers().contains_key("x-notion-request-id"));
+    let id = emulator.with(|s| s.config.client_id.clone());
+    let form = format!(
+        "client_id={id}&response_type=code&owner=user&redirect_uri={}&state=s&user=Grace+Hopper&workspace=Personal&decision=allow",
+        url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>()
+    );
+    let request = Request::post("/v1/oauth/authorize")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form.clone()))
+        .unwrap();
+    let response = send(&emulator, request).await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let code = query(&location(&response), "code").unwrap();
+    let tokens = json_of(exchange(&emulator, &code).await).await;
+    assert_eq!(tokens["owner"]["user"]["person"]["email"], "grace.hopper@example.com");
+    assert_eq!(tokens["workspace_name"], "Personal");
+
+    // Tampered hidden field.
+    let request = Request::post("/v1/oauth/authorize")
+        .body(Body::from(form.replace("callback", "evil")))
+        .unwrap();
+    let response = send(&emulator, request).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(!response.headers().contains_key(header::LOCATION));
+}
+
+#[tokio::test]
+async fn deny_and_invalid_authorize() {
+    let emulator = emulator(|c| c.echo_state_on_deny = false);
+    let response = get(&emulator, &authorize_url(&emulator, "&mock_decision=deny")).await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(
+        location(&response).as_str(),
+        "http://localhost:3000/callback?error=access_denied&state="
+    );
+    let response =
+        get(&emulator, "/v1/oauth/authorize?client_id=nope&response_type=code&owner=user").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(!response.headers().contains_key(header::LOCATION));
+}
+
+#[tokio::test]
+async fn reauthorization_keeps_bot_id() {
+    for mode in [ReauthMode::FreshPair, ReauthMode::SameToken] {
+        let emulator = emulator(|c| c.reauth = mode);
+        let first = json_of(exchange(&emulator, &code_for(&emulator, "").await).await).await;
+        let second = json_of(exchange(&emulator, &code_for(&emulator, "").await).await).await;
+        let other = json_of(
+            exchange(&emulator, &code_for(&emulator, "&mock_user=Bob&mock_template=1").await).await,
+        )
+        .await;
+        assert_eq!(first["bot_id"], second["bot_id"]);
+        assert_ne!(first["bot_id"], other["bot_id"]);
+        assert_eq!(first["workspace_id"], other["workspace_id"]);
+        assert!(other["duplicated_template_id"].is_string());
+        let same = first["access_token"] == second["access_token"];
+        assert_eq!(same, mode == ReauthMode::SameToken);
+        let first_access = first["access_token"].as_str().unwrap();
+        assert_eq!(emulator.is_access_token_active(first_access), same);
+    }
+}
+
+#[tokio::test]
+async fn client_auth_and_body_encodings() {
+    let emulator = emulator(|c| c.error_shape = ErrorShape::Notion);
+    let code = code_for(&emulator, "").await;
+    let bad = post_json(&emulator, "/v1/oauth/token", "Basic Zm9vOmJhcg==", json!({})).await;
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    let bad = json_of(bad).await;
+    assert_eq!(
+        (bad["object"].as_str(), bad["code"].as_str()),
+        (Some("error"), Some("invalid_client"))
+    );
+
+    let missing = post_json(
+        &emulator,
+        "/v1/oauth/token",
+        &basic(&emulator),
+        json!({"grant_type": "authorization_code", "code": code}),
+    )
+    .await;
+    assert_eq!(json_of(missing).await["code"], "invalid_request");
+
+    // Form encoding, no Notion-Version.
+    let form = format!(
+        "grant_type=authorization_code&code={code}&redirect_uri={}",
+        url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>()
+    );
+    let request = Request::post("/v1/oauth/token")
+        .header(header::AUTHORIZATION, basic(&emulator))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form))
+        .unwrap();
+    assert_eq!(send(&emulator, request).await.status(), StatusCode::OK);
+
+    emulator.set_client_secret("rotated");
+    let stale = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:secret_dev", emulator.with(|s| s.config.client_id.clone())))
+    );
+    let response = post_json(
+        &emulator,
+        "/v1/oauth/token",
+        &stale,
+        json!({"grant_type": "refresh_token", "refresh_token": "nrt_x"}),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Recorded before the auth check.
+    assert_eq!(emulator.requests_to(Endpoint::Token).len(), 4);
+}
+
+#[tokio::test]
+async fn faults_and_catch_alls() {
+    let emulator = emulator(|_| {});
+    emulator.set_fault_times(
+        Endpoint::Token,
+        Fault::Error {
+            status: 503,
+            code: "service_unavailable".to_owned(),
+            message: "down".to_owned(),
+        },
+        1,
+    );
+    let code = code_for(&emulator, "").await;
+    let failed = exchange(&emulator, &code).await;
+    assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(failed.headers().contains_key("x-notion-request-id"));
+    assert_eq!(json_of(failed).await["error"], "service_unavailable");
+    assert_eq!(exchange(&emulator, &code).await.status(), StatusCode::OK);
+
+    emulator.set_fault(Endpoint::Introspect, Fault::NonJson);
+    let response = post_json(&emulator, "/v1/oauth/introspect", "", json!({})).await;
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+
+    emulator.set_fault(Endpoint::Token, Fault::MissingFields);
+    let body = json_of(exchange(&emulator, "whatever").await).await;
+    assert!(body.get("access_token").is_none());
+
+    emulator.set_fault(Endpoint::Authorize, Fault::MissingFields);
+    let response = get(&emulator, &authorize_url(&emulator, "&mock_decision=allow")).await;
+    assert_eq!(query(&location(&response), "code"), None);
+    emulator.clear_faults();
+
+    emulator.set_fault(Endpoint::Search, Fault::Delay(Duration::from_millis(20)));
+    let response = post_json(&emulator, "/v1/search", "Bearer nope", json!({})).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let response = get(&emulator, "/v1/pages/123").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().contains_key("x-notion-request-id"));
+    assert_eq!(json_of(response).await["code"], "invalid_request_url");
+    let response = get(&emulator, "/v1/oauth/token").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().contains_key("x-notion-request-id"));
+    let last = emulator.requests().pop().unwrap();
+    assert_eq!((last.endpoint, last.method.as_str()), (Some(Endpoint::Token), "GET"));
+    assert!(emulator.requests().iter().any(|r| r.endpoint.is_none()));
+}
+
+#[tokio::test]
+async fn api_requires_version() {
+    let emulator = emulator(|c| c.auto_approve = true);
+    let response = get(&emulator, &authorize_url(&emulator, "")).await;
+    let code = query(&location(&response), "code").unwrap();
+    let tokens = json_of(exchange(&emulator, &code).await).await;
+    let request = Request::post("/v1/search")
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", tokens["access_token"].as_str().unwrap()),
+        )
+        .body(Body::empty())
+        .unwrap();
+    let response = json_of(send(&emulator, request).await).await;
+    assert_eq!(response["code"], "missing_version");
+    let token = tokens["access_token"].as_str().unwrap();
+    let auth = format!("Bearer {token}");
+    let search =
+        json_of(post_json(&emulator, "/v1/search", &auth, json!({"query": ""})).await).await;
+    assert_eq!(search["object"], "list");
+    assert_eq!(search["results"], json!([]));
+    emulator.revoke_all_for_bot(tokens["bot_id"].as_str().unwrap());
+    assert!(!emulator.is_access_token_active(token));
+}
+
+#[tokio::test]
+async fn spawn_serves_on_loopback() {
+    let running = Emulator::spawn(EmulatorConfig::default(), "127.0.0.1:0").await.unwrap();
+    assert!(running.base_url().starts_with("http://127.0.0.1:"));
+    assert!(!running.base_url().ends_with('/'));
+    let mut stream = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /v1/nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"));
+    assert!(reply.contains("x-notion-request-id"));
+}

@@ -1,0 +1,144 @@
+//! The layer around every request: request id, recording (before any check), fault injection, logging.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{Extensions, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::errors::ApiError;
+use crate::faults::{self, Fault};
+use crate::{Emulator, Endpoint, ErrorShape, RecordedRequest, random};
+
+/// Real request bodies here are a few hundred bytes; the cap only stops a runaway client.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The id echoed in `x-notion-request-id` and in JSON bodies of the same response.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(pub String);
+
+/// Tells the authorize handler to redirect back without a `code` (its form of "missing fields").
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MissingCodeFault;
+
+/// The error shape an endpoint answers in: the API always uses Notion's own (§5.4).
+pub(crate) fn shape_for(endpoint: Option<Endpoint>, configured: ErrorShape) -> ErrorShape {
+    match endpoint {
+        Some(e) if e.is_oauth() => configured,
+        _ => ErrorShape::Notion,
+    }
+}
+
+pub(crate) async fn around_request(
+    State(emulator): State<Emulator>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let request_id = random::uuid().to_string();
+    let (mut parts, body) = request.into_parts();
+    let endpoint = Endpoint::from_path(parts.uri.path());
+    let method = parts.method.to_string();
+
+    let (bytes, too_large) = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => (bytes, false),
+        Err(_) => (Bytes::new(), true),
+    };
+    let recorded = RecordedRequest {
+        endpoint,
+        method: method.clone(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_ascii_lowercase(), value)
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    };
+    let (fault, shape) = emulator.with(|s| {
+        s.log.push(recorded);
+        let fault = endpoint.and_then(|e| s.faults.take(e));
+        (fault, shape_for(endpoint, s.config.error_shape))
+    });
+
+    parts.extensions.insert(RequestId(request_id.clone()));
+    let outcome = if too_large {
+        Outcome::Respond(
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "Request body too large.",
+            )
+            .into_response(shape, &request_id),
+        )
+    } else {
+        match (endpoint, fault) {
+            (Some(endpoint), Some(fault)) => {
+                apply_fault(&emulator, endpoint, fault, shape, &request_id, &mut parts.extensions)
+            }
+            _ => Outcome::Proceed(None),
+        }
+    };
+    let mut response = match outcome {
+        Outcome::Respond(response) => response,
+        Outcome::Proceed(delay) => {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            next.run(Request::from_parts(parts, Body::from(bytes))).await
+        }
+    };
+
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-notion-request-id", value);
+    }
+    // Only the endpoint and outcome: URLs and bodies may carry codes, tokens or secrets.
+    tracing::debug!(?endpoint, %method, status = response.status().as_u16(), "mock-notion request");
+    response
+}
+
+enum Outcome {
+    /// The fault answers in place of the handler.
+    Respond(Response),
+    /// The handler runs, after an optional injected delay.
+    Proceed(Option<Duration>),
+}
+
+fn apply_fault(
+    emulator: &Emulator,
+    endpoint: Endpoint,
+    fault: Fault,
+    shape: ErrorShape,
+    request_id: &str,
+    extensions: &mut Extensions,
+) -> Outcome {
+    match fault {
+        Fault::Error { status, code, message } => {
+            let error = ApiError::from_fault(status, &code, &message);
+            Outcome::Respond(if endpoint == Endpoint::Authorize {
+                // A browser lands here, so it gets a page rather than JSON.
+                emulator.pages().error(error.status, &error.message)
+            } else {
+                error.into_response(shape, request_id)
+            })
+        }
+        Fault::NonJson => Outcome::Respond(faults::non_json_response()),
+        Fault::MissingFields if endpoint == Endpoint::Authorize => {
+            extensions.insert(MissingCodeFault);
+            Outcome::Proceed(None)
+        }
+        Fault::MissingFields => {
+            Outcome::Respond(faults::missing_fields_response(endpoint, request_id))
+        }
+        Fault::Delay(delay) => Outcome::Proceed(Some(delay)),
+    }
+}

@@ -1,0 +1,116 @@
+//! The endpoints the emulator knows and the bounded log of requests it received.
+
+use std::collections::VecDeque;
+
+/// Keeps memory bounded in a long `dev` session while holding far more than any test sends.
+const MAX_RECORDED: usize = 1000;
+
+/// An emulated endpoint, identified by path alone (a wrong method on it is still "to" it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Authorize,
+    Token,
+    Introspect,
+    Revoke,
+    UsersMe,
+    Search,
+}
+
+impl Endpoint {
+    pub(crate) fn from_path(path: &str) -> Option<Self> {
+        Some(match path {
+            "/v1/oauth/authorize" => Self::Authorize,
+            "/v1/oauth/token" => Self::Token,
+            "/v1/oauth/introspect" => Self::Introspect,
+            "/v1/oauth/revoke" => Self::Revoke,
+            "/v1/users/me" => Self::UsersMe,
+            "/v1/search" => Self::Search,
+            _ => return None,
+        })
+    }
+
+    /// The OAuth endpoints answer errors in the configured shape; the API always in Notion's.
+    pub(crate) fn is_oauth(self) -> bool {
+        matches!(self, Self::Authorize | Self::Token | Self::Introspect | Self::Revoke)
+    }
+}
+
+/// One request as received, before any validation.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub endpoint: Option<Endpoint>,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Names lowercased, in arrival order; repeated headers appear repeatedly.
+    pub headers: Vec<(String, String)>,
+    /// Lossy UTF-8 of the body.
+    pub body: String,
+    pub content_type: Option<String>,
+}
+
+impl RecordedRequest {
+    /// First value of the header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct RequestLog {
+    entries: VecDeque<RecordedRequest>,
+}
+
+impl RequestLog {
+    pub(crate) fn push(&mut self, request: RecordedRequest) {
+        if self.entries.len() >= MAX_RECORDED {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(request);
+    }
+
+    pub(crate) fn all(&self) -> Vec<RecordedRequest> {
+        self.entries.iter().cloned().collect()
+    }
+
+    pub(crate) fn to(&self, endpoint: Endpoint) -> Vec<RecordedRequest> {
+        self.entries.iter().filter(|r| r.endpoint == Some(endpoint)).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str) -> RecordedRequest {
+        RecordedRequest {
+            endpoint: Endpoint::from_path(path),
+            method: "POST".to_owned(),
+            path: path.to_owned(),
+            query: None,
+            headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+            body: String::new(),
+            content_type: Some("application/json".to_owned()),
+        }
+    }
+
+    #[test]
+    fn log_is_bounded_and_filterable() {
+        let mut log = RequestLog::default();
+        for _ in 0..MAX_RECORDED {
+            log.push(request("/v1/oauth/token"));
+        }
+        log.push(request("/nope"));
+        let all = log.all();
+        assert_eq!(all.len(), MAX_RECORDED);
+        assert_eq!(all.last().map(|r| r.endpoint), Some(None));
+        assert_eq!(log.to(Endpoint::Token).len(), MAX_RECORDED - 1);
+    }
+
+    #[test]
+    fn header_lookup_ignores_case() {
+        let r = request("/v1/search");
+        assert_eq!(r.header("Content-Type"), Some("application/json"));
+        assert_eq!(r.header("authorization"), None);
+    }
+}

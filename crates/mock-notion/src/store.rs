@@ -1,0 +1,299 @@
+//! In-memory authorization codes, bots and their token pairs; the identity model (user, workspace, bot ids).
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+
+use crate::ReauthMode;
+use crate::random;
+
+/// Who authorized, where: everything the token response and `/v1/users/me` describe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub user_name: String,
+    pub user_id: Uuid,
+    pub email: String,
+    pub workspace_name: String,
+    pub workspace_id: Uuid,
+    pub bot_id: Uuid,
+}
+
+impl Identity {
+    /// Ids derive from names, so a bot_id is stable per (client, user, workspace): a re-authorization
+    /// keeps it, another user in the same workspace gets another (§6, "upsert by bot_id").
+    pub fn new(client_id: &str, user_name: &str, workspace_name: &str) -> Self {
+        Self {
+            user_name: user_name.to_owned(),
+            user_id: random::stable_uuid(&["user", user_name]),
+            email: format!("{}@example.com", email_slug(user_name)),
+            workspace_name: workspace_name.to_owned(),
+            workspace_id: random::stable_uuid(&["workspace", workspace_name]),
+            bot_id: random::stable_uuid(&["bot", client_id, user_name, workspace_name]),
+        }
+    }
+}
+
+/// "Ada Lovelace" -> "ada.lovelace"; anything not alphanumeric is dropped so the address stays valid.
+fn email_slug(name: &str) -> String {
+    let words: Vec<String> = name
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() { "user".to_owned() } else { words.join(".") }
+}
+
+/// What a code was issued for; checked again when it is exchanged.
+#[derive(Clone, Debug)]
+pub(crate) struct CodeGrant {
+    pub client_id: String,
+    pub user_name: String,
+    pub workspace_name: String,
+    pub template: bool,
+    /// The redirect URI the browser was sent to (the sole registered one when the URL omitted it).
+    pub redirect_uri: String,
+    /// Whether `redirect_uri` was in the authorize URL: decides if the token body must or must not carry it (§2.3).
+    pub redirect_uri_sent: bool,
+    pub expires_at: Instant,
+}
+
+/// A freshly issued or re-returned pair.
+#[derive(Clone, Debug)]
+pub(crate) struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+struct Bot {
+    identity: Identity,
+    /// Only the current pair is alive; replacing or clearing it kills the previous one.
+    current: Option<TokenPair>,
+}
+
+struct AccessInfo {
+    bot_id: Uuid,
+    issued_at_ms: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Store {
+    codes: HashMap<String, CodeGrant>,
+    bots: HashMap<Uuid, Bot>,
+    /// Every access token ever minted (alive or not), for introspection and bot lookup.
+    access: HashMap<String, AccessInfo>,
+    refresh: HashMap<String, Uuid>,
+    issued: Vec<String>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+impl Store {
+    pub fn issue_code(&mut self, grant: CodeGrant) -> String {
+        let code = random::uuid().to_string();
+        self.issued.push(code.clone());
+        self.codes.insert(code.clone(), grant);
+        code
+    }
+
+    /// The grant behind a live code, without using it up (a failed exchange leaves it usable).
+    pub fn code(&mut self, code: &str, now: Instant) -> Option<CodeGrant> {
+        let grant = self.codes.get(code)?;
+        if grant.expires_at <= now {
+            self.codes.remove(code);
+            return None;
+        }
+        Some(grant.clone())
+    }
+
+    pub fn consume_code(&mut self, code: &str) {
+        self.codes.remove(code);
+    }
+
+    /// Completes an authorization for `identity`: per `mode`, a fresh pair or the bot's live one.
+    pub fn authorize(&mut self, identity: Identity, mode: ReauthMode) -> TokenPair {
+        let bot_id = identity.bot_id;
+        let bot = self
+            .bots
+            .entry(bot_id)
+            .or_insert_with(|| Bot { identity: identity.clone(), current: None });
+        bot.identity = identity;
+        if mode == ReauthMode::SameToken
+            && let Some(pair) = &bot.current
+        {
+            return pair.clone();
+        }
+        self.mint(bot_id)
+    }
+
+    /// Rotates the pair of the bot owning `refresh_token`, if that token is the bot's live one.
+    pub fn refresh(&mut self, refresh_token: &str) -> Option<(Identity, TokenPair)> {
+        let bot_id = self.live_refresh_bot(refresh_token)?;
+        let identity = self.bots.get(&bot_id)?.identity.clone();
+        Some((identity, self.mint(bot_id)))
+    }
+
+    fn mint(&mut self, bot_id: Uuid) -> TokenPair {
+        let pair = TokenPair {
+            access_token: random::access_token(),
+            refresh_token: random::refresh_token(),
+        };
+        self.access
+            .insert(pair.access_token.clone(), AccessInfo { bot_id, issued_at_ms: now_ms() });
+        self.refresh.insert(pair.refresh_token.clone(), bot_id);
+        self.issued.push(pair.access_token.clone());
+        self.issued.push(pair.refresh_token.clone());
+        if let Some(bot) = self.bots.get_mut(&bot_id) {
+            bot.current = Some(pair.clone());
+        }
+        pair
+    }
+
+    fn live_access_bot(&self, token: &str) -> Option<&Bot> {
+        let info = self.access.get(token)?;
+        let bot = self.bots.get(&info.bot_id)?;
+        let live = bot.current.as_ref().is_some_and(|p| p.access_token == token);
+        live.then_some(bot)
+    }
+
+    fn live_refresh_bot(&self, token: &str) -> Option<Uuid> {
+        let bot_id = *self.refresh.get(token)?;
+        let live =
+            self.bots.get(&bot_id)?.current.as_ref().is_some_and(|p| p.refresh_token == token);
+        live.then_some(bot_id)
+    }
+
+    /// The identity behind a live access token.
+    pub fn access_token_bot(&self, token: &str) -> Option<&Identity> {
+        self.live_access_bot(token).map(|b| &b.identity)
+    }
+
+    /// Issue time (ms since the epoch) of a live access token.
+    pub fn access_token_iat(&self, token: &str) -> Option<u64> {
+        self.live_access_bot(token)?;
+        self.access.get(token).map(|i| i.issued_at_ms)
+    }
+
+    pub fn is_refresh_token_active(&self, token: &str) -> bool {
+        self.live_refresh_bot(token).is_some()
+    }
+
+    /// Kills a live access token together with its refresh token; anything else is a no-op.
+    pub fn revoke_access_token(&mut self, token: &str) {
+        if let Some(bot_id) = self.live_access_bot(token).map(|b| b.identity.bot_id) {
+            self.revoke_bot_id(bot_id);
+        }
+    }
+
+    pub fn revoke_bot(&mut self, bot_id: &str) {
+        if let Ok(bot_id) = Uuid::parse_str(bot_id) {
+            self.revoke_bot_id(bot_id);
+        }
+    }
+
+    fn revoke_bot_id(&mut self, bot_id: Uuid) {
+        if let Some(bot) = self.bots.get_mut(&bot_id) {
+            bot.current = None;
+        }
+    }
+
+    pub fn issued_secrets(&self) -> &[String] {
+        &self.issued
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ada() -> Identity {
+        Identity::new("client", "Ada Lovelace", "Acme Corp")
+    }
+
+    #[test]
+    fn identity_is_stable_per_user_and_workspace() {
+        let a = ada();
+        assert_eq!(a, Identity::new("client", "Ada Lovelace", "Acme Corp"));
+        assert_eq!(a.email, "ada.lovelace@example.com");
+        let bob = Identity::new("client", "Bob", "Acme Corp");
+        assert_eq!(bob.workspace_id, a.workspace_id);
+        assert_ne!(bob.bot_id, a.bot_id);
+        assert_ne!(Identity::new("client", "Ada Lovelace", "Personal").bot_id, a.bot_id);
+        assert_eq!(email_slug("  Zoë O'Neil "), "zo.oneil");
+        assert_eq!(email_slug("!!!"), "user");
+    }
+
+    #[test]
+    fn fresh_pair_kills_previous_pair() {
+        let mut store = Store::default();
+        let first = store.authorize(ada(), ReauthMode::FreshPair);
+        let second = store.authorize(ada(), ReauthMode::FreshPair);
+        assert_ne!(first.access_token, second.access_token);
+        assert!(store.access_token_bot(&first.access_token).is_none());
+        assert!(!store.is_refresh_token_active(&first.refresh_token));
+        assert!(store.access_token_bot(&second.access_token).is_some());
+    }
+
+    #[test]
+    fn same_token_returns_live_pair() {
+        let mut store = Store::default();
+        let first = store.authorize(ada(), ReauthMode::SameToken);
+        let second = store.authorize(ada(), ReauthMode::SameToken);
+        assert_eq!(first.access_token, second.access_token);
+        assert_eq!(first.refresh_token, second.refresh_token);
+    }
+
+    #[test]
+    fn refresh_rotates_and_old_tokens_die() {
+        let mut store = Store::default();
+        let first = store.authorize(ada(), ReauthMode::FreshPair);
+        let (identity, second) = store.refresh(&first.refresh_token).unwrap();
+        assert_eq!(identity, ada());
+        assert!(store.refresh(&first.refresh_token).is_none());
+        assert!(store.access_token_bot(&first.access_token).is_none());
+        assert!(store.is_refresh_token_active(&second.refresh_token));
+    }
+
+    #[test]
+    fn revoke_kills_pair_and_is_idempotent() {
+        let mut store = Store::default();
+        let pair = store.authorize(ada(), ReauthMode::FreshPair);
+        store.revoke_access_token(&pair.access_token);
+        store.revoke_access_token(&pair.access_token);
+        store.revoke_access_token("ntn_unknown");
+        assert!(store.access_token_bot(&pair.access_token).is_none());
+        assert!(!store.is_refresh_token_active(&pair.refresh_token));
+        assert_eq!(store.issued_secrets().len(), 2);
+    }
+
+    #[test]
+    fn codes_expire() {
+        let mut store = Store::default();
+        let now = Instant::now();
+        let code = store.issue_code(CodeGrant {
+            client_id: "client".to_owned(),
+            user_name: "Ada".to_owned(),
+            workspace_name: "Acme".to_owned(),
+            template: false,
+            redirect_uri: "http://localhost/cb".to_owned(),
+            redirect_uri_sent: true,
+            expires_at: now + Duration::from_secs(60),
+        });
+        assert!(store.code(&code, now).is_some());
+        assert!(store.code(&code, now + Duration::from_secs(61)).is_none());
+        assert!(store.code(&code, now).is_none());
+    }
+}

@@ -1,0 +1,284 @@
+//! The back-channel endpoints `/v1/oauth/token`, `/introspect` and `/revoke` (§2–§4).
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::body::{self, Fields};
+use crate::errors::ApiError;
+use crate::middleware::RequestId;
+use crate::store::{Identity, TokenPair};
+use crate::{Emulator, Inner, credentials, random};
+
+/// What introspection reports for every token: the connection's capabilities (§4.1).
+const SCOPE: &str = "read_content insert_content update_content read_user_with_email";
+
+fn invalid_code() -> ApiError {
+    ApiError::invalid_grant("Invalid code: this code has been revoked.")
+}
+
+/// The §2.3 rule: `redirect_uri` is required if the authorize URL had it or several URIs are
+/// registered, forbidden otherwise, and when present must equal the authorize value.
+pub(crate) fn check_redirect_uri(
+    sent_in_authorize: bool,
+    authorize_uri: &str,
+    registered: usize,
+    in_body: Option<&str>,
+) -> Result<(), ApiError> {
+    let required = sent_in_authorize || registered > 1;
+    match in_body {
+        None if required => Err(ApiError::missing_field("redirect_uri")),
+        None => Ok(()),
+        // Notion says "not allowed" here without documenting the error; this wording is UNCONFIRMED.
+        Some(uri) if !required => Err(ApiError::invalid_request(format!(
+            "body failed validation: body.redirect_uri should be not present, instead was `{uri}`."
+        ))),
+        Some(uri) if uri == authorize_uri => Ok(()),
+        // RFC 6749 §5.2 makes a mismatch `invalid_grant`; Notion's wording is UNCONFIRMED.
+        Some(_) => Err(ApiError::invalid_grant(
+            "Invalid redirect_uri: it does not match the redirect_uri of the authorization request.",
+        )),
+    }
+}
+
+/// The §2.4 success body; refreshes reuse it with the same bot, workspace and owner.
+fn token_body(
+    identity: &Identity,
+    pair: &TokenPair,
+    duplicated_template_id: Option<Uuid>,
+    request_id: &str,
+) -> Value {
+    json!({
+        "access_token": pair.access_token,
+        "token_type": "bearer",
+        "refresh_token": pair.refresh_token,
+        "bot_id": identity.bot_id,
+        "workspace_id": identity.workspace_id,
+        "workspace_name": identity.workspace_name,
+        "workspace_icon": format!("https://mock-notion.invalid/workspace-icons/{}.png", identity.workspace_id),
+        "owner": owner_json(identity),
+        "duplicated_template_id": duplicated_template_id,
+        "request_id": request_id,
+    })
+}
+
+/// The authorizing person, as in the token response and under `bot.owner` of `/v1/users/me`.
+pub(crate) fn owner_json(identity: &Identity) -> Value {
+    json!({
+        "type": "user",
+        "user": {
+            "object": "user",
+            "id": identity.user_id,
+            "name": identity.user_name,
+            "avatar_url": null,
+            "type": "person",
+            "person": { "email": identity.email },
+        },
+    })
+}
+
+fn exchange_code(s: &mut Inner, fields: &Fields, request_id: &str) -> Result<Value, ApiError> {
+    let code = fields.required_str("code")?;
+    let redirect_uri = fields.str("redirect_uri")?;
+    let grant = s
+        .store
+        .code(code, Instant::now())
+        .filter(|g| g.client_id == s.config.client_id)
+        .ok_or_else(invalid_code)?;
+    check_redirect_uri(
+        grant.redirect_uri_sent,
+        &grant.redirect_uri,
+        s.config.redirect_uris.len(),
+        redirect_uri,
+    )?;
+    // Used up only on success, so a client can fix a bad redirect_uri and retry within the TTL.
+    s.store.consume_code(code);
+    let identity = Identity::new(&grant.client_id, &grant.user_name, &grant.workspace_name);
+    let pair = s.store.authorize(identity.clone(), s.config.reauth);
+    let template = grant.template.then(random::uuid);
+    Ok(token_body(&identity, &pair, template, request_id))
+}
+
+fn refresh(s: &mut Inner, fields: &Fields, request_id: &str) -> Result<Value, ApiError> {
+    let token = fields.required_str("refresh_token")?;
+    let (identity, pair) =
+        s.store.refresh(token).ok_or_else(|| ApiError::invalid_grant("Invalid refresh token"))?;
+    // The template was duplicated at authorization; a refresh creates nothing new.
+    Ok(token_body(&identity, &pair, None, request_id))
+}
+
+fn grant_type_error(got: Option<&str>) -> ApiError {
+    let got = got.map_or_else(|| "`undefined`".to_owned(), |g| format!("\"{g}\""));
+    ApiError::invalid_request(format!(
+        "body.grant_type should be \"authorization_code\" or \"refresh_token\", instead was {got}."
+    ))
+}
+
+impl Emulator {
+    /// HTTP Basic with the current secret, checked before the body so a rotated secret always reads
+    /// as `invalid_client` (§7 pitfall 8).
+    fn check_client(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let (id, secret) = credentials::basic(headers).ok_or_else(ApiError::invalid_client)?;
+        let ok = self.with(|s| id == s.config.client_id && secret == s.config.client_secret);
+        if ok { Ok(()) } else { Err(ApiError::invalid_client()) }
+    }
+
+    /// Runs a back-channel handler and renders its error in the configured shape.
+    fn oauth_json(
+        &self,
+        request_id: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        handle: impl FnOnce(&mut Inner, &Fields) -> Result<Value, ApiError>,
+    ) -> Response {
+        let result = self.check_client(headers).and_then(|()| {
+            let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            let fields = body::parse(content_type, body)?;
+            // One lock for look-up and update, so two exchanges of one code cannot both win.
+            self.with(|s| handle(s, &fields))
+        });
+        match result {
+            Ok(value) => (StatusCode::OK, Json(value)).into_response(),
+            Err(error) => {
+                let shape = self.with(|s| s.config.error_shape);
+                error.into_response(shape, request_id)
+            }
+        }
+    }
+}
+
+pub(crate) async fn token(
+    State(emulator): State<Emulator>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Notion-Version is deliberately not required here: many working clients omit it (§2.3).
+    emulator.oauth_json(&request_id, &headers, &body, |s, fields| {
+        match fields.str("grant_type")? {
+            Some("authorization_code") => exchange_code(s, fields, &request_id),
+            Some("refresh_token") => refresh(s, fields, &request_id),
+            other => Err(grant_type_error(other)),
+        }
+    })
+}
+
+pub(crate) async fn introspect(
+    State(emulator): State<Emulator>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    emulator.oauth_json(&request_id, &headers, &body, |s, fields| {
+        let token = fields.required_str("token")?;
+        // Refresh tokens and dead tokens read as inactive, as RFC 7662 does; Notion's body is UNCONFIRMED.
+        Ok(match s.store.access_token_iat(token) {
+            Some(iat) => {
+                json!({ "active": true, "scope": SCOPE, "iat": iat, "request_id": request_id })
+            }
+            None => json!({ "active": false, "request_id": request_id }),
+        })
+    })
+}
+
+pub(crate) async fn revoke(
+    State(emulator): State<Emulator>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    emulator.oauth_json(&request_id, &headers, &body, |s, fields| {
+        let token = fields.required_str("token")?;
+        // Unknown or already revoked tokens also get 200 (idempotent, like RFC 7009); Notion's
+        // behaviour for them, and whether the refresh token dies too, is UNCONFIRMED (§4.2).
+        s.store.revoke_access_token(token);
+        Ok(json!({ "request_id": request_id }))
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    const URI: &str = "http://localhost/cb";
+
+    fn code_of(result: Result<(), ApiError>) -> Option<String> {
+        result.err().map(|e| e.code)
+    }
+
+    #[test]
+    fn redirect_uri_required_when_sent_in_authorize() {
+        assert_eq!(code_of(check_redirect_uri(true, URI, 1, Some(URI))), None);
+        let missing = check_redirect_uri(true, URI, 1, None).unwrap_err();
+        assert_eq!(missing.code, "invalid_request");
+        assert_eq!(
+            missing.message,
+            "body failed validation: body.redirect_uri should be defined, instead was `undefined`."
+        );
+        assert_eq!(
+            code_of(check_redirect_uri(true, URI, 1, Some("http://localhost/other"))).as_deref(),
+            Some("invalid_grant")
+        );
+    }
+
+    #[test]
+    fn redirect_uri_required_when_several_registered() {
+        assert_eq!(
+            code_of(check_redirect_uri(false, URI, 2, None)).as_deref(),
+            Some("invalid_request")
+        );
+        assert_eq!(code_of(check_redirect_uri(false, URI, 2, Some(URI))), None);
+    }
+
+    #[test]
+    fn redirect_uri_forbidden_when_one_registered_and_omitted() {
+        assert_eq!(code_of(check_redirect_uri(false, URI, 1, None)), None);
+        assert_eq!(
+            code_of(check_redirect_uri(false, URI, 1, Some(URI))).as_deref(),
+            Some("invalid_request")
+        );
+    }
+
+    #[test]
+    fn grant_type_messages() {
+        assert_eq!(
+            grant_type_error(Some("client_credentials")).message,
+            "body.grant_type should be \"authorization_code\" or \"refresh_token\", instead was \"client_credentials\"."
+        );
+        assert!(grant_type_error(None).message.ends_with("instead was `undefined`."));
+    }
+
+    #[test]
+    fn token_body_has_every_required_key() {
+        let identity = Identity::new("cid", "Ada Lovelace", "Acme Corp");
+        let pair = TokenPair {
+            access_token: random::access_token(),
+            refresh_token: random::refresh_token(),
+        };
+        let body = token_body(&identity, &pair, None, "rid");
+        for key in [
+            "access_token",
+            "token_type",
+            "refresh_token",
+            "bot_id",
+            "workspace_icon",
+            "workspace_name",
+            "workspace_id",
+            "owner",
+            "duplicated_template_id",
+            "request_id",
+        ] {
+            assert!(body.get(key).is_some(), "{key}");
+        }
+        assert!(body.get("expires_in").is_none());
+        assert_eq!(body["owner"]["user"]["person"]["email"], "ada.lovelace@example.com");
+        assert!(body["duplicated_template_id"].is_null());
+    }
+}

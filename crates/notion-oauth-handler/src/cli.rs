@@ -1,0 +1,106 @@
+//! The command line: one subcommand per thing an operator does.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "notion-oauth-handler",
+    version,
+    about = "Add to Notion, done right: OAuth flow, encrypted token storage, a local Notion emulator"
+)]
+pub struct Cli {
+    /// How log lines look (RUST_LOG sets which ones are written).
+    #[arg(long, global = true, value_enum, default_value_t, env = "NOH_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything on this machine: the server, a Notion emulator and SQLite, no credentials needed.
+    Dev(DevArgs),
+    /// Run the production server.
+    Serve(ConfigArg),
+    /// Run only the Notion emulator.
+    MockNotion(MockNotionArgs),
+    /// Write a commented notion-oauth-handler.toml, .env.example and sample legal pages to start from.
+    Init(InitArgs),
+    /// Check a configuration and report every problem at once.
+    Check(ConfigArg),
+    /// Inspect stored connections (tokens are never shown).
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The TOML configuration file; environment variables override it.
+    #[arg(long, short, env = "NOH_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the server listens; open this address in a browser.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Where the emulator listens (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub notion_bind: SocketAddr,
+    /// Where the SQLite database and the generated secrets are kept between runs.
+    #[arg(long, default_value = ".noh-dev")]
+    pub data_dir: PathBuf,
+    /// Approve at once instead of showing the emulator's consent page.
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MockNotionArgs {
+    /// Where the emulator listens.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub bind: SocketAddr,
+    /// A TOML file with client_id, client_secret, redirect_uris and auto_approve; flags override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// The client id the emulator accepts.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// The client secret the emulator accepts.
+    #[arg(long, env = "MOCK_NOTION_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// A registered redirect URI (repeat for several).
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// Approve at once instead of showing the consent page.
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The folder to write into.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Overwrite files that exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// List stored connections.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}

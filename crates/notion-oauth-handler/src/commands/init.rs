@@ -1,0 +1,42 @@
+//! `init`: the files a new deployment starts from.
+
+use anyhow::{Context, bail};
+
+use crate::cli::InitArgs;
+
+pub const SAMPLE_PRIVACY: &str = include_str!("../../init/privacy.html");
+pub const SAMPLE_TERMS: &str = include_str!("../../init/terms.html");
+
+pub fn init(args: &InitArgs) -> anyhow::Result<()> {
+    let files = [
+        ("notion-oauth-handler.toml", include_str!("../../init/notion-oauth-handler.toml")),
+        (".env.example", include_str!("../../init/env.example")),
+        ("legal/privacy.html", SAMPLE_PRIVACY),
+        ("legal/terms.html", SAMPLE_TERMS),
+    ];
+    let existing: Vec<_> =
+        files.iter().map(|(name, _)| args.dir.join(name)).filter(|path| path.exists()).collect();
+    if !args.force && !existing.is_empty() {
+        let names: Vec<_> = existing.iter().map(|p| p.display().to_string()).collect();
+        bail!(
+            "{} already exist(s); nothing was written. Pass --force to overwrite.",
+            names.join(", ")
+        );
+    }
+    for (name, contents) in files {
+        let path = args.dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    println!("\nNext: fill in notion-oauth-handler.toml (or .env), then run");
+    println!(
+        "  notion-oauth-handler check --config {}",
+        args.dir.join("notion-oauth-handler.toml").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,509 @@
+//! Configuration: a TOML file, then environment variables, checked once into a [`Config`].
+//!
+//! `NOH_<SECTION>__<KEY>` overrides any key (`NOH_SERVER__BIND`); `NOTION_CLIENT_ID`,
+//! `NOTION_CLIENT_SECRET` and `NOH_MASTER_KEY` are accepted as well, because that is how users of
+//! other Notion tools already keep them. Every secret can come from a file instead (`*_file`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use notion_oauth::{
+    ClientConfig, ClientId, ClientSecret, DEFAULT_API_BASE_URL, DEFAULT_NOTION_VERSION,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use crate::vault::{MasterKey, Vault};
+
+/// Paths the server itself answers; documents may not take them.
+const RESERVED_PATHS: [&str; 5] = ["/", "/connect", "/callback", "/healthz", "/readyz"];
+/// Keys whose values must never be echoed in a configuration error.
+const SECRET_KEYS: [&str; 3] = ["client_secret", "master_key", "previous_master_keys"];
+
+/// The configuration file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub notion: NotionSettings,
+    #[serde(default)]
+    pub storage: StorageSettings,
+    #[serde(default)]
+    pub security: SecuritySettings,
+    #[serde(default)]
+    pub documents: Vec<DocumentSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub public_url: Option<String>,
+    pub base_path: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:8080".into(), public_url: None, base_path: "/".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotionSettings {
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub client_secret_file: Option<PathBuf>,
+    pub api_base_url: String,
+    pub version: String,
+    pub timeout_seconds: u64,
+}
+
+impl Default for NotionSettings {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            client_secret: None,
+            client_secret_file: None,
+            api_base_url: DEFAULT_API_BASE_URL.into(),
+            version: DEFAULT_NOTION_VERSION.into(),
+            timeout_seconds: 10,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    pub url: String,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { url: "sqlite://notion-oauth-handler.db".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    pub master_key: Option<SecretString>,
+    pub master_key_file: Option<PathBuf>,
+    pub previous_master_keys: Vec<SecretString>,
+    pub state_ttl_seconds: u64,
+    pub allow_notion_initiated: bool,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        Self {
+            master_key: None,
+            master_key_file: None,
+            previous_master_keys: Vec::new(),
+            state_ttl_seconds: 600,
+            allow_notion_initiated: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentSettings {
+    pub path: String,
+    pub file: PathBuf,
+    pub content_type: Option<String>,
+}
+
+/// One thing wrong with the configuration: which key, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found, so an operator fixes them in one go.
+#[derive(Debug, thiserror::Error)]
+#[error("the configuration has {} problem(s):\n{}", .0.len(), render(.0))]
+pub struct ConfigError(pub Vec<Problem>);
+
+fn render(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+}
+
+/// A document served as is, such as the privacy policy Notion requires of public integrations.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub path: String,
+    pub body: Vec<u8>,
+    pub content_type: String,
+}
+
+/// The checked configuration the server runs with.
+#[derive(Debug)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub public_url: Url,
+    /// `""` for the root, else `/prefix` without a trailing slash.
+    pub base_path: String,
+    pub notion: ClientConfig,
+    pub storage_url: String,
+    pub vault: Vault,
+    pub state_ttl: Duration,
+    pub allow_notion_initiated: bool,
+    pub documents: Vec<Document>,
+}
+
+impl Config {
+    /// Where Notion sends the browser back: `public_url` + `base_path` + `/callback`.
+    pub fn redirect_uri(&self) -> Url {
+        self.public_link("/callback")
+    }
+
+    /// A public URL for one of this server's paths.
+    pub fn public_link(&self, path: &str) -> Url {
+        let mut url = self.public_url.clone();
+        let prefix = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{prefix}{}{path}", self.base_path));
+        url
+    }
+
+    /// Whether cookies must be `Secure`.
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+/// Reads `path` (if given) and the environment into [`Settings`].
+///
+/// # Errors
+/// Unreadable TOML, unknown keys and wrong types, each as a [`Problem`].
+pub fn load_settings(path: Option<&Path>) -> Result<Settings, ConfigError> {
+    let mut figment = Figment::new();
+    if let Some(path) = path {
+        if !path.exists() {
+            return Err(ConfigError(vec![Problem {
+                key: "--config".into(),
+                message: format!(
+                    "{} does not exist; create one with `notion-oauth-handler init`",
+                    path.display()
+                ),
+            }]));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    let figment = figment
+        .merge(Env::raw().only(&["NOTION_CLIENT_ID"]).map(|_| "notion.client_id".into()))
+        .merge(Env::raw().only(&["NOTION_CLIENT_SECRET"]).map(|_| "notion.client_secret".into()))
+        .merge(Env::raw().only(&["NOH_MASTER_KEY"]).map(|_| "security.master_key".into()))
+        // Only NOH_SECTION__KEY names are settings, so NOH_MASTER_KEY and NOH_LOG_FORMAT are not
+        // mistaken for unknown top-level keys.
+        .merge(Env::prefixed("NOH_").filter(|key| key.as_str().contains("__")).split("__"));
+    figment.extract().map_err(|error| {
+        ConfigError(
+            error
+                .into_iter()
+                .map(|error| {
+                    let key =
+                        if error.path.is_empty() { "(file)".into() } else { error.path.join(".") };
+                    let secret = error.path.iter().any(|part| SECRET_KEYS.contains(&part.as_str()));
+                    let mut message = if secret {
+                        // figment's messages quote the value found; this one is a secret.
+                        "has the wrong type: it must be a string".to_owned()
+                    } else {
+                        error.kind.to_string()
+                    };
+                    if let Some(source) = error.metadata.as_ref().map(|m| m.name.to_string()) {
+                        message.push_str(&format!(" (from {source})"));
+                    }
+                    Problem { key, message }
+                })
+                .collect(),
+        )
+    })
+}
+
+impl Settings {
+    /// Checks everything and resolves files and keys. `base_dir` anchors relative file paths.
+    ///
+    /// # Errors
+    /// Every problem found, not just the first.
+    pub fn validate(self, base_dir: &Path) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| {
+            problems.push(Problem { key: key.into(), message });
+        };
+
+        let bind = self.server.bind.parse::<SocketAddr>().map_err(|_| {
+            problem(
+                "server.bind",
+                format!(
+                    "`{}` is not an address such as 127.0.0.1:8080 or 0.0.0.0:8080",
+                    self.server.bind
+                ),
+            )
+        });
+
+        let public_url = match &self.server.public_url {
+            None => {
+                problem("server.public_url", "is required: the https address users reach this server at, e.g. https://notion.example.com (the redirect URI is built from it)".into());
+                Err(())
+            }
+            Some(text) => {
+                check_public_url(text).map_err(|message| problem("server.public_url", message))
+            }
+        };
+
+        let base_path =
+            check_base_path(&self.server.base_path).map_err(|m| problem("server.base_path", m));
+
+        let client_id = match self.notion.client_id.as_deref().map(str::trim) {
+            None | Some("") => {
+                problem("notion.client_id", "is required: copy the OAuth client ID from your integration's page in Notion's Developer portal (or set NOTION_CLIENT_ID)".into());
+                Err(())
+            }
+            Some(id) => Ok(ClientId::new(id)),
+        };
+        let client_secret = secret_from(
+            "notion.client_secret",
+            self.notion.client_secret.as_ref(),
+            self.notion.client_secret_file.as_deref(),
+            base_dir,
+            "copy the OAuth client secret from the Developer portal (or set NOTION_CLIENT_SECRET)",
+        )
+        .map(|secret| ClientSecret::new(secret.expose_secret()))
+        .map_err(|(key, message)| problem(&key, message));
+
+        let api_base_url = check_api_base_url(&self.notion.api_base_url)
+            .map_err(|m| problem("notion.api_base_url", m));
+        let version_ok = is_notion_version(&self.notion.version);
+        if !version_ok {
+            problem(
+                "notion.version",
+                format!(
+                    "`{}` is not a Notion-Version date such as {DEFAULT_NOTION_VERSION}",
+                    self.notion.version
+                ),
+            );
+        }
+        if !(1..=120).contains(&self.notion.timeout_seconds) {
+            problem("notion.timeout_seconds", "must be between 1 and 120".into());
+        }
+
+        let storage_ok = self.storage.url.starts_with("sqlite:");
+        if !storage_ok {
+            problem("storage.url", "must be a SQLite URL such as sqlite://notion-oauth-handler.db (PostgreSQL is not supported by this version)".into());
+        }
+
+        let master_key = secret_from(
+            "security.master_key",
+            self.security.master_key.as_ref(),
+            self.security.master_key_file.as_deref(),
+            base_dir,
+            "generate one with `openssl rand -base64 32` (or set NOH_MASTER_KEY) and keep it safe: without it stored tokens cannot be read",
+        )
+        .map_err(|(key, message)| problem(&key, message))
+        .and_then(|text| MasterKey::from_base64(&text).map_err(|m| problem("security.master_key", format!("{m}; generate one with `openssl rand -base64 32`"))));
+        let mut previous = Vec::new();
+        for (index, text) in self.security.previous_master_keys.iter().enumerate() {
+            match MasterKey::from_base64(text) {
+                Ok(key) => previous.push(key),
+                Err(message) => {
+                    problem(&format!("security.previous_master_keys[{index}]"), message)
+                }
+            }
+        }
+        if !(60..=3600).contains(&self.security.state_ttl_seconds) {
+            problem("security.state_ttl_seconds", "must be between 60 and 3600 seconds".into());
+        }
+
+        let mut documents = Vec::new();
+        for (index, document) in self.documents.iter().enumerate() {
+            match load_document(document, base_dir, &documents) {
+                Ok(loaded) => documents.push(loaded),
+                Err((field, message)) => problem(&format!("documents[{index}].{field}"), message),
+            }
+        }
+
+        match (bind, public_url, base_path, client_id, client_secret, api_base_url, master_key) {
+            (
+                Ok(bind),
+                Ok(public_url),
+                Ok(base_path),
+                Ok(client_id),
+                Ok(client_secret),
+                Ok(api_base_url),
+                Ok(master_key),
+            ) if problems.is_empty() && version_ok && storage_ok => {
+                let mut notion = ClientConfig::new(client_id, client_secret, api_base_url);
+                notion.notion_version = self.notion.version;
+                notion.timeout = Duration::from_secs(self.notion.timeout_seconds);
+                Ok(Config {
+                    bind,
+                    public_url,
+                    base_path,
+                    notion,
+                    storage_url: resolve_sqlite_url(&self.storage.url, base_dir),
+                    vault: Vault::new(&master_key, &previous),
+                    state_ttl: Duration::from_secs(self.security.state_ttl_seconds),
+                    allow_notion_initiated: self.security.allow_notion_initiated,
+                    documents,
+                })
+            }
+            _ => Err(ConfigError(problems)),
+        }
+    }
+}
+
+/// A relative SQLite path is relative to the configuration file, like every other path in it.
+pub fn resolve_sqlite_url(url: &str, base_dir: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+        return url.to_owned();
+    };
+    if rest.starts_with('/') || rest.starts_with(":memory:") || base_dir == Path::new(".") {
+        return url.to_owned();
+    }
+    format!("sqlite://{}", base_dir.join(rest).display())
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+fn check_public_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim())
+        .map_err(|e| format!("`{text}` is not a URL ({e}); use e.g. https://notion.example.com"))?;
+    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback_host(&url)) {
+        return Err(format!(
+            "`{text}` must use https: Notion accepts plain http redirect URIs only for localhost"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!("`{text}` must not carry a query, fragment or user name"));
+    }
+    Ok(url)
+}
+
+fn check_api_base_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim()).map_err(|e| {
+        format!("`{text}` is not a URL ({e}); the default is {DEFAULT_API_BASE_URL}")
+    })?;
+    // The client secret travels in every token request: never in clear beyond this machine.
+    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback_host(&url)) {
+        return Err(format!(
+            "`{text}` must use https (plain http is allowed only for an emulator on localhost)"
+        ));
+    }
+    Ok(url)
+}
+
+fn check_base_path(text: &str) -> Result<String, String> {
+    let trimmed = text.trim_end_matches('/');
+    let valid = text.starts_with('/')
+        && !text.contains("//")
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || "-._~/".contains(c));
+    if !valid {
+        return Err(format!(
+            "`{text}` must be a path such as / or /notion (letters, digits, - . _ ~ and /)"
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn is_notion_version(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 10
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() })
+}
+
+/// A secret given inline or in a file (exactly one of the two).
+fn secret_from(
+    key: &str,
+    inline: Option<&SecretString>,
+    file: Option<&Path>,
+    base_dir: &Path,
+    how: &str,
+) -> Result<SecretString, (String, String)> {
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            Err((key.into(), format!("is set both inline and in {key}_file; keep one")))
+        }
+        (Some(value), None) if value.expose_secret().trim().is_empty() => {
+            Err((key.into(), format!("is empty; {how}")))
+        }
+        (Some(value), None) => Ok(SecretString::from(value.expose_secret().trim().to_owned())),
+        (None, Some(path)) => {
+            let path = base_dir.join(path);
+            match std::fs::read_to_string(&path) {
+                Ok(text) if !text.trim().is_empty() => {
+                    Ok(SecretString::from(text.trim().to_owned()))
+                }
+                Ok(_) => Err((format!("{key}_file"), format!("{} is empty", path.display()))),
+                Err(e) => {
+                    Err((format!("{key}_file"), format!("cannot read {}: {e}", path.display())))
+                }
+            }
+        }
+        (None, None) => Err((key.into(), format!("is required; {how}"))),
+    }
+}
+
+fn load_document(
+    document: &DocumentSettings,
+    base_dir: &Path,
+    earlier: &[Document],
+) -> Result<Document, (&'static str, String)> {
+    let path = document.path.trim_end_matches('/');
+    if !document.path.starts_with('/')
+        || check_base_path(&document.path).is_err()
+        || path.is_empty()
+    {
+        return Err(("path", format!("`{}` must be a path such as /privacy", document.path)));
+    }
+    if RESERVED_PATHS.contains(&path) {
+        return Err((
+            "path",
+            format!("`{path}` is one of the server's own pages; pick another path"),
+        ));
+    }
+    if earlier.iter().any(|d| d.path == path) {
+        return Err(("path", format!("`{path}` is served by an earlier document already")));
+    }
+    let file = base_dir.join(&document.file);
+    let body = std::fs::read(&file)
+        .map_err(|e| ("file", format!("cannot read {}: {e}", file.display())))?;
+    let content_type = match &document.content_type {
+        Some(content_type) => content_type.clone(),
+        None => match file.extension().and_then(|e| e.to_str()) {
+            Some("html" | "htm") => "text/html; charset=utf-8".into(),
+            Some("txt" | "md") => "text/plain; charset=utf-8".into(),
+            Some("pdf") => "application/pdf".into(),
+            _ => {
+                return Err((
+                    "content_type",
+                    format!("cannot guess the type of {}; set content_type", file.display()),
+                ));
+            }
+        },
+    };
+    Ok(Document { path: path.to_owned(), body, content_type })
+}

@@ -1,0 +1,306 @@
+//! The "Add to Notion" flow itself: start it, then finish it when Notion sends the browser back.
+//!
+//! The order in [`finish`] is what makes it safe: parameters are checked before the state, the
+//! state before Notion is called, and the state's nonce is recorded as used *before* the code is
+//! exchanged, so a replayed or double-submitted callback never reaches Notion a second time.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use notion_oauth::{AuthorizationCode, NotionError, StateClaims, StateError, TokenResponse};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::startup::AppState;
+use crate::store::{StoreError, Upserted};
+
+/// The cookie that ties a flow to the browser that started it. One per browser, not per flow,
+/// so that several tabs can each run a flow at once.
+pub const BROWSER_COOKIE: &str = "noh_browser";
+/// Longest `ref` accepted on `/connect`.
+pub const MAX_REF_CHARS: usize = 256;
+
+/// Callback parameters we know, with the longest value accepted for each. Notion documents
+/// `code`, `state` and `error`; the others are standard OAuth names it may add.
+const CALLBACK_PARAMS: [(&str, usize); 6] = [
+    ("code", 512),
+    ("state", 2048),
+    ("error", 64),
+    ("error_description", 1024),
+    ("error_uri", 1024),
+    ("iss", 512),
+];
+const MAX_QUERY_BYTES: usize = 8192;
+
+/// Everything that can stop a flow, each with its own page and status.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("the callback's query string is longer than {MAX_QUERY_BYTES} bytes")]
+    QueryTooLong,
+    #[error("the parameter `{0}` appears more than once")]
+    RepeatedParameter(String),
+    #[error("the parameter `{0}` is not one Notion sends")]
+    UnexpectedParameter(String),
+    #[error("the parameter `{0}` is too long")]
+    ParameterTooLong(String),
+    #[error("the callback carries both a code and an error")]
+    CodeAndError,
+    #[error("the callback carries neither a code nor an error")]
+    MissingCode,
+    #[error(
+        "the callback carries a code but no state, and Notion-initiated installs are not allowed"
+    )]
+    MissingState,
+    #[error("the state was refused: {0}")]
+    BadState(StateError),
+    #[error("the state belongs to another browser, or the browser sent no cookie")]
+    OtherBrowser,
+    #[error("the state was used before")]
+    Replayed,
+    #[error("the ref is longer than {MAX_REF_CHARS} characters or holds control characters")]
+    BadRef,
+    #[error("Notion reported `{0}` on the callback")]
+    NotionReported(String),
+    #[error("the code exchange failed: {0}")]
+    Exchange(NotionError),
+    #[error("storing the connection failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("the operating system gave no randomness: {0}")]
+    Randomness(getrandom::Error),
+}
+
+impl FlowError {
+    /// Whether the cause is on our side or Notion's (logged louder) rather than the visitor's.
+    pub fn is_server_side(&self) -> bool {
+        matches!(self, FlowError::Store(_) | FlowError::Randomness(_))
+            || matches!(self, FlowError::Exchange(e) if !e.is_invalid_grant())
+    }
+}
+
+/// What a finished callback did.
+pub enum Finished {
+    Connected { response: Box<TokenResponse>, outcome: Upserted },
+    Denied { reference: Option<String> },
+}
+
+/// A started flow: where to send the browser, and the binding cookie's value to set.
+pub struct Started {
+    pub authorize_url: Url,
+    pub browser_cookie: String,
+}
+
+/// Makes a state for a new flow and the authorize URL that carries it.
+///
+/// # Errors
+/// A `ref` that is too long, or no randomness.
+pub fn start(
+    app: &AppState,
+    existing_cookie: Option<&str>,
+    reference: Option<String>,
+) -> Result<Started, FlowError> {
+    let reference = reference.filter(|r| !r.is_empty());
+    if reference
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REF_CHARS || r.chars().any(char::is_control))
+    {
+        return Err(FlowError::BadRef);
+    }
+    let browser_cookie = match existing_cookie.filter(|c| is_cookie_value(c)) {
+        Some(cookie) => cookie.to_owned(),
+        None => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(FlowError::Randomness)?;
+            URL_SAFE_NO_PAD.encode(bytes)
+        }
+    };
+    let claims = StateClaims::new(Some(browser_digest(&browser_cookie)), reference)
+        .map_err(FlowError::Randomness)?;
+    let state = app.signer.sign(&claims);
+    Ok(Started {
+        authorize_url: app.client.authorize_url(&app.config.redirect_uri(), Some(&state)),
+        browser_cookie,
+    })
+}
+
+/// The callback's parameters, checked for shape only.
+#[derive(Default)]
+pub struct CallbackParams {
+    code: Option<AuthorizationCode>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+impl CallbackParams {
+    /// Parses a raw query string strictly: each known parameter at most once and within its
+    /// length, nothing unknown.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn parse(query: Option<&str>) -> Result<Self, FlowError> {
+        let query = query.unwrap_or("");
+        if query.len() > MAX_QUERY_BYTES {
+            return Err(FlowError::QueryTooLong);
+        }
+        let mut params = CallbackParams::default();
+        let mut seen: Vec<String> = Vec::new();
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let Some((known, max_len)) = CALLBACK_PARAMS.iter().find(|(known, _)| *known == name)
+            else {
+                return Err(FlowError::UnexpectedParameter(printable(&name)));
+            };
+            if seen.iter().any(|s| s == known) {
+                return Err(FlowError::RepeatedParameter((*known).to_owned()));
+            }
+            seen.push((*known).to_owned());
+            if value.len() > *max_len {
+                return Err(FlowError::ParameterTooLong((*known).to_owned()));
+            }
+            match *known {
+                "code" => {
+                    params.code = Some(AuthorizationCode::new(value.into_owned()))
+                        .filter(|c| !c.expose_secret().is_empty())
+                }
+                "state" => params.state = Some(value.into_owned()).filter(|s| !s.is_empty()),
+                "error" => params.error = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        Ok(params)
+    }
+}
+
+/// Finishes a flow from the callback's parameters and the browser's binding cookie.
+///
+/// # Errors
+/// See [`FlowError`]; nothing is stored unless Notion granted a connection.
+pub async fn finish(
+    app: &AppState,
+    params: CallbackParams,
+    browser_cookie: Option<&str>,
+) -> Result<Finished, FlowError> {
+    if let Some(error) = params.error {
+        if params.code.is_some() {
+            return Err(FlowError::CodeAndError);
+        }
+        // Notion's own example sends `state=` empty on cancel, so a missing state is normal
+        // here; a valid one is consumed so its link cannot be reused, and gives back the ref.
+        let reference = match &params.state {
+            Some(state) => accept_state(app, state, browser_cookie)
+                .await
+                .ok()
+                .and_then(|claims| claims.reference),
+            None => None,
+        };
+        return if error == "access_denied" {
+            Ok(Finished::Denied { reference })
+        } else {
+            Err(FlowError::NotionReported(
+                error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect(),
+            ))
+        };
+    }
+    let code = params.code.ok_or(FlowError::MissingCode)?;
+    let reference = match &params.state {
+        Some(state) => accept_state(app, state, browser_cookie).await?.reference,
+        None if app.config.allow_notion_initiated => None,
+        None => return Err(FlowError::MissingState),
+    };
+    let redirect_uri = app.config.redirect_uri();
+    let response =
+        app.client.exchange_code(code, Some(&redirect_uri)).await.map_err(FlowError::Exchange)?;
+    let outcome =
+        app.store.upsert_connection(&app.config.vault, &response, reference.as_deref()).await?;
+    tracing::info!(
+        bot_id = %response.bot_id,
+        workspace_id = %response.workspace_id,
+        outcome = ?outcome,
+        request_id = response.request_id.as_deref(),
+        "connection stored"
+    );
+    Ok(Finished::Connected { response: Box::new(response), outcome })
+}
+
+/// Verifies a state's signature, age and browser, then records it as used.
+async fn accept_state(
+    app: &AppState,
+    state: &str,
+    browser_cookie: Option<&str>,
+) -> Result<StateClaims, FlowError> {
+    let claims = app.signer.verify(state, SystemTime::now()).map_err(FlowError::BadState)?;
+    let bound = browser_cookie.is_some_and(|cookie| claims.is_bound_to(&browser_digest(cookie)));
+    if !bound {
+        return Err(FlowError::OtherBrowser);
+    }
+    // Keep the nonce a little past the state's own expiry, after which the state is refused
+    // as expired anyway.
+    let keep_until =
+        claims.issued_at.saturating_add(app.signer.max_age().as_secs()).saturating_add(60);
+    let keep_until = i64::try_from(keep_until).unwrap_or(i64::MAX);
+    if !app.store.consume_state(&claims.nonce, keep_until).await? {
+        return Err(FlowError::Replayed);
+    }
+    Ok(claims)
+}
+
+/// What the state carries in place of the cookie itself: a digest, so the state (which travels
+/// through Notion and browser history) does not reveal the cookie.
+fn browser_digest(cookie: &str) -> String {
+    URL_SAFE_NO_PAD
+        .encode(Sha256::new_with_prefix(b"noh browser binding\0").chain_update(cookie).finalize())
+}
+
+fn is_cookie_value(value: &str) -> bool {
+    value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A parameter name fit for a page and a log line.
+fn printable(name: &str) -> String {
+    name.chars().filter(|c| c.is_ascii_graphic()).take(40).collect()
+}
+
+/// How long the binding cookie lives: the state's lifetime plus a margin.
+pub fn cookie_max_age(state_ttl: Duration) -> Duration {
+    state_ttl + Duration::from_secs(60)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(query: &str) -> Result<CallbackParams, FlowError> {
+        CallbackParams::parse(Some(query))
+    }
+
+    #[test]
+    fn repeated_unknown_and_long_parameters_are_refused() {
+        assert!(
+            matches!(parse("code=a&code=b&state=s"), Err(FlowError::RepeatedParameter(p)) if p == "code")
+        );
+        assert!(
+            matches!(parse("code=a&state=s&evil=1"), Err(FlowError::UnexpectedParameter(p)) if p == "evil")
+        );
+        let long = format!("code={}&state=s", "a".repeat(600));
+        assert!(matches!(parse(&long), Err(FlowError::ParameterTooLong(p)) if p == "code"));
+        assert!(matches!(parse(&"x".repeat(9000)), Err(FlowError::QueryTooLong)));
+    }
+
+    #[test]
+    fn empty_values_count_as_absent() {
+        let params = parse("error=access_denied&state=").unwrap();
+        assert!(params.state.is_none());
+        assert_eq!(params.error.as_deref(), Some("access_denied"));
+        assert!(parse("code=&state=x").unwrap().code.is_none());
+    }
+
+    #[test]
+    fn browser_digests_hide_the_cookie_and_differ_per_browser() {
+        let (a, b) = ("a".repeat(43), "b".repeat(43));
+        assert!(!browser_digest(&a).contains(&a));
+        assert_ne!(browser_digest(&a), browser_digest(&b));
+        assert!(
+            is_cookie_value(&a) && !is_cookie_value("short") && !is_cookie_value(&"é".repeat(22))
+        );
+    }
+}
