@@ -258,6 +258,11 @@ impl RunningEmulator {
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// Stops accepting connections, to play a Notion that cannot be reached.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
 }
 
 impl fmt::Debug for RunningEmulator {

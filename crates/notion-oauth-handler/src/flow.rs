@@ -245,7 +245,7 @@ async fn accept_state(
 
 /// What the state carries in place of the cookie itself: a digest, so the state (which travels
 /// through Notion and browser history) does not reveal the cookie.
-fn browser_digest(cookie: &str) -> String {
+pub fn browser_digest(cookie: &str) -> String {
     URL_SAFE_NO_PAD
         .encode(Sha256::new_with_prefix(b"noh browser binding\0").chain_update(cookie).finalize())
 }

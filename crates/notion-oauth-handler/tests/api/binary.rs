@@ -1,0 +1,319 @@
+//! The binary as an operator runs it.
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{Browser, random_key};
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_notion-oauth-handler"));
+    // Only what a test passes: no NOTION_* or NOH_* from the developer's shell.
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).kill_on_drop(true);
+    command
+}
+
+async fn run(command: &mut Command) -> (Output, String, String) {
+    let output = command.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stdout, stderr)
+}
+
+/// Starts a long-running subcommand and returns it with the first stdout line containing `marker`.
+async fn start(command: &mut Command, marker: &str) -> (Child, String) {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(marker) {
+                return line;
+            }
+        }
+        panic!("the process ended before printing {marker:?}");
+    })
+    .await
+    .unwrap();
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, line)
+}
+
+#[tokio::test]
+async fn check_reports_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        r#"
+[server]
+bind = "localhost-ish"
+public_url = "http://notion.example.com"
+base_path = "notion"
+[notion]
+api_base_url = "http://api.example.com"
+version = "latest"
+timeout_seconds = 0
+[storage]
+url = "mysql://db"
+[security]
+master_key = "dG9vIHNob3J0"
+state_ttl_seconds = 5
+[[documents]]
+path = "/connect"
+file = "missing.html"
+"#,
+    )
+    .unwrap();
+
+    let (output, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
+
+    assert!(!output.status.success());
+    for key in [
+        "server.bind",
+        "server.public_url",
+        "server.base_path",
+        "notion.client_id",
+        "notion.client_secret",
+        "notion.api_base_url",
+        "notion.version",
+        "notion.timeout_seconds",
+        "storage.url",
+        "security.master_key",
+        "security.state_ttl_seconds",
+        "documents[0].path",
+    ] {
+        assert!(stderr.contains(&format!("- {key}:")), "{key} not reported:\n{stderr}");
+    }
+    assert!(stderr.contains("12 problem(s)"), "{stderr}");
+    assert!(stderr.contains("openssl rand -base64 32"), "a fix is suggested: {stderr}");
+}
+
+#[tokio::test]
+async fn check_names_unknown_keys_and_never_echoes_a_mistyped_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("typo.toml");
+    std::fs::write(&config, "[server]\nbnd = \"127.0.0.1:1\"\n").unwrap();
+    let (output, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
+    assert!(!output.status.success());
+    assert!(stderr.contains("bnd"), "{stderr}");
+
+    std::fs::write(&config, "[notion]\nclient_secret = 987654321987\n").unwrap();
+    let (output, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("notion.client_secret") && stderr.contains("must be a string"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("987654321987"), "{stderr}");
+
+    let (output, _, stderr) =
+        run(binary().args(["check", "--config", "/nonexistent/x.toml"])).await;
+    assert!(!output.status.success());
+    assert!(stderr.contains("does not exist") && stderr.contains("init"), "{stderr}");
+}
+
+#[tokio::test]
+async fn check_accepts_a_configuration_made_of_environment_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, stdout, stderr) = run(binary()
+        .arg("check")
+        .current_dir(dir.path())
+        .env("NOTION_CLIENT_ID", "from-env")
+        .env("NOTION_CLIENT_SECRET", "secret_from_env")
+        .env("NOH_MASTER_KEY", random_key())
+        .env("NOH_SERVER__PUBLIC_URL", "https://oauth.example.com")
+        .env("NOH_SERVER__BASE_PATH", "/notion"))
+    .await;
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("https://oauth.example.com/notion/callback"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_dotenv_file_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        format!(
+            "NOTION_CLIENT_ID=dotenv-id\nNOTION_CLIENT_SECRET=secret_x\nNOH_MASTER_KEY={}\nNOH_SERVER__PUBLIC_URL=https://dotenv.example.com\n",
+            random_key()
+        ),
+    )
+    .unwrap();
+    let (output, stdout, stderr) = run(binary().arg("check").current_dir(dir.path())).await;
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("https://dotenv.example.com/callback"), "{stdout}");
+}
+
+#[tokio::test]
+async fn init_writes_a_starting_point_that_check_understands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, stdout, _) = run(binary().args(["init", "--dir"]).arg(dir.path())).await;
+    assert!(output.status.success());
+    for file in
+        ["notion-oauth-handler.toml", ".env.example", "legal/privacy.html", "legal/terms.html"]
+    {
+        assert!(dir.path().join(file).exists(), "{file} missing; {stdout}");
+    }
+
+    // A second run does not overwrite the operator's edits.
+    let (output, _, stderr) = run(binary().args(["init", "--dir"]).arg(dir.path())).await;
+    assert!(!output.status.success());
+    assert!(stderr.contains("--force"), "{stderr}");
+
+    // The starting point lacks only the two secrets, which check asks for by name.
+    let config = dir.path().join("notion-oauth-handler.toml");
+    let (output, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("2 problem(s)")
+            && stderr.contains("notion.client_secret")
+            && stderr.contains("security.master_key"),
+        "{stderr}"
+    );
+    let (output, stdout, stderr) = run(binary()
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("NOTION_CLIENT_SECRET", "secret_x")
+        .env("NOH_MASTER_KEY", random_key()))
+    .await;
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("https://notion.example.com/callback") && stdout.contains("/privacy"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn serve_with_a_broken_configuration_exits_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[server]\npublic_url = \"https://x.example.com\"\n").unwrap();
+    let (output, _, stderr) = run(binary().args(["serve", "--config"]).arg(&config)).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("notion.client_id") && stderr.contains("security.master_key"),
+        "{stderr}"
+    );
+}
+
+async fn dev_flow(url: &str, user: &str) -> String {
+    let browser = Browser::new();
+    let authorize = browser.get(&format!("{url}connect")).await.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let authorize = format!("{authorize}&mock_user={}", user.replace(' ', "+"));
+    let callback = browser.get(&authorize).await.headers()["location"].to_str().unwrap().to_owned();
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status().as_u16(), 200);
+    page.text().await.unwrap()
+}
+
+async fn list_json(data_dir: &Path) -> serde_json::Value {
+    let (output, stdout, stderr) = run(binary()
+        .args(["connections", "list", "--json", "--config"])
+        .arg(data_dir.join("notion-oauth-handler.toml")))
+    .await;
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stdout.contains("ntn_") && !stdout.contains("nrt_"), "never a token: {stdout}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[tokio::test]
+async fn dev_runs_the_whole_flow_with_nothing_configured_and_keeps_it_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join(".noh-dev");
+    let dev = |dir: &Path| {
+        let mut command = binary();
+        command.args(["dev", "--bind", "127.0.0.1:0", "--auto-approve"]).current_dir(dir);
+        command
+    };
+
+    // First run: secrets are generated, the flow completes, the connection is listed.
+    let (mut first, line) = start(&mut dev(dir.path()), "Open in a browser").await;
+    let url = line.split_whitespace().last().unwrap().to_owned();
+    let page = dev_flow(&url, "Ada Lovelace").await;
+    assert!(page.contains("Connected to Acme Corp"), "{page}");
+    let listed = list_json(&data_dir).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let master_key = std::fs::read_to_string(data_dir.join("master.key")).unwrap();
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
+
+    // Second run: same data, same key, and the same user re-authorizes in place.
+    let (mut second, line) = start(&mut dev(dir.path()), "Open in a browser").await;
+    let url = line.split_whitespace().last().unwrap().to_owned();
+    let page = dev_flow(&url, "Ada Lovelace").await;
+    assert!(page.contains("data-outcome=\"reauthorized\""), "{page}");
+    assert_eq!(std::fs::read_to_string(data_dir.join("master.key")).unwrap(), master_key);
+    let listed = list_json(&data_dir).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["authorizations"], 2);
+    second.start_kill().unwrap();
+    let _ = second.wait().await;
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data_dir.join("master.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the generated master key is readable by its owner only");
+    }
+}
+
+#[tokio::test]
+async fn connections_list_prints_a_table_and_refuses_a_missing_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[storage]\nurl = \"sqlite://nope.db\"\n").unwrap();
+    let (output, _, stderr) =
+        run(binary().args(["connections", "list", "--config"]).arg(&config)).await;
+    assert!(!output.status.success());
+    assert!(stderr.contains("cannot open the database"), "{stderr}");
+    assert!(!dir.path().join("nope.db").exists(), "listing must not create an empty database");
+}
+
+#[tokio::test]
+async fn mock_notion_runs_alone_with_the_credentials_it_is_given() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (mut emulator, line) = start(
+        binary().args([
+            "mock-notion",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--client-id",
+            "mock-id",
+            "--client-secret",
+            "mock-secret",
+            "--redirect-uri",
+            "http://127.0.0.1:9/callback",
+        ]),
+        "listening on",
+    )
+    .await;
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    let client = crate::helpers::http().build().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let unknown_client = client
+        .get(format!("{base}/v1/oauth/authorize?client_id=other&response_type=code&owner=user"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown_client.status().as_u16(), 400);
+    let no_auth = client
+        .post(format!("{base}/v1/oauth/token"))
+        .json(&serde_json::json!({"grant_type":"authorization_code","code":"x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_auth.status().as_u16(), 401);
+    assert_eq!(no_auth.json::<serde_json::Value>().await.unwrap()["error"], "invalid_client");
+    emulator.start_kill().unwrap();
+
+    let (output, _, stderr) = run(binary().args(["mock-notion", "--bind", "127.0.0.1:0"])).await;
+    assert!(!output.status.success());
+    assert!(stderr.contains("--client-id"), "{stderr}");
+}

@@ -1,0 +1,271 @@
+//! `spawn_app` and a `TestApp` with one method per step a browser takes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use mock_notion::{Emulator, EmulatorConfig, Endpoint, RunningEmulator};
+use notion_oauth_handler::config::{DocumentSettings, Settings};
+use notion_oauth_handler::startup::Application;
+use notion_oauth_handler::store::{ConnectionSummary, ConnectionTokens, Store};
+use notion_oauth_handler::vault::{MasterKey, Vault};
+use reqwest::cookie::{CookieStore, Jar};
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use url::Url;
+
+pub const CLIENT_SECRET: &str = "secret_test_client_secret_value_123";
+
+/// What a test may change about the server and the emulator.
+pub struct TestOptions {
+    pub allow_notion_initiated: bool,
+    pub timeout_seconds: u64,
+    pub base_path: &'static str,
+    pub emulator: EmulatorConfig,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            allow_notion_initiated: false,
+            timeout_seconds: 2,
+            base_path: "/",
+            emulator: EmulatorConfig::default(),
+        }
+    }
+}
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT` plus the base path, no trailing slash.
+    pub address: String,
+    pub notion: RunningEmulator,
+    pub master_key: String,
+    pub db_path: PathBuf,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// A browser: its own cookie jar, no redirects followed (each hop is asserted).
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub jar: Arc<Jar>,
+}
+
+/// A client builder for tests; reqwest is built without a default TLS provider, so install
+/// the one the server uses first.
+pub fn http() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        let jar = Arc::new(Jar::default());
+        let client = http()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .build()
+            .unwrap();
+        Self { client, jar }
+    }
+
+    /// The value of the browser-binding cookie this browser holds for `url`.
+    pub fn binding_cookie(&self, url: &str) -> Option<String> {
+        let header = self.jar.cookies(&Url::parse(url).unwrap())?;
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find_map(|c| c.strip_prefix("noh_browser=").map(str::to_owned))
+    }
+
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        self.client.get(url).send().await.unwrap()
+    }
+}
+
+pub struct Page {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Page {
+    /// The stable reason our error pages carry in `data-reason` (or the outcome of others).
+    pub fn reason(&self) -> &str {
+        let find =
+            |attr: &str| self.body.split(attr).nth(1).and_then(|rest| rest.split('"').next());
+        find("data-reason=\"").or_else(|| find("data-outcome=\"")).unwrap_or("")
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(TestOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: TestOptions) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let base = options.base_path.trim_end_matches('/');
+    let mut emulator_config = options.emulator;
+    emulator_config.client_id = "4a1e0f4e-0000-4000-8000-000000000001".into();
+    emulator_config.client_secret = CLIENT_SECRET.into();
+    emulator_config.redirect_uris = vec![format!("{origin}{base}/callback")];
+    let notion = Emulator::spawn(emulator_config, "127.0.0.1:0").await.unwrap();
+
+    let (_, master_key) = MasterKey::generate().unwrap();
+    let master_key = secrecy::ExposeSecret::expose_secret(&master_key).to_owned();
+    std::fs::write(dir.path().join("privacy.html"), "<h1>Privacy</h1>").unwrap();
+    let mut settings = Settings::default();
+    settings.server.bind = listener.local_addr().unwrap().to_string();
+    settings.server.public_url = Some(origin.clone());
+    settings.server.base_path = options.base_path.into();
+    settings.notion.client_id = Some("4a1e0f4e-0000-4000-8000-000000000001".into());
+    settings.notion.client_secret = Some(SecretString::from(CLIENT_SECRET));
+    settings.notion.api_base_url = notion.base_url();
+    settings.notion.timeout_seconds = options.timeout_seconds;
+    settings.storage.url = "sqlite://connections.db".into();
+    settings.security.master_key = Some(SecretString::from(master_key.clone()));
+    settings.security.allow_notion_initiated = options.allow_notion_initiated;
+    settings.documents = vec![DocumentSettings {
+        path: "/privacy".into(),
+        file: "privacy.html".into(),
+        content_type: None,
+    }];
+    let config = settings.validate(dir.path()).unwrap();
+
+    let app = Application::build_with_listener(config, listener).await.unwrap();
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address: format!("{origin}{base}"),
+        notion,
+        master_key,
+        db_path: dir.path().join("connections.db"),
+        dir,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn emulator(&self) -> &Emulator {
+        &self.notion.emulator
+    }
+
+    /// `GET /connect`, returning Notion's authorize URL from the 302.
+    pub async fn connect(&self, browser: &Browser, reference: Option<&str>) -> Url {
+        let mut url = Url::parse(&format!("{}/connect", self.address)).unwrap();
+        if let Some(r) = reference {
+            url.query_pairs_mut().append_pair("ref", r);
+        }
+        let response = browser.get(url.as_str()).await;
+        assert_eq!(response.status().as_u16(), 302, "connect should redirect to Notion");
+        Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+    }
+
+    /// Plays the user on Notion's side (`allow` or `deny`, as `user`), returning the callback URL.
+    pub async fn decide(&self, authorize: &Url, decision: &str, user: &str) -> Url {
+        let mut url = authorize.clone();
+        url.query_pairs_mut().append_pair("mock_decision", decision).append_pair("mock_user", user);
+        let response = http()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 302, "the emulator should redirect back");
+        Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+    }
+
+    /// The browser arriving back at our callback.
+    pub async fn callback(&self, browser: &Browser, url: &str) -> Page {
+        let response = browser.get(url).await;
+        let status = response.status().as_u16();
+        Page { status, body: response.text().await.unwrap() }
+    }
+
+    /// A whole successful flow as `user`, returning the callback's page.
+    pub async fn add_to_notion(
+        &self,
+        browser: &Browser,
+        user: &str,
+        reference: Option<&str>,
+    ) -> Page {
+        let authorize = self.connect(browser, reference).await;
+        let callback = self.decide(&authorize, "allow", user).await;
+        self.callback(browser, callback.as_str()).await
+    }
+
+    pub async fn callback_with_query(&self, browser: &Browser, query: &str) -> Page {
+        self.callback(browser, &format!("{}/callback?{query}", self.address)).await
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::open_existing(&format!("sqlite://{}", self.db_path.display())).await.unwrap()
+    }
+
+    pub async fn connections(&self) -> Vec<ConnectionSummary> {
+        self.store().await.list_connections().await.unwrap()
+    }
+
+    pub fn vault(&self) -> Vault {
+        Vault::new(
+            &MasterKey::from_base64(&SecretString::from(self.master_key.clone())).unwrap(),
+            &[],
+        )
+    }
+
+    pub async fn tokens(&self, bot_id: &str) -> ConnectionTokens {
+        self.store().await.connection_tokens(&self.vault(), bot_id).await.unwrap().unwrap()
+    }
+
+    pub fn token_requests(&self) -> usize {
+        self.emulator().requests_to(Endpoint::Token).len()
+    }
+
+    /// Stops the server and waits for it, so the database files are complete on disk.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    /// Signs a state with this server's key, for tests that need a valid signature on claims
+    /// the server would never issue (expired ones).
+    pub fn sign_state(&self, claims: &notion_oauth::StateClaims) -> String {
+        notion_oauth::StateSigner::new(
+            self.vault().state_key(),
+            std::time::Duration::from_secs(600),
+        )
+        .sign(claims)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            server.abort();
+        }
+    }
+}
+
+/// `param` of `url`'s query.
+pub fn query_param(url: &Url, param: &str) -> Option<String> {
+    url.query_pairs().find(|(k, _)| k == param).map(|(_, v)| v.into_owned())
+}
+
+/// Random bytes as base64, for keys a test needs.
+pub fn random_key() -> String {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(key)
+}

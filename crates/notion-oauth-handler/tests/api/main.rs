@@ -1,0 +1,9 @@
+//! Integration tests: the real server over HTTP on 127.0.0.1, Notion emulated in-process.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bad_input;
+mod binary;
+mod flow;
+mod helpers;
+mod notion_faults;
+mod secrets;
