@@ -61,11 +61,26 @@ fn token_body(
         "bot_id": identity.bot_id,
         "workspace_id": identity.workspace_id,
         "workspace_name": identity.workspace_name,
-        "workspace_icon": format!("https://mock-notion.invalid/workspace-icons/{}.png", identity.workspace_id),
+        "workspace_icon": workspace_icon(&identity.workspace_name),
         "owner": owner_json(identity),
         "duplicated_template_id": duplicated_template_id,
         "request_id": request_id,
     })
+}
+
+/// Real Notion answers an https URL; a URL here would have to leave the machine to load, so the
+/// emulator inlines a small SVG (the workspace's initial) that a page can show offline.
+fn workspace_icon(workspace_name: &str) -> String {
+    use base64::Engine;
+    let initial: String = workspace_name
+        .chars()
+        .find(|c| c.is_alphanumeric())
+        .map_or_else(|| "N".to_owned(), |c| c.to_uppercase().collect());
+    let svg = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 48 48'><rect width='48' height='48' rx='8' fill='#2383e2'/>\
+         <text x='24' y='32' font-family='sans-serif' font-size='24' fill='#fff' text-anchor='middle'>{initial}</text></svg>"
+    );
+    format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg))
 }
 
 /// The authorizing person, as in the token response and under `bot.owner` of `/v1/users/me`.

@@ -24,8 +24,12 @@ pub async fn oauth_callback(
         Ok(Finished::Connected { response, outcome }) => {
             let workspace =
                 response.workspace_name.clone().unwrap_or_else(|| "your Notion workspace".into());
-            let icon =
-                response.workspace_icon.as_deref().filter(|icon| icon.starts_with("https://"));
+            // Notion sends an https URL; inline images are harmless in an <img> and allowed by
+            // the page policy. Anything else (javascript:, http:) is not shown.
+            let icon = response
+                .workspace_icon
+                .as_deref()
+                .filter(|icon| icon.starts_with("https://") || icon.starts_with("data:image/"));
             let values = context! {
                 workspace,
                 icon,

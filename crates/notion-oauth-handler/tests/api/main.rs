@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod binary;
+mod browser;
 mod flow;
 mod helpers;
 mod notion_faults;
