@@ -21,8 +21,6 @@ use crate::vault::{MasterKey, Vault};
 
 /// Paths the server itself answers; documents may not take them.
 const RESERVED_PATHS: [&str; 5] = ["/", "/connect", "/callback", "/healthz", "/readyz"];
-/// Keys whose values must never be echoed in a configuration error.
-const SECRET_KEYS: [&str; 3] = ["client_secret", "master_key", "previous_master_keys"];
 
 /// The configuration file as written.
 #[derive(Debug, Default, Deserialize)]
@@ -210,28 +208,38 @@ pub fn load_settings(path: Option<&Path>) -> Result<Settings, ConfigError> {
         // Only NOH_SECTION__KEY names are settings, so NOH_MASTER_KEY and NOH_LOG_FORMAT are not
         // mistaken for unknown top-level keys.
         .merge(Env::prefixed("NOH_").filter(|key| key.as_str().contains("__")).split("__"));
-    figment.extract().map_err(|error| {
-        ConfigError(
-            error
-                .into_iter()
-                .map(|error| {
-                    let key =
-                        if error.path.is_empty() { "(file)".into() } else { error.path.join(".") };
-                    let secret = error.path.iter().any(|part| SECRET_KEYS.contains(&part.as_str()));
-                    let mut message = if secret {
-                        // figment's messages quote the value found; this one is a secret.
-                        "has the wrong type: it must be a string".to_owned()
-                    } else {
-                        error.kind.to_string()
-                    };
-                    if let Some(source) = error.metadata.as_ref().map(|m| m.name.to_string()) {
-                        message.push_str(&format!(" (from {source})"));
-                    }
-                    Problem { key, message }
-                })
-                .collect(),
-        )
-    })
+    figment
+        .extract()
+        .map_err(|error| ConfigError(error.into_iter().map(describe_load_error).collect()))
+}
+
+/// A figment error as a problem that never quotes a value: figment quotes the value it found, and
+/// a TOML syntax error quotes the source line, either of which can be a secret.
+fn describe_load_error(error: figment::Error) -> Problem {
+    use figment::error::Kind;
+    let key = if error.path.is_empty() { "(file)".into() } else { error.path.join(".") };
+    let mut message = match &error.kind {
+        Kind::InvalidType(_, expected) => format!("has the wrong type: expected {expected}"),
+        Kind::InvalidValue(_, expected) => format!("has an invalid value: expected {expected}"),
+        Kind::Message(text) => {
+            // TOML syntax errors read "TOML parse error at line L, column C", the offending
+            // line, a caret, then the reason: keep the first and last lines only.
+            let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            match (lines.first(), lines.last()) {
+                (Some(first), Some(last)) if lines.len() > 1 => format!("{first}: {last}"),
+                _ => text.clone(),
+            }
+        }
+        other => other.to_string(),
+    };
+    let origin = error
+        .metadata
+        .as_ref()
+        .map(|m| m.source.as_ref().map_or_else(|| m.name.to_string(), ToString::to_string));
+    if let Some(origin) = origin {
+        message.push_str(&format!(" (in {origin})"));
+    }
+    Problem { key, message }
 }
 
 impl Settings {
@@ -255,14 +263,16 @@ impl Settings {
             )
         });
 
+        let api_base_url = check_api_base_url(&self.notion.api_base_url)
+            .map_err(|m| problem("notion.api_base_url", m));
+        let notion_is_local = api_base_url.as_ref().is_ok_and(is_loopback_host);
         let public_url = match &self.server.public_url {
             None => {
                 problem("server.public_url", "is required: the https address users reach this server at, e.g. https://notion.example.com (the redirect URI is built from it)".into());
                 Err(())
             }
-            Some(text) => {
-                check_public_url(text).map_err(|message| problem("server.public_url", message))
-            }
+            Some(text) => check_public_url(text, notion_is_local)
+                .map_err(|message| problem("server.public_url", message)),
         };
 
         let base_path =
@@ -285,8 +295,6 @@ impl Settings {
         .map(|secret| ClientSecret::new(secret.expose_secret()))
         .map_err(|(key, message)| problem(&key, message));
 
-        let api_base_url = check_api_base_url(&self.notion.api_base_url)
-            .map_err(|m| problem("notion.api_base_url", m));
         let version_ok = is_notion_version(&self.notion.version);
         if !version_ok {
             problem(
@@ -386,12 +394,16 @@ fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
-fn check_public_url(text: &str) -> Result<Url, String> {
+/// Notion accepts a plain-http redirect URI only for `localhost`; a loopback IP works only with
+/// an emulator that is itself on this machine.
+fn check_public_url(text: &str, notion_is_local: bool) -> Result<Url, String> {
     let url = Url::parse(text.trim())
         .map_err(|e| format!("`{text}` is not a URL ({e}); use e.g. https://notion.example.com"))?;
-    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback_host(&url)) {
+    let plain_http_ok = url.scheme() == "http"
+        && (url.host_str() == Some("localhost") || (notion_is_local && is_loopback_host(&url)));
+    if url.scheme() != "https" && !plain_http_ok {
         return Err(format!(
-            "`{text}` must use https: Notion accepts plain http redirect URIs only for localhost"
+            "`{text}` must use https: Notion accepts plain http redirect URIs only for localhost (http://localhost:PORT)"
         ));
     }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
@@ -505,5 +517,11 @@ fn load_document(
             }
         },
     };
+    if axum::http::HeaderValue::from_str(&content_type).is_err() {
+        return Err((
+            "content_type",
+            format!("`{}` is not a valid Content-Type header value", content_type.escape_debug()),
+        ));
+    }
     Ok(Document { path: path.to_owned(), body, content_type })
 }

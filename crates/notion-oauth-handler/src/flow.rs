@@ -12,12 +12,17 @@ use notion_oauth::{AuthorizationCode, NotionError, StateClaims, StateError, Toke
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::config::Config;
 use crate::startup::AppState;
 use crate::store::{StoreError, Upserted};
 
 /// The cookie that ties a flow to the browser that started it. One per browser, not per flow,
-/// so that several tabs can each run a flow at once.
-pub const BROWSER_COOKIE: &str = "noh_browser";
+/// so that several tabs can each run a flow at once. Over https it carries the `__Host-`
+/// prefix, which browsers only accept from this exact host: a sibling subdomain cannot plant a
+/// value it knows.
+pub fn browser_cookie_name(config: &Config) -> &'static str {
+    if config.is_https() { "__Host-noh_browser" } else { "noh_browser" }
+}
 /// Longest `ref` accepted on `/connect`.
 pub const MAX_REF_CHARS: usize = 256;
 
@@ -25,7 +30,7 @@ pub const MAX_REF_CHARS: usize = 256;
 /// `code`, `state` and `error`; the others are standard OAuth names it may add.
 const CALLBACK_PARAMS: [(&str, usize); 6] = [
     ("code", 512),
-    ("state", 2048),
+    ("state", notion_oauth::MAX_STATE_LEN),
     ("error", 64),
     ("error_description", 1024),
     ("error_uri", 1024),
@@ -71,6 +76,14 @@ pub enum FlowError {
 }
 
 impl FlowError {
+    /// Notion's request id, when Notion caused the failure.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            FlowError::Exchange(error) => error.request_id(),
+            _ => None,
+        }
+    }
+
     /// Whether the cause is on our side or Notion's (logged louder) rather than the visitor's.
     pub fn is_server_side(&self) -> bool {
         matches!(self, FlowError::Store(_) | FlowError::Randomness(_))
@@ -90,22 +103,43 @@ pub struct Started {
     pub browser_cookie: String,
 }
 
-/// Makes a state for a new flow and the authorize URL that carries it.
+/// Reads the optional `ref` of a query string. Other parameters (campaign tags and the like) are
+/// ignored; a repeated `ref` is ambiguous and refused, and so is one that is too long.
+///
+/// `ref` is whatever the link says: anyone who can edit the link can change it, so it names the
+/// app's user only as far as the app trusts the link it handed out.
 ///
 /// # Errors
-/// A `ref` that is too long, or no randomness.
-pub fn start(
-    app: &AppState,
-    existing_cookie: Option<&str>,
-    reference: Option<String>,
-) -> Result<Started, FlowError> {
-    let reference = reference.filter(|r| !r.is_empty());
-    if reference
+/// A repeated, over-long or control-character `ref`.
+pub fn parse_ref(query: Option<&str>) -> Result<Option<String>, FlowError> {
+    let mut found: Option<String> = None;
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if name == "ref" {
+            if found.is_some() {
+                return Err(FlowError::RepeatedParameter("ref".into()));
+            }
+            found = Some(value.into_owned());
+        }
+    }
+    let found = found.filter(|r| !r.is_empty());
+    if found
         .as_ref()
         .is_some_and(|r| r.chars().count() > MAX_REF_CHARS || r.chars().any(char::is_control))
     {
         return Err(FlowError::BadRef);
     }
+    Ok(found)
+}
+
+/// Makes a state for a new flow and the authorize URL that carries it.
+///
+/// # Errors
+/// No randomness.
+pub fn start(
+    app: &AppState,
+    existing_cookie: Option<&str>,
+    reference: Option<String>,
+) -> Result<Started, FlowError> {
     let browser_cookie = match existing_cookie.filter(|c| is_cookie_value(c)) {
         Some(cookie) => cookie.to_owned(),
         None => {
@@ -206,9 +240,12 @@ pub async fn finish(
         None if app.config.allow_notion_initiated => None,
         None => return Err(FlowError::MissingState),
     };
-    let redirect_uri = app.config.redirect_uri();
-    let response =
-        app.client.exchange_code(code, Some(&redirect_uri)).await.map_err(FlowError::Exchange)?;
+    let response = if params.state.is_some() {
+        app.client.exchange_code(code, Some(&app.config.redirect_uri())).await
+    } else {
+        exchange_notion_initiated(app, code).await
+    };
+    let response = response.map_err(FlowError::Exchange)?;
     let outcome =
         app.store.upsert_connection(&app.config.vault, &response, reference.as_deref()).await?;
     tracing::info!(
@@ -219,6 +256,27 @@ pub async fn finish(
         "connection stored"
     );
     Ok(Finished::Connected { response: Box::new(response), outcome })
+}
+
+/// An install started from Notion comes from an authorize URL we did not build, so whether Notion
+/// expects `redirect_uri` in the exchange is unknown (it is required when the authorize URL had
+/// one, refused when it had none and one URI is registered). Send it; if Notion refuses the
+/// request's shape over `redirect_uri`, try once without. A request that fails validation does
+/// not spend the code, so this is not the retry of an exchange that must never be repeated.
+async fn exchange_notion_initiated(
+    app: &AppState,
+    code: AuthorizationCode,
+) -> Result<TokenResponse, NotionError> {
+    let again = AuthorizationCode::new(code.expose_secret());
+    match app.client.exchange_code(code, Some(&app.config.redirect_uri())).await {
+        Err(NotionError::Api(error))
+            if error.code == "invalid_request" && error.message.contains("redirect_uri") =>
+        {
+            tracing::info!("Notion wants no redirect_uri for this install; exchanging without it");
+            app.client.exchange_code(again, None).await
+        }
+        other => other,
+    }
 }
 
 /// Verifies a state's signature, age and browser, then records it as used.

@@ -85,10 +85,7 @@ impl Pages {
     /// The page for a flow that could not finish.
     pub fn error(&self, error: &FlowError, state_ttl_minutes: u64) -> Page {
         let (status, reason, title, message) = describe(error, state_ttl_minutes);
-        let request_id = match error {
-            FlowError::Exchange(e) => e.request_id().map(str::to_owned),
-            _ => None,
-        };
+        let request_id = error.request_id();
         self.render(status, "error.html", context! { reason, title, message, request_id })
     }
 }

@@ -22,6 +22,8 @@ pub enum StoreError {
     Vault(#[from] VaultError),
     #[error("a stored token is not valid text")]
     Corrupt,
+    #[error("Notion's answer could not be serialized for storage: {0}")]
+    Serialize(#[source] serde_json::Error),
 }
 
 /// A connection as listed for operators: everything but the tokens.
@@ -169,7 +171,7 @@ impl Store {
         let user = response.owner.user();
         let email = user.and_then(|u| u.person.as_ref()).and_then(|p| p.email.clone());
         // Serializing the response leaves the tokens out by construction (see TokenResponse).
-        let stored_response = serde_json::to_string(response).map_err(|_| StoreError::Corrupt)?;
+        let stored_response = serde_json::to_string(response).map_err(StoreError::Serialize)?;
         let now = now();
         let row = sqlx::query(
             "INSERT INTO connections (bot_id, workspace_id, workspace_name, workspace_icon, owner_type,

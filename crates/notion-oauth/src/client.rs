@@ -130,7 +130,7 @@ impl OAuthClient {
     ///
     /// # Errors
     /// [`NotionError`]; `invalid_grant` means the code was used, expired or revoked.
-    #[tracing::instrument(name = "notion.exchange_code", skip_all, err(Display))]
+    #[tracing::instrument(name = "notion.exchange_code", skip_all, err(level = "debug", Display))]
     pub async fn exchange_code(
         &self,
         code: AuthorizationCode,
@@ -150,7 +150,7 @@ impl OAuthClient {
     /// # Errors
     /// [`NotionError`]; `invalid_grant` means the refresh token is dead (rotated away, revoked,
     /// or the user removed the connection) and the user has to authorize again.
-    #[tracing::instrument(name = "notion.refresh", skip_all, err(Display))]
+    #[tracing::instrument(name = "notion.refresh", skip_all, err(level = "debug", Display))]
     pub async fn refresh(
         &self,
         refresh_token: &RefreshToken,
@@ -164,7 +164,7 @@ impl OAuthClient {
     ///
     /// # Errors
     /// [`NotionError`].
-    #[tracing::instrument(name = "notion.introspect", skip_all, err(Display))]
+    #[tracing::instrument(name = "notion.introspect", skip_all, err(level = "debug", Display))]
     pub async fn introspect(&self, token: &AccessToken) -> Result<Introspection, NotionError> {
         self.post(&self.introspect, &json!({ "token": token.expose_secret() })).await
     }
@@ -173,7 +173,7 @@ impl OAuthClient {
     ///
     /// # Errors
     /// [`NotionError`].
-    #[tracing::instrument(name = "notion.revoke", skip_all, err(Display))]
+    #[tracing::instrument(name = "notion.revoke", skip_all, err(level = "debug", Display))]
     pub async fn revoke(&self, token: &AccessToken) -> Result<Revocation, NotionError> {
         self.post(&self.revoke, &json!({ "token": token.expose_secret() })).await
     }
@@ -259,7 +259,8 @@ fn describe_json_error(error: &serde_json::Error) -> String {
 
 /// Refuses answers that parse but cannot be stored safely: empty tokens or ids, or ids that are
 /// not plain text (they end up in URLs, pages and database keys).
-fn check_token_response(response: TokenResponse) -> Result<TokenResponse, NotionError> {
+fn check_token_response(mut response: TokenResponse) -> Result<TokenResponse, NotionError> {
+    response.request_id = response.request_id.map(|id| crate::error::sanitize(&id, 100));
     let invalid = |reason: &str| NotionError::InvalidResponse {
         status: 200,
         reason: reason.to_owned(),

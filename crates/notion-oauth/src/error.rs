@@ -38,7 +38,7 @@ pub enum NotionError {
     #[error("Notion did not answer within {} seconds", .0.as_secs_f32())]
     Timeout(Duration),
     /// Notion could not be reached, or the connection broke.
-    #[error("could not reach Notion: {0}")]
+    #[error("could not reach Notion: {}", cause_chain(.0))]
     Network(#[source] reqwest::Error),
 }
 
@@ -90,6 +90,22 @@ impl NotionError {
     }
 }
 
+/// "error sending request: client error (Connect): tcp connect error: Connection refused": the
+/// top-level message alone does not say what to fix. The URL was removed with `without_url`.
+fn cause_chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Reads an error body in either shape; `None` when it is neither.
 pub(crate) fn parse_error_body(
     status: u16,
@@ -103,14 +119,15 @@ pub(crate) fn parse_error_body(
     let message = text("error_description").or_else(|| text("message")).unwrap_or("");
     Some(NotionApiError {
         status,
-        code: truncate(code, 100),
-        message: truncate(message, MAX_MESSAGE_CHARS),
-        request_id: text("request_id").map(|id| truncate(id, 100)).or(header_request_id),
+        code: sanitize(code, 100),
+        message: sanitize(message, MAX_MESSAGE_CHARS),
+        request_id: text("request_id").map(|id| sanitize(id, 100)).or(header_request_id),
         retry_after,
     })
 }
 
-fn truncate(text: &str, max_chars: usize) -> String {
+/// Text from Notion fit for a page or a log line: bounded, without control characters.
+pub(crate) fn sanitize(text: &str, max_chars: usize) -> String {
     text.chars().filter(|c| !c.is_control()).take(max_chars).collect()
 }
 

@@ -26,7 +26,7 @@ mod types;
 pub use client::{ClientConfig, DEFAULT_API_BASE_URL, DEFAULT_NOTION_VERSION, OAuthClient};
 pub use error::{BuildError, NotionApiError, NotionError};
 pub use secret::{AccessToken, AuthorizationCode, ClientId, ClientSecret, RefreshToken};
-pub use state::{StateClaims, StateError, StateSigner};
+pub use state::{MAX_STATE_LEN, StateClaims, StateError, StateSigner};
 pub use types::{
     BotId, Introspection, Owner, Person, Revocation, TokenResponse, User, WorkspaceId,
 };

@@ -64,18 +64,18 @@ pub struct TokenResponse {
     /// The workspace the user installed the integration in.
     pub workspace_id: WorkspaceId,
     /// The workspace's name, if it has one.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_none")]
     pub workspace_name: Option<String>,
     /// The workspace's icon: usually a URL.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_none")]
     pub workspace_icon: Option<String>,
     /// Who the bot acts for.
     pub owner: Owner,
     /// The page created from the integration's template, when the user chose to duplicate it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_none")]
     pub duplicated_template_id: Option<String>,
     /// Notion's id for this request, for support tickets.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_none")]
     pub request_id: Option<String>,
     /// Fields this crate does not know, kept as they came.
     #[serde(flatten)]
@@ -84,6 +84,15 @@ pub struct TokenResponse {
 
 fn bearer() -> String {
     "bearer".to_owned()
+}
+
+/// Fields that are only shown or recorded must not cost the user a connection: by the time the
+/// answer arrives the code is spent, so a value of an unexpected type is dropped, not fatal.
+fn text_or_none<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::String(text) => Some(text),
+        _ => None,
+    })
 }
 
 /// The owner of a connection's bot, in the shapes Notion has used.
@@ -148,12 +157,11 @@ impl<'de> Deserialize<'de> for Owner {
         let value = Value::deserialize(deserializer)?;
         let kind = value.get("type").and_then(Value::as_str);
         match kind {
-            Some("user") => match value.get("user") {
-                Some(user) => User::deserialize(user.clone())
-                    .map(Owner::User)
-                    .map_err(|_| serde::de::Error::custom("owner.user is not a Notion user")),
-                None => Err(serde::de::Error::missing_field("owner.user")),
-            },
+            // A user we cannot read is kept as it came rather than failing the exchange.
+            Some("user") => Ok(value
+                .get("user")
+                .and_then(|user| User::deserialize(user.clone()).ok())
+                .map_or(Owner::Other(value), Owner::User)),
             Some("workspace") => Ok(Owner::Workspace),
             None if value.get("workspace").and_then(Value::as_bool) == Some(true) => {
                 Ok(Owner::Workspace)
@@ -261,6 +269,16 @@ mod tests {
         let round_trip: Owner =
             serde_json::from_value(serde_json::to_value(&partial).unwrap()).unwrap();
         assert_eq!(round_trip, partial);
+    }
+
+    #[test]
+    fn display_fields_of_an_unexpected_type_are_dropped_not_fatal() {
+        let body = r#"{"access_token":"ntn_x","bot_id":"b","workspace_id":"w","workspace_name":7,
+            "workspace_icon":{"emoji":"x"},"owner":{"type":"user","user":null},"request_id":false}"#;
+        let response: TokenResponse = serde_json::from_str(body).unwrap();
+        assert!(response.workspace_name.is_none() && response.workspace_icon.is_none());
+        assert!(matches!(response.owner, Owner::Other(_)));
+        assert!(response.request_id.is_none());
     }
 
     #[test]

@@ -40,7 +40,12 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             args.bind
         )
     })?;
-    let public_url = format!("http://{}", listener.local_addr()?);
+    let bound = listener.local_addr()?;
+    // Listening on every interface (0.0.0.0) is not an address a browser can open.
+    let host =
+        if bound.ip().is_unspecified() { "localhost".to_owned() } else { bound.ip().to_string() };
+    let host = if bound.is_ipv6() && host != "localhost" { format!("[{host}]") } else { host };
+    let public_url = format!("http://{host}:{}", bound.port());
     let emulator = Emulator::spawn(
         EmulatorConfig {
             client_id: client_id.clone(),

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum_extra::extract::cookie::{Cookie, CookieJar};
 use minijinja::context;
 
-use crate::flow::{self, BROWSER_COOKIE, CallbackParams, Finished};
+use crate::flow::{self, CallbackParams, Finished, browser_cookie_name};
 use crate::pages::Page;
 use crate::startup::AppState;
 use crate::store::Upserted;
@@ -15,7 +15,7 @@ pub async fn oauth_callback(
     jar: CookieJar,
     RawQuery(query): RawQuery,
 ) -> Page {
-    let cookie = jar.get(BROWSER_COOKIE).map(Cookie::value);
+    let cookie = jar.get(browser_cookie_name(&app.config)).map(Cookie::value);
     let finished = match CallbackParams::parse(query.as_deref()) {
         Ok(params) => flow::finish(&app, params, cookie).await,
         Err(error) => Err(error),
@@ -43,10 +43,7 @@ pub async fn oauth_callback(
             app.pages.render(StatusCode::OK, "denied.html", context! { reference })
         }
         Err(error) => {
-            let request_id = match &error {
-                flow::FlowError::Exchange(e) => e.request_id().map(str::to_owned),
-                _ => None,
-            };
+            let request_id = error.request_id();
             if error.is_server_side() {
                 tracing::error!(error = %error, request_id, "a callback failed");
             } else {

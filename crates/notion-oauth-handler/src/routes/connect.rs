@@ -5,7 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
-use crate::flow::{self, BROWSER_COOKIE, FlowError};
+use crate::flow::{self, browser_cookie_name};
 use crate::startup::AppState;
 
 pub async fn start_connect(
@@ -13,23 +13,19 @@ pub async fn start_connect(
     jar: CookieJar,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let started = read_ref(query.as_deref()).and_then(|reference| {
-        flow::start(&app, jar.get(BROWSER_COOKIE).map(Cookie::value), reference)
-    });
+    let name = browser_cookie_name(&app.config);
+    let started = flow::parse_ref(query.as_deref())
+        .and_then(|reference| flow::start(&app, jar.get(name).map(Cookie::value), reference));
     match started {
         Ok(started) => {
-            let path = if app.config.base_path.is_empty() {
-                "/".to_owned()
-            } else {
-                app.config.base_path.clone()
-            };
             let max_age = flow::cookie_max_age(app.config.state_ttl);
-            let cookie = Cookie::build((BROWSER_COOKIE, started.browser_cookie))
+            let cookie = Cookie::build((name, started.browser_cookie))
                 .http_only(true)
                 // Lax still travels on the top-level redirect back from Notion.
                 .same_site(SameSite::Lax)
                 .secure(app.config.is_https())
-                .path(path)
+                // `__Host-` cookies must have Path=/; one cookie for the whole host is what we want.
+                .path("/")
                 .max_age(time::Duration::seconds(
                     i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
                 ));
@@ -41,19 +37,4 @@ pub async fn start_connect(
             app.pages.error(&error, app.config.state_ttl.as_secs() / 60).into_response()
         }
     }
-}
-
-/// The optional `ref`; other parameters (campaign tags and the like) are ignored, but a
-/// repeated `ref` is ambiguous and refused.
-fn read_ref(query: Option<&str>) -> Result<Option<String>, FlowError> {
-    let mut found = None;
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        if name == "ref" {
-            if found.is_some() {
-                return Err(FlowError::RepeatedParameter("ref".into()));
-            }
-            found = Some(value.into_owned());
-        }
-    }
-    Ok(found)
 }

@@ -6,7 +6,7 @@ mod health;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -72,8 +72,12 @@ pub fn router(app: AppState) -> Router {
     )
 }
 
-async fn landing_page(State(app): State<AppState>) -> Page {
-    app.pages.render(StatusCode::OK, "landing.html", context! {})
+/// The landing page passes a `ref` on to its button, so apps can link here instead of /connect.
+async fn landing_page(State(app): State<AppState>, RawQuery(query): RawQuery) -> Page {
+    match crate::flow::parse_ref(query.as_deref()) {
+        Ok(reference) => app.pages.render(StatusCode::OK, "landing.html", context! { reference }),
+        Err(error) => app.pages.error(&error, app.config.state_ttl.as_secs() / 60),
+    }
 }
 
 async fn not_found(State(app): State<AppState>) -> impl IntoResponse {

@@ -93,6 +93,48 @@ file = "missing.html"
 }
 
 #[tokio::test]
+async fn check_allows_plain_http_only_where_notion_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |public_url: &str, api: &str| {
+        let mut command = binary();
+        command
+            .arg("check")
+            .current_dir(dir.path())
+            .env("NOTION_CLIENT_ID", "id")
+            .env("NOTION_CLIENT_SECRET", "secret_x")
+            .env("NOH_MASTER_KEY", random_key())
+            .env("NOH_SERVER__PUBLIC_URL", public_url)
+            .env("NOH_NOTION__API_BASE_URL", api);
+        command
+    };
+    let real = "https://api.notion.com";
+    let (ok, _, stderr) = run(&mut check("http://localhost:8080", real)).await;
+    assert!(ok.status.success(), "{stderr}");
+    let (refused, _, stderr) = run(&mut check("http://127.0.0.1:8080", real)).await;
+    assert!(!refused.status.success() && stderr.contains("http://localhost:PORT"), "{stderr}");
+    let (refused, _, _) = run(&mut check("http://notion.example.com", real)).await;
+    assert!(!refused.status.success());
+    // A loopback address is fine against an emulator on this machine.
+    let (ok, _, stderr) = run(&mut check("http://127.0.0.1:8080", "http://127.0.0.1:8081")).await;
+    assert!(ok.status.success(), "{stderr}");
+    // ...but the client secret never travels to a remote Notion in clear.
+    let (refused, _, stderr) =
+        run(&mut check("https://a.example.com", "http://api.example.com")).await;
+    assert!(!refused.status.success() && stderr.contains("notion.api_base_url"), "{stderr}");
+}
+
+#[tokio::test]
+async fn check_refuses_a_document_content_type_that_is_not_a_header_value() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.html"), "x").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[[documents]]\npath = \"/privacy\"\nfile = \"p.html\"\ncontent_type = \"text/html\\nX-Evil: 1\"\n").unwrap();
+    let (output, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
+    assert!(!output.status.success());
+    assert!(stderr.contains("documents[0].content_type"), "{stderr}");
+}
+
+#[tokio::test]
 async fn check_names_unknown_keys_and_never_echoes_a_mistyped_secret() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("typo.toml");
@@ -105,10 +147,17 @@ async fn check_names_unknown_keys_and_never_echoes_a_mistyped_secret() {
     let (output, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
     assert!(!output.status.success());
     assert!(
-        stderr.contains("notion.client_secret") && stderr.contains("must be a string"),
+        stderr.contains("notion.client_secret") && stderr.contains("expected a string"),
         "{stderr}"
     );
     assert!(!stderr.contains("987654321987"), "{stderr}");
+
+    // A syntax error must not quote the broken line: it may hold a secret.
+    std::fs::write(&config, "[notion]\nclient_secret = \"secret_TOPSECRET123\n").unwrap();
+    let (output, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
+    assert!(!output.status.success());
+    assert!(stderr.contains("line 2") && stderr.contains("typo.toml"), "{stderr}");
+    assert!(!stderr.contains("TOPSECRET"), "{stderr}");
 
     let (output, _, stderr) =
         run(binary().args(["check", "--config", "/nonexistent/x.toml"])).await;

@@ -85,6 +85,39 @@ async fn the_binding_cookie_is_httponly_samesite_lax_and_scoped() {
 }
 
 #[tokio::test]
+async fn over_https_the_cookie_is_secure_and_host_only() {
+    let app = spawn_app_with(TestOptions {
+        public_url: Some("https://oauth.example.com"),
+        ..TestOptions::default()
+    })
+    .await;
+    let response = Browser::new().get(&format!("{}/connect", app.address)).await;
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-noh_browser="), "{cookie}");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("Path=/") && !cookie.contains("Domain"),
+        "{cookie}"
+    );
+    // The redirect URI comes from public_url, not from the Host the request used.
+    assert!(
+        location.contains("redirect_uri=https%3A%2F%2Foauth.example.com%2Fcallback"),
+        "{location}"
+    );
+}
+
+#[tokio::test]
+async fn the_landing_page_passes_a_ref_on_to_its_button() {
+    let app = spawn_app().await;
+    let browser = Browser::new();
+    let landing =
+        browser.get(&format!("{}/?ref=team%2042", app.address)).await.text().await.unwrap();
+    assert!(landing.contains("href=\"/connect?ref=team%2042\""), "{landing}");
+    let refused = browser.get(&format!("{}/?ref=a&ref=b", app.address)).await;
+    assert_eq!(refused.status().as_u16(), 400);
+}
+
+#[tokio::test]
 async fn cancelling_on_notion_shows_a_way_back_and_calls_notion_never() {
     let app = spawn_app().await;
     let browser = Browser::new();
@@ -233,6 +266,36 @@ async fn installs_started_from_notion_are_refused_unless_allowed() {
             assert!(app.connections().await.is_empty());
         }
     }
+}
+
+#[tokio::test]
+async fn a_notion_initiated_install_works_whether_or_not_notion_named_the_redirect_uri() {
+    let app =
+        spawn_app_with(TestOptions { allow_notion_initiated: true, ..TestOptions::default() })
+            .await;
+    let browser = Browser::new();
+    // Notion's own authorize URL: no state of ours, and here no redirect_uri either, so with one
+    // registered URI Notion refuses an exchange that names one.
+    let mut authorize = app.connect(&browser, None).await;
+    let pairs: Vec<(String, String)> = authorize
+        .query_pairs()
+        .into_owned()
+        .filter(|(k, _)| k != "state" && k != "redirect_uri")
+        .collect();
+    authorize.query_pairs_mut().clear().extend_pairs(pairs);
+    let callback = app.decide(&authorize, "allow", "Ada Lovelace").await;
+
+    let page = app.callback(&browser, callback.as_str()).await;
+
+    assert_eq!((page.status, page.reason()), (200, "created"), "{}", page.body);
+    let bodies: Vec<serde_json::Value> = app
+        .emulator()
+        .requests_to(Endpoint::Token)
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 2, "one refused for its shape, one accepted");
+    assert!(bodies[0].get("redirect_uri").is_some() && bodies[1].get("redirect_uri").is_none());
 }
 
 #[tokio::test]

@@ -21,6 +21,8 @@ pub struct TestOptions {
     pub allow_notion_initiated: bool,
     pub timeout_seconds: u64,
     pub base_path: &'static str,
+    /// Instead of the server's own http://127.0.0.1 address (for https-only behaviour).
+    pub public_url: Option<&'static str>,
     pub emulator: EmulatorConfig,
 }
 
@@ -30,6 +32,7 @@ impl Default for TestOptions {
             allow_notion_initiated: false,
             timeout_seconds: 2,
             base_path: "/",
+            public_url: None,
             emulator: EmulatorConfig::default(),
         }
     }
@@ -119,7 +122,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     std::fs::write(dir.path().join("privacy.html"), "<h1>Privacy</h1>").unwrap();
     let mut settings = Settings::default();
     settings.server.bind = listener.local_addr().unwrap().to_string();
-    settings.server.public_url = Some(origin.clone());
+    settings.server.public_url =
+        Some(options.public_url.map_or_else(|| origin.clone(), str::to_owned));
     settings.server.base_path = options.base_path.into();
     settings.notion.client_id = Some("4a1e0f4e-0000-4000-8000-000000000001".into());
     settings.notion.client_secret = Some(SecretString::from(CLIENT_SECRET));
