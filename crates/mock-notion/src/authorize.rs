@@ -200,20 +200,32 @@ impl Emulator {
     }
 }
 
+/// What the consent page and its form submission both do first: validate every parameter (an
+/// invalid one gets Notion's error page, never a redirect), then apply a missing-code fault.
+fn checked(
+    emulator: &Emulator,
+    params: &Params,
+    missing_code_fault: bool,
+) -> Result<(Validated, EmulatorConfig), Box<Response>> {
+    let config = emulator.with(|s| s.config.clone());
+    let valid = validate(params, &config)
+        .map_err(|message| Box::new(emulator.authorize_error(&message)))?;
+    if missing_code_fault {
+        return Err(Box::new(emulator.redirect_without_code(&valid)));
+    }
+    Ok((valid, config))
+}
+
 pub(crate) async fn authorize_get(
     State(emulator): State<Emulator>,
     fault: Option<Extension<MissingCodeFault>>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = parse_params(query.unwrap_or_default().as_bytes());
-    let config = emulator.with(|s| s.config.clone());
-    let valid = match validate(&params, &config) {
-        Ok(valid) => valid,
-        Err(message) => return emulator.authorize_error(&message),
+    let (valid, config) = match checked(&emulator, &params, fault.is_some()) {
+        Ok(checked) => checked,
+        Err(response) => return *response,
     };
-    if fault.is_some() {
-        return emulator.redirect_without_code(&valid);
-    }
     // Test hooks: Notion ignores unknown parameters, so tests append these to a real authorize URL.
     let decision = match parse_decision(param(&params, "mock_decision")) {
         Ok(decision) => decision,
@@ -264,14 +276,10 @@ pub(crate) async fn authorize_post(
     body: Bytes,
 ) -> Response {
     let params = parse_params(&body);
-    let config = emulator.with(|s| s.config.clone());
-    let valid = match validate(&params, &config) {
-        Ok(valid) => valid,
-        Err(message) => return emulator.authorize_error(&message),
+    let (valid, config) = match checked(&emulator, &params, fault.is_some()) {
+        Ok(checked) => checked,
+        Err(response) => return *response,
     };
-    if fault.is_some() {
-        return emulator.redirect_without_code(&valid);
-    }
     let decision = match parse_decision(param(&params, "decision")) {
         Ok(Some(decision)) => decision,
         Ok(None) => {
