@@ -1,8 +1,8 @@
 //! In-memory emulator of Notion's public-connection OAuth flow and a small API subset, for dev and tests.
 //!
-//! The behaviour follows `/work/shared/notion-oauth.md` (§8 "Recommended mock behaviour"); where Notion's
-//! real behaviour is unconfirmed the emulator picks the documented or RFC 6749 answer and says so in a
-//! comment next to the decision.
+//! The behaviour follows the shared Notion OAuth reference (`shared/notion-oauth.md`, §8
+//! "Recommended mock behaviour"); where Notion's real behaviour is unconfirmed the emulator picks
+//! the documented or RFC 6749 answer and says so in a comment next to the decision.
 
 mod api;
 mod authorize;
