@@ -33,9 +33,12 @@ pub enum Command {
     Init(InitArgs),
     /// Check a configuration and report every problem at once.
     Check(ConfigArg),
-    /// Inspect stored connections (tokens are never shown).
+    /// Inspect and manage stored connections (tokens are never shown).
     #[command(subcommand)]
     Connections(ConnectionsCommand),
+    /// Manage the keys that the developer's backend uses to call the API.
+    #[command(subcommand)]
+    ApiKeys(ApiKeysCommand),
 }
 
 #[derive(Debug, Args)]
@@ -102,5 +105,65 @@ pub enum ConnectionsCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only connections in this state: active, needs_reauth or revoked.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only connections in this workspace.
+        #[arg(long)]
+        workspace_id: Option<String>,
+        /// Only connections started with this ref.
+        #[arg(long = "ref")]
+        reference: Option<String>,
+    },
+    /// One connection's metadata and its events.
+    Show {
+        bot_id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refresh a connection's token pair now (the tokens are not printed).
+    Refresh {
+        bot_id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Ask Notion whether a connection still works; an inactive one becomes revoked.
+    Check {
+        bot_id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Revoke a connection at Notion and forget its tokens.
+    Revoke {
+        bot_id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Make a key for the API; it is printed once and only its digest is kept.
+    Create {
+        /// What the key is for, e.g. "billing-service".
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List keys (never the secrets).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id (the part after `noh_`, before the next `_`).
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }

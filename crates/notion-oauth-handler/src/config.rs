@@ -35,7 +35,30 @@ pub struct Settings {
     #[serde(default)]
     pub security: SecuritySettings,
     #[serde(default)]
+    pub lifecycle: LifecycleSettings,
+    #[serde(default)]
     pub documents: Vec<DocumentSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleSettings {
+    /// A forced refresh this soon after the last one returns that one's token instead.
+    pub min_refresh_interval_seconds: u64,
+    /// Refresh connections whose tokens are older than this, in the background (0: off).
+    pub refresh_older_than_seconds: u64,
+    /// Introspect every connection this often, in the background (0: off).
+    pub check_interval_seconds: u64,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        Self {
+            min_refresh_interval_seconds: 5,
+            refresh_older_than_seconds: 0,
+            check_interval_seconds: 0,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +183,11 @@ pub struct Config {
     pub vault: Vault,
     pub state_ttl: Duration,
     pub allow_notion_initiated: bool,
+    pub min_refresh_interval_secs: i64,
+    /// Background refresh of tokens older than this; `None` is off.
+    pub refresh_older_than: Option<Duration>,
+    /// Background introspection every this often; `None` is off.
+    pub check_interval: Option<Duration>,
     pub documents: Vec<Document>,
 }
 
@@ -336,6 +364,22 @@ impl Settings {
             problem("security.state_ttl_seconds", "must be between 60 and 3600 seconds".into());
         }
 
+        if self.lifecycle.min_refresh_interval_seconds > 300 {
+            problem("lifecycle.min_refresh_interval_seconds", "must be at most 300 seconds".into());
+        }
+        if (1..60).contains(&self.lifecycle.refresh_older_than_seconds) {
+            problem(
+                "lifecycle.refresh_older_than_seconds",
+                "must be 0 (off) or at least 60 seconds".into(),
+            );
+        }
+        if (1..60).contains(&self.lifecycle.check_interval_seconds) {
+            problem(
+                "lifecycle.check_interval_seconds",
+                "must be 0 (off) or at least 60 seconds".into(),
+            );
+        }
+
         let mut documents = Vec::new();
         for (index, document) in self.documents.iter().enumerate() {
             match load_document(document, base_dir, &documents) {
@@ -366,6 +410,14 @@ impl Settings {
                     vault: Vault::new(&master_key, &previous),
                     state_ttl: Duration::from_secs(self.security.state_ttl_seconds),
                     allow_notion_initiated: self.security.allow_notion_initiated,
+                    min_refresh_interval_secs: i64::try_from(
+                        self.lifecycle.min_refresh_interval_seconds,
+                    )
+                    .unwrap_or(i64::MAX),
+                    refresh_older_than: (self.lifecycle.refresh_older_than_seconds > 0)
+                        .then(|| Duration::from_secs(self.lifecycle.refresh_older_than_seconds)),
+                    check_interval: (self.lifecycle.check_interval_seconds > 0)
+                        .then(|| Duration::from_secs(self.lifecycle.check_interval_seconds)),
                     documents,
                 })
             }
@@ -491,7 +543,7 @@ fn load_document(
     {
         return Err(("path", format!("`{}` must be a path such as /privacy", document.path)));
     }
-    if RESERVED_PATHS.contains(&path) {
+    if RESERVED_PATHS.contains(&path) || path == "/api" || path.starts_with("/api/") {
         return Err((
             "path",
             format!("`{path}` is one of the server's own pages; pick another path"),

@@ -2,10 +2,12 @@
 //!
 //! `main.rs` only wires the command line to these modules.
 
+pub mod api_keys;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod flow;
+pub mod lifecycle;
 pub mod pages;
 pub mod routes;
 pub mod startup;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use notion_oauth_handler::cli::{Cli, Command, ConnectionsCommand};
+use notion_oauth_handler::cli::{Cli, Command};
 use notion_oauth_handler::{commands, telemetry};
 
 #[tokio::main]
@@ -18,9 +18,8 @@ async fn main() -> ExitCode {
         Command::MockNotion(args) => commands::mock_notion(args).await,
         Command::Init(args) => commands::init(&args),
         Command::Check(args) => commands::check(&args),
-        Command::Connections(ConnectionsCommand::List { config, json }) => {
-            commands::list_connections(&config, json).await
-        }
+        Command::Connections(command) => commands::connections(command).await,
+        Command::ApiKeys(command) => commands::api_keys(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

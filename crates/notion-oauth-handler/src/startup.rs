@@ -3,14 +3,16 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use notion_oauth::{OAuthClient, StateSigner};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::lifecycle::{self, RefreshLocks};
 use crate::pages::Pages;
-use crate::store::Store;
+use crate::store::{Store, now};
 
 /// What every request handler can reach.
 #[derive(Debug)]
@@ -20,9 +22,34 @@ pub struct App {
     pub signer: StateSigner,
     pub store: Store,
     pub pages: Pages,
+    pub refresh_locks: RefreshLocks,
 }
 
 pub type AppState = Arc<App>;
+
+/// Opens the database (running migrations) and builds the Notion client: everything but the
+/// listener, which is also what the operator commands need.
+///
+/// # Errors
+/// With context naming what failed: the database, the HTTP client, the pages.
+pub async fn open_app(config: Config) -> anyhow::Result<AppState> {
+    let store = Store::connect(&config.storage_url)
+        .await
+        .with_context(|| format!("cannot open the database at {}", config.storage_url))?;
+    let client =
+        OAuthClient::new(config.notion.clone()).context("cannot build the Notion client")?;
+    let signer = StateSigner::new(config.vault.state_key(), config.state_ttl);
+    let pages = Pages::new(&config.base_path, &config.documents)
+        .context("the built-in pages do not load")?;
+    Ok(Arc::new(App {
+        config,
+        client,
+        signer,
+        store,
+        pages,
+        refresh_locks: RefreshLocks::default(),
+    }))
+}
 
 /// A server bound to its address, ready to run.
 pub struct Application {
@@ -31,10 +58,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the database (running migrations), builds the Notion client, binds `config.bind`.
+    /// Opens the app and binds `config.bind`.
     ///
     /// # Errors
-    /// With context naming what failed: the address, the database, the HTTP client.
+    /// See [`open_app`], or the address cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.bind).await.with_context(|| {
             format!(
@@ -49,21 +76,12 @@ impl Application {
     /// first, to learn the public URL before the configuration is made).
     ///
     /// # Errors
-    /// See [`Application::build`].
+    /// See [`open_app`].
     pub async fn build_with_listener(
         config: Config,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
-        let store = Store::connect(&config.storage_url)
-            .await
-            .with_context(|| format!("cannot open the database at {}", config.storage_url))?;
-        let client =
-            OAuthClient::new(config.notion.clone()).context("cannot build the Notion client")?;
-        let signer = StateSigner::new(config.vault.state_key(), config.state_ttl);
-        let pages = Pages::new(&config.base_path, &config.documents)
-            .context("the built-in pages do not load")?;
-        let state = Arc::new(App { config, client, signer, store, pages });
-        Ok(Self { listener, state })
+        Ok(Self { listener, state: open_app(config).await? })
     }
 
     /// The address actually bound.
@@ -74,7 +92,8 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests and closes the database.
+    /// Serves (with the background work the configuration turns on) until `shutdown`
+    /// completes, then finishes in-flight requests and closes the database.
     ///
     /// # Errors
     /// When serving fails.
@@ -83,9 +102,73 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
+        let workers = spawn_background_work(&self.state);
         let router = crate::routes::router(self.state);
         let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
+        for worker in workers {
+            worker.abort();
+        }
         store.close().await;
         served
+    }
+}
+
+/// The optional periodic refresh and check, off unless configured. Each pass goes through the
+/// same single-flight refresh as API calls, so workers on several instances cannot race.
+fn spawn_background_work(app: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut workers = Vec::new();
+    if let Some(older_than) = app.config.refresh_older_than {
+        let app = app.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                refresh_old_tokens(&app, older_than).await;
+                tokio::time::sleep((older_than / 4).min(Duration::from_secs(300))).await;
+            }
+        }));
+    }
+    if let Some(interval) = app.config.check_interval {
+        let app = app.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                check_connections(&app, interval).await;
+                tokio::time::sleep((interval / 4).min(Duration::from_secs(300))).await;
+            }
+        }));
+    }
+    workers
+}
+
+/// One pass of the background refresh: every active connection whose pair is older than
+/// `older_than`.
+pub async fn refresh_old_tokens(app: &AppState, older_than: Duration) {
+    let cutoff = now() - i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX);
+    match app.store.due_for_refresh(cutoff).await {
+        Ok(due) => {
+            for (bot_id, generation) in due {
+                if let Err(error) = lifecycle::refresh_after(app, &bot_id, generation).await {
+                    tracing::warn!(bot_id, error = %error, "background refresh failed");
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "background refresh could not list connections")
+        }
+    }
+}
+
+/// One pass of the background check: every active connection not checked within `interval`.
+pub async fn check_connections(app: &AppState, interval: Duration) {
+    let cutoff = now() - i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+    match app.store.due_for_check(cutoff).await {
+        Ok(due) => {
+            for bot_id in due {
+                if let Err(error) = lifecycle::check(app, &bot_id).await {
+                    tracing::warn!(bot_id, error = %error, "background check failed");
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "background check could not list connections")
+        }
     }
 }

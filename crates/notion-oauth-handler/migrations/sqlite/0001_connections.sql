@@ -11,21 +11,58 @@ CREATE TABLE connections (
     owner_email            TEXT,
     duplicated_template_id TEXT,
     token_type             TEXT NOT NULL,
-    -- Sealed by the vault: version, key id, nonce, ciphertext. Never plain text.
-    access_token           BLOB NOT NULL,
+    -- Sealed by the vault: version, key id, nonce, ciphertext. Never plain text. NULL once the
+    -- connection is revoked.
+    access_token           BLOB,
     refresh_token          BLOB,
     key_id                 TEXT NOT NULL,
     -- Notion's whole answer except the two tokens, including fields added after this release.
     token_response         TEXT NOT NULL,
     ref                    TEXT,
+    -- active | needs_reauth | revoked
     status                 TEXT NOT NULL DEFAULT 'active',
+    status_reason          TEXT,
     authorizations         INTEGER NOT NULL DEFAULT 1,
+    -- Bumped by every new token pair: callers that saw generation N and need a newer token wait
+    -- for N+1 instead of refreshing again.
+    generation             INTEGER NOT NULL DEFAULT 1,
+    -- The refresh lock: whoever set refresh_lease_until (in the future) may refresh. It stays
+    -- set with refresh_started_at if the process dies mid-refresh, which is how the next one
+    -- learns that a refresh was interrupted.
+    refresh_lease_until    INTEGER,
+    refresh_started_at     INTEGER,
+    refresh_interrupted_at INTEGER,
+    refreshed_at           INTEGER,
+    checked_at             INTEGER,
     last_request_id        TEXT,
     created_at             INTEGER NOT NULL,
     updated_at             INTEGER NOT NULL
 );
 CREATE INDEX connections_workspace_id ON connections (workspace_id);
 CREATE INDEX connections_ref ON connections (ref);
+CREATE INDEX connections_status ON connections (status);
+
+-- What happened to each connection, with Notion's request id: connected, reconnected,
+-- refreshed, refresh_failed, refresh_interrupted, needs_reauth, checked, revoked.
+CREATE TABLE connection_events (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    bot_id     TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    message    TEXT,
+    request_id TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX connection_events_bot_id ON connection_events (bot_id, id);
+
+-- Keys for the API the developer's backend calls. Only a SHA-256 of the secret part is kept.
+CREATE TABLE api_keys (
+    id           TEXT PRIMARY KEY NOT NULL,
+    name         TEXT NOT NULL,
+    secret_hash  BLOB NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at   INTEGER
+);
 
 -- Nonces of states already accepted: what makes a signed state single-use.
 CREATE TABLE used_states (

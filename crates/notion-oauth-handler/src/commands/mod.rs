@@ -1,5 +1,6 @@
 //! What each subcommand does, given its parsed arguments.
 
+mod admin;
 mod dev;
 mod init;
 mod mock;
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+pub use admin::{api_keys, connections};
 pub use dev::dev;
 pub use init::init;
 pub use mock::mock_notion;
@@ -15,7 +17,6 @@ pub use mock::mock_notion;
 use crate::cli::ConfigArg;
 use crate::config::{Config, load_settings};
 use crate::startup::Application;
-use crate::store::Store;
 
 /// Loads and checks the configuration; relative paths in it are relative to its folder.
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -23,7 +24,7 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(settings.validate(&base_dir(path))?)
 }
 
-fn base_dir(path: Option<&Path>) -> PathBuf {
+pub(crate) fn base_dir(path: Option<&Path>) -> PathBuf {
     path.and_then(Path::parent)
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
@@ -47,53 +48,6 @@ pub fn check(args: &ConfigArg) -> anyhow::Result<()> {
         println!("Document served at: {}", config.public_link(&document.path));
     }
     Ok(())
-}
-
-/// `connections list`: what is stored, never a token.
-pub async fn list_connections(args: &ConfigArg, json: bool) -> anyhow::Result<()> {
-    let settings = load_settings(args.config.as_deref())?;
-    let url =
-        crate::config::resolve_sqlite_url(&settings.storage.url, &base_dir(args.config.as_deref()));
-    let store = Store::open_existing(&url)
-        .await
-        .with_context(|| format!("cannot open the database at {url}"))?;
-    let connections = store.list_connections().await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&connections)?);
-        return Ok(());
-    }
-    if connections.is_empty() {
-        println!("No connections yet.");
-        return Ok(());
-    }
-    println!(
-        "{:<36}  {:<24}  {:<20}  {:<16}  {:<8}  UPDATED",
-        "BOT ID", "WORKSPACE", "OWNER", "REF", "STATUS"
-    );
-    for c in &connections {
-        let updated = time::OffsetDateTime::from_unix_timestamp(c.updated_at)
-            .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-            .unwrap_or_default();
-        println!(
-            "{:<36}  {:<24}  {:<20}  {:<16}  {:<8}  {updated}",
-            c.bot_id,
-            clip(c.workspace_name.as_deref().unwrap_or(&c.workspace_id), 24),
-            clip(c.owner_name.as_deref().or(c.owner_email.as_deref()).unwrap_or(&c.owner_type), 20),
-            clip(c.reference.as_deref().unwrap_or("-"), 16),
-            c.status,
-        );
-    }
-    Ok(())
-}
-
-fn clip(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_owned();
-    }
-    let mut clipped: String = text.chars().take(width - 1).collect();
-    clipped.push('…');
-    clipped
 }
 
 /// Completes on Ctrl-C or SIGTERM (what service managers send).

@@ -1,5 +1,6 @@
 //! The HTTP surface: which path does what, and the layers every response goes through.
 
+mod api;
 mod callback;
 mod connect;
 mod health;
@@ -53,7 +54,7 @@ pub fn router(app: AppState) -> Router {
             get(move || async move { ([(header::CONTENT_TYPE, content_type)], body) }),
         );
     }
-    let routes = routes.with_state(app.clone());
+    let routes = routes.nest("/api/v1", api::router(app.clone())).with_state(app.clone());
     let routes = match app.config.base_path.as_str() {
         "" => routes,
         base => Router::new().nest(base, routes),

@@ -50,7 +50,7 @@ async fn add_to_notion_stores_the_whole_connection_encrypted() {
 
     // The stored tokens open to exactly what Notion issued, and Notion says they work.
     let tokens = app.tokens(&connection.bot_id).await;
-    let access = tokens.access_token.expose_secret().to_owned();
+    let access = tokens.access_token.unwrap().expose_secret().to_owned();
     let refresh = tokens.refresh_token.unwrap().expose_secret().to_owned();
     assert!(access.starts_with("ntn_") && refresh.starts_with("nrt_"));
     assert!(app.emulator().is_access_token_active(&access));
@@ -164,7 +164,7 @@ async fn reauthorizing_the_same_user_replaces_the_token_pair_in_place() {
     let first = app.add_to_notion(&browser, "Ada Lovelace", Some("customer-1")).await;
     assert_eq!(first.reason(), "created");
     let bot_id = app.connections().await[0].bot_id.clone();
-    let old_access = app.tokens(&bot_id).await.access_token.expose_secret().to_owned();
+    let old_access = app.tokens(&bot_id).await.access_token.unwrap().expose_secret().to_owned();
 
     let second = app.add_to_notion(&browser, "Ada Lovelace", None).await;
 
@@ -179,7 +179,7 @@ async fn reauthorizing_the_same_user_replaces_the_token_pair_in_place() {
         Some("customer-1"),
         "a flow without ref keeps the old one"
     );
-    let new_access = app.tokens(&bot_id).await.access_token.expose_secret().to_owned();
+    let new_access = app.tokens(&bot_id).await.access_token.unwrap().expose_secret().to_owned();
     assert_ne!(new_access, old_access);
     assert!(app.emulator().is_access_token_active(&new_access));
     assert!(

@@ -7,7 +7,7 @@ use base64::Engine;
 use mock_notion::{Emulator, EmulatorConfig, Endpoint, RunningEmulator};
 use notion_oauth_handler::config::{DocumentSettings, Settings};
 use notion_oauth_handler::startup::Application;
-use notion_oauth_handler::store::{ConnectionSummary, ConnectionTokens, Store};
+use notion_oauth_handler::store::{ConnectionFilter, ConnectionSummary, Store, StoredTokens};
 use notion_oauth_handler::vault::{MasterKey, Vault};
 use reqwest::cookie::{CookieStore, Jar};
 use secrecy::SecretString;
@@ -215,7 +215,8 @@ impl TestApp {
     }
 
     pub async fn connections(&self) -> Vec<ConnectionSummary> {
-        self.store().await.list_connections().await.unwrap()
+        let filter = ConnectionFilter { limit: 1000, ..ConnectionFilter::default() };
+        self.store().await.list_connections(&filter).await.unwrap()
     }
 
     pub fn vault(&self) -> Vault {
@@ -225,8 +226,8 @@ impl TestApp {
         )
     }
 
-    pub async fn tokens(&self, bot_id: &str) -> ConnectionTokens {
-        self.store().await.connection_tokens(&self.vault(), bot_id).await.unwrap().unwrap()
+    pub async fn tokens(&self, bot_id: &str) -> StoredTokens {
+        self.store().await.tokens(&self.vault(), bot_id).await.unwrap().unwrap()
     }
 
     pub fn token_requests(&self) -> usize {

@@ -1,0 +1,191 @@
+//! `connections …` and `api-keys …`: operator commands on the same store the server uses.
+
+use anyhow::{Context, bail};
+use secrecy::ExposeSecret;
+
+use super::{base_dir, load_config};
+use crate::cli::{ApiKeysCommand, ConfigArg, ConnectionsCommand};
+use crate::config::{load_settings, resolve_sqlite_url};
+use crate::lifecycle;
+use crate::startup::open_app;
+use crate::store::{ConnectionFilter, Store};
+
+/// The store alone: listing needs neither the master key nor Notion's credentials.
+async fn open_store(args: &ConfigArg) -> anyhow::Result<Store> {
+    let settings = load_settings(args.config.as_deref())?;
+    let url = resolve_sqlite_url(&settings.storage.url, &base_dir(args.config.as_deref()));
+    Store::open_existing(&url).await.with_context(|| format!("cannot open the database at {url}"))
+}
+
+fn time(unix: Option<i64>) -> String {
+    unix.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut clipped: String = text.chars().take(width.saturating_sub(1)).collect();
+    clipped.push('…');
+    clipped
+}
+
+pub async fn connections(command: ConnectionsCommand) -> anyhow::Result<()> {
+    match command {
+        ConnectionsCommand::List { config, json, status, workspace_id, reference } => {
+            let store = open_store(&config).await?;
+            let filter =
+                ConnectionFilter { status, workspace_id, reference, after: None, limit: i64::MAX };
+            let connections = store.list_connections(&filter).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&connections)?);
+            } else if connections.is_empty() {
+                println!("No connections.");
+            } else {
+                println!(
+                    "{:<36}  {:<24}  {:<20}  {:<16}  {:<12}  UPDATED",
+                    "BOT ID", "WORKSPACE", "OWNER", "REF", "STATUS"
+                );
+                for c in &connections {
+                    println!(
+                        "{:<36}  {:<24}  {:<20}  {:<16}  {:<12}  {}",
+                        c.bot_id,
+                        clip(c.workspace_name.as_deref().unwrap_or(&c.workspace_id), 24),
+                        clip(
+                            c.owner_name
+                                .as_deref()
+                                .or(c.owner_email.as_deref())
+                                .unwrap_or(&c.owner_type),
+                            20
+                        ),
+                        clip(c.reference.as_deref().unwrap_or("-"), 16),
+                        c.status,
+                        time(Some(c.updated_at)),
+                    );
+                }
+            }
+        }
+        ConnectionsCommand::Show { bot_id, config, json } => {
+            let store = open_store(&config).await?;
+            let Some(connection) = store.connection(&bot_id).await? else {
+                bail!("there is no connection with bot id {bot_id}; see `connections list`");
+            };
+            let events = store.events(&bot_id, 50).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "connection": connection, "events": events })
+                    )?
+                );
+                return Ok(());
+            }
+            println!("{}", serde_json::to_string_pretty(&connection)?);
+            println!("\nEVENTS (newest first)");
+            for event in events {
+                let request = event
+                    .request_id
+                    .map(|id| format!(" [Notion request {id}]"))
+                    .unwrap_or_default();
+                println!(
+                    "  {}  {:<20} {}{request}",
+                    time(Some(event.created_at)),
+                    event.kind,
+                    event.message.unwrap_or_default()
+                );
+            }
+        }
+        ConnectionsCommand::Refresh { bot_id, config } => {
+            let app = open_app(load_config(config.config.as_deref())?).await?;
+            let seen = app
+                .store
+                .tokens(&app.config.vault, &bot_id)
+                .await?
+                .map(|t| t.generation)
+                .unwrap_or(0);
+            let grant = lifecycle::refresh_after(&app, &bot_id, seen).await?;
+            println!(
+                "Refreshed {bot_id}: the token pair is now at generation {}.",
+                grant.generation
+            );
+        }
+        ConnectionsCommand::Check { bot_id, config } => {
+            let app = open_app(load_config(config.config.as_deref())?).await?;
+            let checked = lifecycle::check(&app, &bot_id).await?;
+            println!(
+                "{bot_id}: Notion reports the token {}; status {}.",
+                if checked.active { "active" } else { "inactive" },
+                checked.status
+            );
+        }
+        ConnectionsCommand::Revoke { bot_id, config } => {
+            let app = open_app(load_config(config.config.as_deref())?).await?;
+            lifecycle::revoke(&app, &bot_id, "revoked by an operator").await?;
+            println!(
+                "Revoked {bot_id}: Notion no longer accepts its token, and it is no longer stored."
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
+    match command {
+        ApiKeysCommand::Create { name, config } => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+                bail!("--name must be 1 to 100 printable characters, e.g. --name billing-service");
+            }
+            let settings = load_settings(config.config.as_deref())?;
+            let url =
+                resolve_sqlite_url(&settings.storage.url, &base_dir(config.config.as_deref()));
+            // Creating a key is often the first thing done on a new database: create it.
+            let store = Store::connect(&url)
+                .await
+                .with_context(|| format!("cannot open the database at {url}"))?;
+            let made =
+                crate::api_keys::generate().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            store.insert_api_key(&made.id, name, &made.digest).await?;
+            println!("{}", made.key.expose_secret());
+            eprintln!(
+                "\nThis is the only time the key is shown: store it in your app's secrets now."
+            );
+            eprintln!(
+                "Use it as: Authorization: Bearer <key>. Revoke it with: api-keys revoke {}",
+                made.id
+            );
+        }
+        ApiKeysCommand::List { config, json } => {
+            let keys = open_store(&config).await?.api_keys().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else if keys.is_empty() {
+                println!("No API keys; make one with `api-keys create --name NAME`.");
+            } else {
+                println!(
+                    "{:<12}  {:<24}  {:<20}  {:<20}  REVOKED",
+                    "ID", "NAME", "CREATED", "LAST USED"
+                );
+                for key in keys {
+                    println!(
+                        "{:<12}  {:<24}  {:<20}  {:<20}  {}",
+                        key.id,
+                        clip(&key.name, 24),
+                        time(Some(key.created_at)),
+                        time(key.last_used_at),
+                        time(key.revoked_at)
+                    );
+                }
+            }
+        }
+        ApiKeysCommand::Revoke { id, config } => {
+            if !open_store(&config).await?.revoke_api_key(&id).await? {
+                bail!("there is no active API key with id {id}; see `api-keys list`");
+            }
+            println!("Revoked API key {id}: it no longer opens the API.");
+        }
+    }
+    Ok(())
+}

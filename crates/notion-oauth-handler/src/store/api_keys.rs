@@ -1,0 +1,105 @@
+//! API keys: only a digest of each secret is stored.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError, now};
+
+/// An API key as stored: never the secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredApiKey {
+    pub id: String,
+    pub name: String,
+    #[serde(skip)]
+    pub secret_hash: Vec<u8>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredApiKey, sqlx::Error> {
+    Ok(StoredApiKey {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        secret_hash: row.try_get("secret_hash")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+impl Store {
+    /// Stores a new key's id, name and secret digest.
+    ///
+    /// # Errors
+    /// Database failures (an id collision among 2^60 is not worth handling).
+    pub async fn insert_api_key(
+        &self,
+        id: &str,
+        name: &str,
+        secret_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(secret_hash)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every key, newest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at DESC, id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// One key by id.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn api_key(&self, id: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(from_row).transpose()?)
+    }
+
+    /// Revokes a key; `false` when there is no such key or it was revoked already.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Notes a key's use, at most once a minute so busy keys do not turn reads into writes.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn touch_api_key(&self, id: &str) -> Result<(), StoreError> {
+        let now = now();
+        sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)")
+            .bind(id)
+            .bind(now)
+            .bind(now - 60)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

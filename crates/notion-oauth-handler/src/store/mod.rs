@@ -1,0 +1,129 @@
+//! Where everything lives: SQLite, with tokens sealed by the vault before they are written.
+//!
+//! One `Store` handle, with the queries split by what they are about: connections (and their
+//! refresh lock), their events, and API keys.
+
+mod api_keys;
+mod connections;
+mod events;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+pub use api_keys::StoredApiKey;
+pub use connections::{Claim, ConnectionFilter, ConnectionSummary, StoredTokens, Upserted};
+pub use events::Event;
+
+use crate::vault::VaultError;
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the database schema could not be brought up to date: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("a stored token is not valid text")]
+    Corrupt,
+    #[error("Notion's answer could not be serialized for storage: {0}")]
+    Serialize(#[source] serde_json::Error),
+}
+
+/// The database, shared by all requests. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn migrator() -> Migrator {
+    let migration = |version: i64, description: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![migration(
+        1,
+        "connections",
+        include_str!("../../migrations/sqlite/0001_connections.sql"),
+    )])
+}
+
+/// Seconds since the Unix epoch: every instant in the database is one of these.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    ///
+    /// # Errors
+    /// An unusable URL or file, or a failed migration.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, true).await
+    }
+
+    /// Opens a database that must exist already (for inspection commands, which should not
+    /// leave an empty database behind a mistyped path).
+    ///
+    /// # Errors
+    /// A missing file, or see [`Store::connect`].
+    pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, false).await
+    }
+
+    async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(create)
+            // WAL lets readers (readiness checks, listings) run beside the writer, and lets
+            // several processes share one file.
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        migrator().run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Whether the database answers.
+    ///
+    /// # Errors
+    /// When it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records a state's nonce as used. `false` when it was used before: a replay.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {
+        // Expired nonces can never verify again (their state is too old), so they can go.
+        sqlx::query("DELETE FROM used_states WHERE expires_at < $1")
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        let inserted =
+            sqlx::query("INSERT INTO used_states (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING")
+                .bind(nonce)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Closes the pool, flushing SQLite's write-ahead log.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
