@@ -19,8 +19,11 @@ pub enum Fault {
     NonJson,
     /// Answer 200 with JSON that lacks required fields; on Authorize, redirect back without a `code`.
     MissingFields,
-    /// Sleep this long, then handle the request normally (to exceed the client's timeout).
+    /// Sleep this long, then handle the request normally (to exceed the client's timeout): a
+    /// slow Notion that still acts, e.g. rotates a refresh token whose answer never arrives.
     Delay(Duration),
+    /// Sleep this long, then answer 504 without acting: a Notion that never got to the request.
+    Stall(Duration),
 }
 
 struct Armed {

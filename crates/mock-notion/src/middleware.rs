@@ -90,6 +90,11 @@ pub(crate) async fn around_request(
     };
     let mut response = match outcome {
         Outcome::Respond(response) => response,
+        Outcome::Stall(delay) => {
+            tokio::time::sleep(delay).await;
+            ApiError::from_fault(504, "gateway_timeout", "Gateway Timeout")
+                .into_response(ErrorShape::Notion, &request_id)
+        }
         Outcome::Proceed(delay) => {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
@@ -111,6 +116,8 @@ enum Outcome {
     Respond(Response),
     /// The handler runs, after an optional injected delay.
     Proceed(Option<Duration>),
+    /// Nothing runs: a timeout after the delay.
+    Stall(Duration),
 }
 
 fn apply_fault(
@@ -140,5 +147,6 @@ fn apply_fault(
             Outcome::Respond(faults::missing_fields_response(endpoint, request_id))
         }
         Fault::Delay(delay) => Outcome::Proceed(Some(delay)),
+        Fault::Stall(delay) => Outcome::Stall(delay),
     }
 }

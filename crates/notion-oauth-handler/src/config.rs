@@ -23,7 +23,7 @@ use crate::vault::{MasterKey, Vault};
 const RESERVED_PATHS: [&str; 5] = ["/", "/connect", "/callback", "/healthz", "/readyz"];
 
 /// The configuration file as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     #[serde(default)]
@@ -40,7 +40,7 @@ pub struct Settings {
     pub documents: Vec<DocumentSettings>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LifecycleSettings {
     /// A forced refresh this soon after the last one returns that one's token instead.
@@ -61,7 +61,7 @@ impl Default for LifecycleSettings {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     pub bind: String,
@@ -75,7 +75,7 @@ impl Default for ServerSettings {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotionSettings {
     pub client_id: Option<String>,
@@ -99,7 +99,7 @@ impl Default for NotionSettings {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSettings {
     pub url: String,
@@ -111,7 +111,7 @@ impl Default for StorageSettings {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecuritySettings {
     pub master_key: Option<SecretString>,
@@ -133,7 +133,7 @@ impl Default for SecuritySettings {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentSettings {
     pub path: String,

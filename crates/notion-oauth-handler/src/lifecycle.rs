@@ -111,7 +111,19 @@ pub async fn token(
     if !force_refresh {
         return grant(tokens, false);
     }
-    refresh_after(app, bot_id, tokens.generation).await
+    refresh_after(app, bot_id, tokens.generation, Coalesce::WithRecent).await
+}
+
+/// Whether a refresh that completed moments ago satisfies the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coalesce {
+    /// An API caller forcing a refresh gets the pair refreshed within
+    /// `min_refresh_interval_seconds`: refreshing again at once gains nothing, and stragglers
+    /// of a burst of callers must not each refresh.
+    WithRecent,
+    /// The caller knows the stored pair is not good enough (Notion called it inactive, an
+    /// operator asked): only a pair newer than the one it saw will do.
+    OnlyNewer,
 }
 
 /// A token newer than generation `seen`: refreshed now, or by whoever refreshed meanwhile.
@@ -125,22 +137,30 @@ pub async fn refresh_after(
     app: &AppState,
     bot_id: &str,
     seen: i64,
+    coalesce: Coalesce,
 ) -> Result<Grant, LifecycleError> {
     let (app, bot_id) = (app.clone(), bot_id.to_owned());
-    tokio::spawn(async move { single_flight(&app, &bot_id, seen).await })
+    tokio::spawn(async move { single_flight(&app, &bot_id, seen, coalesce).await })
         .await
         .map_err(|_| LifecycleError::Task)?
 }
 
-async fn single_flight(app: &AppState, bot_id: &str, seen: i64) -> Result<Grant, LifecycleError> {
+async fn single_flight(
+    app: &AppState,
+    bot_id: &str,
+    seen: i64,
+    coalesce: Coalesce,
+) -> Result<Grant, LifecycleError> {
     let lock = app.refresh_locks.for_bot(bot_id);
     let _in_process = lock.lock().await;
     let lease = lease(app);
     let deadline = Instant::now() + lease;
     loop {
         let tokens = usable(bot_id, app.store.tokens(&app.config.vault, bot_id).await?)?;
-        let recently =
-            tokens.refreshed_at.is_some_and(|at| now() - at < app.config.min_refresh_interval_secs);
+        let recently = coalesce == Coalesce::WithRecent
+            && tokens
+                .refreshed_at
+                .is_some_and(|at| now() - at < app.config.min_refresh_interval_secs);
         if tokens.generation > seen || recently {
             let newer = tokens.generation > seen;
             return grant(tokens, newer);
@@ -265,7 +285,7 @@ pub async fn check(app: &AppState, bot_id: &str) -> Result<Checked, LifecycleErr
         app.client.introspect(&access.access_token).await.map_err(LifecycleError::Notion)?;
     let mut active = introspection.active;
     if !active && access.refresh_token.is_some() {
-        active = refresh_after(app, bot_id, access.generation).await.is_ok();
+        active = refresh_after(app, bot_id, access.generation, Coalesce::OnlyNewer).await.is_ok();
     }
     app.store.record_check(bot_id, active, introspection.request_id.as_deref()).await?;
     let status = app.store.connection(bot_id).await?.map_or_else(|| "revoked".into(), |c| c.status);

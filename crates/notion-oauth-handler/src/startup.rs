@@ -145,7 +145,14 @@ pub async fn refresh_old_tokens(app: &AppState, older_than: Duration) {
     match app.store.due_for_refresh(cutoff).await {
         Ok(due) => {
             for (bot_id, generation) in due {
-                if let Err(error) = lifecycle::refresh_after(app, &bot_id, generation).await {
+                if let Err(error) = lifecycle::refresh_after(
+                    app,
+                    &bot_id,
+                    generation,
+                    lifecycle::Coalesce::OnlyNewer,
+                )
+                .await
+                {
                     tracing::warn!(bot_id, error = %error, "background refresh failed");
                 }
             }

@@ -105,7 +105,9 @@ pub async fn connections(command: ConnectionsCommand) -> anyhow::Result<()> {
                 .await?
                 .map(|t| t.generation)
                 .unwrap_or(0);
-            let grant = lifecycle::refresh_after(&app, &bot_id, seen).await?;
+            let grant =
+                lifecycle::refresh_after(&app, &bot_id, seen, lifecycle::Coalesce::OnlyNewer)
+                    .await?;
             println!(
                 "Refreshed {bot_id}: the token pair is now at generation {}.",
                 grant.generation

@@ -229,7 +229,7 @@ pub struct ConnectionList {
 
 /// List connections (never tokens).
 #[utoipa::path(get, path = "/connections", params(ListQuery), tag = "connections",
-    responses((status = 200, body = ConnectionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = ConnectionList), (status = 400, description = "The query is not valid", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody)))]
 async fn list_connections(
     State(app): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -274,7 +274,7 @@ async fn list_connections(
 
 /// One connection's metadata (never tokens).
 #[utoipa::path(get, path = "/connections/{bot_id}", params(("bot_id" = String, Path)), tag = "connections",
-    responses((status = 200, body = ConnectionSummary), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = ConnectionSummary), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody)))]
 async fn get_connection(
     State(app): State<AppState>,
     Path(bot_id): Path<String>,
@@ -329,9 +329,9 @@ fn token_body(bot_id: String, grant: lifecycle::Grant, include_refresh_token: bo
 
 /// The connection's current access token.
 #[utoipa::path(get, path = "/connections/{bot_id}/token", params(("bot_id" = String, Path), TokenQuery), tag = "tokens",
-    responses((status = 200, body = TokenBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "The user has to connect again (see connect_url)", body = ErrorBody),
-        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = TokenBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody),
+        (status = 409, description = "The user has to connect again: send them to connect_url", body = ErrorBody),
+        (status = 502, description = "Notion failed; the stored tokens are unchanged", body = ErrorBody), (status = 503, description = "Busy, or Notion asks to slow down: see Retry-After", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
 async fn get_token(
     State(app): State<AppState>,
     Path(bot_id): Path<String>,
@@ -348,8 +348,8 @@ async fn get_token(
 
 /// Refresh the connection's token pair now.
 #[utoipa::path(post, path = "/connections/{bot_id}/refresh", params(("bot_id" = String, Path)), tag = "tokens",
-    responses((status = 200, body = TokenBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = TokenBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody),
+        (status = 409, description = "The user has to connect again: send them to connect_url", body = ErrorBody), (status = 502, description = "Notion failed; the stored tokens are unchanged", body = ErrorBody), (status = 503, description = "Busy, or Notion asks to slow down: see Retry-After", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
 async fn refresh_connection(
     State(app): State<AppState>,
     Path(bot_id): Path<String>,
@@ -375,8 +375,8 @@ pub struct CheckBody {
 
 /// Ask Notion whether the connection still works; an inactive one becomes `revoked`.
 #[utoipa::path(post, path = "/connections/{bot_id}/check", params(("bot_id" = String, Path)), tag = "connections",
-    responses((status = 200, body = CheckBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = CheckBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody),
+        (status = 409, description = "The user has to connect again: send them to connect_url", body = ErrorBody), (status = 502, description = "Notion failed; the stored tokens are unchanged", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
 async fn check_connection(
     State(app): State<AppState>,
     Path(bot_id): Path<String>,
@@ -395,8 +395,8 @@ async fn check_connection(
 
 /// Revoke the connection at Notion and forget its tokens. Repeating it changes nothing.
 #[utoipa::path(delete, path = "/connections/{bot_id}", params(("bot_id" = String, Path)), tag = "connections",
-    responses((status = 204, description = "Revoked (or already revoked)"), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)))]
+    responses((status = 204, description = "Revoked (or already revoked)"), (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such connection", body = ErrorBody), (status = 502, description = "Notion failed; the stored tokens are unchanged", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
 async fn revoke_connection(
     State(app): State<AppState>,
     Path(bot_id): Path<String>,
@@ -415,7 +415,7 @@ pub struct EventList {
 
 /// What happened to the connection: connected, refreshed, checked, revoked…
 #[utoipa::path(get, path = "/connections/{bot_id}/events", params(("bot_id" = String, Path)), tag = "connections",
-    responses((status = 200, body = EventList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EventList), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody)))]
 async fn connection_events(
     State(app): State<AppState>,
     Path(bot_id): Path<String>,

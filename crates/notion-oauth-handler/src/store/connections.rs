@@ -293,7 +293,7 @@ impl Store {
     pub async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT bot_id, generation FROM connections
-             WHERE status = 'active' AND refresh_token IS NOT NULL AND COALESCE(refreshed_at, updated_at) < $1
+             WHERE status = 'active' AND refresh_token IS NOT NULL AND COALESCE(refreshed_at, updated_at) <= $1
              ORDER BY COALESCE(refreshed_at, updated_at) LIMIT 500",
         )
         .bind(cutoff)
@@ -308,7 +308,7 @@ impl Store {
     /// Database failures.
     pub async fn due_for_check(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
-            "SELECT bot_id FROM connections WHERE status = 'active' AND COALESCE(checked_at, 0) < $1
+            "SELECT bot_id FROM connections WHERE status = 'active' AND COALESCE(checked_at, 0) <= $1
              ORDER BY COALESCE(checked_at, 0) LIMIT 500",
         )
         .bind(cutoff)

@@ -41,6 +41,7 @@ impl Default for TestOptions {
 pub struct TestApp {
     /// `http://127.0.0.1:PORT` plus the base path, no trailing slash.
     pub address: String,
+    pub settings: Settings,
     pub notion: RunningEmulator,
     pub master_key: String,
     pub db_path: PathBuf,
@@ -137,7 +138,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         file: "privacy.html".into(),
         content_type: None,
     }];
-    let config = settings.validate(dir.path()).unwrap();
+    let config = settings.clone().validate(dir.path()).unwrap();
 
     let app = Application::build_with_listener(config, listener).await.unwrap();
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -146,6 +147,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     }));
     TestApp {
         address: format!("{origin}{base}"),
+        settings,
         notion,
         master_key,
         db_path: dir.path().join("connections.db"),
@@ -252,6 +254,105 @@ impl TestApp {
             std::time::Duration::from_secs(600),
         )
         .sign(claims)
+    }
+}
+
+/// The API as the developer's backend calls it.
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+/// An API answer: status, JSON body (Null when empty) and headers.
+pub struct Answer {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Api {
+    pub async fn call(&self, method: reqwest::Method, path: &str) -> Answer {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        Answer { status, body, headers }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(reqwest::Method::GET, path).await
+    }
+
+    pub async fn post(&self, path: &str) -> Answer {
+        self.call(reqwest::Method::POST, path).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.call(reqwest::Method::DELETE, path).await
+    }
+
+    pub fn with_key(&self, key: &str) -> Api {
+        Api { client: self.client.clone(), base: self.base.clone(), key: key.to_owned() }
+    }
+}
+
+impl TestApp {
+    /// A new API key stored the way `api-keys create` stores one.
+    pub async fn api_key(&self) -> String {
+        let made = notion_oauth_handler::api_keys::generate().unwrap();
+        self.store().await.insert_api_key(&made.id, "tests", &made.digest).await.unwrap();
+        secrecy::ExposeSecret::expose_secret(&made.key).to_owned()
+    }
+
+    /// An API client with a fresh key.
+    pub async fn api(&self) -> Api {
+        Api {
+            client: http().build().unwrap(),
+            base: format!("{}/api/v1", self.address),
+            key: self.api_key().await,
+        }
+    }
+
+    /// Runs a whole flow and returns the new connection's bot id.
+    pub async fn connected(&self, user: &str, reference: Option<&str>) -> String {
+        let page = self.add_to_notion(&Browser::new(), user, reference).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let connections = self.connections().await;
+        connections.iter().find(|c| c.owner_name.as_deref() == Some(user)).unwrap().bot_id.clone()
+    }
+
+    /// Refresh-grant requests the emulator received.
+    pub fn refresh_requests(&self) -> usize {
+        self.emulator()
+            .requests_to(Endpoint::Token)
+            .iter()
+            .filter(|r| r.body.contains("refresh_token") && !r.body.contains("authorization_code"))
+            .count()
+    }
+
+    /// A second instance of the app on the same database and emulator, as another process
+    /// would be (its own pool and locks), without a listener.
+    pub async fn second_instance(&self) -> notion_oauth_handler::startup::AppState {
+        let config = self.settings.clone().validate(self.dir.path()).unwrap();
+        notion_oauth_handler::startup::open_app(config).await.unwrap()
     }
 }
 

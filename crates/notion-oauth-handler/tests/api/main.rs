@@ -6,5 +6,6 @@ mod binary;
 mod browser;
 mod flow;
 mod helpers;
+mod lifecycle;
 mod notion_faults;
 mod secrets;
