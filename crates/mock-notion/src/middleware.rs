@@ -6,7 +6,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{Extensions, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::errors::ApiError;
 use crate::faults::{self, Fault};
@@ -95,11 +95,20 @@ pub(crate) async fn around_request(
             ApiError::from_fault(504, "gateway_timeout", "Gateway Timeout")
                 .into_response(ErrorShape::Notion, &request_id)
         }
-        Outcome::Proceed(delay) => {
-            if let Some(delay) = delay {
+        Outcome::Proceed(None) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        // A slow Notion still finishes what it started when the caller gives up: run the
+        // handler in its own task, so a client that times out and disconnects (dropping this
+        // future) does not cancel it, and a refresh it asked for really rotates the pair.
+        Outcome::Proceed(Some(delay)) => {
+            let request = Request::from_parts(parts, Body::from(bytes));
+            let handled = tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
+                next.run(request).await
+            });
+            match handled.await {
+                Ok(response) => response,
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
             }
-            next.run(Request::from_parts(parts, Body::from(bytes))).await
         }
     };
 

@@ -453,4 +453,3 @@ async fn futures_all<F: std::future::Future>(
 ) -> Vec<F::Output> {
     futures_util::future::join_all(futures).await
 }
-

@@ -8,4 +8,5 @@ mod flow;
 mod helpers;
 mod lifecycle;
 mod notion_faults;
+mod processes;
 mod secrets;

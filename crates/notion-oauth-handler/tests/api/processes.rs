@@ -1,0 +1,305 @@
+//! Several real server processes on one database, a kill -9 in the middle of a refresh, and the
+//! operator commands: the binary as it is deployed.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use mock_notion::{Emulator, EmulatorConfig, Endpoint, Fault, RunningEmulator};
+use notion_oauth_handler::store::Store;
+use notion_oauth_handler::vault::{MasterKey, Vault};
+use secrecy::SecretString;
+use tokio::process::{Child, Command};
+
+use crate::helpers::{Browser, CLIENT_SECRET, http, query_param, random_key};
+
+const CLIENT_ID: &str = "4a1e0f4e-0000-4000-8000-0000000000aa";
+
+/// An emulator and the configuration files of server processes sharing one SQLite file.
+struct Deployment {
+    dir: tempfile::TempDir,
+    notion: RunningEmulator,
+    master_key: String,
+    ports: Vec<u16>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Deployment {
+    async fn new(instances: usize, timeout_seconds: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..instances).map(|_| free_port()).collect();
+        let notion = Emulator::spawn(
+            EmulatorConfig {
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+                redirect_uris: ports
+                    .iter()
+                    .map(|p| format!("http://127.0.0.1:{p}/callback"))
+                    .collect(),
+                ..EmulatorConfig::default()
+            },
+            "127.0.0.1:0",
+        )
+        .await
+        .unwrap();
+        let master_key = random_key();
+        for (index, port) in ports.iter().enumerate() {
+            let config = format!(
+                "[server]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
+                 [notion]\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\napi_base_url = \"{}\"\ntimeout_seconds = {timeout_seconds}\n\
+                 [storage]\nurl = \"sqlite://shared.db\"\n[security]\nmaster_key = \"{master_key}\"\n",
+                notion.base_url()
+            );
+            std::fs::write(dir.path().join(format!("instance-{index}.toml")), config).unwrap();
+        }
+        Self { dir, notion, master_key, ports }
+    }
+
+    fn config(&self, index: usize) -> PathBuf {
+        self.dir.path().join(format!("instance-{index}.toml"))
+    }
+
+    fn url(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[index])
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_notion-oauth-handler"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .kill_on_drop(true);
+        command
+    }
+
+    async fn start(&self, index: usize) -> Child {
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("instance-{index}.log"))).unwrap();
+        let child = self
+            .command(&["serve", "--config"])
+            .arg(self.config(index))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let health = format!("{}/healthz", self.url(index));
+        for _ in 0..200 {
+            if http().build().unwrap().get(&health).send().await.is_ok() {
+                return child;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("instance {index} did not come up");
+    }
+
+    /// Runs an operator command against instance 0's configuration.
+    async fn operator(&self, args: &[&str]) -> (bool, String, String) {
+        let mut all: Vec<&str> = args.to_vec();
+        let config = self.config(0);
+        all.extend(["--config", config.to_str().unwrap()]);
+        let output = self.command(&all).output().await.unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    async fn api_key(&self) -> String {
+        let (ok, stdout, stderr) = self.operator(&["api-keys", "create", "--name", "tests"]).await;
+        assert!(ok, "{stderr}");
+        assert!(stderr.contains("only time the key is shown"), "{stderr}");
+        stdout.trim().to_owned()
+    }
+
+    /// A whole flow through instance `index`, returning the bot id.
+    async fn connect(&self, index: usize, user: &str) -> String {
+        let browser = Browser::new();
+        let location =
+            browser.get(&format!("{}/connect", self.url(index))).await.headers()["location"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+        let authorize =
+            format!("{location}&mock_decision=allow&mock_user={}", user.replace(' ', "+"));
+        let back = http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let callback = back.get(&authorize).send().await.unwrap().headers()["location"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(query_param(&url::Url::parse(&callback).unwrap(), "code").is_some());
+        assert_eq!(browser.get(&callback).await.status().as_u16(), 200);
+        let (_, stdout, _) = self.operator(&["connections", "list", "--json"]).await;
+        let listed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        listed.as_array().unwrap().iter().find(|c| c["owner_name"] == user).unwrap()["bot_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn get(&self, index: usize, key: &str, path: &str) -> (u16, serde_json::Value) {
+        let response = http()
+            .build()
+            .unwrap()
+            .get(format!("{}/api/v1{path}", self.url(index)))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    async fn stored_access_token(&self, bot_id: &str) -> Option<String> {
+        let store = Store::open_existing(&format!(
+            "sqlite://{}",
+            self.dir.path().join("shared.db").display()
+        ))
+        .await
+        .unwrap();
+        let vault = Vault::new(
+            &MasterKey::from_base64(&SecretString::from(self.master_key.clone())).unwrap(),
+            &[],
+        );
+        let tokens = store.tokens(&vault, bot_id).await.unwrap().unwrap();
+        tokens.access_token.map(|t| t.expose_secret().to_owned())
+    }
+
+    fn refresh_requests(&self) -> usize {
+        self.notion
+            .emulator
+            .requests_to(Endpoint::Token)
+            .iter()
+            .filter(|r| r.body.contains("\"refresh_token\""))
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn two_server_processes_on_one_sqlite_file_refresh_once() {
+    // Arrange: two processes, one database, one connection made through the first.
+    let deployment = Deployment::new(2, 5).await;
+    let _first = deployment.start(0).await;
+    let _second = deployment.start(1).await;
+    let key = deployment.api_key().await;
+    let bot = deployment.connect(0, "Ada Lovelace").await;
+
+    // Act: 50 forced refreshes at each process, all at once.
+    let path = format!("/connections/{bot}/token?force_refresh=true");
+    let calls = (0..100).map(|i| deployment.get(i % 2, &key, &path));
+    let answers = futures_util::future::join_all(calls).await;
+
+    // Assert: Notion saw one refresh, every caller got its token, and it is the stored one.
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{:?}",
+        answers.iter().find(|(s, _)| *s != 200)
+    );
+    assert_eq!(deployment.refresh_requests(), 1);
+    let tokens: BTreeSet<&str> =
+        answers.iter().map(|(_, body)| body["access_token"].as_str().unwrap()).collect();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    let token = tokens.into_iter().next().unwrap().to_owned();
+    assert_eq!(deployment.stored_access_token(&bot).await.as_deref(), Some(token.as_str()));
+    assert!(deployment.notion.emulator.is_access_token_active(&token));
+}
+
+#[tokio::test]
+async fn a_refresh_interrupted_by_kill_9_is_reported_not_lost_silently() {
+    // Arrange: Notion answers slowly, and acts on the refresh even after the caller is gone.
+    let deployment = Deployment::new(1, 1).await;
+    let mut server = deployment.start(0).await;
+    let key = deployment.api_key().await;
+    let bot = deployment.connect(0, "Ada Lovelace").await;
+    deployment
+        .notion
+        .emulator
+        .set_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(1500)));
+
+    // Act: kill -9 the server while its refresh is at Notion, then start it again.
+    let url = format!("{}/api/v1/connections/{bot}/refresh", deployment.url(0));
+    let key_for_call = key.clone();
+    let in_flight = tokio::spawn(async move {
+        http().build().unwrap().post(url).bearer_auth(key_for_call).send().await
+    });
+    for _ in 0..100 {
+        if deployment.refresh_requests() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(deployment.refresh_requests(), 1, "the refresh reached Notion");
+    server.start_kill().unwrap();
+    let _ = server.wait().await;
+    assert!(in_flight.await.unwrap().is_err(), "the caller saw the server die");
+    tokio::time::sleep(Duration::from_millis(2000)).await; // Notion finishes the refresh
+    deployment.notion.emulator.clear_faults();
+    let _restarted = deployment.start(0).await;
+
+    // Assert: once the dead holder's lease runs out, the interruption is visible...
+    let mut connection = serde_json::Value::Null;
+    for _ in 0..150 {
+        connection = deployment.get(0, &key, &format!("/connections/{bot}")).await.1;
+        if !connection["refresh_interrupted_at"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(connection["refresh_interrupted_at"].is_i64(), "{connection}");
+    // ...and the next refresh says what it means: Notion rotated the pair, the user must reconnect.
+    let (status, body) =
+        deployment.get(0, &key, &format!("/connections/{bot}/token?force_refresh=true")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("needs_reauth")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("interrupted"), "{body}");
+    let (_, events) = deployment.get(0, &key, &format!("/connections/{bot}/events")).await;
+    let kinds: Vec<&str> =
+        events["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["needs_reauth", "refresh_failed", "refresh_interrupted", "connected"]);
+}
+
+#[tokio::test]
+async fn operators_manage_keys_and_connections_from_the_command_line() {
+    let deployment = Deployment::new(1, 5).await;
+    let _server = deployment.start(0).await;
+    let key = deployment.api_key().await;
+    let bot = deployment.connect(0, "Ada Lovelace").await;
+    let before = deployment.stored_access_token(&bot).await.unwrap();
+
+    let (ok, listed, _) = deployment.operator(&["api-keys", "list"]).await;
+    assert!(ok && listed.contains("tests"), "{listed}");
+    assert!(!listed.contains(key.split('_').nth(2).unwrap()), "the secret is never listed");
+
+    let (ok, stdout, stderr) = deployment.operator(&["connections", "refresh", &bot]).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("generation 2") && !stdout.contains("ntn_"), "{stdout}");
+    assert_ne!(deployment.stored_access_token(&bot).await.unwrap(), before);
+    let (ok, stdout, _) = deployment.operator(&["connections", "check", &bot]).await;
+    assert!(ok && stdout.contains("active"), "{stdout}");
+    let (ok, shown, _) = deployment.operator(&["connections", "show", &bot]).await;
+    assert!(
+        ok && shown.contains("refreshed") && shown.contains("checked") && !shown.contains("ntn_"),
+        "{shown}"
+    );
+    let (ok, stdout, _) = deployment.operator(&["connections", "revoke", &bot]).await;
+    assert!(ok && stdout.contains("Revoked"), "{stdout}");
+    assert!(deployment.stored_access_token(&bot).await.is_none());
+    let (ok, listed, _) =
+        deployment.operator(&["connections", "list", "--status", "revoked"]).await;
+    assert!(ok && listed.contains(&bot), "{listed}");
+    let (ok, _, stderr) = deployment.operator(&["connections", "show", "no-such-bot"]).await;
+    assert!(!ok && stderr.contains("no connection"), "{stderr}");
+
+    // A revoked key stops opening the API at once, in the running server too.
+    let id = key.split('_').nth(1).unwrap().to_owned();
+    assert_eq!(deployment.get(0, &key, "/connections").await.0, 200);
+    let (ok, _, stderr) = deployment.operator(&["api-keys", "revoke", &id]).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(deployment.get(0, &key, "/connections").await.0, 401);
+    let (ok, _, stderr) = deployment.operator(&["api-keys", "revoke", &id]).await;
+    assert!(!ok && stderr.contains("no active API key"), "{stderr}");
+}
