@@ -20,10 +20,14 @@ use crate::store::{Claim, StoreError, StoredTokens, now};
 /// Attempts after the first, for failures where Notion certainly did not rotate the pair.
 const RETRIES: u32 = 2;
 
-/// How long a refresh may hold the database lease: every attempt's timeout plus the backoff
-/// between them. A holder that died keeps others waiting no longer than this.
+/// Longest wait between attempts: Notion's `Retry-After` is honoured up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How long a refresh may hold the database lease: every attempt's timeout, the longest waits
+/// between them, and a margin for the database. A holder that died keeps others waiting no
+/// longer than this.
 fn lease(app: &AppState) -> Duration {
-    app.config.notion.timeout * (RETRIES + 1) + Duration::from_secs(5)
+    app.config.notion.timeout * (RETRIES + 1) + MAX_BACKOFF * RETRIES + Duration::from_secs(5)
 }
 
 /// Why a token could not be given.
@@ -171,7 +175,8 @@ async fn single_flight(
         let lease_until = now() + i64::try_from(lease.as_secs()).unwrap_or(60);
         match app.store.claim_refresh(bot_id, tokens.generation, lease_until).await? {
             Claim::Claimed { interrupted } => {
-                return refresh_now(app, bot_id, &refresh_token, interrupted).await;
+                return refresh_now(app, bot_id, &refresh_token, tokens.generation, interrupted)
+                    .await;
             }
             Claim::Moved => continue,
             Claim::Held if Instant::now() < deadline => {
@@ -183,10 +188,15 @@ async fn single_flight(
 }
 
 /// Calls Notion with the lease held, stores the answer, and releases the lease.
+///
+/// Every outcome is written only if the connection is still at `from` (the generation the lease
+/// was taken at): a re-authorization or a revoke that happened meanwhile wins, and the caller
+/// gets the connection as it now is.
 async fn refresh_now(
     app: &AppState,
     bot_id: &str,
     refresh_token: &RefreshToken,
+    from: i64,
     interrupted: Option<i64>,
 ) -> Result<Grant, LifecycleError> {
     if let Some(started) = interrupted {
@@ -200,7 +210,11 @@ async fn refresh_now(
     loop {
         let error = match app.client.refresh(refresh_token).await {
             Ok(response) if response.bot_id.as_str() == bot_id => {
-                let generation = app.store.complete_refresh(&app.config.vault, &response).await?;
+                let Some(generation) =
+                    app.store.complete_refresh(&app.config.vault, &response, from).await?
+                else {
+                    return changed_meanwhile(app, bot_id).await;
+                };
                 tracing::info!(
                     bot_id,
                     generation,
@@ -227,7 +241,9 @@ async fn refresh_now(
             } else {
                 "Notion refused the refresh token (invalid_grant): the user removed the connection or the token was used elsewhere; send the user to connect again"
             };
-            app.store.fail_refresh(bot_id, true, reason, error.request_id()).await?;
+            if !app.store.fail_refresh(bot_id, from, true, reason, error.request_id()).await? {
+                return changed_meanwhile(app, bot_id).await;
+            }
             tracing::warn!(
                 bot_id,
                 request_id = error.request_id(),
@@ -242,12 +258,20 @@ async fn refresh_now(
             tokio::time::sleep(wait).await;
             continue;
         }
-        app.store
-            .fail_refresh(bot_id, false, &format!("refresh failed: {error}"), error.request_id())
-            .await?;
+        let message = format!("refresh failed: {error}");
+        if !app.store.fail_refresh(bot_id, from, false, &message, error.request_id()).await? {
+            return changed_meanwhile(app, bot_id).await;
+        }
         tracing::warn!(bot_id, error = %error, "refresh failed; the stored pair is unchanged");
         return Err(LifecycleError::Notion(error));
     }
+}
+
+/// The connection was re-authorized or revoked while a refresh was at Notion: what it is now.
+async fn changed_meanwhile(app: &AppState, bot_id: &str) -> Result<Grant, LifecycleError> {
+    tracing::info!(bot_id, "the connection changed during its refresh; its new state wins");
+    let tokens = usable(bot_id, app.store.tokens(&app.config.vault, bot_id).await?)?;
+    grant(tokens, true)
 }
 
 /// Failures after which Notion cannot have rotated the pair, or very likely did not. A garbled
@@ -266,7 +290,7 @@ fn backoff(attempt: u32, error: &NotionError) -> Duration {
     if let NotionError::Api(api) = error
         && let Some(retry_after) = api.retry_after
     {
-        return retry_after.min(Duration::from_secs(5));
+        return retry_after.min(MAX_BACKOFF);
     }
     let mut jitter = [0u8; 1];
     let _ = getrandom::fill(&mut jitter);

@@ -362,8 +362,9 @@ impl Store {
         })
     }
 
-    /// Stores a refreshed pair and releases the lock, with its event, in one transaction.
-    /// Returns the new generation.
+    /// Stores a refreshed pair and releases the lock, with its event, in one transaction, if the
+    /// connection is still at `from_generation`. Returns the new generation, or `None` when the
+    /// connection changed under the refresh (re-authorized, revoked): its state wins then.
     ///
     /// # Errors
     /// Database or encryption failures; the lock then stays until it expires, and the next
@@ -372,7 +373,8 @@ impl Store {
         &self,
         vault: &Vault,
         response: &TokenResponse,
-    ) -> Result<i64, StoreError> {
+        from_generation: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let (access, refresh) = seal_pair(vault, response)?;
         let now = now();
         let mut transaction = self.pool.begin().await?;
@@ -381,7 +383,7 @@ impl Store {
                  refresh_token = COALESCE($3, refresh_token), key_id = $4, generation = generation + 1,
                  refresh_lease_until = NULL, refresh_started_at = NULL, refresh_interrupted_at = NULL,
                  refreshed_at = $5, updated_at = $5, last_request_id = $6
-             WHERE bot_id = $1 RETURNING generation",
+             WHERE bot_id = $1 AND generation = $7 AND status = 'active' RETURNING generation",
         )
         .bind(response.bot_id.as_str())
         .bind(access)
@@ -389,8 +391,12 @@ impl Store {
         .bind(vault.active_key_id())
         .bind(now)
         .bind(response.request_id.as_deref())
-        .fetch_one(&mut *transaction)
+        .bind(from_generation)
+        .fetch_optional(&mut *transaction)
         .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
         record(
             &mut *transaction,
             response.bot_id.as_str(),
@@ -400,41 +406,47 @@ impl Store {
         )
         .await?;
         transaction.commit().await?;
-        Ok(row.try_get("generation")?)
+        Ok(Some(row.try_get("generation")?))
     }
 
     /// Releases the refresh lock after a failed refresh, setting `status` when the failure
-    /// means the user must reconnect, with the events that say so.
+    /// means the user must reconnect, with the events that say so; only if the connection is
+    /// still at `from_generation` (returns whether it was).
     ///
     /// # Errors
     /// Database failures.
     pub async fn fail_refresh(
         &self,
         bot_id: &str,
+        from_generation: i64,
         needs_reauth: bool,
         message: &str,
         request_id: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE connections SET refresh_lease_until = NULL, refresh_started_at = NULL,
                  status = CASE WHEN $2 THEN 'needs_reauth' ELSE status END,
                  status_reason = CASE WHEN $2 THEN $3 ELSE status_reason END,
                  updated_at = $4
-             WHERE bot_id = $1",
+             WHERE bot_id = $1 AND generation = $5",
         )
         .bind(bot_id)
         .bind(needs_reauth)
         .bind(message)
         .bind(now())
+        .bind(from_generation)
         .execute(&mut *transaction)
         .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
         record(&mut *transaction, bot_id, "refresh_failed", Some(message), request_id).await?;
         if needs_reauth {
             record(&mut *transaction, bot_id, "needs_reauth", Some(message), request_id).await?;
         }
         transaction.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Notes the outcome of an introspection: an inactive token means the user removed the
@@ -453,6 +465,7 @@ impl Store {
         sqlx::query(
             "UPDATE connections SET checked_at = $2, updated_at = $2,
                  status = CASE WHEN $3 THEN status ELSE 'revoked' END,
+                 generation = CASE WHEN $3 THEN generation ELSE generation + 1 END,
                  status_reason = CASE WHEN $3 THEN status_reason ELSE $4 END
              WHERE bot_id = $1",
         )
@@ -484,6 +497,7 @@ impl Store {
         let mut transaction = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE connections SET access_token = NULL, refresh_token = NULL, status = 'revoked',
+                 generation = generation + 1,
                  status_reason = $2, refresh_lease_until = NULL, refresh_started_at = NULL, updated_at = $3
              WHERE bot_id = $1 AND (access_token IS NOT NULL OR refresh_token IS NOT NULL)",
         )

@@ -220,6 +220,34 @@ async fn a_refused_refresh_token_means_reconnect_and_is_never_retried() {
 }
 
 #[tokio::test]
+async fn a_reauthorization_during_a_refresh_wins() {
+    // The refresh reaches Notion first but is answered last; the user re-authorizes meanwhile,
+    // which (since 2026-06-08) kills the old pair, so the refresh is refused.
+    let app = spawn_app().await;
+    let api = app.api().await;
+    let bot = app.connected("Ada Lovelace", None).await;
+    app.emulator().set_fault_times(Endpoint::Token, Fault::Delay(Duration::from_millis(1500)), 1);
+
+    let path = format!("/connections/{bot}/refresh");
+    let (refreshed, ()) = tokio::join!(api.post(&path), async {
+        while app.refresh_requests() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        app.connected("Ada Lovelace", None).await;
+    });
+
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    let stored = app.tokens(&bot).await;
+    assert_eq!(
+        stored.status, "active",
+        "a refused refresh of the old pair must not undo the re-authorization"
+    );
+    let access = stored.access_token.unwrap().expose_secret().to_owned();
+    assert_eq!(refreshed.body["access_token"], access.as_str());
+    assert!(app.emulator().is_access_token_active(&access));
+}
+
+#[tokio::test]
 async fn notion_failing_a_refresh_leaves_the_stored_pair_unchanged_and_usable() {
     let cases = [
         (

@@ -243,7 +243,8 @@ async fn a_refresh_interrupted_by_kill_9_is_reported_not_lost_silently() {
 
     // Assert: once the dead holder's lease runs out, the interruption is visible...
     let mut connection = serde_json::Value::Null;
-    for _ in 0..150 {
+    // The lease covers three 1 s attempts, two 5 s waits and a margin: 18 s.
+    for _ in 0..300 {
         connection = deployment.get(0, &key, &format!("/connections/{bot}")).await.1;
         if !connection["refresh_interrupted_at"].is_null() {
             break;
