@@ -2,33 +2,32 @@
 //! exactly once however many callers ask, introspection, revocation.
 //!
 //! Notion rotates refresh tokens: of two concurrent refreshes with the same token one wins and
-//! the other gets `invalid_grant`, and the connection is lost. So a refresh takes two locks:
-//! an in-process one per connection (callers in this process queue behind it), and a lease row
-//! in the database (callers in other processes wait for it). Whoever gets both re-reads the
-//! tokens first: if their generation moved on since the caller looked, someone else already
-//! refreshed, and that token is returned instead of refreshing again.
+//! the other gets `invalid_grant`, and the connection is lost. So a refresh (and a revoke) takes
+//! two locks: an in-process one per connection (callers in this process queue behind it) and a
+//! lease row in the database (other processes wait for it), which its owner renews while it
+//! works. Whoever gets both re-reads the tokens: if their generation moved on since the caller
+//! looked, someone else already refreshed, and that pair is returned instead. Every outcome is
+//! written only if the connection is still at the generation the lease was taken at, so a
+//! re-authorization or revoke that lands meanwhile wins.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use notion_oauth::{AccessToken, NotionError, RefreshToken};
+use notion_oauth::{AccessToken, NotionError, RefreshToken, TokenResponse};
 
 use crate::startup::AppState;
 use crate::store::{Claim, StoreError, StoredTokens, now};
 
-/// Attempts after the first, for failures where Notion certainly did not rotate the pair.
+/// How long a lease lasts without renewal: how long a dead holder keeps others waiting.
+const LEASE: Duration = Duration::from_secs(15);
+/// How often a live holder renews its lease.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Attempts after the first, for failures that leave the stored pair usable.
 const RETRIES: u32 = 2;
-
 /// Longest wait between attempts: Notion's `Retry-After` is honoured up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// How long a refresh may hold the database lease: every attempt's timeout, the longest waits
-/// between them, and a margin for the database. A holder that died keeps others waiting no
-/// longer than this.
-fn lease(app: &AppState) -> Duration {
-    app.config.notion.timeout * (RETRIES + 1) + MAX_BACKOFF * RETRIES + Duration::from_secs(5)
-}
 
 /// Why a token could not be given.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +40,15 @@ pub enum LifecycleError {
     Revoked(String),
     #[error("another process is refreshing this connection and has not finished")]
     Busy,
-    #[error("{0}")]
+    /// Notion failed in a way that leaves the stored pair as it was.
+    #[error("{0}; the stored tokens are unchanged")]
     Notion(NotionError),
+    /// Notion may have acted without its answer arriving (a timeout, a broken connection, a
+    /// garbled answer): the stored pair may have been rotated away.
+    #[error(
+        "{0}; Notion may have rotated the pair before its answer was lost, so the next refresh will tell whether the user must connect again"
+    )]
+    NotionUncertain(NotionError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the refresh task stopped unexpectedly")]
@@ -68,7 +74,19 @@ pub struct Checked {
     pub issued_at_ms: Option<i64>,
 }
 
-/// One async lock per connection, for refreshes within this process.
+/// Whether a refresh that completed moments ago satisfies the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coalesce {
+    /// An API caller forcing a refresh gets the pair refreshed within
+    /// `min_refresh_interval_seconds`: refreshing again at once gains nothing, and stragglers
+    /// of a burst of callers must not each refresh.
+    WithRecent,
+    /// The caller knows the stored pair is not good enough (Notion called it inactive, an
+    /// operator asked): only a pair newer than the one it saw will do.
+    OnlyNewer,
+}
+
+/// One async lock per connection, for refreshes and revokes within this process.
 #[derive(Debug, Default)]
 pub struct RefreshLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
@@ -78,6 +96,23 @@ impl RefreshLocks {
         // Forget locks nobody holds or waits for, so the map does not grow with every bot.
         locks.retain(|_, lock| Arc::strong_count(lock) > 1);
         locks.entry(bot_id.to_owned()).or_default().clone()
+    }
+
+    /// Waits (up to `limit`) until no refresh or revoke is under way in this process, so a
+    /// shutdown does not drop a pair Notion has already rotated.
+    pub async fn wait_idle(&self, limit: Duration) {
+        let locks: Vec<_> =
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        let all = async {
+            for lock in locks {
+                drop(lock.lock().await);
+            }
+        };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!(
+                "a refresh was still under way at shutdown; the next start will report it"
+            );
+        }
     }
 }
 
@@ -102,6 +137,46 @@ fn grant(tokens: StoredTokens, refreshed: bool) -> Result<Grant, LifecycleError>
     })
 }
 
+fn lease_until() -> i64 {
+    now() + i64::try_from(LEASE.as_secs()).unwrap_or(15)
+}
+
+fn new_owner() -> Result<String, LifecycleError> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|_| LifecycleError::Task)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Runs `work` while renewing `owner`'s lease, so a slow Notion or a slow database does not
+/// let the lease lapse under a live holder.
+async fn holding_lease<T>(
+    app: &AppState,
+    bot_id: &str,
+    owner: &str,
+    work: impl Future<Output = T>,
+) -> T {
+    let (renewing_app, bot, owner) = (app.clone(), bot_id.to_owned(), owner.to_owned());
+    let _renewer = AbortOnDrop(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(HEARTBEAT).await;
+            if let Err(error) = renewing_app.store.renew_lease(&bot, &owner, lease_until()).await {
+                tracing::warn!(bot_id = bot, error = %error, "could not renew a refresh lease");
+            }
+        }
+    }));
+    work.await
+}
+
+/// Stops the renewal with the work, however the work ends: a leaked renewer would hold the
+/// lease forever.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The connection's current token; with `force_refresh`, one newer than the stored one.
 ///
 /// # Errors
@@ -116,18 +191,6 @@ pub async fn token(
         return grant(tokens, false);
     }
     refresh_after(app, bot_id, tokens.generation, Coalesce::WithRecent).await
-}
-
-/// Whether a refresh that completed moments ago satisfies the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coalesce {
-    /// An API caller forcing a refresh gets the pair refreshed within
-    /// `min_refresh_interval_seconds`: refreshing again at once gains nothing, and stragglers
-    /// of a burst of callers must not each refresh.
-    WithRecent,
-    /// The caller knows the stored pair is not good enough (Notion called it inactive, an
-    /// operator asked): only a pair newer than the one it saw will do.
-    OnlyNewer,
 }
 
 /// A token newer than generation `seen`: refreshed now, or by whoever refreshed meanwhile.
@@ -157,8 +220,7 @@ async fn single_flight(
 ) -> Result<Grant, LifecycleError> {
     let lock = app.refresh_locks.for_bot(bot_id);
     let _in_process = lock.lock().await;
-    let lease = lease(app);
-    let deadline = Instant::now() + lease;
+    let deadline = Instant::now() + LEASE * 2;
     loop {
         let tokens = usable(bot_id, app.store.tokens(&app.config.vault, bot_id).await?)?;
         let recently = coalesce == Coalesce::WithRecent
@@ -169,14 +231,20 @@ async fn single_flight(
             let newer = tokens.generation > seen;
             return grant(tokens, newer);
         }
+        let from = tokens.generation;
         let refresh_token = tokens.refresh_token.ok_or_else(|| {
             LifecycleError::NeedsReauth("Notion gave this connection no refresh token".into())
         })?;
-        let lease_until = now() + i64::try_from(lease.as_secs()).unwrap_or(60);
-        match app.store.claim_refresh(bot_id, tokens.generation, lease_until).await? {
+        let owner = new_owner()?;
+        match app.store.claim_lease(bot_id, from, &owner, lease_until(), true).await? {
             Claim::Claimed { interrupted } => {
-                return refresh_now(app, bot_id, &refresh_token, tokens.generation, interrupted)
-                    .await;
+                return holding_lease(
+                    app,
+                    bot_id,
+                    &owner,
+                    refresh_now(app, bot_id, &refresh_token, from, interrupted),
+                )
+                .await;
             }
             Claim::Moved => continue,
             Claim::Held if Instant::now() < deadline => {
@@ -188,10 +256,6 @@ async fn single_flight(
 }
 
 /// Calls Notion with the lease held, stores the answer, and releases the lease.
-///
-/// Every outcome is written only if the connection is still at `from` (the generation the lease
-/// was taken at): a re-authorization or a revoke that happened meanwhile wins, and the caller
-/// gets the connection as it now is.
 async fn refresh_now(
     app: &AppState,
     bot_id: &str,
@@ -206,27 +270,13 @@ async fn refresh_now(
         tracing::warn!(bot_id, "{message}");
         app.store.record_event(bot_id, "refresh_interrupted", Some(&message), None).await?;
     }
+    // Whether an attempt may have reached Notion without its answer reaching us.
+    let mut uncertain = interrupted.is_some();
     let mut attempt = 0;
     loop {
         let error = match app.client.refresh(refresh_token).await {
             Ok(response) if response.bot_id.as_str() == bot_id => {
-                let Some(generation) =
-                    app.store.complete_refresh(&app.config.vault, &response, from).await?
-                else {
-                    return changed_meanwhile(app, bot_id).await;
-                };
-                tracing::info!(
-                    bot_id,
-                    generation,
-                    request_id = response.request_id.as_deref(),
-                    "connection refreshed"
-                );
-                return Ok(Grant {
-                    access_token: response.access_token,
-                    refresh_token: response.refresh_token,
-                    generation,
-                    refreshed: true,
-                });
+                return store_refreshed(app, bot_id, response, from).await;
             }
             Ok(response) => NotionError::InvalidResponse {
                 status: 200,
@@ -235,13 +285,18 @@ async fn refresh_now(
             },
             Err(error) => error,
         };
+        uncertain |= may_have_rotated(&error);
         if error.is_invalid_grant() {
-            let reason = if interrupted.is_some() {
-                "Notion refused the refresh token after an interrupted refresh (it had rotated the pair); send the user to connect again"
+            let reason = if uncertain {
+                "Notion refused the refresh token after a refresh whose answer was lost (Notion had rotated the pair); send the user to connect again"
             } else {
                 "Notion refused the refresh token (invalid_grant): the user removed the connection or the token was used elsewhere; send the user to connect again"
             };
-            if !app.store.fail_refresh(bot_id, from, true, reason, error.request_id()).await? {
+            if !app
+                .store
+                .fail_refresh(bot_id, from, true, false, reason, error.request_id())
+                .await?
+            {
                 return changed_meanwhile(app, bot_id).await;
             }
             tracing::warn!(
@@ -258,13 +313,66 @@ async fn refresh_now(
             tokio::time::sleep(wait).await;
             continue;
         }
-        let message = format!("refresh failed: {error}");
-        if !app.store.fail_refresh(bot_id, from, false, &message, error.request_id()).await? {
+        let failure = if uncertain {
+            LifecycleError::NotionUncertain(error)
+        } else {
+            LifecycleError::Notion(error)
+        };
+        let message = format!("refresh failed: {failure}");
+        let request_id = match &failure {
+            LifecycleError::Notion(e) | LifecycleError::NotionUncertain(e) => {
+                e.request_id().map(str::to_owned)
+            }
+            _ => None,
+        };
+        if !app
+            .store
+            .fail_refresh(bot_id, from, false, uncertain, &message, request_id.as_deref())
+            .await?
+        {
             return changed_meanwhile(app, bot_id).await;
         }
-        tracing::warn!(bot_id, error = %error, "refresh failed; the stored pair is unchanged");
-        return Err(LifecycleError::Notion(error));
+        tracing::warn!(bot_id, "{message}");
+        return Err(failure);
     }
+}
+
+/// Commits a pair Notion has rotated to. It is the only copy of a working pair, so a busy
+/// database is waited out (the lease is being renewed meanwhile) rather than giving up.
+async fn store_refreshed(
+    app: &AppState,
+    bot_id: &str,
+    response: TokenResponse,
+    from: i64,
+) -> Result<Grant, LifecycleError> {
+    let mut attempt = 0;
+    let generation = loop {
+        match app.store.complete_refresh(&app.config.vault, &response, from).await {
+            Ok(Some(generation)) => break generation,
+            Ok(None) => return changed_meanwhile(app, bot_id).await,
+            Err(error) if attempt < 20 => {
+                attempt += 1;
+                tracing::warn!(bot_id, attempt, error = %error, "a refreshed pair could not be stored yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => {
+                tracing::error!(bot_id, error = %error, "a refreshed pair could not be stored; the connection will report an interrupted refresh");
+                return Err(error.into());
+            }
+        }
+    };
+    tracing::info!(
+        bot_id,
+        generation,
+        request_id = response.request_id.as_deref(),
+        "connection refreshed"
+    );
+    Ok(Grant {
+        access_token: response.access_token,
+        refresh_token: response.refresh_token,
+        generation,
+        refreshed: true,
+    })
 }
 
 /// The connection was re-authorized or revoked while a refresh was at Notion: what it is now.
@@ -274,14 +382,24 @@ async fn changed_meanwhile(app: &AppState, bot_id: &str) -> Result<Grant, Lifecy
     grant(tokens, true)
 }
 
-/// Failures after which Notion cannot have rotated the pair, or very likely did not. A garbled
-/// 200 is not among them: Notion may have rotated, so a retry could spend a dead token.
+/// Failures after which a retry may still succeed: Notion said it failed (5xx, 429), or the
+/// attempt may not have reached it. A garbled 200 is not among them: Notion answered, so it
+/// may have rotated, and a retry would spend a dead token.
 fn is_retryable(error: &NotionError) -> bool {
     match error {
         NotionError::Timeout(_) | NotionError::Network(_) => true,
         NotionError::UnexpectedStatus { status, .. } => *status >= 500,
         NotionError::Api(api) => api.status >= 500 || api.status == 429,
         NotionError::InvalidResponse { .. } => false,
+    }
+}
+
+/// Whether Notion may have acted on the attempt without its answer arriving.
+fn may_have_rotated(error: &NotionError) -> bool {
+    match error {
+        NotionError::Timeout(_) | NotionError::InvalidResponse { .. } => true,
+        NotionError::Network(_) => !error.is_connect_failure(),
+        NotionError::UnexpectedStatus { .. } | NotionError::Api(_) => false,
     }
 }
 
@@ -294,50 +412,80 @@ fn backoff(attempt: u32, error: &NotionError) -> Duration {
     }
     let mut jitter = [0u8; 1];
     let _ = getrandom::fill(&mut jitter);
-    Duration::from_millis(200 * 2u64.pow(attempt - 1) + u64::from(jitter[0]) / 2)
+    Duration::from_millis(200 * 2u64.pow(attempt - 1) + u64::from(jitter[0]) / 2).min(MAX_BACKOFF)
 }
 
 /// Asks Notion whether the token still works. An inactive token is first refreshed (in case it
-/// merely expired); if that fails too, the user removed the connection: it is marked revoked.
+/// merely expired); only a definite refusal makes the connection revoked, never an outage.
 ///
 /// # Errors
-/// See [`LifecycleError`].
+/// See [`LifecycleError`]; the status is then left as it was.
 pub async fn check(app: &AppState, bot_id: &str) -> Result<Checked, LifecycleError> {
     let tokens = usable(bot_id, app.store.tokens(&app.config.vault, bot_id).await?)?;
+    let from = tokens.generation;
     let access = grant(tokens, false)?;
     let introspection =
         app.client.introspect(&access.access_token).await.map_err(LifecycleError::Notion)?;
-    let mut active = introspection.active;
-    if !active && access.refresh_token.is_some() {
-        active = refresh_after(app, bot_id, access.generation, Coalesce::OnlyNewer).await.is_ok();
-    }
-    app.store.record_check(bot_id, active, introspection.request_id.as_deref()).await?;
+    let active = match (introspection.active, &access.refresh_token) {
+        (true, _) => true,
+        (false, None) => false,
+        (false, Some(_)) => match refresh_after(app, bot_id, from, Coalesce::OnlyNewer).await {
+            Ok(_) => true,
+            Err(LifecycleError::NeedsReauth(_)) => false,
+            Err(error) => return Err(error),
+        },
+    };
+    app.store.record_check(bot_id, active, from, introspection.request_id.as_deref()).await?;
     let status = app.store.connection(bot_id).await?.map_or_else(|| "revoked".into(), |c| c.status);
     Ok(Checked { active, status, scope: introspection.scope, issued_at_ms: introspection.iat })
 }
 
-/// Revokes the token at Notion, then forgets it. Revoking a revoked connection does nothing.
+/// Revokes the token at Notion, then forgets it. It takes the same locks as a refresh, so it
+/// cannot race one, and it revokes whatever pair is current when it finishes (a
+/// re-authorization meanwhile is revoked too). Revoking a revoked connection does nothing.
 ///
 /// # Errors
 /// See [`LifecycleError`]; when Notion fails the tokens are kept, so the call can be repeated.
 pub async fn revoke(app: &AppState, bot_id: &str, reason: &str) -> Result<(), LifecycleError> {
-    let tokens = app
-        .store
-        .tokens(&app.config.vault, bot_id)
-        .await?
-        .ok_or_else(|| LifecycleError::NotFound(bot_id.to_owned()))?;
-    let Some(access) = tokens.access_token else {
-        return Ok(());
-    };
-    let request_id = match app.client.revoke(&access).await {
-        Ok(revocation) => revocation.request_id,
-        // A token Notion already considers dead is as revoked as it gets.
-        Err(error) if error.is_invalid_grant() || error.code() == Some("unauthorized") => {
-            error.request_id().map(str::to_owned)
+    let lock = app.refresh_locks.for_bot(bot_id);
+    let _in_process = lock.lock().await;
+    let deadline = Instant::now() + LEASE * 2;
+    loop {
+        let tokens = app.store.tokens(&app.config.vault, bot_id).await?;
+        let tokens = tokens.ok_or_else(|| LifecycleError::NotFound(bot_id.to_owned()))?;
+        let Some(access) = tokens.access_token else {
+            return Ok(());
+        };
+        let owner = new_owner()?;
+        match app.store.claim_lease(bot_id, tokens.generation, &owner, lease_until(), false).await?
+        {
+            Claim::Claimed { .. } => {}
+            Claim::Moved => continue,
+            Claim::Held if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Claim::Held => return Err(LifecycleError::Busy),
         }
-        Err(error) => return Err(LifecycleError::Notion(error)),
-    };
-    app.store.revoke_connection(bot_id, reason, request_id.as_deref()).await?;
-    tracing::info!(bot_id, request_id = request_id.as_deref(), "connection revoked");
-    Ok(())
+        let request_id = match holding_lease(app, bot_id, &owner, app.client.revoke(&access)).await
+        {
+            Ok(revocation) => revocation.request_id,
+            // A token Notion already considers dead is as revoked as it gets.
+            Err(error) if error.is_invalid_grant() || error.code() == Some("unauthorized") => {
+                error.request_id().map(str::to_owned)
+            }
+            Err(error) => {
+                app.store.release_lease(bot_id, &owner).await?;
+                return Err(LifecycleError::Notion(error));
+            }
+        };
+        if app
+            .store
+            .revoke_connection(bot_id, tokens.generation, reason, request_id.as_deref())
+            .await?
+        {
+            tracing::info!(bot_id, request_id = request_id.as_deref(), "connection revoked");
+            return Ok(());
+        }
+    }
 }

@@ -101,14 +101,17 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let store = self.state.store.clone();
+        let state = self.state.clone();
         let workers = spawn_background_work(&self.state);
         let router = crate::routes::router(self.state);
         let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
         for worker in workers {
             worker.abort();
         }
-        store.close().await;
+        // A refresh runs in its own task; let one that Notion may already have answered store
+        // its pair before the database closes.
+        state.refresh_locks.wait_idle(std::time::Duration::from_secs(30)).await;
+        state.store.close().await;
         served
     }
 }

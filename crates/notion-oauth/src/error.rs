@@ -84,6 +84,12 @@ impl NotionError {
         self.code() == Some("invalid_grant")
     }
 
+    /// The connection to Notion could not even be opened, so the request certainly did not
+    /// reach it.
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(self, NotionError::Network(error) if error.is_connect())
+    }
+
     /// The client id or secret was rejected: an operator has to fix the configuration.
     pub fn is_invalid_client(&self) -> bool {
         self.code() == Some("invalid_client")

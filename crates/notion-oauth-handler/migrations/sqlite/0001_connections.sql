@@ -26,12 +26,17 @@ CREATE TABLE connections (
     -- Bumped by every new token pair: callers that saw generation N and need a newer token wait
     -- for N+1 instead of refreshing again.
     generation             INTEGER NOT NULL DEFAULT 1,
-    -- The refresh lock: whoever set refresh_lease_until (in the future) may refresh. It stays
-    -- set with refresh_started_at if the process dies mid-refresh, which is how the next one
-    -- learns that a refresh was interrupted.
+    -- The refresh lock: its owner (a random id) may refresh or revoke until refresh_lease_until,
+    -- which it renews while it works. It stays set with refresh_started_at if the process dies
+    -- mid-refresh, which is how the next one learns that a refresh was interrupted.
+    refresh_lease_owner    TEXT,
     refresh_lease_until    INTEGER,
     refresh_started_at     INTEGER,
+    -- When a refresh whose outcome is unknown started (a crash, a lost answer): Notion may have
+    -- rotated the pair, so the stored one may be dead.
     refresh_interrupted_at INTEGER,
+    -- When the stored pair was issued (authorization or refresh): what background refresh ages.
+    tokens_issued_at       INTEGER NOT NULL,
     refreshed_at           INTEGER,
     checked_at             INTEGER,
     last_request_id        TEXT,

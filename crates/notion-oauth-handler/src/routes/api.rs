@@ -31,6 +31,13 @@ pub fn router(app: AppState) -> Router<AppState> {
         .route("/connections/{bot_id}/events", get(connection_events))
         .layer(axum::middleware::from_fn_with_state(app, require_api_key))
         .route("/openapi.json", get(openapi_document))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This route does not take that method; see /api/v1/openapi.json.",
+            )
+        })
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -117,12 +124,12 @@ impl ApiError {
                 retry_after: Some(5),
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", error.to_string())
             },
-            LifecycleError::Notion(notion) => {
-                let retry_after = match &notion {
+            LifecycleError::Notion(ref notion) | LifecycleError::NotionUncertain(ref notion) => {
+                let retry_after = match notion {
                     notion_oauth::NotionError::Api(api) => api.retry_after.map(|d| d.as_secs()),
                     _ => None,
                 };
-                let (status, code) = match &notion {
+                let (status, code) = match notion {
                     notion_oauth::NotionError::Timeout(_) => {
                         (StatusCode::GATEWAY_TIMEOUT, "notion_timeout")
                     }
@@ -135,10 +142,8 @@ impl ApiError {
                     _ => (StatusCode::BAD_GATEWAY, "notion_unavailable"),
                 };
                 let message = match notion.request_id() {
-                    Some(id) => format!(
-                        "{notion} (Notion request id {id}); the stored tokens are unchanged"
-                    ),
-                    None => format!("{notion}; the stored tokens are unchanged"),
+                    Some(id) => format!("{error} (Notion request id {id})"),
+                    None => error.to_string(),
                 };
                 Self { retry_after, ..Self::new(status, code, message) }
             }
@@ -179,28 +184,29 @@ async fn require_api_key(State(app): State<AppState>, request: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .and_then(api_keys::parse);
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .and_then(|(_, key)| api_keys::parse(key.trim()));
     let Some((id, secret)) = presented else {
         return ApiError::unauthorized().into_response();
     };
-    match app.store.api_key(id).await {
-        Ok(Some(key))
-            if key.revoked_at.is_none() && api_keys::matches(&key.secret_hash, secret) =>
-        {
-            if let Err(error) = app.store.touch_api_key(id).await {
-                tracing::warn!(error = %error, "could not record an API key's use");
-            }
-            let mut response = next.run(request).await;
-            // Answers can hold tokens: no cache may keep them.
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        }
-        Ok(_) => ApiError::unauthorized().into_response(),
-        Err(error) => ApiError::internal(&error).into_response(),
+    let key = match app.store.api_key(id).await {
+        Ok(key) => key,
+        Err(error) => return ApiError::internal(&error).into_response(),
+    };
+    // The digest is computed whether or not the id exists, so timing says nothing of it.
+    let stored = key.as_ref().map_or(&[0u8; 32][..], |k| k.secret_hash.as_slice());
+    let matches = api_keys::matches(stored, secret);
+    if !matches || key.is_none_or(|k| k.revoked_at.is_some()) {
+        return ApiError::unauthorized().into_response();
     }
+    if let Err(error) = app.store.touch_api_key(id).await {
+        tracing::warn!(error = %error, "could not record an API key's use");
+    }
+    let mut response = next.run(request).await;
+    // Answers can hold tokens: no cache may keep them.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -229,7 +235,7 @@ pub struct ConnectionList {
 
 /// List connections (never tokens).
 #[utoipa::path(get, path = "/connections", params(ListQuery), tag = "connections",
-    responses((status = 200, description = "OK", body = ConnectionList), (status = 400, description = "The query is not valid", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody)))]
+    responses((status = 500, description = "Something failed on our side", body = ErrorBody), (status = 200, description = "OK", body = ConnectionList), (status = 400, description = "The query is not valid", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody)))]
 async fn list_connections(
     State(app): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -274,7 +280,7 @@ async fn list_connections(
 
 /// One connection's metadata (never tokens).
 #[utoipa::path(get, path = "/connections/{bot_id}", params(("bot_id" = String, Path)), tag = "connections",
-    responses((status = 200, description = "OK", body = ConnectionSummary), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody)))]
+    responses((status = 500, description = "Something failed on our side", body = ErrorBody), (status = 200, description = "OK", body = ConnectionSummary), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody)))]
 async fn get_connection(
     State(app): State<AppState>,
     Path(bot_id): Path<String>,
@@ -329,9 +335,9 @@ fn token_body(bot_id: String, grant: lifecycle::Grant, include_refresh_token: bo
 
 /// The connection's current access token.
 #[utoipa::path(get, path = "/connections/{bot_id}/token", params(("bot_id" = String, Path), TokenQuery), tag = "tokens",
-    responses((status = 200, description = "OK", body = TokenBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody),
+    responses((status = 400, description = "The query is not valid", body = ErrorBody), (status = 500, description = "Something failed on our side", body = ErrorBody), (status = 200, description = "OK", body = TokenBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody),
         (status = 409, description = "The user has to connect again: send them to connect_url", body = ErrorBody),
-        (status = 502, description = "Notion failed; the stored tokens are unchanged", body = ErrorBody), (status = 503, description = "Busy, or Notion asks to slow down: see Retry-After", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
+        (status = 502, description = "Notion failed; the message says whether the stored pair is still usable", body = ErrorBody), (status = 503, description = "Busy, or Notion asks to slow down: see Retry-After", body = ErrorBody), (status = 503, description = "Busy, or Notion asks to slow down: see Retry-After", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
 async fn get_token(
     State(app): State<AppState>,
     Path(bot_id): Path<String>,
@@ -348,8 +354,8 @@ async fn get_token(
 
 /// Refresh the connection's token pair now.
 #[utoipa::path(post, path = "/connections/{bot_id}/refresh", params(("bot_id" = String, Path)), tag = "tokens",
-    responses((status = 200, description = "OK", body = TokenBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody),
-        (status = 409, description = "The user has to connect again: send them to connect_url", body = ErrorBody), (status = 502, description = "Notion failed; the stored tokens are unchanged", body = ErrorBody), (status = 503, description = "Busy, or Notion asks to slow down: see Retry-After", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
+    responses((status = 500, description = "Something failed on our side", body = ErrorBody), (status = 200, description = "OK", body = TokenBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody),
+        (status = 409, description = "The user has to connect again: send them to connect_url", body = ErrorBody), (status = 502, description = "Notion failed; the message says whether the stored pair is still usable", body = ErrorBody), (status = 503, description = "Busy, or Notion asks to slow down: see Retry-After", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
 async fn refresh_connection(
     State(app): State<AppState>,
     Path(bot_id): Path<String>,
@@ -375,8 +381,8 @@ pub struct CheckBody {
 
 /// Ask Notion whether the connection still works; an inactive one becomes `revoked`.
 #[utoipa::path(post, path = "/connections/{bot_id}/check", params(("bot_id" = String, Path)), tag = "connections",
-    responses((status = 200, description = "OK", body = CheckBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody),
-        (status = 409, description = "The user has to connect again: send them to connect_url", body = ErrorBody), (status = 502, description = "Notion failed; the stored tokens are unchanged", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
+    responses((status = 500, description = "Something failed on our side", body = ErrorBody), (status = 200, description = "OK", body = CheckBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody),
+        (status = 409, description = "The user has to connect again: send them to connect_url", body = ErrorBody), (status = 502, description = "Notion failed; the message says whether the stored pair is still usable", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
 async fn check_connection(
     State(app): State<AppState>,
     Path(bot_id): Path<String>,
@@ -395,8 +401,8 @@ async fn check_connection(
 
 /// Revoke the connection at Notion and forget its tokens. Repeating it changes nothing.
 #[utoipa::path(delete, path = "/connections/{bot_id}", params(("bot_id" = String, Path)), tag = "connections",
-    responses((status = 204, description = "Revoked (or already revoked)"), (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such connection", body = ErrorBody), (status = 502, description = "Notion failed; the stored tokens are unchanged", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
+    responses((status = 500, description = "Something failed on our side", body = ErrorBody), (status = 204, description = "Revoked (or already revoked)"), (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such connection", body = ErrorBody), (status = 502, description = "Notion failed; the message says whether the stored pair is still usable", body = ErrorBody), (status = 503, description = "Busy, or Notion asks to slow down: see Retry-After", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
 async fn revoke_connection(
     State(app): State<AppState>,
     Path(bot_id): Path<String>,
@@ -415,7 +421,7 @@ pub struct EventList {
 
 /// What happened to the connection: connected, refreshed, checked, revoked…
 #[utoipa::path(get, path = "/connections/{bot_id}/events", params(("bot_id" = String, Path)), tag = "connections",
-    responses((status = 200, description = "OK", body = EventList), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody)))]
+    responses((status = 500, description = "Something failed on our side", body = ErrorBody), (status = 200, description = "OK", body = EventList), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody)))]
 async fn connection_events(
     State(app): State<AppState>,
     Path(bot_id): Path<String>,

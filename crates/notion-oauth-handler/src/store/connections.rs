@@ -161,8 +161,9 @@ impl Store {
         let row = sqlx::query(
             "INSERT INTO connections (bot_id, workspace_id, workspace_name, workspace_icon, owner_type,
                  owner_user_id, owner_name, owner_email, duplicated_template_id, token_type, access_token,
-                 refresh_token, key_id, token_response, ref, status, last_request_id, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'active', $16, $17, $17)
+                 refresh_token, key_id, token_response, ref, status, last_request_id, tokens_issued_at,
+                 created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'active', $16, $17, $17, $17)
              ON CONFLICT (bot_id) DO UPDATE SET
                  workspace_id = excluded.workspace_id, workspace_name = excluded.workspace_name,
                  workspace_icon = excluded.workspace_icon, owner_type = excluded.owner_type,
@@ -173,8 +174,9 @@ impl Store {
                  refresh_token = excluded.refresh_token, key_id = excluded.key_id,
                  token_response = excluded.token_response, ref = COALESCE(excluded.ref, connections.ref),
                  status = 'active', status_reason = NULL, authorizations = connections.authorizations + 1,
-                 generation = connections.generation + 1, refresh_lease_until = NULL,
-                 refresh_started_at = NULL, refresh_interrupted_at = NULL,
+                 generation = connections.generation + 1, refresh_lease_owner = NULL,
+                 refresh_lease_until = NULL, refresh_started_at = NULL, refresh_interrupted_at = NULL,
+                 tokens_issued_at = excluded.tokens_issued_at,
                  last_request_id = excluded.last_request_id, updated_at = excluded.updated_at
              RETURNING authorizations",
         )
@@ -286,15 +288,15 @@ impl Store {
         }))
     }
 
-    /// Active connections whose pair was last renewed before `cutoff`, with their generation.
+    /// Active connections whose pair was issued at or before `cutoff`, with their generation.
     ///
     /// # Errors
     /// Database failures.
     pub async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT bot_id, generation FROM connections
-             WHERE status = 'active' AND refresh_token IS NOT NULL AND COALESCE(refreshed_at, updated_at) <= $1
-             ORDER BY COALESCE(refreshed_at, updated_at) LIMIT 500",
+             WHERE status = 'active' AND refresh_token IS NOT NULL AND tokens_issued_at <= $1
+             ORDER BY tokens_issued_at LIMIT 500",
         )
         .bind(cutoff)
         .fetch_all(&self.pool)
@@ -317,31 +319,36 @@ impl Store {
         rows.iter().map(|row| Ok(row.try_get("bot_id")?)).collect()
     }
 
-    /// Takes the connection's refresh lock until `lease_until`, if it is free and the tokens
-    /// are still at `generation`. One statement, so two processes can never both win.
+    /// Takes the connection's lock for `owner` until `lease_until`, if it is free and the tokens
+    /// are still at `generation` (and, with `require_active`, the connection is active). One
+    /// statement, so two processes can never both win.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn claim_refresh(
+    pub async fn claim_lease(
         &self,
         bot_id: &str,
         generation: i64,
+        owner: &str,
         lease_until: i64,
+        require_active: bool,
     ) -> Result<Claim, StoreError> {
         let now = now();
         // SET expressions read the row as it was, so refresh_interrupted_at receives the
         // previous holder's start time: set only if that holder never finished.
         let claimed = sqlx::query(
-            "UPDATE connections SET refresh_lease_until = $3, refresh_started_at = $4,
+            "UPDATE connections SET refresh_lease_owner = $3, refresh_lease_until = $4, refresh_started_at = $5,
                  refresh_interrupted_at = COALESCE(refresh_started_at, refresh_interrupted_at)
-             WHERE bot_id = $1 AND generation = $2 AND status = 'active'
-               AND (refresh_lease_until IS NULL OR refresh_lease_until < $4)
+             WHERE bot_id = $1 AND generation = $2 AND (NOT $6 OR status = 'active')
+               AND (refresh_lease_until IS NULL OR refresh_lease_until < $5)
              RETURNING refresh_interrupted_at",
         )
         .bind(bot_id)
         .bind(generation)
+        .bind(owner)
         .bind(lease_until)
         .bind(now)
+        .bind(require_active)
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = claimed {
@@ -354,7 +361,7 @@ impl Store {
         Ok(match current {
             Some(row)
                 if row.try_get::<i64, _>("generation")? == generation
-                    && row.try_get::<String, _>("status")? == "active" =>
+                    && (!require_active || row.try_get::<String, _>("status")? == "active") =>
             {
                 Claim::Held
             }
@@ -362,9 +369,46 @@ impl Store {
         })
     }
 
+    /// Extends `owner`'s lease; `false` when it is no longer the owner.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn renew_lease(
+        &self,
+        bot_id: &str,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE connections SET refresh_lease_until = $3 WHERE bot_id = $1 AND refresh_lease_owner = $2")
+            .bind(bot_id)
+            .bind(owner)
+            .bind(lease_until)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the lock back without changing anything else (a revoke that Notion failed).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn release_lease(&self, bot_id: &str, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL, refresh_started_at = NULL
+             WHERE bot_id = $1 AND refresh_lease_owner = $2",
+        )
+        .bind(bot_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Stores a refreshed pair and releases the lock, with its event, in one transaction, if the
-    /// connection is still at `from_generation`. Returns the new generation, or `None` when the
-    /// connection changed under the refresh (re-authorized, revoked): its state wins then.
+    /// connection is still at `from_generation` and not revoked. A valid new pair also ends a
+    /// `needs_reauth` that a rival refresh (holding a lease this one outlived) recorded. Returns
+    /// the new generation, or `None` when the connection changed under the refresh
+    /// (re-authorized, revoked): its state wins then.
     ///
     /// # Errors
     /// Database or encryption failures; the lock then stays until it expires, and the next
@@ -381,9 +425,10 @@ impl Store {
         let row = sqlx::query(
             "UPDATE connections SET access_token = $2,
                  refresh_token = COALESCE($3, refresh_token), key_id = $4, generation = generation + 1,
+                 status = 'active', status_reason = NULL, refresh_lease_owner = NULL,
                  refresh_lease_until = NULL, refresh_started_at = NULL, refresh_interrupted_at = NULL,
-                 refreshed_at = $5, updated_at = $5, last_request_id = $6
-             WHERE bot_id = $1 AND generation = $7 AND status = 'active' RETURNING generation",
+                 refreshed_at = $5, tokens_issued_at = $5, updated_at = $5, last_request_id = $6
+             WHERE bot_id = $1 AND generation = $7 AND status != 'revoked' RETURNING generation",
         )
         .bind(response.bot_id.as_str())
         .bind(access)
@@ -409,9 +454,10 @@ impl Store {
         Ok(Some(row.try_get("generation")?))
     }
 
-    /// Releases the refresh lock after a failed refresh, setting `status` when the failure
-    /// means the user must reconnect, with the events that say so; only if the connection is
-    /// still at `from_generation` (returns whether it was).
+    /// Releases the refresh lock after a failed refresh, with the events that say so, if the
+    /// connection is still at `from_generation` (returns whether it was). `needs_reauth` sets
+    /// that status; `outcome_unknown` (Notion may have rotated the pair before its answer was
+    /// lost) keeps the interrupted marker so the next refresh can tell what a refusal means.
     ///
     /// # Errors
     /// Database failures.
@@ -420,22 +466,27 @@ impl Store {
         bot_id: &str,
         from_generation: i64,
         needs_reauth: bool,
+        outcome_unknown: bool,
         message: &str,
         request_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE connections SET refresh_lease_until = NULL, refresh_started_at = NULL,
-                 status = CASE WHEN $2 THEN 'needs_reauth' ELSE status END,
-                 status_reason = CASE WHEN $2 THEN $3 ELSE status_reason END,
-                 updated_at = $4
-             WHERE bot_id = $1 AND generation = $5",
+            "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL,
+                 refresh_interrupted_at = CASE WHEN $3 THEN COALESCE(refresh_started_at, refresh_interrupted_at)
+                                              ELSE refresh_interrupted_at END,
+                 refresh_started_at = NULL,
+                 status = CASE WHEN $4 THEN 'needs_reauth' ELSE status END,
+                 status_reason = CASE WHEN $4 THEN $5 ELSE status_reason END,
+                 updated_at = $6
+             WHERE bot_id = $1 AND generation = $2",
         )
         .bind(bot_id)
+        .bind(from_generation)
+        .bind(outcome_unknown)
         .bind(needs_reauth)
         .bind(message)
         .bind(now())
-        .bind(from_generation)
         .execute(&mut *transaction)
         .await?;
         if done.rows_affected() == 0 {
@@ -449,8 +500,9 @@ impl Store {
         Ok(true)
     }
 
-    /// Notes the outcome of an introspection: an inactive token means the user removed the
-    /// connection in Notion.
+    /// Notes an introspection. An inactive token (that could not be refreshed) means the user
+    /// removed the connection in Notion: it becomes revoked, unless it changed since
+    /// `from_generation` (a re-authorization meanwhile wins).
     ///
     /// # Errors
     /// Database failures.
@@ -458,50 +510,59 @@ impl Store {
         &self,
         bot_id: &str,
         active: bool,
+        from_generation: i64,
         request_id: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut transaction = self.pool.begin().await?;
         let reason = "Notion reports the token inactive: the user removed the connection in Notion";
-        sqlx::query(
-            "UPDATE connections SET checked_at = $2, updated_at = $2,
-                 status = CASE WHEN $3 THEN status ELSE 'revoked' END,
-                 generation = CASE WHEN $3 THEN generation ELSE generation + 1 END,
-                 status_reason = CASE WHEN $3 THEN status_reason ELSE $4 END
-             WHERE bot_id = $1",
-        )
-        .bind(bot_id)
-        .bind(now())
-        .bind(active)
-        .bind(reason)
-        .execute(&mut *transaction)
-        .await?;
+        let now = now();
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("UPDATE connections SET checked_at = $2 WHERE bot_id = $1")
+            .bind(bot_id)
+            .bind(now)
+            .execute(&mut *transaction)
+            .await?;
         let message = if active { "Notion reports the token active" } else { reason };
         record(&mut *transaction, bot_id, "checked", Some(message), request_id).await?;
         if !active {
-            record(&mut *transaction, bot_id, "revoked", Some(message), request_id).await?;
+            let revoked = sqlx::query(
+                "UPDATE connections SET status = 'revoked', status_reason = $3, generation = generation + 1, updated_at = $4
+                 WHERE bot_id = $1 AND generation = $2",
+            )
+            .bind(bot_id)
+            .bind(from_generation)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut *transaction)
+            .await?;
+            if revoked.rows_affected() == 1 {
+                record(&mut *transaction, bot_id, "revoked", Some(reason), request_id).await?;
+            }
         }
         transaction.commit().await?;
         Ok(())
     }
 
-    /// Forgets a connection's tokens and marks it revoked; `false` if it was revoked already.
+    /// Forgets a connection's tokens and marks it revoked, if it is still at `from_generation`
+    /// (returns whether it was: a re-authorization meanwhile brought a new pair to revoke).
     ///
     /// # Errors
     /// Database failures.
     pub async fn revoke_connection(
         &self,
         bot_id: &str,
+        from_generation: i64,
         message: &str,
         request_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE connections SET access_token = NULL, refresh_token = NULL, status = 'revoked',
-                 generation = generation + 1,
-                 status_reason = $2, refresh_lease_until = NULL, refresh_started_at = NULL, updated_at = $3
-             WHERE bot_id = $1 AND (access_token IS NOT NULL OR refresh_token IS NOT NULL)",
+                 generation = generation + 1, status_reason = $3, refresh_lease_owner = NULL,
+                 refresh_lease_until = NULL, refresh_started_at = NULL, updated_at = $4
+             WHERE bot_id = $1 AND generation = $2",
         )
         .bind(bot_id)
+        .bind(from_generation)
         .bind(message)
         .bind(now())
         .execute(&mut *transaction)

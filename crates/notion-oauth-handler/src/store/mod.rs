@@ -90,7 +90,19 @@ impl Store {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        migrator().run(&pool).await?;
+        // sqlx's SQLite migrator takes no lock: two processes opening a new database at once can
+        // both try the first migration, and one fails. A second look finds it applied.
+        let mut attempt = 0;
+        loop {
+            match migrator().run(&pool).await {
+                Ok(()) => break,
+                Err(_) if attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
         Ok(Self { pool })
     }
 

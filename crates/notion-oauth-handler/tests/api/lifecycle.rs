@@ -17,11 +17,9 @@ async fn the_api_refuses_missing_wrong_and_revoked_keys_alike() {
     let revoked = app.api_key().await;
     let revoked_id = revoked.split('_').nth(1).unwrap().to_owned();
     assert!(app.store().await.revoke_api_key(&revoked_id).await.unwrap());
-    let wrong_secret = format!(
-        "{}{}",
-        &revoked[..revoked.len() - 1],
-        if revoked.ends_with('A') { 'B' } else { 'A' }
-    );
+    let active = app.api_key().await;
+    let wrong_secret =
+        format!("{}{}", &active[..active.len() - 1], if active.ends_with('A') { 'B' } else { 'A' });
 
     let no_key = http()
         .build()
@@ -38,7 +36,142 @@ async fn the_api_refuses_missing_wrong_and_revoked_keys_alike() {
         assert_eq!(answer.status, 401, "{key}");
         assert_eq!(answer.body, no_key_body, "every refusal looks the same");
     }
-    assert_eq!(api.get("/connections").await.status, 200);
+    assert_eq!(api.with_key(&active).get("/connections").await.status, 200);
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let app = spawn_app().await;
+    let key = app.api_key().await;
+    let response = http()
+        .build()
+        .unwrap()
+        .get(format!("{}/api/v1/connections", app.address))
+        .header("authorization", format!("bearer {key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_wrong_method_gets_a_json_error() {
+    let app = spawn_app().await;
+    let answer = app.api().await.post("/connections").await;
+    assert_eq!((answer.status, answer.error_code()), (405, "method_not_allowed"));
+}
+
+#[tokio::test]
+async fn callers_that_need_a_newer_pair_share_one_refresh() {
+    let app = spawn_app().await;
+    let bot = app.connected("Ada Lovelace", None).await;
+    let (first, second) = (app.second_instance().await, app.second_instance().await);
+    let seen = app.tokens(&bot).await.generation;
+    app.emulator().set_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(300)));
+    let only_newer = notion_oauth_handler::lifecycle::Coalesce::OnlyNewer;
+
+    let grants = futures_all((0..20).map(|i| {
+        let instance = if i % 2 == 0 { &first } else { &second };
+        notion_oauth_handler::lifecycle::refresh_after(instance, &bot, seen, only_newer)
+    }))
+    .await;
+
+    assert_eq!(app.refresh_requests(), 1);
+    let tokens: BTreeSet<String> =
+        grants.into_iter().map(|g| g.unwrap().access_token.expose_secret().to_owned()).collect();
+    assert_eq!(tokens.len(), 1);
+}
+
+#[tokio::test]
+async fn a_refresh_whose_answer_was_lost_is_reported_as_such() {
+    // Notion acts on the first attempt, but its answer arrives after the client gave up.
+    let app = spawn_app_with(TestOptions { timeout_seconds: 1, ..TestOptions::default() }).await;
+    let api = app.api().await;
+    let bot = app.connected("Ada Lovelace", None).await;
+    app.emulator().set_fault_times(Endpoint::Token, Fault::Delay(Duration::from_millis(1200)), 1);
+
+    let answer = api.post(&format!("/connections/{bot}/refresh")).await;
+
+    assert_eq!((answer.status, answer.error_code()), (409, "needs_reauth"), "{}", answer.body);
+    assert!(
+        answer.body["error"]["message"].as_str().unwrap().contains("answer was lost"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(app.refresh_requests(), 2, "the retry learned that the pair had rotated");
+}
+
+#[tokio::test]
+async fn a_check_during_a_notion_outage_changes_nothing() {
+    let app = spawn_app().await;
+    let api = app.api().await;
+    let bot = app.connected("Ada Lovelace", None).await;
+    // The access token is dead (say it expired) but the refresh token still works.
+    let generation = app.tokens(&bot).await.generation;
+    let expired: notion_oauth::TokenResponse = serde_json::from_value(serde_json::json!({
+        "access_token": "ntn_expired_token_000000000000000000000000000000", "token_type": "bearer",
+        "refresh_token": null, "bot_id": bot, "workspace_id": "w",
+        "owner": {"type": "workspace", "workspace": true}
+    }))
+    .unwrap();
+    app.store().await.complete_refresh(&app.vault(), &expired, generation).await.unwrap().unwrap();
+    app.emulator().set_fault(
+        Endpoint::Token,
+        Fault::Error { status: 503, code: "service_unavailable".into(), message: "down".into() },
+    );
+
+    let during = api.post(&format!("/connections/{bot}/check")).await;
+
+    assert_eq!(
+        (during.status, during.error_code()),
+        (503, "notion_unavailable"),
+        "{}",
+        during.body
+    );
+    assert_eq!(api.get(&format!("/connections/{bot}")).await.body["status"], "active");
+    app.emulator().clear_faults();
+    let after = api.post(&format!("/connections/{bot}/check")).await;
+    assert_eq!(
+        (after.body["active"].as_bool(), after.body["status"].as_str()),
+        (Some(true), Some("active"))
+    );
+    let token = api.get(&format!("/connections/{bot}/token")).await;
+    assert!(app.emulator().is_access_token_active(token.body["access_token"].as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn a_revoke_racing_a_refresh_revokes_the_refreshed_pair() {
+    let app = spawn_app().await;
+    let api = app.api().await;
+    let bot = app.connected("Ada Lovelace", None).await;
+    app.emulator().set_fault_times(Endpoint::Token, Fault::Delay(Duration::from_millis(800)), 1);
+
+    let refresh_path = format!("/connections/{bot}/refresh");
+    let delete_path = format!("/connections/{bot}");
+    let (refreshed, deleted) = tokio::join!(api.post(&refresh_path), async {
+        while app.refresh_requests() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        api.delete(&delete_path).await
+    });
+
+    assert_eq!((refreshed.status, deleted.status), (200, 204));
+    let new_access = refreshed.body["access_token"].as_str().unwrap();
+    assert!(
+        !app.emulator().is_access_token_active(new_access),
+        "the pair the refresh obtained was revoked"
+    );
+    let stored = app.tokens(&bot).await;
+    assert!(stored.access_token.is_none() && stored.status == "revoked");
+}
+
+#[tokio::test]
+async fn processes_opening_a_new_database_at_once_all_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let opened =
+        futures_all((0..6).map(|_| notion_oauth_handler::store::Store::connect(&url))).await;
+    assert!(opened.iter().all(Result::is_ok), "{:?}", opened.iter().find_map(|r| r.as_ref().err()));
 }
 
 #[tokio::test]
@@ -126,6 +259,8 @@ async fn a_hundred_concurrent_forced_refreshes_call_notion_once() {
     let bot = app.connected("Ada Lovelace", None).await;
     let before = app.tokens(&bot).await;
     let old_refresh = before.refresh_token.unwrap().expose_secret().to_owned();
+    // A Notion slow enough that every caller arrives while the first refresh is still there.
+    app.emulator().set_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(300)));
 
     // Act: 100 callers at once.
     let path = format!("/connections/{bot}/token?force_refresh=true");
@@ -155,6 +290,7 @@ async fn two_instances_on_one_database_refresh_once_between_them() {
     let bot = app.connected("Ada Lovelace", None).await;
     let other = app.second_instance().await;
     let seen = app.tokens(&bot).await.generation;
+    app.emulator().set_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(300)));
 
     let path = format!("/connections/{bot}/token?force_refresh=true");
     let over_http = futures_all((0..20).map(|_| api.get(&path)));
@@ -379,8 +515,11 @@ async fn background_passes_refresh_old_tokens_and_check_connections() {
     let bot = app.connected("Ada Lovelace", None).await;
     let worker = app.second_instance().await;
     let before = app.tokens(&bot).await.generation;
+    // A check in between must not make the pair look younger than it is.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    notion_oauth_handler::startup::check_connections(&worker, Duration::ZERO).await;
 
-    notion_oauth_handler::startup::refresh_old_tokens(&worker, Duration::ZERO).await;
+    notion_oauth_handler::startup::refresh_old_tokens(&worker, Duration::from_secs(1)).await;
     assert_eq!(app.tokens(&bot).await.generation, before + 1);
     app.emulator().revoke_all_for_bot(&bot);
     notion_oauth_handler::startup::check_connections(&worker, Duration::ZERO).await;
@@ -390,6 +529,7 @@ async fn background_passes_refresh_old_tokens_and_check_connections() {
         2,
         "one refresh, then one attempt to revive the inactive token"
     );
+    assert_eq!(app.emulator().requests_to(Endpoint::Introspect).len(), 2);
     assert_eq!(app.connections().await[0].status, "revoked");
 }
 
