@@ -39,6 +39,9 @@ pub enum Command {
     /// Manage the keys that the developer's backend uses to call the API.
     #[command(subcommand)]
     ApiKeys(ApiKeysCommand),
+    /// See and retry deliveries of connection events to webhooks and the command hook.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +166,30 @@ pub enum ApiKeysCommand {
     /// Revoke a key by its id (the part after `noh_`, before the next `_`).
     Revoke {
         id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// List deliveries, newest first.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only deliveries in this state: pending, delivered or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a delivery again (by id), or every dead one (--dead).
+    Redeliver {
+        /// The delivery's id, from `deliveries list`.
+        id: Option<i64>,
+        /// Every dead-lettered delivery.
+        #[arg(long, conflicts_with = "id")]
+        dead: bool,
         #[command(flatten)]
         config: ConfigArg,
     },

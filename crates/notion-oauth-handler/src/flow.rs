@@ -227,6 +227,7 @@ pub async fn finish(
             None => None,
         };
         return if error == "access_denied" {
+            app.store.record_denied(reference.as_deref()).await?;
             Ok(Finished::Denied { reference })
         } else {
             Err(FlowError::NotionReported(

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod delivery;
 pub mod flow;
 pub mod lifecycle;
 pub mod pages;

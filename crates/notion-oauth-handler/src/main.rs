@@ -20,6 +20,7 @@ async fn main() -> ExitCode {
         Command::Check(args) => commands::check(&args),
         Command::Connections(command) => commands::connections(command).await,
         Command::ApiKeys(command) => commands::api_keys(command).await,
+        Command::Deliveries(command) => commands::deliveries(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,9 @@ pub struct App {
     pub store: Store,
     pub pages: Pages,
     pub refresh_locks: RefreshLocks,
+    /// For webhook deliveries: its own timeout, and no redirects (a redirect would resend the
+    /// signed body, tokens perhaps included, somewhere else).
+    pub webhook_client: reqwest::Client,
 }
 
 pub type AppState = Arc<App>;
@@ -33,9 +36,19 @@ pub type AppState = Arc<App>;
 /// # Errors
 /// With context naming what failed: the database, the HTTP client, the pages.
 pub async fn open_app(config: Config) -> anyhow::Result<AppState> {
+    // reqwest is built without a default TLS provider so that only ring is compiled in: install
+    // it before the first client (a provider installed already is kept).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let store = Store::connect(&config.storage_url)
         .await
-        .with_context(|| format!("cannot open the database at {}", config.storage_url))?;
+        .with_context(|| format!("cannot open the database at {}", config.storage_url))?
+        .with_deliveries(config.deliveries.clone());
+    let webhook_client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(config.deliveries.timeout)
+        .user_agent(concat!("notion-oauth-handler/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
+        .build()
+        .context("cannot build the webhook client")?;
     let client =
         OAuthClient::new(config.notion.clone()).context("cannot build the Notion client")?;
     let signer = StateSigner::new(config.vault.state_key(), config.state_ttl);
@@ -48,6 +61,7 @@ pub async fn open_app(config: Config) -> anyhow::Result<AppState> {
         store,
         pages,
         refresh_locks: RefreshLocks::default(),
+        webhook_client,
     }))
 }
 
@@ -120,6 +134,13 @@ impl Application {
 /// same single-flight refresh as API calls, so workers on several instances cannot race.
 fn spawn_background_work(app: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut workers = Vec::new();
+    // Deliveries run whenever targets are configured: the outbox may hold events from before a
+    // restart, or written by operator commands.
+    if !app.config.deliveries.targets.is_empty() {
+        for _ in 0..crate::delivery::WORKERS {
+            workers.push(tokio::spawn(crate::delivery::run_worker(app.clone())));
+        }
+    }
     if let Some(older_than) = app.config.refresh_older_than {
         let app = app.clone();
         workers.push(tokio::spawn(async move {

@@ -59,6 +59,33 @@ CREATE TABLE connection_events (
 );
 CREATE INDEX connection_events_bot_id ON connection_events (bot_id, id);
 
+-- Deliveries of connection events to the developer's app: one row per event and target,
+-- written in the same transaction as the change it reports, so none is lost or invented.
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id        TEXT NOT NULL,
+    target          TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    -- Deliveries with the same key and target go out in order (the bot id, or the ref of a
+    -- denied flow).
+    ordering_key    TEXT NOT NULL,
+    bot_id          TEXT,
+    -- The event body, without tokens (a webhook with include_tokens gets them added when sent).
+    payload         TEXT NOT NULL,
+    -- pending | delivered | dead
+    status          TEXT NOT NULL DEFAULT 'pending',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    locked_by       TEXT,
+    locked_until    INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    UNIQUE (event_id, target)
+);
+CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+CREATE INDEX outbox_order ON outbox (target, ordering_key, id);
+
 -- Keys for the API the developer's backend calls. Only a SHA-256 of the secret part is kept.
 CREATE TABLE api_keys (
     id           TEXT PRIMARY KEY NOT NULL,

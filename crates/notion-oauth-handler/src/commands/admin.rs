@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 
 use super::{base_dir, load_config};
-use crate::cli::{ApiKeysCommand, ConfigArg, ConnectionsCommand};
+use crate::cli::{ApiKeysCommand, ConfigArg, ConnectionsCommand, DeliveriesCommand};
 use crate::config::{load_settings, resolve_sqlite_url};
 use crate::lifecycle;
 use crate::startup::open_app;
@@ -187,6 +187,57 @@ pub async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
                 bail!("there is no active API key with id {id}; see `api-keys list`");
             }
             println!("Revoked API key {id}: it no longer opens the API.");
+        }
+    }
+    Ok(())
+}
+
+pub async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<()> {
+    match command {
+        DeliveriesCommand::List { config, status, json } => {
+            if status.as_deref().is_some_and(|s| !["pending", "delivered", "dead"].contains(&s)) {
+                bail!("--status must be pending, delivered or dead");
+            }
+            let deliveries = open_store(&config).await?.deliveries(status.as_deref(), 500).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&deliveries)?);
+            } else if deliveries.is_empty() {
+                println!("No deliveries.");
+            } else {
+                println!(
+                    "{:<6}  {:<24}  {:<12}  {:<10}  {:<8}  LAST ERROR",
+                    "ID", "EVENT", "TARGET", "STATUS", "ATTEMPTS"
+                );
+                for d in deliveries {
+                    println!(
+                        "{:<6}  {:<24}  {:<12}  {:<10}  {:<8}  {}",
+                        d.id,
+                        d.event_type,
+                        clip(&d.target, 12),
+                        d.status,
+                        d.attempts,
+                        d.last_error.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        DeliveriesCommand::Redeliver { id, dead, config } => {
+            let store = open_store(&config).await?;
+            match (id, dead) {
+                (Some(id), false) => {
+                    if !store.redeliver(id).await? {
+                        bail!("there is no delivered or dead delivery {id}; see `deliveries list`");
+                    }
+                    println!(
+                        "Delivery {id} is queued again; a running server sends it within a second."
+                    );
+                }
+                (None, true) => {
+                    let count = store.redeliver_dead().await?;
+                    println!("{count} dead deliveries are queued again.");
+                }
+                _ => bail!("name a delivery id, or pass --dead for every dead one"),
+            }
         }
     }
     Ok(())

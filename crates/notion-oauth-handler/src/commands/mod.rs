@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-pub use admin::{api_keys, connections};
+pub use admin::{api_keys, connections, deliveries};
 pub use dev::dev;
 pub use init::init;
 pub use mock::mock_notion;

@@ -29,6 +29,8 @@ pub fn router(app: AppState) -> Router<AppState> {
         .route("/connections/{bot_id}/refresh", post(refresh_connection))
         .route("/connections/{bot_id}/check", post(check_connection))
         .route("/connections/{bot_id}/events", get(connection_events))
+        .route("/deliveries", get(list_deliveries))
+        .route("/deliveries/{id}/redeliver", post(redeliver))
         .layer(axum::middleware::from_fn_with_state(app, require_api_key))
         .route("/openapi.json", get(openapi_document))
         .method_not_allowed_fallback(|| async {
@@ -442,6 +444,74 @@ async fn connection_events(
     Ok(Json(EventList { events }))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// Only deliveries in this state: `pending`, `delivered` or `dead`.
+    status: Option<String>,
+    /// How many, newest first (1 to 500, default 100).
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryList {
+    deliveries: Vec<crate::store::DeliverySummary>,
+}
+
+/// Deliveries of connection events to webhooks and the command hook, newest first.
+#[utoipa::path(get, path = "/deliveries", params(DeliveryQuery), tag = "deliveries",
+    responses((status = 200, description = "OK", body = DeliveryList), (status = 400, description = "The query is not valid", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody), (status = 500, description = "Something failed on our side", body = ErrorBody)))]
+async fn list_deliveries(
+    State(app): State<AppState>,
+    query: Result<Query<DeliveryQuery>, QueryRejection>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    let Query(query) = query.map_err(bad_query)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "limit must be between 1 and 500",
+        ));
+    }
+    if query.status.as_deref().is_some_and(|s| !["pending", "delivered", "dead"].contains(&s)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "status must be pending, delivered or dead",
+        ));
+    }
+    let deliveries = app
+        .store
+        .deliveries(query.status.as_deref(), limit)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(DeliveryList { deliveries }))
+}
+
+/// Queue a delivered or dead delivery again, due now, with a fresh count of attempts.
+#[utoipa::path(post, path = "/deliveries/{id}/redeliver", params(("id" = i64, Path)), tag = "deliveries",
+        responses((status = 202, description = "Queued again"), (status = 400, description = "The id is not a number", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No delivered or dead delivery with this id", body = ErrorBody), (status = 500, description = "Something failed on our side", body = ErrorBody)))]
+async fn redeliver(
+    State(app): State<AppState>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(id) = id.map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "the delivery id is a number")
+    })?;
+    match app.store.redeliver(id).await {
+        Ok(true) => Ok(StatusCode::ACCEPTED),
+        Ok(false) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no delivered or dead delivery {id}"),
+        )),
+        Err(error) => Err(ApiError::internal(&error)),
+    }
+}
+
 struct ApiKeyAuth;
 
 impl Modify for ApiKeyAuth {
@@ -462,8 +532,8 @@ impl Modify for ApiKeyAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "notion-oauth-handler API", description = "Tokens and lifecycle of the Notion connections this server stores."),
-    paths(list_connections, get_connection, get_token, refresh_connection, check_connection, revoke_connection, connection_events, openapi_document),
-    components(schemas(ConnectionList, ConnectionSummary, TokenBody, CheckBody, EventList, Event, ErrorBody, ErrorDetail)),
+    paths(list_connections, get_connection, get_token, refresh_connection, check_connection, revoke_connection, connection_events, list_deliveries, redeliver, openapi_document),
+    components(schemas(ConnectionList, ConnectionSummary, TokenBody, CheckBody, EventList, Event, ErrorBody, ErrorDetail, DeliveryList, crate::store::DeliverySummary)),
     modifiers(&ApiKeyAuth),
     security(("api_key" = []))
 )]

@@ -47,14 +47,14 @@ pub struct ConnectionSummary {
     pub key_id: String,
 }
 
-const SUMMARY_COLUMNS: &str =
+pub(super) const SUMMARY_COLUMNS: &str =
     "bot_id, workspace_id, workspace_name, workspace_icon, owner_type, owner_user_id,
     owner_name, owner_email, duplicated_template_id, ref, status, status_reason, authorizations,
     CASE WHEN refresh_started_at IS NOT NULL AND refresh_lease_until < strftime('%s', 'now')
          THEN refresh_started_at ELSE refresh_interrupted_at END AS interrupted,
     refreshed_at, checked_at, created_at, updated_at, key_id";
 
-fn summary(row: &SqliteRow) -> Result<ConnectionSummary, sqlx::Error> {
+pub(super) fn summary(row: &SqliteRow) -> Result<ConnectionSummary, sqlx::Error> {
     Ok(ConnectionSummary {
         bot_id: row.try_get("bot_id")?,
         workspace_id: row.try_get("workspace_id")?,
@@ -203,7 +203,8 @@ impl Store {
         let outcome = if authorizations == 1 { Upserted::Created } else { Upserted::Reauthorized };
         let kind = if outcome == Upserted::Created { "connected" } else { "reconnected" };
         record(
-            &mut *transaction,
+            &mut transaction,
+            &self.deliveries,
             response.bot_id.as_str(),
             kind,
             None,
@@ -443,7 +444,8 @@ impl Store {
             return Ok(None);
         };
         record(
-            &mut *transaction,
+            &mut transaction,
+            &self.deliveries,
             response.bot_id.as_str(),
             "refreshed",
             None,
@@ -492,9 +494,25 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        record(&mut *transaction, bot_id, "refresh_failed", Some(message), request_id).await?;
+        record(
+            &mut transaction,
+            &self.deliveries,
+            bot_id,
+            "refresh_failed",
+            Some(message),
+            request_id,
+        )
+        .await?;
         if needs_reauth {
-            record(&mut *transaction, bot_id, "needs_reauth", Some(message), request_id).await?;
+            record(
+                &mut transaction,
+                &self.deliveries,
+                bot_id,
+                "needs_reauth",
+                Some(message),
+                request_id,
+            )
+            .await?;
         }
         transaction.commit().await?;
         Ok(true)
@@ -522,7 +540,8 @@ impl Store {
             .execute(&mut *transaction)
             .await?;
         let message = if active { "Notion reports the token active" } else { reason };
-        record(&mut *transaction, bot_id, "checked", Some(message), request_id).await?;
+        record(&mut transaction, &self.deliveries, bot_id, "checked", Some(message), request_id)
+            .await?;
         if !active {
             let revoked = sqlx::query(
                 "UPDATE connections SET status = 'revoked', status_reason = $3, generation = generation + 1, updated_at = $4
@@ -535,7 +554,15 @@ impl Store {
             .execute(&mut *transaction)
             .await?;
             if revoked.rows_affected() == 1 {
-                record(&mut *transaction, bot_id, "revoked", Some(reason), request_id).await?;
+                record(
+                    &mut transaction,
+                    &self.deliveries,
+                    bot_id,
+                    "revoked",
+                    Some(reason),
+                    request_id,
+                )
+                .await?;
             }
         }
         transaction.commit().await?;
@@ -569,7 +596,15 @@ impl Store {
         .await?;
         let changed = done.rows_affected() == 1;
         if changed {
-            record(&mut *transaction, bot_id, "revoked", Some(message), request_id).await?;
+            record(
+                &mut transaction,
+                &self.deliveries,
+                bot_id,
+                "revoked",
+                Some(message),
+                request_id,
+            )
+            .await?;
         }
         transaction.commit().await?;
         Ok(changed)

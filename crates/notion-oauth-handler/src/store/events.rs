@@ -1,10 +1,12 @@
-//! The history of each connection, for operators and the API.
+//! The history of each connection, and the outbox rows that deliver it to the developer's app.
 
 use serde::Serialize;
-use sqlx::{Row, Sqlite};
+use sqlx::{Row, SqliteConnection};
 use utoipa::ToSchema;
 
+use super::connections::{SUMMARY_COLUMNS, summary};
 use super::{Store, StoreError, now};
+use crate::config::Deliveries;
 
 /// One thing that happened to a connection.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -21,9 +23,65 @@ pub struct Event {
     pub created_at: i64,
 }
 
-/// Adds an event inside the caller's transaction, so it is written with the change it reports.
-pub(super) async fn record<'c>(
-    executor: impl sqlx::Executor<'c, Database = Sqlite>,
+/// The event type delivered for a history entry, if it is one the app hears about.
+fn delivered_as(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "connected" => "connection.created",
+        "reconnected" => "connection.updated",
+        "refreshed" => "connection.refreshed",
+        "needs_reauth" => "connection.needs_reauth",
+        "revoked" => "connection.revoked",
+        _ => return None,
+    })
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Queues an event for every target that wants its type, inside the caller's transaction.
+async fn enqueue(
+    connection: &mut SqliteConnection,
+    deliveries: &Deliveries,
+    event_type: &str,
+    ordering_key: &str,
+    bot_id: Option<&str>,
+    data: serde_json::Value,
+) -> Result<(), StoreError> {
+    let targets: Vec<&str> = deliveries.targets_for(event_type).collect();
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let now = now();
+    let event_id = format!("evt_{}", uuid::Uuid::new_v4().simple());
+    let payload = serde_json::json!({ "id": event_id, "type": event_type, "created_at": rfc3339(now), "data": data });
+    let payload = serde_json::to_string(&payload).map_err(StoreError::Serialize)?;
+    for target in targets {
+        sqlx::query(
+            "INSERT INTO outbox (event_id, target, event_type, ordering_key, bot_id, payload, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(&event_id)
+        .bind(target)
+        .bind(event_type)
+        .bind(ordering_key)
+        .bind(bot_id)
+        .bind(&payload)
+        .bind(now)
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Adds a history entry inside the caller's transaction, with its deliveries: both are written
+/// with the change they report, or neither is.
+pub(super) async fn record(
+    connection: &mut SqliteConnection,
+    deliveries: &Deliveries,
     bot_id: &str,
     kind: &str,
     message: Option<&str>,
@@ -35,9 +93,16 @@ pub(super) async fn record<'c>(
         .bind(message)
         .bind(request_id)
         .bind(now())
-        .execute(executor)
+        .execute(&mut *connection)
         .await?;
-    Ok(())
+    let Some(event_type) = delivered_as(kind) else {
+        return Ok(());
+    };
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM connections WHERE bot_id = $1");
+    let row =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bot_id).fetch_one(&mut *connection).await?;
+    let data = serde_json::to_value(summary(&row)?).map_err(StoreError::Serialize)?;
+    enqueue(connection, deliveries, event_type, bot_id, Some(bot_id), data).await
 }
 
 impl Store {
@@ -52,7 +117,25 @@ impl Store {
         message: Option<&str>,
         request_id: Option<&str>,
     ) -> Result<(), StoreError> {
-        record(&self.pool, bot_id, kind, message, request_id).await
+        let mut transaction = self.pool.begin().await?;
+        record(&mut transaction, &self.deliveries, bot_id, kind, message, request_id).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Queues `connection.denied` for a flow the user cancelled on Notion's page: there is no
+    /// connection, only the app's `ref` (when the state carried one).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn record_denied(&self, reference: Option<&str>) -> Result<(), StoreError> {
+        let data = serde_json::json!({ "ref": reference, "error": "access_denied" });
+        let ordering_key = format!("denied:{}", reference.unwrap_or(""));
+        let mut transaction = self.pool.begin().await?;
+        enqueue(&mut transaction, &self.deliveries, "connection.denied", &ordering_key, None, data)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
     }
 
     /// A connection's events, newest first.

@@ -6,6 +6,7 @@
 mod api_keys;
 mod connections;
 mod events;
+mod outbox;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -17,6 +18,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use api_keys::StoredApiKey;
 pub use connections::{Claim, ConnectionFilter, ConnectionSummary, StoredTokens, Upserted};
 pub use events::Event;
+pub use outbox::{Delivery, DeliverySummary};
+
+use std::sync::Arc;
+
+use crate::config::Deliveries;
 
 use crate::vault::VaultError;
 
@@ -39,6 +45,8 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// Which targets want which events: consulted when an event is recorded.
+    deliveries: Arc<Deliveries>,
 }
 
 fn migrator() -> Migrator {
@@ -103,7 +111,15 @@ impl Store {
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok(Self { pool })
+        let deliveries = Arc::new(Deliveries::none());
+        Ok(Self { pool, deliveries })
+    }
+
+    /// The same store, queueing events for `deliveries`' targets.
+    #[must_use]
+    pub fn with_deliveries(mut self, deliveries: Deliveries) -> Self {
+        self.deliveries = Arc::new(deliveries);
+        self
     }
 
     /// Whether the database answers.

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 use mock_notion::{Emulator, EmulatorConfig, Endpoint, RunningEmulator};
+use notion_oauth_handler::config::delivery::{
+    CommandHookSettings, DeliverySettings, WebhookSettings,
+};
 use notion_oauth_handler::config::{DocumentSettings, Settings};
 use notion_oauth_handler::startup::Application;
 use notion_oauth_handler::store::{ConnectionFilter, ConnectionSummary, Store, StoredTokens};
@@ -24,6 +27,9 @@ pub struct TestOptions {
     /// Instead of the server's own http://127.0.0.1 address (for https-only behaviour).
     pub public_url: Option<&'static str>,
     pub emulator: EmulatorConfig,
+    pub webhooks: Vec<WebhookSettings>,
+    pub command_hook: Option<CommandHookSettings>,
+    pub delivery: DeliverySettings,
 }
 
 impl Default for TestOptions {
@@ -34,6 +40,10 @@ impl Default for TestOptions {
             base_path: "/",
             public_url: None,
             emulator: EmulatorConfig::default(),
+            webhooks: Vec::new(),
+            command_hook: None,
+            // Fast retries, so tests see them.
+            delivery: DeliverySettings { retry_base_ms: 100, ..DeliverySettings::default() },
         }
     }
 }
@@ -133,6 +143,9 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.storage.url = "sqlite://connections.db".into();
     settings.security.master_key = Some(SecretString::from(master_key.clone()));
     settings.security.allow_notion_initiated = options.allow_notion_initiated;
+    settings.webhooks = options.webhooks;
+    settings.command_hook = options.command_hook;
+    settings.delivery = options.delivery;
     settings.documents = vec![DocumentSettings {
         path: "/privacy".into(),
         file: "privacy.html".into(),
@@ -374,4 +387,107 @@ pub fn random_key() -> String {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).unwrap();
     base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+/// A webhook receiver on loopback that records what it gets and answers what the test says.
+pub struct Receiver {
+    pub url: String,
+    answer: Arc<std::sync::atomic::AtomicU16>,
+    received: Arc<std::sync::Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+    pub answered: u16,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let answer = Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (answer_for_route, received_for_route) = (answer.clone(), received.clone());
+        let route = axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let (answer, received) = (answer_for_route.clone(), received_for_route.clone());
+            async move {
+                let status = answer.load(std::sync::atomic::Ordering::SeqCst);
+                let headers = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                    .collect();
+                received.lock().unwrap().push(Received { headers, body, answered: status });
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/notion", listener.local_addr().unwrap());
+        let app = axum::Router::new().route("/hooks/notion", route);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, answer, received, task }
+    }
+
+    /// The status the receiver answers from now on.
+    pub fn answer(&self, status: u16) {
+        self.answer.store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// What was received once `done` holds (within 20 s).
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        for _ in 0..400 {
+            let received = self.received();
+            if done(&received) {
+                return received;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the receiver never saw {what}: {:?}", self.received());
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Deliveries the receiver accepted (2xx), as (event type, event id) in arrival order.
+pub fn accepted(received: &[Received]) -> Vec<(String, String)> {
+    received
+        .iter()
+        .filter(|r| r.answered < 300)
+        .map(|r| {
+            (
+                r.headers["notion-oauth-event-type"].clone(),
+                r.headers["notion-oauth-event-id"].clone(),
+            )
+        })
+        .collect()
+}
+
+pub const WEBHOOK_SECRET: &str = "whsec_test_0123456789abcdef";
+
+/// A webhook to `url` for every event.
+pub fn webhook(name: &str, url: &str) -> WebhookSettings {
+    WebhookSettings {
+        name: name.into(),
+        url: url.into(),
+        secret: Some(SecretString::from(WEBHOOK_SECRET)),
+        secret_file: None,
+        events: None,
+        include_tokens: false,
+    }
 }

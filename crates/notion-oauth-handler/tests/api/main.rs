@@ -4,6 +4,7 @@
 mod bad_input;
 mod binary;
 mod browser;
+mod deliveries;
 mod flow;
 mod helpers;
 mod lifecycle;

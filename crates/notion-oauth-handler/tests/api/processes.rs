@@ -12,7 +12,9 @@ use notion_oauth_handler::vault::{MasterKey, Vault};
 use secrecy::SecretString;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{Browser, CLIENT_SECRET, http, query_param, random_key};
+use crate::helpers::{
+    Browser, CLIENT_SECRET, Receiver, WEBHOOK_SECRET, accepted, http, query_param, random_key,
+};
 
 const CLIENT_ID: &str = "4a1e0f4e-0000-4000-8000-0000000000aa";
 
@@ -30,6 +32,11 @@ fn free_port() -> u16 {
 
 impl Deployment {
     async fn new(instances: usize, timeout_seconds: u64) -> Self {
+        Self::with_extra(instances, timeout_seconds, "").await
+    }
+
+    /// With `extra` TOML appended to every instance's configuration.
+    async fn with_extra(instances: usize, timeout_seconds: u64, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<u16> = (0..instances).map(|_| free_port()).collect();
         let notion = Emulator::spawn(
@@ -51,7 +58,7 @@ impl Deployment {
             let config = format!(
                 "[server]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
                  [notion]\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\napi_base_url = \"{}\"\ntimeout_seconds = {timeout_seconds}\n\
-                 [storage]\nurl = \"sqlite://shared.db\"\n[security]\nmaster_key = \"{master_key}\"\n",
+                                  [storage]\nurl = \"sqlite://shared.db\"\n[security]\nmaster_key = \"{master_key}\"\n{extra}",
                 notion.base_url()
             );
             std::fs::write(dir.path().join(format!("instance-{index}.toml")), config).unwrap();
@@ -305,4 +312,51 @@ async fn operators_manage_keys_and_connections_from_the_command_line() {
     assert_eq!(deployment.get(0, &key, "/connections").await.0, 401);
     let (ok, _, stderr) = deployment.operator(&["api-keys", "revoke", &id]).await;
     assert!(!ok && stderr.contains("no active API key"), "{stderr}");
+}
+
+#[tokio::test]
+async fn deliveries_pending_at_a_kill_9_are_all_delivered_after_restart_and_none_twice() {
+    // Arrange: the receiver is down while three connections are made.
+    let receiver = Receiver::start().await;
+    receiver.answer(503);
+    let extra = format!(
+        "[[webhooks]]\nname = \"app\"\nurl = \"{}\"\nsecret = \"{WEBHOOK_SECRET}\"\n[delivery]\nretry_base_ms = 200\n",
+        receiver.url
+    );
+    let deployment = Deployment::with_extra(1, 5, &extra).await;
+    let mut server = deployment.start(0).await;
+    for user in ["Ada Lovelace", "Grace Hopper", "Alan Turing"] {
+        deployment.connect(0, user).await;
+    }
+    let failed = receiver
+        .wait_for("a failed attempt at each event", |r| {
+            r.iter()
+                .map(|d| d.headers["notion-oauth-event-id"].clone())
+                .collect::<BTreeSet<_>>()
+                .len()
+                == 3
+        })
+        .await;
+
+    // Act: kill -9 while all three are pending, bring the receiver back, restart.
+    server.start_kill().unwrap();
+    let _ = server.wait().await;
+    receiver.answer(200);
+    let _restarted = deployment.start(0).await;
+
+    // Assert: every event arrives, and none twice.
+    receiver.wait_for("all three events", |r| accepted(r).len() >= 3).await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // time for a duplicate to show up
+    let delivered = accepted(&receiver.received());
+    let ids: BTreeSet<&String> = delivered.iter().map(|(_, id)| id).collect();
+    eprintln!(
+        "kill -9 with deliveries pending: {} failed attempts before the kill; after restart {} deliveries accepted, {} distinct events",
+        failed.len(),
+        delivered.len(),
+        ids.len()
+    );
+    assert_eq!((delivered.len(), ids.len()), (3, 3));
+    assert!(delivered.iter().all(|(event_type, _)| event_type == "connection.created"));
+    let (_, stdout, _) = deployment.operator(&["deliveries", "list", "--status", "pending"]).await;
+    assert!(stdout.contains("No deliveries"), "{stdout}");
 }

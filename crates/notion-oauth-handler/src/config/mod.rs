@@ -1,5 +1,7 @@
 //! Configuration: a TOML file, then environment variables, checked once into a [`Config`].
 //!
+//! Where events are delivered is its own file: [`delivery`].
+//!
 //! `NOH_<SECTION>__<KEY>` overrides any key (`NOH_SERVER__BIND`); `NOTION_CLIENT_ID`,
 //! `NOTION_CLIENT_SECRET` and `NOH_MASTER_KEY` are accepted as well, because that is how users of
 //! other Notion tools already keep them. Every secret can come from a file instead (`*_file`).
@@ -18,6 +20,10 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::vault::{MasterKey, Vault};
+
+pub mod delivery;
+
+pub use delivery::{Deliveries, Target, TargetKind};
 
 /// Paths the server itself answers; documents may not take them.
 const RESERVED_PATHS: [&str; 5] = ["/", "/connect", "/callback", "/healthz", "/readyz"];
@@ -38,6 +44,11 @@ pub struct Settings {
     pub lifecycle: LifecycleSettings,
     #[serde(default)]
     pub documents: Vec<DocumentSettings>,
+    #[serde(default)]
+    pub webhooks: Vec<delivery::WebhookSettings>,
+    pub command_hook: Option<delivery::CommandHookSettings>,
+    #[serde(default)]
+    pub delivery: delivery::DeliverySettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -189,6 +200,8 @@ pub struct Config {
     /// Background introspection every this often; `None` is off.
     pub check_interval: Option<Duration>,
     pub documents: Vec<Document>,
+    /// Where connection events are delivered.
+    pub deliveries: Deliveries,
 }
 
 impl Config {
@@ -380,6 +393,18 @@ impl Settings {
             );
         }
 
+        let mut delivery_problems = Vec::new();
+        let deliveries = delivery::validate(
+            &self.webhooks,
+            self.command_hook.as_ref(),
+            &self.delivery,
+            base_dir,
+            &mut delivery_problems,
+        );
+        for (key, message) in delivery_problems {
+            problem(&key, message);
+        }
+
         let mut documents = Vec::new();
         for (index, document) in self.documents.iter().enumerate() {
             match load_document(document, base_dir, &documents) {
@@ -419,6 +444,7 @@ impl Settings {
                     check_interval: (self.lifecycle.check_interval_seconds > 0)
                         .then(|| Duration::from_secs(self.lifecycle.check_interval_seconds)),
                     documents,
+                    deliveries,
                 })
             }
             _ => Err(ConfigError(problems)),

@@ -1,0 +1,193 @@
+//! The outbox: claiming due deliveries (in order per connection and target), and their fate.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use utoipa::ToSchema;
+
+use super::{Store, StoreError, now};
+
+/// A delivery claimed by a worker.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub event_id: String,
+    pub target: String,
+    pub event_type: String,
+    pub bot_id: Option<String>,
+    pub payload: String,
+    /// Attempts before this one.
+    pub attempts: i64,
+}
+
+/// A delivery as operators see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliverySummary {
+    pub id: i64,
+    pub event_id: String,
+    pub target: String,
+    pub event_type: String,
+    pub bot_id: Option<String>,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+fn delivery_summary(row: &SqliteRow) -> Result<DeliverySummary, sqlx::Error> {
+    Ok(DeliverySummary {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        target: row.try_get("target")?,
+        event_type: row.try_get("event_type")?,
+        bot_id: row.try_get("bot_id")?,
+        status: row.try_get("status")?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        created_at: row.try_get("created_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+    })
+}
+
+impl Store {
+    /// Claims the oldest due delivery for `worker` until `locked_until`, skipping any whose
+    /// target still has an earlier pending delivery for the same connection (order per
+    /// connection). One statement, so two workers or processes never claim the same row.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn claim_delivery(
+        &self,
+        worker: &str,
+        locked_until: i64,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE outbox SET locked_by = $1, locked_until = $2
+             WHERE id = (
+                 SELECT o.id FROM outbox o
+                 WHERE o.status = 'pending' AND o.next_attempt_at <= $3
+                   AND (o.locked_until IS NULL OR o.locked_until < $3)
+                   AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.target = o.target
+                                   AND e.ordering_key = o.ordering_key AND e.status = 'pending' AND e.id < o.id)
+                 ORDER BY o.id LIMIT 1)
+             RETURNING id, event_id, target, event_type, bot_id, payload, attempts",
+        )
+        .bind(worker)
+        .bind(locked_until)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Delivery {
+                id: row.try_get("id")?,
+                event_id: row.try_get("event_id")?,
+                target: row.try_get("target")?,
+                event_type: row.try_get("event_type")?,
+                bot_id: row.try_get("bot_id")?,
+                payload: row.try_get("payload")?,
+                attempts: row.try_get("attempts")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Marks a claimed delivery done.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn mark_delivered(&self, id: i64, worker: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = $3, last_error = NULL,
+                 locked_by = NULL, locked_until = NULL
+             WHERE id = $1 AND locked_by = $2",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried at `next_attempt_at`, or dead-lettered.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn mark_failed(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        next_attempt_at: i64,
+        dead: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4,
+                 status = CASE WHEN $5 THEN 'dead' ELSE status END, locked_by = NULL, locked_until = NULL
+             WHERE id = $1 AND locked_by = $2",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(dead)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deliveries, newest first, optionally only those in `status`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn deliveries(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<DeliverySummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM outbox WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(status)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(delivery_summary).collect::<Result<_, _>>()?)
+    }
+
+    /// Puts a dead (or delivered) delivery back in the queue, due now, with a fresh count of
+    /// attempts. `false` when there is no such delivery or it is still pending.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn redeliver(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $2, last_error = NULL
+             WHERE id = $1 AND status != 'pending'",
+        )
+        .bind(id)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Puts every dead delivery back in the queue; returns how many.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn redeliver_dead(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL WHERE status = 'dead'",
+        )
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
