@@ -151,6 +151,7 @@ pub fn validate(
     problems: &mut Vec<(String, String)>,
 ) -> Deliveries {
     let mut targets = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
     for (index, webhook) in webhooks.iter().enumerate() {
         let key = |field: &str| format!("webhooks[{index}].{field}");
         let name = webhook.name.trim();
@@ -162,9 +163,10 @@ pub fn validate(
                 key("name"),
                 format!("`{name}` must be letters, digits, - _ or . and not `{COMMAND_TARGET}`"),
             ));
-        } else if targets.iter().any(|t: &Target| t.name == name) {
+        } else if names.contains(&name) {
             problems.push((key("name"), format!("`{name}` is used by an earlier webhook")));
         }
+        names.push(name);
         let url = match Url::parse(&webhook.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
             _ => {

@@ -135,6 +135,49 @@ async fn check_refuses_a_document_content_type_that_is_not_a_header_value() {
 }
 
 #[tokio::test]
+async fn check_reports_delivery_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[webhooks]]
+name = "app"
+url = "http://app.example.com/hook"
+secret = "short"
+include_tokens = true
+events = ["connection.created", "connection.exploded"]
+
+[[webhooks]]
+name = "app"
+url = "not a url"
+
+[command_hook]
+command = []
+
+[delivery]
+max_attempts = 0
+"#,
+    )
+    .unwrap();
+    let (output, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
+    assert!(!output.status.success());
+    for key in [
+        "webhooks[0].secret",
+        "webhooks[0].include_tokens",
+        "webhooks[0].events",
+        "webhooks[1].name",
+        "webhooks[1].url",
+        "webhooks[1].secret",
+        "command_hook.command",
+        "delivery.max_attempts",
+    ] {
+        assert!(stderr.contains(&format!("- {key}:")), "{key} not reported:\n{stderr}");
+    }
+    assert!(stderr.contains("connection.exploded"), "{stderr}");
+}
+
+#[tokio::test]
 async fn check_names_unknown_keys_and_never_echoes_a_mistyped_secret() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("typo.toml");
