@@ -42,6 +42,8 @@ pub enum Command {
     /// See and retry deliveries of connection events to webhooks and the command hook.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
+    /// Print a signed link to /connect for one of your users (needs connect.link_secret).
+    ConnectLink(ConnectLinkArgs),
 }
 
 #[derive(Debug, Args)]
@@ -193,4 +195,19 @@ pub enum DeliveriesCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectLinkArgs {
+    /// Your own id for the user, stored with the connection.
+    #[arg(long = "ref")]
+    pub reference: Option<String>,
+    /// Where to send the browser afterwards (one of connect.return_to_origins).
+    #[arg(long)]
+    pub return_to: Option<String>,
+    /// How long the link works, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u64,
+    #[command(flatten)]
+    pub config: ConfigArg,
 }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::Config;
+use crate::links::ConnectRequest;
 use crate::startup::AppState;
 use crate::store::{StoreError, Upserted};
 
@@ -65,6 +66,18 @@ pub enum FlowError {
     Replayed,
     #[error("the ref is longer than {MAX_REF_CHARS} characters or holds control characters")]
     BadRef,
+    #[error("return_to is not at one of connect.return_to_origins")]
+    ReturnToNotAllowed,
+    #[error(
+        "the link carries a ref or return_to without a signature, and connect.require_signed_ref is on"
+    )]
+    UnsignedLink,
+    #[error("the link's signature does not match, or the link is malformed")]
+    InvalidLink,
+    #[error("the signed link has expired")]
+    ExpiredLink,
+    #[error("the one-time link is unknown, used or expired")]
+    UsedLink,
     #[error("Notion reported `{0}` on the callback")]
     NotionReported(String),
     #[error("the code exchange failed: {0}")]
@@ -93,42 +106,22 @@ impl FlowError {
 
 /// What a finished callback did.
 pub enum Finished {
-    Connected { response: Box<TokenResponse>, outcome: Upserted },
-    Denied { reference: Option<String> },
+    Connected {
+        response: Box<TokenResponse>,
+        outcome: Upserted,
+        reference: Option<String>,
+        return_to: Option<String>,
+    },
+    Denied {
+        reference: Option<String>,
+        return_to: Option<String>,
+    },
 }
 
 /// A started flow: where to send the browser, and the binding cookie's value to set.
 pub struct Started {
     pub authorize_url: Url,
     pub browser_cookie: String,
-}
-
-/// Reads the optional `ref` of a query string. Other parameters (campaign tags and the like) are
-/// ignored; a repeated `ref` is ambiguous and refused, and so is one that is too long.
-///
-/// `ref` is whatever the link says: anyone who can edit the link can change it, so it names the
-/// app's user only as far as the app trusts the link it handed out.
-///
-/// # Errors
-/// A repeated, over-long or control-character `ref`.
-pub fn parse_ref(query: Option<&str>) -> Result<Option<String>, FlowError> {
-    let mut found: Option<String> = None;
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        if name == "ref" {
-            if found.is_some() {
-                return Err(FlowError::RepeatedParameter("ref".into()));
-            }
-            found = Some(value.into_owned());
-        }
-    }
-    let found = found.filter(|r| !r.is_empty());
-    if found
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > MAX_REF_CHARS || r.chars().any(char::is_control))
-    {
-        return Err(FlowError::BadRef);
-    }
-    Ok(found)
 }
 
 /// Makes a state for a new flow and the authorize URL that carries it.
@@ -138,7 +131,7 @@ pub fn parse_ref(query: Option<&str>) -> Result<Option<String>, FlowError> {
 pub fn start(
     app: &AppState,
     existing_cookie: Option<&str>,
-    reference: Option<String>,
+    request: ConnectRequest,
 ) -> Result<Started, FlowError> {
     let browser_cookie = match existing_cookie.filter(|c| is_cookie_value(c)) {
         Some(cookie) => cookie.to_owned(),
@@ -148,8 +141,9 @@ pub fn start(
             URL_SAFE_NO_PAD.encode(bytes)
         }
     };
-    let claims = StateClaims::new(Some(browser_digest(&browser_cookie)), reference)
+    let mut claims = StateClaims::new(Some(browser_digest(&browser_cookie)), request.reference)
         .map_err(FlowError::Randomness)?;
+    claims.return_to = request.return_to;
     let state = app.signer.sign(&claims);
     Ok(Started {
         authorize_url: app.client.authorize_url(&app.config.redirect_uri(), Some(&state)),
@@ -219,16 +213,14 @@ pub async fn finish(
         }
         // Notion's own example sends `state=` empty on cancel, so a missing state is normal
         // here; a valid one is consumed so its link cannot be reused, and gives back the ref.
-        let reference = match &params.state {
-            Some(state) => accept_state(app, state, browser_cookie)
-                .await
-                .ok()
-                .and_then(|claims| claims.reference),
+        let claims = match &params.state {
+            Some(state) => accept_state(app, state, browser_cookie).await.ok(),
             None => None,
         };
+        let (reference, return_to) = claims.map_or((None, None), |c| (c.reference, c.return_to));
         return if error == "access_denied" {
             app.store.record_denied(reference.as_deref()).await?;
-            Ok(Finished::Denied { reference })
+            Ok(Finished::Denied { reference, return_to })
         } else {
             Err(FlowError::NotionReported(
                 error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect(),
@@ -236,9 +228,12 @@ pub async fn finish(
         };
     }
     let code = params.code.ok_or(FlowError::MissingCode)?;
-    let reference = match &params.state {
-        Some(state) => accept_state(app, state, browser_cookie).await?.reference,
-        None if app.config.allow_notion_initiated => None,
+    let (reference, return_to) = match &params.state {
+        Some(state) => {
+            let claims = accept_state(app, state, browser_cookie).await?;
+            (claims.reference, claims.return_to)
+        }
+        None if app.config.allow_notion_initiated => (None, None),
         None => return Err(FlowError::MissingState),
     };
     let response = if params.state.is_some() {
@@ -256,7 +251,7 @@ pub async fn finish(
         request_id = response.request_id.as_deref(),
         "connection stored"
     );
-    Ok(Finished::Connected { response: Box::new(response), outcome })
+    Ok(Finished::Connected { response: Box::new(response), outcome, reference, return_to })
 }
 
 /// An install started from Notion comes from an authorize URL we did not build, so whether Notion

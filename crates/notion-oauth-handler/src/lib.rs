@@ -9,6 +9,7 @@ pub mod config;
 pub mod delivery;
 pub mod flow;
 pub mod lifecycle;
+pub mod links;
 pub mod pages;
 pub mod routes;
 pub mod startup;

@@ -21,6 +21,7 @@ async fn main() -> ExitCode {
         Command::Connections(command) => commands::connections(command).await,
         Command::ApiKeys(command) => commands::api_keys(command).await,
         Command::Deliveries(command) => commands::deliveries(command).await,
+        Command::ConnectLink(args) => commands::connect_link(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

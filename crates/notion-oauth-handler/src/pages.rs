@@ -146,6 +146,36 @@ fn describe(
             bad_link,
             format!("The link's ref is longer than {} characters or holds control characters.", crate::flow::MAX_REF_CHARS),
         ),
+                F::ReturnToNotAllowed => (
+            StatusCode::BAD_REQUEST,
+            "return_to_not_allowed",
+            bad_link,
+            "This link would send you somewhere this site does not trust afterwards, so it was not followed. Use the link from the app you came from.".into(),
+        ),
+        F::UnsignedLink => (
+            StatusCode::BAD_REQUEST,
+            "unsigned_link",
+            bad_link,
+            "This link is not one the app vouched for. Go back to the app and use the connect button there.".into(),
+        ),
+        F::InvalidLink => (
+            StatusCode::BAD_REQUEST,
+            "invalid_link",
+            bad_link,
+            "This link was altered or is incomplete. Go back to the app and use the connect button there.".into(),
+        ),
+        F::ExpiredLink => (
+            StatusCode::BAD_REQUEST,
+            "expired_link",
+            "This link has expired",
+            "Go back to the app and use the connect button there for a fresh link.".into(),
+        ),
+        F::UsedLink => (
+            StatusCode::BAD_REQUEST,
+            "used_link",
+            "This link was already used",
+            "Each of these links works once, for a limited time. Go back to the app for a fresh one.".into(),
+        ),
         F::NotionReported(code) => (
             StatusCode::BAD_GATEWAY,
             "notion_error",

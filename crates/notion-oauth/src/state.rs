@@ -38,6 +38,9 @@ pub struct StateClaims {
     /// The application's own reference for the user who started the flow.
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// Where to send the browser when the flow ends (checked by the caller before signing).
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub return_to: Option<String>,
 }
 
 impl StateClaims {
@@ -56,6 +59,7 @@ impl StateClaims {
             issued_at: unix_seconds(SystemTime::now()),
             browser,
             reference,
+            return_to: None,
         })
     }
 

@@ -96,6 +96,16 @@ CREATE TABLE api_keys (
     revoked_at   INTEGER
 );
 
+-- One-time connect links made through the API: only a digest of each link's token is kept.
+CREATE TABLE connect_links (
+    token_hash BLOB PRIMARY KEY NOT NULL,
+    ref        TEXT,
+    return_to  TEXT,
+    expires_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    used_at    INTEGER
+);
+
 -- Nonces of states already accepted: what makes a signed state single-use.
 CREATE TABLE used_states (
     nonce      TEXT PRIMARY KEY NOT NULL,

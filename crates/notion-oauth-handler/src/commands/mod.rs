@@ -50,6 +50,41 @@ pub fn check(args: &ConfigArg) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `connect-link`: a link to /connect that the server will trust, signed the way the README
+/// shows apps how to sign one.
+pub fn connect_link(args: &crate::cli::ConnectLinkArgs) -> anyhow::Result<()> {
+    let config = load_config(args.config.config.as_deref())?;
+    let Some(secret) = &config.connect.link_secret else {
+        anyhow::bail!(
+            "connect.link_secret is not set: add one (`openssl rand -hex 32`) to sign links"
+        );
+    };
+    if let Some(return_to) = &args.return_to
+        && crate::config::connect::check_return_to(return_to, &config.connect.return_to_origins)
+            .is_none()
+    {
+        anyhow::bail!("{return_to} is not at one of connect.return_to_origins");
+    }
+    let ttl = i64::try_from(args.ttl).unwrap_or(i64::MAX).min(30 * 24 * 3600);
+    let expires = crate::store::now() + ttl;
+    let (reference, return_to) =
+        (args.reference.as_deref().unwrap_or(""), args.return_to.as_deref().unwrap_or(""));
+    let mut url = config.public_link("/connect");
+    {
+        let mut query = url.query_pairs_mut();
+        if !reference.is_empty() {
+            query.append_pair("ref", reference);
+        }
+        if !return_to.is_empty() {
+            query.append_pair("return_to", return_to);
+        }
+        query.append_pair("expires", &expires.to_string());
+        query.append_pair("sig", &crate::links::sign(secret, reference, return_to, expires));
+    }
+    println!("{url}");
+    Ok(())
+}
+
 /// Completes on Ctrl-C or SIGTERM (what service managers send).
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -21,6 +21,7 @@ use url::Url;
 
 use crate::vault::{MasterKey, Vault};
 
+pub mod connect;
 pub mod delivery;
 
 pub use delivery::{Deliveries, Target, TargetKind};
@@ -49,6 +50,8 @@ pub struct Settings {
     pub command_hook: Option<delivery::CommandHookSettings>,
     #[serde(default)]
     pub delivery: delivery::DeliverySettings,
+    #[serde(default)]
+    pub connect: connect::ConnectSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -202,6 +205,8 @@ pub struct Config {
     pub documents: Vec<Document>,
     /// Where connection events are delivered.
     pub deliveries: Deliveries,
+    /// Where the browser goes afterwards, and which links to `/connect` are trusted.
+    pub connect: connect::Connect,
 }
 
 impl Config {
@@ -401,6 +406,7 @@ impl Settings {
             base_dir,
             &mut delivery_problems,
         );
+        let connect = connect::validate(&self.connect, base_dir, &mut delivery_problems);
         for (key, message) in delivery_problems {
             problem(&key, message);
         }
@@ -445,6 +451,7 @@ impl Settings {
                         .then(|| Duration::from_secs(self.lifecycle.check_interval_seconds)),
                     documents,
                     deliveries,
+                    connect,
                 })
             }
             _ => Err(ConfigError(problems)),

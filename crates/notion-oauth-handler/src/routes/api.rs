@@ -29,6 +29,7 @@ pub fn router(app: AppState) -> Router<AppState> {
         .route("/connections/{bot_id}/refresh", post(refresh_connection))
         .route("/connections/{bot_id}/check", post(check_connection))
         .route("/connections/{bot_id}/events", get(connection_events))
+        .route("/connect-links", post(create_connect_link))
         .route("/deliveries", get(list_deliveries))
         .route("/deliveries/{id}/redeliver", post(redeliver))
         .layer(axum::middleware::from_fn_with_state(app, require_api_key))
@@ -512,6 +513,66 @@ async fn redeliver(
     }
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewConnectLink {
+    /// Your own id for the user, stored with the connection.
+    #[serde(rename = "ref")]
+    #[schema(rename = "ref")]
+    reference: Option<String>,
+    /// Where to send the browser afterwards (one of connect.return_to_origins).
+    return_to: Option<String>,
+    /// How long the link works (default 3600, at most 604800).
+    ttl_seconds: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConnectLink {
+    /// Send the user here; it works once.
+    url: String,
+    /// Seconds since the Unix epoch.
+    expires_at: i64,
+}
+
+/// A one-time link to /connect bound to your user's `ref` (and `return_to`).
+#[utoipa::path(post, path = "/connect-links", request_body = NewConnectLink, tag = "connect",
+    responses((status = 201, description = "Created", body = ConnectLink), (status = 400, description = "The body is not valid", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody), (status = 500, description = "Something failed on our side", body = ErrorBody)))]
+async fn create_connect_link(
+    State(app): State<AppState>,
+    body: Result<Json<NewConnectLink>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<ConnectLink>), ApiError> {
+    let invalid = |message: &str| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message.to_owned())
+    };
+    let Json(body) = body.map_err(|rejection| invalid(&rejection.body_text()))?;
+    let reference = body.reference.filter(|r| !r.is_empty());
+    if reference.as_ref().is_some_and(|r| {
+        r.chars().count() > crate::flow::MAX_REF_CHARS || r.chars().any(char::is_control)
+    }) {
+        return Err(invalid("ref must be at most 256 characters, without control characters"));
+    }
+    let return_to = body.return_to.filter(|r| !r.is_empty());
+    if return_to.as_deref().is_some_and(|r| {
+        crate::config::connect::check_return_to(r, &app.config.connect.return_to_origins).is_none()
+    }) {
+        return Err(invalid("return_to must be a URL at one of connect.return_to_origins"));
+    }
+    let ttl = body.ttl_seconds.unwrap_or(3600);
+    if !(60..=604_800).contains(&ttl) {
+        return Err(invalid("ttl_seconds must be between 60 and 604800"));
+    }
+    let (token, digest) = crate::links::new_token().map_err(|e| ApiError::internal(&e))?;
+    let expires_at = crate::store::now() + ttl;
+    app.store
+        .insert_connect_link(&digest, reference.as_deref(), return_to.as_deref(), expires_at)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let mut url = app.config.public_link("/connect");
+    url.query_pairs_mut().append_pair("link", &token);
+    Ok((StatusCode::CREATED, Json(ConnectLink { url: url.to_string(), expires_at })))
+}
+
 struct ApiKeyAuth;
 
 impl Modify for ApiKeyAuth {
@@ -532,8 +593,8 @@ impl Modify for ApiKeyAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "notion-oauth-handler API", description = "Tokens and lifecycle of the Notion connections this server stores."),
-    paths(list_connections, get_connection, get_token, refresh_connection, check_connection, revoke_connection, connection_events, list_deliveries, redeliver, openapi_document),
-    components(schemas(ConnectionList, ConnectionSummary, TokenBody, CheckBody, EventList, Event, ErrorBody, ErrorDetail, DeliveryList, crate::store::DeliverySummary)),
+    paths(list_connections, get_connection, get_token, refresh_connection, check_connection, revoke_connection, connection_events, list_deliveries, redeliver, create_connect_link, openapi_document),
+    components(schemas(ConnectionList, ConnectionSummary, TokenBody, CheckBody, EventList, Event, ErrorBody, ErrorDetail, DeliveryList, crate::store::DeliverySummary, NewConnectLink, ConnectLink)),
     modifiers(&ApiKeyAuth),
     security(("api_key" = []))
 )]

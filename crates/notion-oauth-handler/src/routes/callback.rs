@@ -1,12 +1,14 @@
 //! `GET /callback`: the redirect URI Notion sends the browser back to.
 
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
 use minijinja::context;
+use url::Url;
 
+use crate::config::connect::fill;
 use crate::flow::{self, CallbackParams, Finished, browser_cookie_name};
-use crate::pages::Page;
 use crate::startup::AppState;
 use crate::store::Upserted;
 
@@ -14,14 +16,28 @@ pub async fn oauth_callback(
     State(app): State<AppState>,
     jar: CookieJar,
     RawQuery(query): RawQuery,
-) -> Page {
+) -> Response {
     let cookie = jar.get(browser_cookie_name(&app.config)).map(Cookie::value);
     let finished = match CallbackParams::parse(query.as_deref()) {
         Ok(params) => flow::finish(&app, params, cookie).await,
         Err(error) => Err(error),
     };
     match finished {
-        Ok(Finished::Connected { response, outcome }) => {
+        Ok(Finished::Connected { response, outcome, reference, return_to }) => {
+            let outcome = if outcome == Upserted::Created { "created" } else { "reauthorized" };
+            let values = [
+                ("bot_id", response.bot_id.as_str()),
+                ("workspace_id", response.workspace_id.as_str()),
+                ("ref", reference.as_deref().unwrap_or("")),
+                ("outcome", outcome),
+            ];
+            if let Some(location) = back_to_the_app(
+                return_to.as_deref(),
+                app.config.connect.success_redirect.as_deref(),
+                &values,
+            ) {
+                return see_other(&location);
+            }
             let workspace =
                 response.workspace_name.clone().unwrap_or_else(|| "your Notion workspace".into());
             // Notion sends an https URL; inline images are harmless in an <img> and allowed by
@@ -33,14 +49,23 @@ pub async fn oauth_callback(
             let values = context! {
                 workspace,
                 icon,
-                outcome => if outcome == Upserted::Created { "created" } else { "reauthorized" },
+                outcome,
                 template_id => response.duplicated_template_id.clone(),
+                reference,
             };
-            app.pages.render(StatusCode::OK, "success.html", values)
+            app.pages.render(StatusCode::OK, "success.html", values).into_response()
         }
-        Ok(Finished::Denied { reference }) => {
+        Ok(Finished::Denied { reference, return_to }) => {
             tracing::info!("the user did not grant access");
-            app.pages.render(StatusCode::OK, "denied.html", context! { reference })
+            let values = [("ref", reference.as_deref().unwrap_or("")), ("outcome", "denied")];
+            if let Some(location) = back_to_the_app(
+                return_to.as_deref(),
+                app.config.connect.denied_redirect.as_deref(),
+                &values,
+            ) {
+                return see_other(&location);
+            }
+            app.pages.render(StatusCode::OK, "denied.html", context! { reference }).into_response()
         }
         Err(error) => {
             let request_id = error.request_id();
@@ -49,7 +74,31 @@ pub async fn oauth_callback(
             } else {
                 tracing::warn!(error = %error, request_id, "a callback was refused");
             }
-            app.pages.error(&error, app.config.state_ttl.as_secs() / 60)
+            app.pages.error(&error, app.config.state_ttl.as_secs() / 60).into_response()
         }
     }
+}
+
+/// Where the app asked the browser to go: the flow's `return_to` (checked against the allowed
+/// origins when the flow started, and signed into the state since) with the outcome appended,
+/// else the configured redirect template, else nowhere (our own page is shown).
+fn back_to_the_app(
+    return_to: Option<&str>,
+    template: Option<&str>,
+    values: &[(&str, &str)],
+) -> Option<String> {
+    if let Some(mut url) = return_to.and_then(|r| Url::parse(r).ok()) {
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in values.iter().filter(|(_, v)| !v.is_empty()) {
+                query.append_pair(name, value);
+            }
+        }
+        return Some(url.to_string());
+    }
+    template.map(|template| fill(template, values))
+}
+
+fn see_other(location: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location.to_owned())]).into_response()
 }

@@ -14,8 +14,10 @@ pub async fn start_connect(
     RawQuery(query): RawQuery,
 ) -> Response {
     let name = browser_cookie_name(&app.config);
-    let started = flow::parse_ref(query.as_deref())
-        .and_then(|reference| flow::start(&app, jar.get(name).map(Cookie::value), reference));
+    let started = match crate::links::read_connect_request(&app, query.as_deref()).await {
+        Ok(request) => flow::start(&app, jar.get(name).map(Cookie::value), request),
+        Err(error) => Err(error),
+    };
     match started {
         Ok(started) => {
             let max_age = flow::cookie_max_age(app.config.state_ttl);

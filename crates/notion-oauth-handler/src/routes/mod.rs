@@ -73,12 +73,11 @@ pub fn router(app: AppState) -> Router {
     )
 }
 
-/// The landing page passes a `ref` on to its button, so apps can link here instead of /connect.
+/// The landing page passes its query (`ref`, `return_to`, a signed or one-time link) on to its
+/// button unchanged: `/connect` checks it, and nothing is used up by viewing this page.
 async fn landing_page(State(app): State<AppState>, RawQuery(query): RawQuery) -> Page {
-    match crate::flow::parse_ref(query.as_deref()) {
-        Ok(reference) => app.pages.render(StatusCode::OK, "landing.html", context! { reference }),
-        Err(error) => app.pages.error(&error, app.config.state_ttl.as_secs() / 60),
-    }
+    let query = query.filter(|q| !q.is_empty() && q.len() <= 4096);
+    app.pages.render(StatusCode::OK, "landing.html", context! { query })
 }
 
 async fn not_found(State(app): State<AppState>) -> impl IntoResponse {

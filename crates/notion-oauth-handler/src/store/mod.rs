@@ -6,6 +6,7 @@
 mod api_keys;
 mod connections;
 mod events;
+mod links;
 mod outbox;
 
 use std::str::FromStr;

@@ -113,7 +113,12 @@ async fn the_landing_page_passes_a_ref_on_to_its_button() {
     let landing =
         browser.get(&format!("{}/?ref=team%2042", app.address)).await.text().await.unwrap();
     assert!(landing.contains("href=\"/connect?ref=team%2042\""), "{landing}");
-    let refused = browser.get(&format!("{}/?ref=a&ref=b", app.address)).await;
+    // The landing page passes its query on as it is (viewing it must not use up a one-time
+    // link); /connect, behind the button, is what refuses a bad one.
+    let ambiguous =
+        browser.get(&format!("{}/?ref=a&ref=b", app.address)).await.text().await.unwrap();
+    assert!(ambiguous.contains("href=\"/connect?ref=a&amp;ref=b\""), "{ambiguous}");
+    let refused = browser.get(&format!("{}/connect?ref=a&ref=b", app.address)).await;
     assert_eq!(refused.status().as_u16(), 400);
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use mock_notion::{Emulator, EmulatorConfig, Endpoint, RunningEmulator};
+use notion_oauth_handler::config::connect::ConnectSettings;
 use notion_oauth_handler::config::delivery::{
     CommandHookSettings, DeliverySettings, WebhookSettings,
 };
@@ -30,6 +31,7 @@ pub struct TestOptions {
     pub webhooks: Vec<WebhookSettings>,
     pub command_hook: Option<CommandHookSettings>,
     pub delivery: DeliverySettings,
+    pub connect: ConnectSettings,
 }
 
 impl Default for TestOptions {
@@ -44,6 +46,7 @@ impl Default for TestOptions {
             command_hook: None,
             // Fast retries, so tests see them.
             delivery: DeliverySettings { retry_base_ms: 100, ..DeliverySettings::default() },
+            connect: ConnectSettings::default(),
         }
     }
 }
@@ -146,6 +149,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.webhooks = options.webhooks;
     settings.command_hook = options.command_hook;
     settings.delivery = options.delivery;
+    settings.connect = options.connect;
     settings.documents = vec![DocumentSettings {
         path: "/privacy".into(),
         file: "privacy.html".into(),

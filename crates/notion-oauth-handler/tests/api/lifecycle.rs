@@ -564,6 +564,7 @@ async fn the_openapi_document_lists_every_route_and_validates() {
         "POST /connections/{bot_id}/check",
         "GET /connections/{bot_id}/events",
         "GET /deliveries",
+        "POST /connect-links",
         "POST /deliveries/{id}/redeliver",
         "GET /openapi.json",
     ]

@@ -8,6 +8,7 @@ mod deliveries;
 mod flow;
 mod helpers;
 mod lifecycle;
+mod links;
 mod notion_faults;
 mod processes;
 mod secrets;

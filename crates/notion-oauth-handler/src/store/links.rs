@@ -1,0 +1,50 @@
+//! One-time connect links made through the API.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, now};
+
+impl Store {
+    /// Stores a one-time link by its token's digest.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn insert_connect_link(
+        &self,
+        token_digest: &[u8],
+        reference: Option<&str>,
+        return_to: Option<&str>,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO connect_links (token_hash, ref, return_to, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(token_digest)
+            .bind(reference)
+            .bind(return_to)
+            .bind(expires_at)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Uses a one-time link: its `ref` and `return_to`, or `None` when it is unknown, used or
+    /// expired. One statement, so two clicks cannot both use it.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn use_connect_link(
+        &self,
+        token_digest: &[u8],
+    ) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+        let now = now();
+        let row = sqlx::query(
+            "UPDATE connect_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
+             RETURNING ref, return_to",
+        )
+        .bind(token_digest)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((row.try_get("ref")?, row.try_get("return_to")?))).transpose()
+    }
+}
