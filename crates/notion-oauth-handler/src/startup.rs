@@ -52,7 +52,7 @@ pub async fn open_app(config: Config) -> anyhow::Result<AppState> {
     let client =
         OAuthClient::new(config.notion.clone()).context("cannot build the Notion client")?;
     let signer = StateSigner::new(config.vault.state_key(), config.state_ttl);
-    let pages = Pages::new(&config.base_path, &config.documents)
+    let pages = Pages::new(&config.base_path, &config.documents, config.templates_dir.as_deref())
         .context("the built-in pages do not load")?;
     Ok(Arc::new(App {
         config,

@@ -52,6 +52,16 @@ pub struct Settings {
     pub delivery: delivery::DeliverySettings,
     #[serde(default)]
     pub connect: connect::ConnectSettings,
+    #[serde(default)]
+    pub pages: PagesSettings,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagesSettings {
+    /// A folder whose `landing.html`, `success.html`, `denied.html`, `error.html` or `base.html`
+    /// replace the built-in ones.
+    pub templates_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -207,6 +217,8 @@ pub struct Config {
     pub deliveries: Deliveries,
     /// Where the browser goes afterwards, and which links to `/connect` are trusted.
     pub connect: connect::Connect,
+    /// The folder of page overrides, if any.
+    pub templates_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -407,6 +419,12 @@ impl Settings {
             &mut delivery_problems,
         );
         let connect = connect::validate(&self.connect, base_dir, &mut delivery_problems);
+        let templates_dir = self.pages.templates_dir.as_ref().map(|dir| base_dir.join(dir));
+        if let Some(dir) = &templates_dir {
+            if let Err(message) = crate::pages::check_overrides(dir) {
+                delivery_problems.push(("pages.templates_dir".into(), message));
+            }
+        }
         for (key, message) in delivery_problems {
             problem(&key, message);
         }
@@ -452,6 +470,7 @@ impl Settings {
                     documents,
                     deliveries,
                     connect,
+                    templates_dir,
                 })
             }
             _ => Err(ConfigError(problems)),

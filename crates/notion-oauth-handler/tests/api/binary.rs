@@ -178,6 +178,28 @@ max_attempts = 0
 }
 
 #[tokio::test]
+async fn check_reports_page_overrides_that_are_broken_or_misnamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("pages");
+    std::fs::create_dir(&pages).unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[pages]\ntemplates_dir = \"pages\"\n").unwrap();
+    std::fs::write(pages.join("sucess.html"), "typo").unwrap();
+    let (_, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
+    assert!(
+        stderr.contains("pages.templates_dir") && stderr.contains("sucess.html is not a page"),
+        "{stderr}"
+    );
+    std::fs::remove_file(pages.join("sucess.html")).unwrap();
+    std::fs::write(pages.join("success.html"), "{% if %}").unwrap();
+    let (_, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
+    assert!(
+        stderr.contains("pages.templates_dir") && stderr.contains("does not parse"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn check_names_unknown_keys_and_never_echoes_a_mistyped_secret() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("typo.toml");

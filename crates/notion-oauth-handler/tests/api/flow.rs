@@ -334,3 +334,26 @@ async fn health_readiness_and_documents_are_served() {
         "pages link the hosted documents: {landing}"
     );
 }
+
+#[tokio::test]
+async fn a_templates_folder_replaces_a_page() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("success.html"),
+        r#"{% extends "base.html" %}{% block main %}<h1 id="outcome">Welcome, {{ workspace }} ({{ outcome }})</h1>{% endblock %}"#,
+    )
+    .unwrap();
+    let app = spawn_app_with(TestOptions {
+        pages: notion_oauth_handler::config::PagesSettings {
+            templates_dir: Some(dir.path().to_path_buf()),
+        },
+        ..TestOptions::default()
+    })
+    .await;
+    let page = app.add_to_notion(&Browser::new(), "Ada Lovelace", None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Welcome, Acme Corp (created)"), "{}", page.body);
+    // The pages not overridden are still the built-in ones.
+    let landing = Browser::new().get(&format!("{}/", app.address)).await.text().await.unwrap();
+    assert!(landing.contains("Add to Notion"));
+}

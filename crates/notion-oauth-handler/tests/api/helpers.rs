@@ -9,7 +9,7 @@ use notion_oauth_handler::config::connect::ConnectSettings;
 use notion_oauth_handler::config::delivery::{
     CommandHookSettings, DeliverySettings, WebhookSettings,
 };
-use notion_oauth_handler::config::{DocumentSettings, Settings};
+use notion_oauth_handler::config::{DocumentSettings, PagesSettings, Settings};
 use notion_oauth_handler::startup::Application;
 use notion_oauth_handler::store::{ConnectionFilter, ConnectionSummary, Store, StoredTokens};
 use notion_oauth_handler::vault::{MasterKey, Vault};
@@ -32,6 +32,7 @@ pub struct TestOptions {
     pub command_hook: Option<CommandHookSettings>,
     pub delivery: DeliverySettings,
     pub connect: ConnectSettings,
+    pub pages: PagesSettings,
 }
 
 impl Default for TestOptions {
@@ -47,6 +48,7 @@ impl Default for TestOptions {
             // Fast retries, so tests see them.
             delivery: DeliverySettings { retry_base_ms: 100, ..DeliverySettings::default() },
             connect: ConnectSettings::default(),
+            pages: PagesSettings::default(),
         }
     }
 }
@@ -150,6 +152,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.command_hook = options.command_hook;
     settings.delivery = options.delivery;
     settings.connect = options.connect;
+    settings.pages = options.pages;
     settings.documents = vec![DocumentSettings {
         path: "/privacy".into(),
         file: "privacy.html".into(),

@@ -360,3 +360,27 @@ async fn deliveries_pending_at_a_kill_9_are_all_delivered_after_restart_and_none
     let (_, stdout, _) = deployment.operator(&["deliveries", "list", "--status", "pending"]).await;
     assert!(stdout.contains("No deliveries"), "{stdout}");
 }
+
+#[tokio::test]
+async fn the_connect_link_command_makes_links_the_server_trusts() {
+    let extra = "[connect]\nlink_secret = \"link-secret-0123456789abcdef0123456789\"\nrequire_signed_ref = true\n";
+    let deployment = Deployment::with_extra(1, 5, extra).await;
+    let _server = deployment.start(0).await;
+    let browser = Browser::new();
+    assert_eq!(
+        browser.get(&format!("{}/connect?ref=forged", deployment.url(0))).await.status().as_u16(),
+        400
+    );
+
+    let (ok, stdout, stderr) =
+        deployment.operator(&["connect-link", "--ref", "user-42", "--ttl", "600"]).await;
+    assert!(ok, "{stderr}");
+    let link = stdout.trim();
+    assert!(
+        link.starts_with(&format!("{}/connect?ref=user-42&expires=", deployment.url(0))),
+        "{link}"
+    );
+    assert_eq!(browser.get(link).await.status().as_u16(), 302);
+    let tampered = link.replace("user-42", "user-43");
+    assert_eq!(browser.get(&tampered).await.status().as_u16(), 400);
+}
