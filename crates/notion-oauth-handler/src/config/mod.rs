@@ -410,22 +410,20 @@ impl Settings {
             );
         }
 
-        let mut delivery_problems = Vec::new();
+        let mut section_problems = Vec::new();
         let deliveries = delivery::validate(
             &self.webhooks,
             self.command_hook.as_ref(),
             &self.delivery,
             base_dir,
-            &mut delivery_problems,
+            &mut section_problems,
         );
-        let connect = connect::validate(&self.connect, base_dir, &mut delivery_problems);
+        let connect = connect::validate(&self.connect, base_dir, &mut section_problems);
         let templates_dir = self.pages.templates_dir.as_ref().map(|dir| base_dir.join(dir));
-        if let Some(dir) = &templates_dir {
-            if let Err(message) = crate::pages::check_overrides(dir) {
-                delivery_problems.push(("pages.templates_dir".into(), message));
-            }
+        if let Some(Err(message)) = templates_dir.as_deref().map(crate::pages::check_overrides) {
+            section_problems.push(("pages.templates_dir".into(), message));
         }
-        for (key, message) in delivery_problems {
+        for (key, message) in section_problems {
             problem(&key, message);
         }
 
