@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod delivery;
+pub mod embed;
 pub mod flow;
 pub mod lifecycle;
 pub mod links;

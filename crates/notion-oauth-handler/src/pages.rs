@@ -129,7 +129,7 @@ impl Pages {
 }
 
 /// Status, a stable machine-readable reason, a title and a message in the visitor's words.
-fn describe(
+pub(crate) fn describe(
     error: &FlowError,
     ttl_minutes: u64,
 ) -> (StatusCode, &'static str, &'static str, String) {

@@ -26,6 +26,35 @@ pub struct App {
     /// For webhook deliveries: its own timeout, and no redirects (a redirect would resend the
     /// signed body, tokens perhaps included, somewhere else).
     pub webhook_client: reqwest::Client,
+    /// An embedding app's own pages (see [`crate::embed`]), set once after opening.
+    view: std::sync::OnceLock<ViewHandle>,
+}
+
+/// An embedding app's view, for the state.
+#[derive(Clone)]
+pub struct ViewHandle(pub Arc<dyn crate::embed::ConnectView>);
+
+impl std::fmt::Debug for ViewHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ViewHandle")
+    }
+}
+
+impl App {
+    /// Sets the embedding app's view; a second call is ignored.
+    pub fn set_view(&self, view: Option<Arc<dyn crate::embed::ConnectView>>) {
+        if let Some(view) = view {
+            let _ = self.view.set(ViewHandle(view));
+        }
+    }
+
+    /// The embedding app's response for `outcome`, if it has a view and the view answers.
+    pub fn view_response(
+        &self,
+        outcome: &crate::embed::Outcome<'_>,
+    ) -> Option<axum::response::Response> {
+        self.view.get().and_then(|view| view.0.respond(outcome))
+    }
 }
 
 pub type AppState = Arc<App>;
@@ -62,6 +91,7 @@ pub async fn open_app(config: Config) -> anyhow::Result<AppState> {
         pages,
         refresh_locks: RefreshLocks::default(),
         webhook_client,
+        view: std::sync::OnceLock::new(),
     }))
 }
 
@@ -132,7 +162,7 @@ impl Application {
 
 /// The optional periodic refresh and check, off unless configured. Each pass goes through the
 /// same single-flight refresh as API calls, so workers on several instances cannot race.
-fn spawn_background_work(app: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+pub(crate) fn spawn_background_work(app: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut workers = Vec::new();
     // Deliveries run whenever targets are configured: the outbox may hold events from before a
     // restart, or written by operator commands.

@@ -74,8 +74,28 @@ pub struct Target {
 
 #[derive(Clone, Debug)]
 pub enum TargetKind {
-    Webhook { url: Url, secret: SecretString, include_tokens: bool },
-    Command { program: String, args: Vec<String>, timeout: Duration },
+    Webhook {
+        url: Url,
+        secret: SecretString,
+        include_tokens: bool,
+    },
+    Command {
+        program: String,
+        args: Vec<String>,
+        timeout: Duration,
+    },
+    /// A Rust function in the same process (see [`crate::embed`]).
+    InProcess(HookHandle),
+}
+
+/// An in-process hook, for the target list.
+#[derive(Clone)]
+pub struct HookHandle(pub std::sync::Arc<dyn crate::embed::ConnectionHook>);
+
+impl std::fmt::Debug for HookHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HookHandle")
+    }
 }
 
 /// Name of the command hook in delivery listings.

@@ -35,6 +35,8 @@ pub enum AttemptError {
     Webhook(String),
     #[error("{0}")]
     Command(String),
+    #[error("the hook failed: {0}")]
+    Hook(String),
     #[error("the event could not be prepared: {0}")]
     Prepare(String),
 }
@@ -69,7 +71,7 @@ pub async fn try_deliver_one(
         .iter()
         .filter_map(|t| match &t.kind {
             TargetKind::Command { timeout, .. } => Some(*timeout),
-            TargetKind::Webhook { .. } => None,
+            TargetKind::Webhook { .. } | TargetKind::InProcess(_) => None,
         })
         .max()
         .unwrap_or_default()
@@ -126,6 +128,18 @@ async fn attempt(app: &AppState, delivery: &Delivery) -> Result<(), AttemptError
         }
         TargetKind::Command { program, args, timeout } => {
             command::run(program, args, *timeout, delivery).await.map_err(AttemptError::Command)
+        }
+        TargetKind::InProcess(hook) => {
+            let event: crate::embed::HookEvent = serde_json::from_str(&delivery.payload)
+                .map_err(|e| AttemptError::Prepare(e.to_string()))?;
+            match tokio::time::timeout(app.config.deliveries.timeout, hook.0.on_event(&event)).await
+            {
+                Ok(result) => result.map_err(AttemptError::Hook),
+                Err(_) => Err(AttemptError::Hook(format!(
+                    "the hook ran longer than {} s",
+                    app.config.deliveries.timeout.as_secs()
+                ))),
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use minijinja::context;
 use url::Url;
 
 use crate::config::connect::fill;
+use crate::embed::Outcome;
 use crate::flow::{self, CallbackParams, Finished, browser_cookie_name};
 use crate::startup::AppState;
 use crate::store::Upserted;
@@ -38,6 +39,16 @@ pub async fn oauth_callback(
             ) {
                 return see_other(&location);
             }
+            let viewed = app.view_response(&Outcome::Connected {
+                bot_id: response.bot_id.as_str(),
+                workspace_id: response.workspace_id.as_str(),
+                workspace_name: response.workspace_name.as_deref(),
+                reference: reference.as_deref(),
+                outcome,
+            });
+            if let Some(viewed) = viewed {
+                return viewed;
+            }
             let workspace =
                 response.workspace_name.clone().unwrap_or_else(|| "your Notion workspace".into());
             // Notion sends an https URL; inline images are harmless in an <img> and allowed by
@@ -65,6 +76,11 @@ pub async fn oauth_callback(
             ) {
                 return see_other(&location);
             }
+            if let Some(viewed) =
+                app.view_response(&Outcome::Denied { reference: reference.as_deref() })
+            {
+                return viewed;
+            }
             app.pages.render(StatusCode::OK, "denied.html", context! { reference }).into_response()
         }
         Err(error) => {
@@ -74,7 +90,7 @@ pub async fn oauth_callback(
             } else {
                 tracing::warn!(error = %error, request_id, "a callback was refused");
             }
-            app.pages.error(&error, app.config.state_ttl.as_secs() / 60).into_response()
+            super::flow_error(&app, &error)
         }
     }
 }

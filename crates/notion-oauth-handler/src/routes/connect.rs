@@ -36,7 +36,7 @@ pub async fn start_connect(
         }
         Err(error) => {
             tracing::warn!(error = %error, "a connect request was refused");
-            app.pages.error(&error, app.config.state_ttl.as_secs() / 60).into_response()
+            super::flow_error(&app, &error)
         }
     }
 }

@@ -80,6 +80,24 @@ async fn landing_page(State(app): State<AppState>, RawQuery(query): RawQuery) ->
     app.pages.render(StatusCode::OK, "landing.html", context! { query })
 }
 
+/// The response for a flow that could not go on: the embedding app's view if it answers, else
+/// our error page.
+pub(crate) fn flow_error(
+    app: &AppState,
+    error: &crate::flow::FlowError,
+) -> axum::response::Response {
+    let ttl_minutes = app.config.state_ttl.as_secs() / 60;
+    let (status, reason, _, message) = crate::pages::describe(error, ttl_minutes);
+    let outcome = crate::embed::Outcome::Failed {
+        reason,
+        status: status.as_u16(),
+        message: &message,
+        request_id: error.request_id(),
+    };
+    app.view_response(&outcome)
+        .unwrap_or_else(|| app.pages.error(error, ttl_minutes).into_response())
+}
+
 async fn not_found(State(app): State<AppState>) -> impl IntoResponse {
     let values = context! {
         reason => "not_found",

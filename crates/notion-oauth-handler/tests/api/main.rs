@@ -5,6 +5,7 @@ mod bad_input;
 mod binary;
 mod browser;
 mod deliveries;
+mod embed;
 mod flow;
 mod helpers;
 mod lifecycle;

@@ -1,0 +1,173 @@
+//! "Add to Notion" inside an existing axum app: the whole flow as a [`Router`] to merge, with a
+//! hook for each connection event and a view for the pages, as the Python package's "consumer"
+//! and "view" were.
+//!
+//! ```no_run
+//! use notion_oauth_handler::config::Settings;
+//! use notion_oauth_handler::embed::{ConnectionHook, HookEvent, HookFuture, NotionOAuth};
+//!
+//! struct SaveConnection;
+//!
+//! impl ConnectionHook for SaveConnection {
+//!     fn on_event<'a>(&'a self, event: &'a HookEvent) -> HookFuture<'a> {
+//!         Box::pin(async move {
+//!             println!("{} for ref {:?}", event.event_type, event.data["ref"]);
+//!             Ok(())
+//!         })
+//!     }
+//! }
+//!
+//! # async fn run(settings: Settings) -> anyhow::Result<()> {
+//! // settings.server.base_path is where the flow's pages live, e.g. "/notion".
+//! let config = settings.validate(std::path::Path::new("."))?;
+//! let notion = NotionOAuth::new(config).with_hook("my-app", SaveConnection).build().await?;
+//! let app = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "my app" }))
+//!     .merge(notion.router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::response::Response;
+
+use crate::config::{Config, Target, TargetKind};
+use crate::startup::{AppState, open_app, spawn_background_work};
+
+/// What a hook returns: `Err` is retried like a failed webhook, then dead-lettered.
+pub type HookFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// A connection event, as webhooks receive it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct HookEvent {
+    /// Stable across retries: deduplicate by it.
+    pub id: String,
+    /// `connection.created`, `connection.updated`, `connection.refreshed`,
+    /// `connection.needs_reauth`, `connection.revoked` or `connection.denied`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created_at: String,
+    /// The connection as the API shows it (with the app's `ref`); for `connection.denied`, the
+    /// `ref` only. Never tokens: ask [`crate::lifecycle::token`] for one.
+    pub data: serde_json::Value,
+}
+
+/// Called for each connection event, at least once and in order per connection, from the same
+/// durable outbox that feeds webhooks.
+pub trait ConnectionHook: Send + Sync + 'static {
+    fn on_event<'a>(&'a self, event: &'a HookEvent) -> HookFuture<'a>;
+}
+
+/// How a flow ended, for a [`ConnectView`].
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    Connected {
+        bot_id: &'a str,
+        workspace_id: &'a str,
+        workspace_name: Option<&'a str>,
+        reference: Option<&'a str>,
+        /// `created` or `reauthorized`.
+        outcome: &'a str,
+    },
+    Denied {
+        reference: Option<&'a str>,
+    },
+    Failed {
+        /// The stable reason, e.g. `expired_state`, `code_rejected`, `notion_unavailable`.
+        reason: &'a str,
+        /// The HTTP status the built-in page would have.
+        status: u16,
+        /// The built-in page's words, for the user.
+        message: &'a str,
+        request_id: Option<&'a str>,
+    },
+}
+
+/// The pages the browser sees when a flow ends: return `None` to keep the built-in one.
+pub trait ConnectView: Send + Sync + 'static {
+    fn respond(&self, outcome: &Outcome<'_>) -> Option<Response>;
+}
+
+/// Builds the embeddable flow.
+pub struct NotionOAuth {
+    config: Config,
+    view: Option<Arc<dyn ConnectView>>,
+}
+
+impl NotionOAuth {
+    /// From a checked configuration (see [`crate::config::Settings::validate`]).
+    pub fn new(config: Config) -> Self {
+        Self { config, view: None }
+    }
+
+    /// Adds a hook for every connection event, named `name` in delivery listings.
+    #[must_use]
+    pub fn with_hook(mut self, name: &str, hook: impl ConnectionHook) -> Self {
+        self.config.deliveries.targets.push(Target {
+            name: name.to_owned(),
+            events: crate::config::delivery::EVENT_TYPES.iter().map(|e| (*e).to_owned()).collect(),
+            kind: TargetKind::InProcess(crate::config::delivery::HookHandle(Arc::new(hook))),
+        });
+        self
+    }
+
+    /// Replaces the pages shown when a flow ends (where the view returns a response).
+    #[must_use]
+    pub fn with_view(mut self, view: impl ConnectView) -> Self {
+        self.view = Some(Arc::new(view));
+        self
+    }
+
+    /// Opens the database and starts the delivery workers and configured background work.
+    ///
+    /// # Errors
+    /// See [`open_app`].
+    pub async fn build(self) -> anyhow::Result<Embedded> {
+        let state = open_app(self.config).await?;
+        state.set_view(self.view);
+        let workers = spawn_background_work(&state);
+        Ok(Embedded { state, workers })
+    }
+}
+
+/// The running flow: its router, and the work behind it (stopped when dropped).
+pub struct Embedded {
+    state: AppState,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Embedded {
+    /// Every route of the flow, under the configured `server.base_path`: merge it into the
+    /// app's router.
+    pub fn router(&self) -> Router {
+        crate::routes::router(self.state.clone())
+    }
+
+    /// The shared state, for the lifecycle functions ([`crate::lifecycle::token`] and friends).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops the background work, lets refreshes under way finish, and closes the database.
+    pub async fn shutdown(mut self) {
+        for worker in self.workers.drain(..) {
+            worker.abort();
+        }
+        self.state.refresh_locks.wait_idle(std::time::Duration::from_secs(30)).await;
+        self.state.store.close().await;
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        for worker in &self.workers {
+            worker.abort();
+        }
+    }
+}
