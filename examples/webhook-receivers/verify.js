@@ -3,6 +3,7 @@ const crypto = require("crypto");
 
 function verify(secret, header, body, now, tolerance = 300) {
   const fields = Object.fromEntries(header.split(",").map((part) => part.split("=", 2)));
+  if (!/^\d+$/.test(fields.t || "")) return false; // not a signature header of ours
   if (Math.abs(now - Number(fields.t)) > tolerance) return false; // a replay
   const expected = crypto.createHmac("sha256", secret).update(`${fields.t}.`).update(body).digest();
   const given = Buffer.from(fields.v1 || "", "hex");

@@ -131,15 +131,15 @@ impl NotionOAuth {
     pub async fn build(self) -> anyhow::Result<Embedded> {
         let state = open_app(self.config).await?;
         state.set_view(self.view);
-        let workers = spawn_background_work(&state);
-        Ok(Embedded { state, workers })
+        let background = Some(spawn_background_work(&state));
+        Ok(Embedded { state, background })
     }
 }
 
 /// The running flow: its router, and the work behind it (stopped when dropped).
 pub struct Embedded {
     state: AppState,
-    workers: Vec<tokio::task::JoinHandle<()>>,
+    background: Option<crate::startup::Background>,
 }
 
 impl Embedded {
@@ -155,19 +155,12 @@ impl Embedded {
     }
 
     /// Stops the background work, lets refreshes under way finish, and closes the database.
+    /// Lets deliveries and refreshes under way finish, stops the background work, and closes
+    /// the database. Dropping an `Embedded` stops the work without waiting.
     pub async fn shutdown(mut self) {
-        for worker in self.workers.drain(..) {
-            worker.abort();
+        if let Some(background) = self.background.take() {
+            background.stop(&self.state).await;
         }
-        self.state.refresh_locks.wait_idle(std::time::Duration::from_secs(30)).await;
         self.state.store.close().await;
-    }
-}
-
-impl Drop for Embedded {
-    fn drop(&mut self) {
-        for worker in &self.workers {
-            worker.abort();
-        }
     }
 }

@@ -78,6 +78,8 @@ pub enum FlowError {
     ExpiredLink,
     #[error("the one-time link is unknown, used or expired")]
     UsedLink,
+    #[error("the link's ref and return_to together are too long to carry through Notion")]
+    LinkTooLong,
     #[error("Notion reported `{0}` on the callback")]
     NotionReported(String),
     #[error("the code exchange failed: {0}")]
@@ -145,6 +147,10 @@ pub fn start(
         .map_err(FlowError::Randomness)?;
     claims.return_to = request.return_to;
     let state = app.signer.sign(&claims);
+    // A state the callback would refuse as too long would lose a connection the user approved.
+    if state.len() > notion_oauth::MAX_STATE_LEN {
+        return Err(FlowError::LinkTooLong);
+    }
     Ok(Started {
         authorize_url: app.client.authorize_url(&app.config.redirect_uri(), Some(&state)),
         browser_cookie,
@@ -217,9 +223,13 @@ pub async fn finish(
             Some(state) => accept_state(app, state, browser_cookie).await.ok(),
             None => None,
         };
+        let accepted = claims.is_some();
         let (reference, return_to) = claims.map_or((None, None), |c| (c.reference, c.return_to));
         return if error == "access_denied" {
-            app.store.record_denied(reference.as_deref()).await?;
+            // Only a flow we started is reported: anyone can request this URL.
+            if accepted {
+                app.store.record_denied(reference.as_deref()).await?;
+            }
             Ok(Finished::Denied { reference, return_to })
         } else {
             Err(FlowError::NotionReported(

@@ -164,9 +164,12 @@ pub async fn read_connect_request(
         }
         (None, None) => ConnectRequest { reference, return_to },
     };
+    let mut request = request;
     if let Some(return_to) = &request.return_to {
-        check_return_to(return_to, &connect.return_to_origins)
+        // Keep the URL as parsed and checked, not as written.
+        let url = check_return_to(return_to, &connect.return_to_origins)
             .ok_or(FlowError::ReturnToNotAllowed)?;
+        request.return_to = Some(url.to_string());
     }
     Ok(request)
 }

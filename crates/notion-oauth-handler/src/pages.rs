@@ -214,6 +214,12 @@ pub(crate) fn describe(
             "This link was already used",
             "Each of these links works once, for a limited time. Go back to the app for a fresh one.".into(),
         ),
+                F::LinkTooLong => (
+            StatusCode::BAD_REQUEST,
+            "link_too_long",
+            bad_link,
+            "This link carries more than can travel through Notion and back. The app that made it needs to shorten its ref or return address.".into(),
+        ),
         F::NotionReported(code) => (
             StatusCode::BAD_GATEWAY,
             "notion_error",

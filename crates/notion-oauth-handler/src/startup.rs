@@ -146,34 +146,54 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        let workers = spawn_background_work(&self.state);
+        let background = spawn_background_work(&self.state);
         let router = crate::routes::router(self.state);
         let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
-        for worker in workers {
-            worker.abort();
-        }
-        // A refresh runs in its own task; let one that Notion may already have answered store
-        // its pair before the database closes.
-        state.refresh_locks.wait_idle(std::time::Duration::from_secs(30)).await;
+        background.stop(&state).await;
         state.store.close().await;
         served
     }
 }
 
-/// The optional periodic refresh and check, off unless configured. Each pass goes through the
-/// same single-flight refresh as API calls, so workers on several instances cannot race.
-pub(crate) fn spawn_background_work(app: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut workers = Vec::new();
-    // Deliveries run whenever targets are configured: the outbox may hold events from before a
-    // restart, or written by operator commands.
-    if !app.config.deliveries.targets.is_empty() {
-        for _ in 0..crate::delivery::WORKERS {
-            workers.push(tokio::spawn(crate::delivery::run_worker(app.clone())));
+/// The work that runs beside the requests: event deliveries whenever targets are configured
+/// (the outbox may hold events from before a restart, or written by operator commands), and
+/// the optional periodic refresh and check. Each lifecycle pass goes through the same single
+/// refresh as API calls, so several instances cannot race.
+pub struct Background {
+    lifecycle: Vec<tokio::task::JoinHandle<()>>,
+    deliveries: Option<crate::delivery::Workers>,
+}
+
+impl Background {
+    /// Lets deliveries and refreshes under way finish (within bounds), stops the rest.
+    pub async fn stop(mut self, app: &AppState) {
+        for worker in self.lifecycle.drain(..) {
+            worker.abort();
+        }
+        if let Some(deliveries) = self.deliveries.take() {
+            deliveries.stop(app, Duration::from_secs(15)).await;
+        }
+        // A refresh runs in its own task; let one that Notion may already have answered store
+        // its pair before the database closes.
+        app.refresh_locks.wait_idle(Duration::from_secs(30)).await;
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for worker in &self.lifecycle {
+            worker.abort();
         }
     }
+}
+
+pub(crate) fn spawn_background_work(app: &AppState) -> Background {
+    let deliveries =
+        (!app.config.deliveries.targets.is_empty()).then(|| crate::delivery::Workers::start(app));
+    let mut lifecycle = Vec::new();
     if let Some(older_than) = app.config.refresh_older_than {
         let app = app.clone();
-        workers.push(tokio::spawn(async move {
+        lifecycle.push(tokio::spawn(async move {
             loop {
                 refresh_old_tokens(&app, older_than).await;
                 tokio::time::sleep((older_than / 4).min(Duration::from_secs(300))).await;
@@ -182,14 +202,14 @@ pub(crate) fn spawn_background_work(app: &AppState) -> Vec<tokio::task::JoinHand
     }
     if let Some(interval) = app.config.check_interval {
         let app = app.clone();
-        workers.push(tokio::spawn(async move {
+        lifecycle.push(tokio::spawn(async move {
             loop {
                 check_connections(&app, interval).await;
                 tokio::time::sleep((interval / 4).min(Duration::from_secs(300))).await;
             }
         }));
     }
-    workers
+    Background { lifecycle, deliveries }
 }
 
 /// One pass of the background refresh: every active connection whose pair is older than

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-/// Longest state accepted: far above what [`StateSigner::sign`] makes for a 256-character
-/// reference, far below what would make parsing costly.
-pub const MAX_STATE_LEN: usize = 2048;
+/// Longest state accepted: above what [`StateSigner::sign`] makes for a 256-character
+/// reference and a 1024-byte return URL, far below what would make parsing costly.
+pub const MAX_STATE_LEN: usize = 4096;
 
 /// Clock skew tolerated between instances that share a key.
 const FUTURE_SKEW_SECS: u64 = 60;

@@ -7,6 +7,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::{Origin, Url};
 
+/// Longest `return_to`: it travels in the state, which has a size limit of its own.
+pub const MAX_RETURN_TO_BYTES: usize = 1024;
+
 /// Placeholders a redirect template may use; values are URL-encoded when filled in.
 pub const PLACEHOLDERS: [&str; 4] = ["bot_id", "workspace_id", "ref", "outcome"];
 
@@ -61,7 +64,7 @@ fn is_loopback(url: &Url) -> bool {
 /// because parsers (browsers' among them) read them in ways that move the host.
 pub fn check_return_to(raw: &str, allowed: &[Origin]) -> Option<Url> {
     if raw.is_empty()
-        || raw.len() > 2048
+        || raw.len() > MAX_RETURN_TO_BYTES
         || raw.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\')
     {
         return None;
@@ -89,10 +92,27 @@ fn check_template(key: &str, template: &str, problems: &mut Vec<(String, String)
         }
         rest = &rest[start + end + 1..];
     }
-    let sample = fill(template, &PLACEHOLDERS.map(|p| (p, "x")));
-    match Url::parse(&sample) {
-        Ok(url) if url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url)) => {}
-        _ => problems.push((
+    let sample = |value: &str| Url::parse(&fill(template, &PLACEHOLDERS.map(|p| (p, value)))).ok();
+    match (sample("x"), sample(".y")) {
+        (Some(url), _)
+            if !(url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url))) =>
+        {
+            problems.push((
+                key.into(),
+                format!(
+                    "`{template}` must be an absolute https URL (plain http only for localhost)"
+                ),
+            ));
+        }
+        // Values come from links anyone can edit: they may not move the host.
+        (Some(one), Some(other)) if one.origin() == other.origin() => {}
+        (Some(_), _) => problems.push((
+            key.into(),
+            format!(
+                "`{template}`: placeholders may appear in the path, query or fragment, not the host"
+            ),
+        )),
+        (None, _) => problems.push((
             key.into(),
             format!("`{template}` must be an absolute https URL (plain http only for localhost)"),
         )),
@@ -210,6 +230,25 @@ mod tests {
             check_return_to("https://app.example.com/", &[]).is_none(),
             "nothing is allowed without origins"
         );
+    }
+
+    #[test]
+    fn a_placeholder_may_not_move_the_host() {
+        let mut problems = Vec::new();
+        let settings = ConnectSettings {
+            success_redirect: Some("https://app.example.com{ref}/done".into()),
+            denied_redirect: Some("https://{ref}/x".into()),
+            ..ConnectSettings::default()
+        };
+        validate(&settings, Path::new("."), &mut problems);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let fine = ConnectSettings {
+            success_redirect: Some("https://app.example.com/{ref}?b={bot_id}#{outcome}".into()),
+            ..ConnectSettings::default()
+        };
+        let mut problems = Vec::new();
+        validate(&fine, Path::new("."), &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]

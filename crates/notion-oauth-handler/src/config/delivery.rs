@@ -41,6 +41,9 @@ pub struct CommandHookSettings {
     #[serde(default = "default_command_timeout")]
     pub timeout_seconds: u64,
     pub events: Option<Vec<String>>,
+    /// Environment variables passed on to the hook (beyond PATH, HOME and LANG).
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 fn default_command_timeout() -> u64 {
@@ -82,6 +85,7 @@ pub enum TargetKind {
     Command {
         program: String,
         args: Vec<String>,
+        env: Vec<String>,
         timeout: Duration,
     },
     /// A Rust function in the same process (see [`crate::embed`]).
@@ -267,6 +271,7 @@ pub fn validate(
                     kind: TargetKind::Command {
                         program: program.clone(),
                         args: args.to_vec(),
+                        env: hook.env.clone(),
                         timeout: Duration::from_secs(hook.timeout_seconds),
                     },
                 });

@@ -1,4 +1,9 @@
 //! The command hook: a program that receives each event's JSON on its standard input.
+//!
+//! It runs with a clean environment: the server's holds the master key and Notion's client
+//! secret, which a hook (and whatever it runs or logs) has no business seeing. `PATH`, `HOME`,
+//! `LANG` and the variables named in `command_hook.env` are passed, with the event's id, type and
+//! attempt number.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,15 +13,24 @@ use tokio::process::Command;
 
 use crate::store::Delivery;
 
+const PASSED: [&str; 3] = ["PATH", "HOME", "LANG"];
+
 /// Runs the hook once; exit status 0 is success. A hook still running at `timeout` is killed.
 pub async fn run(
     program: &str,
     args: &[String],
+    pass_env: &[String],
     timeout: Duration,
     delivery: &Delivery,
 ) -> Result<(), String> {
-    let mut child = Command::new(program)
-        .args(args)
+    let mut command = Command::new(program);
+    command.args(args).env_clear();
+    for name in PASSED.iter().copied().chain(pass_env.iter().map(String::as_str)) {
+        if let Ok(value) = std::env::var(name) {
+            command.env(name, value);
+        }
+    }
+    let mut child = command
         .env("NOH_EVENT_ID", &delivery.event_id)
         .env("NOH_EVENT_TYPE", &delivery.event_type)
         .env("NOH_DELIVERY_ATTEMPT", (delivery.attempts + 1).to_string())
@@ -26,28 +40,40 @@ pub async fn run(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("could not start {program}: {e}"))?;
+    let mut stderr_pipe = child.stderr.take();
+    // Read what the hook says while it runs (so it never blocks on a full pipe), but do not wait
+    // for the pipe to close: a process the hook left behind may hold it open after the exit.
+    let (said_tx, mut said_rx) = tokio::sync::oneshot::channel();
+    let reader = tokio::spawn(async move {
+        let mut said = Vec::new();
+        if let Some(pipe) = stderr_pipe.as_mut() {
+            let _ = pipe.take(4096).read_to_end(&mut said).await;
+        }
+        let _ = said_tx.send(said);
+    });
     let outcome = tokio::time::timeout(timeout, async {
         if let Some(mut stdin) = child.stdin.take() {
             // A hook that does not read its input is its own business.
             let _ = stdin.write_all(delivery.payload.as_bytes()).await;
         }
-        let mut stderr = String::new();
-        if let Some(mut pipe) = child.stderr.take() {
-            let _ = pipe.read_to_string(&mut stderr).await;
-        }
-        (child.wait().await, stderr)
+        child.wait().await
     })
     .await;
+    let said = tokio::time::timeout(Duration::from_millis(200), &mut said_rx)
+        .await
+        .ok()
+        .and_then(Result::ok);
+    reader.abort();
+    let said: String = said
+        .map(|s| String::from_utf8_lossy(&s).trim().chars().take(300).collect())
+        .unwrap_or_default();
     match outcome {
-        Ok((Ok(status), _)) if status.success() => Ok(()),
-        Ok((Ok(status), stderr)) => {
-            let said: String = stderr.trim().chars().take(300).collect();
-            Err(format!(
-                "the hook exited with {status}{}",
-                if said.is_empty() { String::new() } else { format!(": {said}") }
-            ))
-        }
-        Ok((Err(e), _)) => Err(format!("the hook could not be waited for: {e}")),
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!(
+            "the hook exited with {status}{}",
+            if said.is_empty() { String::new() } else { format!(": {said}") }
+        )),
+        Ok(Err(e)) => Err(format!("the hook could not be waited for: {e}")),
         Err(_) => Err(format!("the hook ran longer than {} s and was stopped", timeout.as_secs())),
     }
 }

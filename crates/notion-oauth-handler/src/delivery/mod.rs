@@ -41,19 +41,82 @@ pub enum AttemptError {
     Prepare(String),
 }
 
-/// Delivers until the task is aborted.
-pub async fn run_worker(app: AppState) {
-    let worker = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
-    loop {
-        match try_deliver_one(&app, &worker).await {
-            Ok(true) => {}
-            Ok(false) => tokio::time::sleep(IDLE).await,
+/// The delivery workers of this process.
+pub struct Workers {
+    stop: tokio::sync::watch::Sender<bool>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+    /// Begins every worker id of this process, to free its leases at shutdown.
+    prefix: String,
+}
+
+impl Workers {
+    /// Starts [`WORKERS`] workers.
+    pub fn start(app: &AppState) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let prefix = format!("{}-{}-", std::process::id(), uuid::Uuid::new_v4().simple());
+        let handles = (0..WORKERS)
+            .map(|index| {
+                tokio::spawn(run_worker(app.clone(), format!("{prefix}{index}"), stopped.clone()))
+            })
+            .collect();
+        Self { stop, handles, prefix }
+    }
+
+    /// Lets each worker finish its attempt under way (up to `limit`), then frees the leases of
+    /// any that did not, so a restart delivers them at once.
+    pub async fn stop(mut self, app: &AppState, limit: Duration) {
+        let _ = self.stop.send(true);
+        let handles = std::mem::take(&mut self.handles);
+        let aborts: Vec<_> = handles.iter().map(tokio::task::JoinHandle::abort_handle).collect();
+        if tokio::time::timeout(limit, futures_util::future::join_all(handles)).await.is_err() {
+            for abort in aborts {
+                abort.abort();
+            }
+        }
+        match app.store.release_delivery_locks(&self.prefix).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "released deliveries cut short by the shutdown"),
             Err(error) => {
-                tracing::error!(error = %error, "the delivery queue could not be read");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tracing::warn!(error = %error, "could not release delivery locks; they expire by themselves")
             }
         }
     }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for handle in &self.handles {
+            handle.abort();
+        }
+    }
+}
+
+/// Delivers until told to stop, finishing the attempt under way first.
+async fn run_worker(app: AppState, worker: String, mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let idle = match try_deliver_one(&app, &worker).await {
+            Ok(true) => continue,
+            Ok(false) => IDLE,
+            Err(error) => {
+                tracing::error!(error = %error, "the delivery queue could not be read");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => {}
+            () = tokio::time::sleep(idle) => {}
+        }
+    }
+}
+
+/// How long a worker holds a delivery: the attempt's own limit plus a margin. A worker that
+/// dies keeps the delivery (and those after it, for order) waiting no longer than this.
+fn lock_for(app: &AppState, target: Option<&crate::config::Target>) -> i64 {
+    let limit = match target.map(|t| &t.kind) {
+        Some(TargetKind::Command { timeout, .. }) => *timeout,
+        _ => app.config.deliveries.timeout,
+    };
+    now() + i64::try_from(limit.as_secs()).unwrap_or(600) + 5
 }
 
 /// Claims and handles one due delivery; `false` when none is due.
@@ -65,49 +128,45 @@ pub async fn try_deliver_one(
     worker: &str,
 ) -> Result<bool, crate::store::StoreError> {
     let deliveries = &app.config.deliveries;
-    // Long enough for one attempt: a command's own timeout, or a webhook's.
-    let longest = deliveries
-        .targets
-        .iter()
-        .filter_map(|t| match &t.kind {
-            TargetKind::Command { timeout, .. } => Some(*timeout),
-            TargetKind::Webhook { .. } | TargetKind::InProcess(_) => None,
-        })
-        .max()
-        .unwrap_or_default()
-        .max(deliveries.timeout);
-    let locked_until = now() + i64::try_from(longest.as_secs()).unwrap_or(60) + 30;
-    let Some(delivery) = app.store.claim_delivery(worker, locked_until).await? else {
+    let known: Vec<&str> = deliveries.targets.iter().map(|t| t.name.as_str()).collect();
+    let Some(delivery) = app.store.claim_delivery(worker, lock_for(app, None), &known).await?
+    else {
         return Ok(false);
     };
-    match attempt(app, &delivery).await {
+    let target = deliveries.target(&delivery.target);
+    if matches!(target.map(|t| &t.kind), Some(TargetKind::Command { .. })) {
+        app.store.extend_delivery_lock(delivery.id, worker, lock_for(app, target)).await?;
+    }
+    let held = match attempt(app, &delivery).await {
         Ok(()) => {
-            app.store.mark_delivered(delivery.id, worker).await?;
             tracing::info!(
                 event_id = delivery.event_id,
                 target = delivery.target,
                 event_type = delivery.event_type,
                 "event delivered"
             );
+            app.store.mark_delivered(delivery.id, worker).await?
         }
         Err(error) => {
             let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX).saturating_add(1);
-            let dead =
-                attempts >= deliveries.max_attempts || matches!(error, AttemptError::UnknownTarget);
+            let dead = attempts >= deliveries.max_attempts;
             let wait = backoff(deliveries.retry_base, attempts);
-            let next = now()
-                + i64::try_from(wait.as_secs()).unwrap_or(3600).max(if wait.is_zero() {
-                    0
-                } else {
-                    1
-                });
-            app.store.mark_failed(delivery.id, worker, &error.to_string(), next, dead).await?;
+            // Rounded up, so a retry never comes sooner than the backoff says.
+            let next = now() + i64::try_from(wait.as_millis().div_ceil(1000)).unwrap_or(3600);
             if dead {
-                tracing::error!(event_id = delivery.event_id, target = delivery.target, attempts, error = %error, "delivery dead-lettered; redeliver it once the target works");
+                tracing::error!(event_id = delivery.event_id, target = delivery.target, attempts, error = %error, "delivery dead-lettered; later events of this connection wait until it is redelivered");
             } else {
                 tracing::warn!(event_id = delivery.event_id, target = delivery.target, attempts, error = %error, retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry");
             }
+            app.store.mark_failed(delivery.id, worker, &error.to_string(), next, dead).await?
         }
+    };
+    if !held {
+        tracing::warn!(
+            event_id = delivery.event_id,
+            target = delivery.target,
+            "the delivery's lock had expired before its outcome was recorded; it may be sent again"
+        );
     }
     Ok(true)
 }
@@ -126,8 +185,10 @@ async fn attempt(app: &AppState, delivery: &Delivery) -> Result<(), AttemptError
                 .await
                 .map_err(AttemptError::Webhook)
         }
-        TargetKind::Command { program, args, timeout } => {
-            command::run(program, args, *timeout, delivery).await.map_err(AttemptError::Command)
+        TargetKind::Command { program, args, env, timeout } => {
+            command::run(program, args, env, *timeout, delivery)
+                .await
+                .map_err(AttemptError::Command)
         }
         TargetKind::InProcess(hook) => {
             let event: crate::embed::HookEvent = serde_json::from_str(&delivery.payload)
@@ -162,14 +223,14 @@ async fn with_tokens(app: &AppState, delivery: &Delivery) -> Result<String, Stri
     serde_json::to_string(&body).map_err(|e| e.to_string())
 }
 
-/// `base × 2^(attempts-1)`, ±25 % jitter, capped at an hour.
+/// `base × 2^(attempts-1)`, ±25 % jitter, then capped at an hour.
 fn backoff(base: Duration, attempts: u32) -> Duration {
     let exponential = base.saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(20)));
     let mut jitter = [0u8; 1];
     let _ = getrandom::fill(&mut jitter);
     // 0.75 .. 1.25
     let factor = 0.75 + f64::from(jitter[0]) / 510.0;
-    exponential.min(MAX_BACKOFF).mul_f64(factor)
+    exponential.min(MAX_BACKOFF * 2).mul_f64(factor).min(MAX_BACKOFF)
 }
 
 #[cfg(test)]
@@ -184,6 +245,6 @@ mod tests {
             let nominal = 2.0 * 2f64.powi(attempts as i32 - 1);
             assert!(wait >= nominal * 0.74 && wait <= nominal * 1.26, "{attempts}: {wait}");
         }
-        assert!(backoff(base, 40) <= MAX_BACKOFF.mul_f64(1.26));
+        assert!(backoff(base, 40) <= MAX_BACKOFF);
     }
 }

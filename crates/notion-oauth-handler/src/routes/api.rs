@@ -552,12 +552,14 @@ async fn create_connect_link(
     }) {
         return Err(invalid("ref must be at most 256 characters, without control characters"));
     }
-    let return_to = body.return_to.filter(|r| !r.is_empty());
-    if return_to.as_deref().is_some_and(|r| {
-        crate::config::connect::check_return_to(r, &app.config.connect.return_to_origins).is_none()
-    }) {
-        return Err(invalid("return_to must be a URL at one of connect.return_to_origins"));
-    }
+    let return_to = match body.return_to.filter(|r| !r.is_empty()) {
+        Some(raw) => Some(
+            crate::config::connect::check_return_to(&raw, &app.config.connect.return_to_origins)
+                .ok_or_else(|| invalid("return_to must be a URL of at most 1024 bytes at one of connect.return_to_origins"))?
+                .to_string(),
+        ),
+        None => None,
+    };
     let ttl = body.ttl_seconds.unwrap_or(3600);
     if !(60..=604_800).contains(&ttl) {
         return Err(invalid("ttl_seconds must be between 60 and 604800"));

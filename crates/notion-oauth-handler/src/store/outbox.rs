@@ -55,9 +55,11 @@ fn delivery_summary(row: &SqliteRow) -> Result<DeliverySummary, sqlx::Error> {
 }
 
 impl Store {
-    /// Claims the oldest due delivery for `worker` until `locked_until`, skipping any whose
-    /// target still has an earlier pending delivery for the same connection (order per
-    /// connection). One statement, so two workers or processes never claim the same row.
+    /// Claims the oldest due delivery to one of `targets` for `worker` until `locked_until`,
+    /// skipping any whose target has an earlier undelivered (pending or dead) delivery for the
+    /// same connection: order per connection is strict, so a dead letter holds back what came
+    /// after it until it is redelivered. Targets this process does not know stay queued for one
+    /// that does. One statement, so two workers or processes never claim the same row.
     ///
     /// # Errors
     /// Database failures.
@@ -65,21 +67,25 @@ impl Store {
         &self,
         worker: &str,
         locked_until: i64,
+        targets: &[&str],
     ) -> Result<Option<Delivery>, StoreError> {
+        let targets = serde_json::to_string(targets).map_err(StoreError::Serialize)?;
         let row = sqlx::query(
             "UPDATE outbox SET locked_by = $1, locked_until = $2
              WHERE id = (
                  SELECT o.id FROM outbox o
-                 WHERE o.status = 'pending' AND o.next_attempt_at <= $3
+                                  WHERE o.status = 'pending' AND o.next_attempt_at <= $3
                    AND (o.locked_until IS NULL OR o.locked_until < $3)
+                   AND o.target IN (SELECT value FROM json_each($4))
                    AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.target = o.target
-                                   AND e.ordering_key = o.ordering_key AND e.status = 'pending' AND e.id < o.id)
+                                   AND e.ordering_key = o.ordering_key AND e.status != 'delivered' AND e.id < o.id)
                  ORDER BY o.id LIMIT 1)
              RETURNING id, event_id, target, event_type, bot_id, payload, attempts",
         )
-        .bind(worker)
+                .bind(worker)
         .bind(locked_until)
         .bind(now())
+        .bind(targets)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
@@ -96,22 +102,22 @@ impl Store {
         .transpose()
     }
 
-    /// Marks a claimed delivery done.
+    /// Marks a claimed delivery done; `false` when `worker` no longer held it.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn mark_delivered(&self, id: i64, worker: &str) -> Result<(), StoreError> {
-        sqlx::query(
+    pub async fn mark_delivered(&self, id: i64, worker: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = $3, last_error = NULL,
                  locked_by = NULL, locked_until = NULL
              WHERE id = $1 AND locked_by = $2",
         )
-        .bind(id)
+                .bind(id)
         .bind(worker)
         .bind(now())
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records a failed attempt: retried at `next_attempt_at`, or dead-lettered.
@@ -125,8 +131,8 @@ impl Store {
         error: &str,
         next_attempt_at: i64,
         dead: bool,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4,
                  status = CASE WHEN $5 THEN 'dead' ELSE status END, locked_by = NULL, locked_until = NULL
              WHERE id = $1 AND locked_by = $2",
@@ -134,11 +140,45 @@ impl Store {
         .bind(id)
         .bind(worker)
         .bind(error)
-        .bind(next_attempt_at)
+                .bind(next_attempt_at)
         .bind(dead)
         .execute(&self.pool)
         .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Extends `worker`'s lock on a delivery (a command hook with a long timeout).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn extend_delivery_lock(
+        &self,
+        id: i64,
+        worker: &str,
+        locked_until: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET locked_until = $3 WHERE id = $1 AND locked_by = $2")
+            .bind(id)
+            .bind(worker)
+            .bind(locked_until)
+            .execute(&self.pool)
+            .await?;
         Ok(())
+    }
+
+    /// Frees every delivery locked by a worker of this process (`worker_prefix`), so that a
+    /// restart does not wait out leases of attempts a shutdown cut short.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn release_delivery_locks(&self, worker_prefix: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET locked_by = NULL, locked_until = NULL WHERE status = 'pending' AND substr(locked_by, 1, length($1)) = $1",
+        )
+        .bind(worker_prefix)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Deliveries, newest first, optionally only those in `status`.

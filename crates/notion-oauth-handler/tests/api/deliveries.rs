@@ -244,6 +244,7 @@ fn hook(script: &str, timeout_seconds: u64) -> CommandHookSettings {
         command: vec!["sh".into(), "-c".into(), script.into()],
         timeout_seconds,
         events: None,
+        env: Vec::new(),
     }
 }
 
@@ -310,4 +311,102 @@ async fn a_failing_or_hanging_command_hook_is_retried_then_dead_lettered() {
         );
         assert!(delivery["last_error"].as_str().unwrap().contains(expected), "{dead}");
     }
+}
+
+#[tokio::test]
+async fn a_dead_letter_holds_back_later_events_until_it_is_redelivered() {
+    let receiver = Receiver::start().await;
+    receiver.answer(500);
+    let app = spawn_app_with(TestOptions {
+        webhooks: vec![webhook("app", &receiver.url)],
+        delivery: DeliverySettings {
+            max_attempts: 1,
+            retry_base_ms: 50,
+            ..DeliverySettings::default()
+        },
+        ..TestOptions::default()
+    })
+    .await;
+    let api = app.api().await;
+    let bot = app.connected("Ada Lovelace", None).await;
+    receiver.wait_for("the failed creation", |r| r.len() == 1).await;
+    receiver.answer(200);
+    assert_eq!(api.delete(&format!("/connections/{bot}")).await.status, 204);
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        accepted(&receiver.received()).is_empty(),
+        "the revocation waits behind the dead creation"
+    );
+    let dead = api.get("/deliveries?status=dead").await.body;
+    let id = dead["deliveries"][0]["id"].as_i64().unwrap();
+    assert_eq!(api.post(&format!("/deliveries/{id}/redeliver")).await.status, 202);
+
+    let received = receiver.wait_for("both events", |r| accepted(r).len() == 2).await;
+    let types: Vec<String> = accepted(&received).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(types, ["connection.created", "connection.revoked"]);
+}
+
+#[tokio::test]
+async fn a_denial_that_no_flow_of_ours_started_is_not_reported() {
+    let receiver = Receiver::start().await;
+    let app = spawn_app_with(TestOptions {
+        webhooks: vec![webhook("app", &receiver.url)],
+        ..TestOptions::default()
+    })
+    .await;
+    for query in [
+        "error=access_denied",
+        "error=access_denied&state=",
+        "error=access_denied&state=forged.state",
+    ] {
+        let page = app.callback_with_query(&Browser::new(), query).await;
+        assert_eq!((page.status, page.reason()), (200, "denied"));
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(receiver.received().is_empty());
+    assert_eq!(app.api().await.get("/deliveries").await.body["deliveries"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_command_hook_that_leaves_a_background_process_still_succeeds_and_sees_a_clean_environment()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env.txt");
+    let script = format!("env > {}; sleep 5 & exit 0", env_file.display());
+    let app = spawn_app_with(TestOptions {
+        command_hook: Some(hook(&script, 2)),
+        ..TestOptions::default()
+    })
+    .await;
+    let api = app.api().await;
+    app.connected("Ada Lovelace", None).await;
+
+    let mut delivered = serde_json::Value::Null;
+    for _ in 0..200 {
+        delivered = api.get("/deliveries?status=delivered").await.body;
+        if delivered["deliveries"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivered["deliveries"][0]["attempts"], 1, "{delivered}");
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    let names: Vec<&str> = env.lines().filter_map(|l| l.split_once('=').map(|(n, _)| n)).collect();
+    assert!(names.contains(&"NOH_EVENT_ID") && names.contains(&"NOH_EVENT_TYPE"), "{names:?}");
+    assert!(
+        names.iter().all(|n| [
+            "PATH",
+            "HOME",
+            "LANG",
+            "NOH_EVENT_ID",
+            "NOH_EVENT_TYPE",
+            "NOH_DELIVERY_ATTEMPT",
+            "PWD",
+            "SHLVL",
+            "_"
+        ]
+        .contains(n)),
+        "the hook inherited the server's environment: {names:?}"
+    );
 }

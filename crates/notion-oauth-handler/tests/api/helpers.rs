@@ -396,6 +396,9 @@ pub fn random_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(key)
 }
 
+/// `Receiver::answer(HANG)`: take the request, never answer in time.
+pub const HANG: u16 = 999;
+
 /// A webhook receiver on loopback that records what it gets and answers what the test says.
 pub struct Receiver {
     pub url: String,
@@ -426,6 +429,15 @@ impl Receiver {
             let (answer, received) = (answer_for_route.clone(), received_for_route.clone());
             async move {
                 let status = answer.load(std::sync::atomic::Ordering::SeqCst);
+                if status == HANG {
+                    let headers = headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                        .collect();
+                    received.lock().unwrap().push(Received { headers, body, answered: HANG });
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    return axum::http::StatusCode::OK;
+                }
                 let headers = headers
                     .iter()
                     .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))

@@ -244,3 +244,23 @@ async fn one_time_links_from_the_api_work_once() {
     }
     let _ = api;
 }
+
+#[tokio::test]
+async fn a_link_too_long_to_travel_through_notion_is_refused_before_notion() {
+    let app = app_with(connect_settings()).await;
+    // Within the 1024-byte limit as written, but three times longer once percent-encoded.
+    let return_to = format!("https://app.example.com/{}", "\u{e9}".repeat(480));
+    let reference = "\u{1F600}".repeat(256);
+    let (status, reason) =
+        refused(&app, &format!("ref={}&return_to={}", encode(&reference), encode(&return_to)))
+            .await;
+    assert_eq!((status, reason.as_str()), (400, "link_too_long"));
+    // The longest plain ref with a 1000-byte return address still fits.
+    let fits = format!(
+        "ref={}&return_to={}",
+        encode(&"r".repeat(256)),
+        encode(&format!("https://app.example.com/{}", "a".repeat(990)))
+    );
+    let back = location(&flow(&app, &fits, "allow").await);
+    assert_eq!(query_param(&back, "ref"), Some("r".repeat(256)));
+}

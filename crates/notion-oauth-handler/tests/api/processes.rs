@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use tokio::process::{Child, Command};
 
 use crate::helpers::{
-    Browser, CLIENT_SECRET, Receiver, WEBHOOK_SECRET, accepted, http, query_param, random_key,
+    Browser, CLIENT_SECRET, HANG, Receiver, WEBHOOK_SECRET, accepted, http, query_param, random_key,
 };
 
 const CLIENT_ID: &str = "4a1e0f4e-0000-4000-8000-0000000000aa";
@@ -383,4 +383,40 @@ async fn the_connect_link_command_makes_links_the_server_trusts() {
     assert_eq!(browser.get(link).await.status().as_u16(), 302);
     let tampered = link.replace("user-42", "user-43");
     assert_eq!(browser.get(&tampered).await.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn deliveries_cut_short_by_a_kill_9_mid_attempt_are_delivered_after_restart() {
+    // Arrange: the receiver takes each request and never answers; the webhook timeout is 2 s, so
+    // a dead worker's lease lapses 7 s after its attempt began.
+    let receiver = Receiver::start().await;
+    receiver.answer(HANG);
+    let extra = format!(
+        "[[webhooks]]\nname = \"app\"\nurl = \"{}\"\nsecret = \"{WEBHOOK_SECRET}\"\n[delivery]\nretry_base_ms = 200\ntimeout_seconds = 2\n",
+        receiver.url
+    );
+    let deployment = Deployment::with_extra(1, 5, &extra).await;
+    let mut server = deployment.start(0).await;
+    deployment.connect(0, "Ada Lovelace").await;
+    deployment.connect(0, "Grace Hopper").await;
+    receiver.wait_for("both attempts under way", |r| r.len() == 2).await;
+
+    // Act: kill -9 while both are in flight, then restart with the receiver answering.
+    server.start_kill().unwrap();
+    let _ = server.wait().await;
+    receiver.answer(200);
+    let _restarted = deployment.start(0).await;
+
+    // Assert: both arrive once their leases lapse, each once.
+    let received = receiver.wait_for("both events accepted", |r| accepted(r).len() >= 2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let delivered = accepted(&receiver.received());
+    let ids: BTreeSet<&String> = delivered.iter().map(|(_, id)| id).collect();
+    eprintln!(
+        "kill -9 mid-attempt: {} requests in flight at the kill; after restart {} accepted, {} distinct events",
+        received.iter().filter(|r| r.answered == HANG).count(),
+        delivered.len(),
+        ids.len()
+    );
+    assert_eq!((delivered.len(), ids.len()), (2, 2));
 }
