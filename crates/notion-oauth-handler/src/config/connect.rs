@@ -1,6 +1,5 @@
 //! `[connect]`: where the browser goes after the flow, and how links to `/connect` are trusted.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -50,15 +49,6 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
     filled
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(domain)) => domain == "localhost",
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
 /// Whether `raw` may be a `return_to`: an absolute http(s) URL, without user info, at exactly
 /// one of `allowed`. Backslashes, whitespace and control characters are refused before parsing,
 /// because parsers (browsers' among them) read them in ways that move the host.
@@ -95,7 +85,8 @@ fn check_template(key: &str, template: &str, problems: &mut Vec<(String, String)
     let sample = |value: &str| Url::parse(&fill(template, &PLACEHOLDERS.map(|p| (p, value)))).ok();
     match (sample("x"), sample(".y")) {
         (Some(url), _)
-            if !(url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url))) =>
+            if !(url.scheme() == "https"
+                || (url.scheme() == "http" && super::is_loopback_host(&url))) =>
         {
             problems.push((
                 key.into(),
@@ -138,7 +129,8 @@ pub fn validate(
         let key = format!("connect.return_to_origins[{index}]");
         match Url::parse(origin) {
             Ok(url)
-                if (url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url)))
+                if (url.scheme() == "https"
+                    || (url.scheme() == "http" && super::is_loopback_host(&url)))
                     && url.username().is_empty()
                     && url.path() == "/"
                     && url.query().is_none() =>

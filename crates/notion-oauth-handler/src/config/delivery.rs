@@ -1,6 +1,5 @@
 //! `[[webhooks]]`, `[command_hook]` and `[delivery]`: where each connection event is sent.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -157,15 +156,6 @@ fn check_events(
     events.clone()
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(domain)) => domain == "localhost",
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
 /// Checks the delivery sections, adding `(key, message)` problems.
 pub fn validate(
     webhooks: &[WebhookSettings],
@@ -199,7 +189,9 @@ pub fn validate(
             }
         };
         if webhook.include_tokens
-            && url.as_ref().is_some_and(|url| url.scheme() != "https" && !is_loopback(url))
+            && url
+                .as_ref()
+                .is_some_and(|url| url.scheme() != "https" && !super::is_loopback_host(url))
         {
             problems.push((key("include_tokens"), "tokens are sent only to https URLs (or loopback): fix the URL or turn include_tokens off".into()));
         }

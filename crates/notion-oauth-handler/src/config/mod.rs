@@ -487,7 +487,8 @@ pub fn resolve_sqlite_url(url: &str, base_dir: &Path) -> String {
     format!("sqlite://{}", base_dir.join(rest).display())
 }
 
-fn is_loopback_host(url: &Url) -> bool {
+/// Whether `url` names this machine: `localhost` or a loopback address.
+pub(crate) fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(domain)) => domain == "localhost",
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),

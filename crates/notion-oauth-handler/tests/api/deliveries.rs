@@ -189,14 +189,7 @@ async fn after_the_last_attempt_a_delivery_is_dead_until_redelivered() {
     let api = app.api().await;
     app.connected("Ada Lovelace", None).await;
 
-    let mut dead = serde_json::Value::Null;
-    for _ in 0..200 {
-        dead = api.get("/deliveries?status=dead").await.body;
-        if dead["deliveries"].as_array().is_some_and(|d| !d.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let dead = serde_json::json!({ "deliveries": api.wait_for_deliveries("dead").await });
     let delivery = &dead["deliveries"][0];
     assert_eq!(
         (delivery["attempts"].as_i64(), delivery["target"].as_str()),
@@ -210,6 +203,8 @@ async fn after_the_last_attempt_a_delivery_is_dead_until_redelivered() {
     let id = delivery["id"].as_i64().unwrap();
     assert_eq!(api.post(&format!("/deliveries/{id}/redeliver")).await.status, 202);
     receiver.wait_for("the redelivery", |r| accepted(r).len() == 1).await;
+    // The receiver answered; wait for the worker to record it before sending it again.
+    api.wait_for_deliveries("delivered").await;
     assert_eq!(
         api.post(&format!("/deliveries/{id}/redeliver")).await.status,
         202,
@@ -295,14 +290,7 @@ async fn a_failing_or_hanging_command_hook_is_retried_then_dead_lettered() {
         let api = app.api().await;
         app.connected("Ada Lovelace", None).await;
 
-        let mut dead = serde_json::Value::Null;
-        for _ in 0..300 {
-            dead = api.get("/deliveries?status=dead").await.body;
-            if dead["deliveries"].as_array().is_some_and(|d| !d.is_empty()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let dead = serde_json::json!({ "deliveries": api.wait_for_deliveries("dead").await });
         let delivery = &dead["deliveries"][0];
         assert_eq!(
             (delivery["target"].as_str(), delivery["attempts"].as_i64()),
@@ -338,8 +326,7 @@ async fn a_dead_letter_holds_back_later_events_until_it_is_redelivered() {
         accepted(&receiver.received()).is_empty(),
         "the revocation waits behind the dead creation"
     );
-    let dead = api.get("/deliveries?status=dead").await.body;
-    let id = dead["deliveries"][0]["id"].as_i64().unwrap();
+    let id = api.wait_for_deliveries("dead").await[0]["id"].as_i64().unwrap();
     assert_eq!(api.post(&format!("/deliveries/{id}/redeliver")).await.status, 202);
 
     let received = receiver.wait_for("both events", |r| accepted(r).len() == 2).await;
@@ -382,14 +369,7 @@ async fn a_command_hook_that_leaves_a_background_process_still_succeeds_and_sees
     let api = app.api().await;
     app.connected("Ada Lovelace", None).await;
 
-    let mut delivered = serde_json::Value::Null;
-    for _ in 0..200 {
-        delivered = api.get("/deliveries?status=delivered").await.body;
-        if delivered["deliveries"].as_array().is_some_and(|d| !d.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let delivered = serde_json::json!({ "deliveries": api.wait_for_deliveries("delivered").await });
     assert_eq!(delivered["deliveries"][0]["attempts"], 1, "{delivered}");
     let env = std::fs::read_to_string(&env_file).unwrap();
     let names: Vec<&str> = env.lines().filter_map(|l| l.split_once('=').map(|(n, _)| n)).collect();

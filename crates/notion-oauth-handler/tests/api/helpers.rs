@@ -329,6 +329,18 @@ impl Api {
         self.call(reqwest::Method::DELETE, path).await
     }
 
+    /// The deliveries in `status` once there is at least one (within 15 s).
+    pub async fn wait_for_deliveries(&self, status: &str) -> serde_json::Value {
+        for _ in 0..300 {
+            let listed = self.get(&format!("/deliveries?status={status}")).await.body;
+            if listed["deliveries"].as_array().is_some_and(|d| !d.is_empty()) {
+                return listed["deliveries"].clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no {status} delivery appeared");
+    }
+
     pub fn with_key(&self, key: &str) -> Api {
         Api { client: self.client.clone(), base: self.base.clone(), key: key.to_owned() }
     }
