@@ -367,9 +367,12 @@ impl Settings {
             problem("notion.timeout_seconds", "must be between 1 and 120".into());
         }
 
-        let storage_ok = self.storage.url.starts_with("sqlite:");
+        let storage_ok = crate::store::Backend::of(&self.storage.url).is_some();
         if !storage_ok {
-            problem("storage.url", "must be a SQLite URL such as sqlite://notion-oauth-handler.db (PostgreSQL is not supported by this version)".into());
+            problem(
+                "storage.url",
+                "must be a SQLite URL such as sqlite://notion-oauth-handler.db, or a PostgreSQL one such as postgres://user@db.example.com/notion".into(),
+            );
         }
 
         let master_key = secret_from(

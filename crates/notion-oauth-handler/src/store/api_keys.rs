@@ -17,7 +17,7 @@ pub struct StoredApiKey {
     pub revoked_at: Option<i64>,
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredApiKey, sqlx::Error> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<StoredApiKey, sqlx::Error> {
     Ok(StoredApiKey {
         id: row.try_get("id")?,
         name: row.try_get("name")?,

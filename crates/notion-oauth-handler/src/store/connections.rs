@@ -3,7 +3,7 @@
 use notion_oauth::{AccessToken, RefreshToken, TokenResponse};
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
 use super::events::record;
@@ -50,11 +50,21 @@ pub struct ConnectionSummary {
 pub(super) const SUMMARY_COLUMNS: &str =
     "bot_id, workspace_id, workspace_name, workspace_icon, owner_type, owner_user_id,
     owner_name, owner_email, duplicated_template_id, ref, status, status_reason, authorizations,
-    CASE WHEN refresh_started_at IS NOT NULL AND refresh_lease_until < strftime('%s', 'now')
-         THEN refresh_started_at ELSE refresh_interrupted_at END AS interrupted,
+    refresh_started_at, refresh_lease_until, refresh_interrupted_at,
     refreshed_at, checked_at, created_at, updated_at, key_id";
 
-pub(super) fn summary(row: &SqliteRow) -> Result<ConnectionSummary, sqlx::Error> {
+/// A refresh whose outcome is unknown: one recorded as such, or one whose holder's lease ran out
+/// before it finished (its process died).
+fn interrupted_at(row: &AnyRow) -> Result<Option<i64>, sqlx::Error> {
+    let started: Option<i64> = row.try_get("refresh_started_at")?;
+    let lease_until: Option<i64> = row.try_get("refresh_lease_until")?;
+    Ok(match (started, lease_until) {
+        (Some(started), Some(until)) if until < now() => Some(started),
+        _ => row.try_get("refresh_interrupted_at")?,
+    })
+}
+
+pub(super) fn summary(row: &AnyRow) -> Result<ConnectionSummary, sqlx::Error> {
     Ok(ConnectionSummary {
         bot_id: row.try_get("bot_id")?,
         workspace_id: row.try_get("workspace_id")?,
@@ -69,7 +79,7 @@ pub(super) fn summary(row: &SqliteRow) -> Result<ConnectionSummary, sqlx::Error>
         status: row.try_get("status")?,
         status_reason: row.try_get("status_reason")?,
         authorizations: row.try_get("authorizations")?,
-        refresh_interrupted_at: row.try_get("interrupted")?,
+        refresh_interrupted_at: interrupted_at(row)?,
         refreshed_at: row.try_get("refreshed_at")?,
         checked_at: row.try_get("checked_at")?,
         created_at: row.try_get("created_at")?,

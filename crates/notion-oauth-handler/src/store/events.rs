@@ -1,7 +1,8 @@
 //! The history of each connection, and the outbox rows that deliver it to the developer's app.
 
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
+use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
 use super::connections::{SUMMARY_COLUMNS, summary};
@@ -44,7 +45,7 @@ fn rfc3339(unix: i64) -> String {
 
 /// Queues an event for every target that wants its type, inside the caller's transaction.
 async fn enqueue(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     deliveries: &Deliveries,
     event_type: &str,
     ordering_key: &str,
@@ -80,7 +81,7 @@ async fn enqueue(
 /// Adds a history entry inside the caller's transaction, with its deliveries: both are written
 /// with the change they report, or neither is.
 pub(super) async fn record(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     deliveries: &Deliveries,
     bot_id: &str,
     kind: &str,

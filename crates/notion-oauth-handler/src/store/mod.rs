@@ -1,7 +1,11 @@
-//! Where everything lives: SQLite, with tokens sealed by the vault before they are written.
+//! Where everything lives: SQLite (embedded, the default) or PostgreSQL (to run several
+//! instances), with tokens sealed by the vault before they are written.
 //!
 //! One `Store` handle, with the queries split by what they are about: connections (and their
-//! refresh lock), their events, and API keys.
+//! refresh lock), their events and deliveries, API keys and connect links. The SQL is the same for
+//! both backends (numbered parameters, `ON CONFLICT`, `UPDATE … RETURNING`); only the migrations
+//! and a few connection settings differ. Locks are rows with leases, not backend features, so the
+//! same code keeps refreshes and deliveries single across processes on either.
 
 mod api_keys;
 mod connections;
@@ -9,12 +13,13 @@ mod events;
 mod links;
 mod outbox;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::Executor;
 
 pub use api_keys::StoredApiKey;
 pub use connections::{Claim, ConnectionFilter, ConnectionSummary, StoredTokens, Upserted};
@@ -38,33 +43,62 @@ pub enum StoreError {
     Vault(#[from] VaultError),
     #[error("a stored token is not valid text")]
     Corrupt,
-    #[error("Notion's answer could not be serialized for storage: {0}")]
+        #[error("Notion's answer could not be serialized for storage: {0}")]
     Serialize(#[source] serde_json::Error),
+    #[error("storage.url must start with sqlite: or postgres://")]
+    UnknownBackend,
 }
 
 /// The database, shared by all requests. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
     /// Which targets want which events: consulted when an event is recorded.
     deliveries: Arc<Deliveries>,
 }
 
-fn migrator() -> Migrator {
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite:` or `postgres:`/`postgresql:` URLs; `None` for anything else.
+    pub fn of(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+fn migrator(backend: Backend) -> Migrator {
     let migration = |version: i64, description: &'static str, sql: &'static str| {
-        Migration::new(
-            version,
-            description.into(),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )
+        Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
     };
-    Migrator::with_migrations(vec![migration(
-        1,
-        "connections",
-        include_str!("../../migrations/sqlite/0001_connections.sql"),
-    )])
+    let first = match backend {
+        Backend::Sqlite => include_str!("../../migrations/sqlite/0001_connections.sql"),
+        Backend::Postgres => include_str!("../../migrations/postgres/0001_connections.sql"),
+    };
+    Migrator::with_migrations(vec![migration(1, "connections", first)])
+}
+
+/// A SQLite URL that creates the file (or refuses to), whatever else it says.
+fn sqlite_url(url: &str, create: bool) -> String {
+    let mode = if create { "rwc" } else { "rw" };
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !p.starts_with("mode=")).collect();
+    let mut joined = format!("{path}?mode={mode}");
+    for param in kept {
+        joined.push('&');
+        joined.push_str(param);
+    }
+    joined
 }
 
 /// Seconds since the Unix epoch: every instant in the database is one of these.
@@ -90,20 +124,38 @@ impl Store {
         Self::open(url, false).await
     }
 
-    async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(create)
-            // WAL lets readers (readiness checks, listings) run beside the writer, and lets
-            // several processes share one file.
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url).ok_or(StoreError::UnknownBackend)?;
+        let url = match backend {
+            Backend::Sqlite => sqlite_url(url, create),
+            Backend::Postgres => url.to_owned(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Wait for a busy writer rather than failing at once: several processes
+                        // can share the file.
+                        connection.execute("PRAGMA busy_timeout = 5000").await?;
+                        connection.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers (readiness checks, listings) run beside the writer; it is a
+            // property of the file, so once is enough.
+            pool.execute("PRAGMA journal_mode = WAL").await?;
+        }
         // sqlx's SQLite migrator takes no lock: two processes opening a new database at once can
         // both try the first migration, and one fails. A second look finds it applied.
         let mut attempt = 0;
         loop {
-            match migrator().run(&pool).await {
+                        match migrator(backend).run(&pool).await {
                 Ok(()) => break,
                 Err(_) if attempt < 3 => {
                     attempt += 1;

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
 use super::{Store, StoreError, now};
@@ -38,7 +38,7 @@ pub struct DeliverySummary {
     pub delivered_at: Option<i64>,
 }
 
-fn delivery_summary(row: &SqliteRow) -> Result<DeliverySummary, sqlx::Error> {
+fn delivery_summary(row: &AnyRow) -> Result<DeliverySummary, sqlx::Error> {
     Ok(DeliverySummary {
         id: row.try_get("id")?,
         event_id: row.try_get("event_id")?,
@@ -69,25 +69,31 @@ impl Store {
         locked_until: i64,
         targets: &[&str],
     ) -> Result<Option<Delivery>, StoreError> {
-        let targets = serde_json::to_string(targets).map_err(StoreError::Serialize)?;
-        let row = sqlx::query(
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        // One numbered parameter per target name: the same SQL on SQLite and PostgreSQL.
+        let names: Vec<String> = (0..targets.len()).map(|i| format!("${}", i + 4)).collect();
+        // The row's own conditions are repeated outside the subquery: when two claims race for
+        // one row, PostgreSQL re-checks those (not the subquery) after the first one commits.
+        let sql = format!(
             "UPDATE outbox SET locked_by = $1, locked_until = $2
-             WHERE id = (
+             WHERE status = 'pending' AND (locked_until IS NULL OR locked_until < $3) AND id = (
                  SELECT o.id FROM outbox o
-                                  WHERE o.status = 'pending' AND o.next_attempt_at <= $3
+                 WHERE o.status = 'pending' AND o.next_attempt_at <= $3
                    AND (o.locked_until IS NULL OR o.locked_until < $3)
-                   AND o.target IN (SELECT value FROM json_each($4))
+                   AND o.target IN ({})
                    AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.target = o.target
                                    AND e.ordering_key = o.ordering_key AND e.status != 'delivered' AND e.id < o.id)
                  ORDER BY o.id LIMIT 1)
              RETURNING id, event_id, target, event_type, bot_id, payload, attempts",
-        )
-                .bind(worker)
-        .bind(locked_until)
-        .bind(now())
-        .bind(targets)
-        .fetch_optional(&self.pool)
-        .await?;
+            names.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker).bind(locked_until).bind(now());
+        for target in targets {
+            query = query.bind(*target);
+        }
+        let row = query.fetch_optional(&self.pool).await?;
         row.map(|row| {
             Ok(Delivery {
                 id: row.try_get("id")?,
