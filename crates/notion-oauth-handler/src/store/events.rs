@@ -1,8 +1,8 @@
 //! The history of each connection, and the outbox rows that deliver it to the developer's app.
 
 use serde::Serialize;
-use sqlx::Row;
 use sqlx::AnyConnection;
+use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::connections::{SUMMARY_COLUMNS, summary};

@@ -15,11 +15,11 @@ mod outbox;
 
 use std::time::Duration;
 
-use sqlx::SqlSafeStr;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::AnyPool;
-use sqlx::any::AnyPoolOptions;
 use sqlx::Executor;
+use sqlx::SqlSafeStr;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 pub use api_keys::StoredApiKey;
 pub use connections::{Claim, ConnectionFilter, ConnectionSummary, StoredTokens, Upserted};
@@ -43,7 +43,7 @@ pub enum StoreError {
     Vault(#[from] VaultError),
     #[error("a stored token is not valid text")]
     Corrupt,
-        #[error("Notion's answer could not be serialized for storage: {0}")]
+    #[error("Notion's answer could not be serialized for storage: {0}")]
     Serialize(#[source] serde_json::Error),
     #[error("storage.url must start with sqlite: or postgres://")]
     UnknownBackend,
@@ -79,7 +79,13 @@ impl Backend {
 
 fn migrator(backend: Backend) -> Migrator {
     let migration = |version: i64, description: &'static str, sql: &'static str| {
-        Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
     };
     let first = match backend {
         Backend::Sqlite => include_str!("../../migrations/sqlite/0001_connections.sql"),
@@ -92,7 +98,8 @@ fn migrator(backend: Backend) -> Migrator {
 fn sqlite_url(url: &str, create: bool) -> String {
     let mode = if create { "rwc" } else { "rw" };
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !p.starts_with("mode=")).collect();
+    let kept: Vec<&str> =
+        query.split('&').filter(|p| !p.is_empty() && !p.starts_with("mode=")).collect();
     let mut joined = format!("{path}?mode={mode}");
     for param in kept {
         joined.push('&');
@@ -124,7 +131,7 @@ impl Store {
         Self::open(url, false).await
     }
 
-        async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
+    async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url).ok_or(StoreError::UnknownBackend)?;
         let url = match backend {
@@ -155,7 +162,7 @@ impl Store {
         // both try the first migration, and one fails. A second look finds it applied.
         let mut attempt = 0;
         loop {
-                        match migrator(backend).run(&pool).await {
+            match migrator(backend).run(&pool).await {
                 Ok(()) => break,
                 Err(_) if attempt < 3 => {
                     attempt += 1;

@@ -89,7 +89,8 @@ impl Store {
              RETURNING id, event_id, target, event_type, bot_id, payload, attempts",
             names.join(", ")
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker).bind(locked_until).bind(now());
+        let mut query =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker).bind(locked_until).bind(now());
         for target in targets {
             query = query.bind(*target);
         }

@@ -240,7 +240,8 @@ async fn check_accepts_a_configuration_made_of_environment_variables() {
         .env("NOTION_CLIENT_SECRET", "secret_from_env")
         .env("NOH_MASTER_KEY", random_key())
         .env("NOH_SERVER__PUBLIC_URL", "https://oauth.example.com")
-        .env("NOH_SERVER__BASE_PATH", "/notion"))
+        .env("NOH_SERVER__BASE_PATH", "/notion")
+        .env("NOH_STORAGE__URL", "postgres://noh@db.example.com/notion"))
     .await;
     assert!(output.status.success(), "{stderr}");
     assert!(stdout.contains("https://oauth.example.com/notion/callback"), "{stdout}");

@@ -1,6 +1,5 @@
 //! `spawn_app` and a `TestApp` with one method per step a browser takes.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -33,6 +32,8 @@ pub struct TestOptions {
     pub delivery: DeliverySettings,
     pub connect: ConnectSettings,
     pub pages: PagesSettings,
+    /// A PostgreSQL URL to store in instead of a fresh SQLite file (see [`postgres_url`]).
+    pub postgres: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -49,6 +50,7 @@ impl Default for TestOptions {
             delivery: DeliverySettings { retry_base_ms: 100, ..DeliverySettings::default() },
             connect: ConnectSettings::default(),
             pages: PagesSettings::default(),
+            postgres: None,
         }
     }
 }
@@ -59,7 +61,9 @@ pub struct TestApp {
     pub settings: Settings,
     pub notion: RunningEmulator,
     pub master_key: String,
-    pub db_path: PathBuf,
+
+    /// `storage.url`, resolved.
+    pub storage_url: String,
     pub dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -145,7 +149,11 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.notion.client_secret = Some(SecretString::from(CLIENT_SECRET));
     settings.notion.api_base_url = notion.base_url();
     settings.notion.timeout_seconds = options.timeout_seconds;
-    settings.storage.url = "sqlite://connections.db".into();
+    let storage_url = options
+        .postgres
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("connections.db").display()));
+    settings.storage.url = storage_url.clone();
     settings.security.master_key = Some(SecretString::from(master_key.clone()));
     settings.security.allow_notion_initiated = options.allow_notion_initiated;
     settings.webhooks = options.webhooks;
@@ -170,7 +178,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         settings,
         notion,
         master_key,
-        db_path: dir.path().join("connections.db"),
+
+        storage_url,
         dir,
         shutdown: Some(shutdown),
         server: Some(server),
@@ -233,7 +242,7 @@ impl TestApp {
     }
 
     pub async fn store(&self) -> Store {
-        Store::open_existing(&format!("sqlite://{}", self.db_path.display())).await.unwrap()
+        Store::open_existing(&self.storage_url).await.unwrap()
     }
 
     pub async fn connections(&self) -> Vec<ConnectionSummary> {
@@ -521,4 +530,31 @@ pub fn webhook(name: &str, url: &str) -> WebhookSettings {
         events: None,
         include_tokens: false,
     }
+}
+
+/// A fresh, empty PostgreSQL database for one test, on the server at `TEST_DATABASE_URL`
+/// (default: this machine's, trust auth). `None` where there is none, except under `CI=true`,
+/// where a missing server fails the test instead of skipping it.
+pub async fn postgres_url() -> Option<String> {
+    use sqlx::Connection;
+    let admin = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut connection = match sqlx::postgres::PgConnection::connect(&admin).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "PostgreSQL at {admin} is needed: {error}"
+            );
+            eprintln!("SKIPPED: no PostgreSQL at {admin} ({error})");
+            return None;
+        }
+    };
+    let name = format!("noh_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    Some(format!("{base}/{name}"))
 }

@@ -11,5 +11,6 @@ mod helpers;
 mod lifecycle;
 mod links;
 mod notion_faults;
+mod postgres;
 mod processes;
 mod secrets;
