@@ -6,7 +6,7 @@ use std::time::Duration;
 use notion_oauth_handler::config::delivery::{CommandHookSettings, DeliverySettings};
 
 use crate::helpers::{
-    Browser, Receiver, TestOptions, WEBHOOK_SECRET, accepted, spawn_app_with, webhook,
+    Browser, Receiver, TestApp, TestOptions, WEBHOOK_SECRET, accepted, spawn_app_with, webhook,
 };
 
 fn run_verifier(
@@ -174,18 +174,7 @@ async fn a_failing_receiver_is_retried_until_it_recovers_and_later_events_wait_t
 
 #[tokio::test]
 async fn after_the_last_attempt_a_delivery_is_dead_until_redelivered() {
-    let receiver = Receiver::start().await;
-    receiver.answer(500);
-    let app = spawn_app_with(TestOptions {
-        webhooks: vec![webhook("app", &receiver.url)],
-        delivery: DeliverySettings {
-            max_attempts: 2,
-            retry_base_ms: 50,
-            ..DeliverySettings::default()
-        },
-        ..TestOptions::default()
-    })
-    .await;
+    let (receiver, app) = failing_receiver_app(2, None).await;
     let api = app.api().await;
     app.connected("Ada Lovelace", None).await;
 
@@ -301,23 +290,40 @@ async fn a_failing_or_hanging_command_hook_is_retried_then_dead_lettered() {
     }
 }
 
-#[tokio::test]
-async fn a_dead_letter_holds_back_later_events_until_it_is_redelivered() {
+/// A receiver that fails with 500, and an app that gives up on a delivery after `max_attempts`,
+/// storing in `postgres` when given (else SQLite).
+pub(crate) async fn failing_receiver_app(
+    max_attempts: u32,
+    postgres: Option<String>,
+) -> (Receiver, TestApp) {
     let receiver = Receiver::start().await;
     receiver.answer(500);
     let app = spawn_app_with(TestOptions {
         webhooks: vec![webhook("app", &receiver.url)],
         delivery: DeliverySettings {
-            max_attempts: 1,
+            max_attempts,
             retry_base_ms: 50,
             ..DeliverySettings::default()
         },
+        postgres,
         ..TestOptions::default()
     })
     .await;
+    (receiver, app)
+}
+
+#[tokio::test]
+async fn a_dead_letter_holds_back_later_events_until_it_is_redelivered() {
+    dead_letter_holds_back_later_events(None).await;
+}
+
+/// The scenario, on either backend: a dead creation holds back the revocation that follows it
+/// until the creation is redelivered, then both arrive in order.
+pub(crate) async fn dead_letter_holds_back_later_events(postgres: Option<String>) {
+    let (receiver, app) = failing_receiver_app(1, postgres).await;
     let api = app.api().await;
     let bot = app.connected("Ada Lovelace", None).await;
-    receiver.wait_for("the failed creation", |r| r.len() == 1).await;
+    let id = api.wait_for_deliveries("dead").await[0]["id"].as_i64().unwrap();
     receiver.answer(200);
     assert_eq!(api.delete(&format!("/connections/{bot}")).await.status, 204);
 
@@ -326,7 +332,6 @@ async fn a_dead_letter_holds_back_later_events_until_it_is_redelivered() {
         accepted(&receiver.received()).is_empty(),
         "the revocation waits behind the dead creation"
     );
-    let id = api.wait_for_deliveries("dead").await[0]["id"].as_i64().unwrap();
     assert_eq!(api.post(&format!("/deliveries/{id}/redeliver")).await.status, 202);
 
     let received = receiver.wait_for("both events", |r| accepted(r).len() == 2).await;

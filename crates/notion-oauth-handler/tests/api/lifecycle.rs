@@ -285,7 +285,13 @@ async fn a_hundred_concurrent_forced_refreshes_call_notion_once() {
 
 #[tokio::test]
 async fn two_instances_on_one_database_refresh_once_between_them() {
-    let app = spawn_app().await;
+    instances_refresh_once_between_them(None).await;
+}
+
+/// The scenario, on either backend: forced refreshes over HTTP and in a second instance (its
+/// own pool and locks, as another process) at once make one refresh at Notion.
+pub(crate) async fn instances_refresh_once_between_them(postgres: Option<String>) {
+    let app = spawn_app_with(TestOptions { postgres, ..TestOptions::default() }).await;
     let api = app.api().await;
     let bot = app.connected("Ada Lovelace", None).await;
     let other = app.second_instance().await;

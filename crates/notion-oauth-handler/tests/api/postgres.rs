@@ -2,16 +2,7 @@
 //! machine's server: the flow, encryption at rest, refresh exactly once across instances, and
 //! ordered deliveries with a dead letter.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
-use mock_notion::{Endpoint, Fault};
-use notion_oauth_handler::config::delivery::DeliverySettings;
-
-use crate::helpers::{
-    Browser, CLIENT_SECRET, Receiver, TestApp, TestOptions, accepted, postgres_url, spawn_app_with,
-    webhook,
-};
+use crate::helpers::{Browser, CLIENT_SECRET, TestApp, TestOptions, postgres_url, spawn_app_with};
 
 async fn postgres_app(mut options: TestOptions) -> Option<TestApp> {
     options.postgres = Some(postgres_url().await?);
@@ -64,66 +55,12 @@ async fn the_flow_stores_an_encrypted_connection_in_postgres() {
 
 #[tokio::test]
 async fn instances_sharing_postgres_refresh_exactly_once() {
-    let Some(app) = postgres_app(TestOptions::default()).await else { return };
-    let api = app.api().await;
-    let bot = app.connected("Ada Lovelace", None).await;
-    let (first, second) = (app.second_instance().await, app.second_instance().await);
-    let seen = app.tokens(&bot).await.generation;
-    app.emulator().set_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(300)));
-
-    let path = format!("/connections/{bot}/token?force_refresh=true");
-    let over_http = futures_util::future::join_all((0..30).map(|_| api.get(&path)));
-    let coalesce = notion_oauth_handler::lifecycle::Coalesce::OnlyNewer;
-    let in_instances = futures_util::future::join_all((0..30).map(|i| {
-        let instance = if i % 2 == 0 { &first } else { &second };
-        notion_oauth_handler::lifecycle::refresh_after(instance, &bot, seen, coalesce)
-    }));
-    let (over_http, in_instances) = tokio::join!(over_http, in_instances);
-
-    assert_eq!(app.refresh_requests(), 1);
-    let mut tokens: BTreeSet<String> = over_http
-        .iter()
-        .map(|a| a.body["access_token"].as_str().unwrap_or("error").to_owned())
-        .collect();
-    tokens.extend(
-        in_instances.into_iter().map(|g| g.unwrap().access_token.expose_secret().to_owned()),
-    );
-    assert_eq!(tokens.len(), 1, "{tokens:?}");
-    let stored = app.tokens(&bot).await.access_token.unwrap().expose_secret().to_owned();
-    assert!(tokens.contains(&stored) && app.emulator().is_access_token_active(&stored));
+    let Some(url) = postgres_url().await else { return };
+    crate::lifecycle::instances_refresh_once_between_them(Some(url)).await;
 }
 
 #[tokio::test]
 async fn deliveries_from_postgres_keep_their_order_through_a_dead_letter() {
-    let receiver = Receiver::start().await;
-    receiver.answer(500);
-    let Some(app) = postgres_app(TestOptions {
-        webhooks: vec![webhook("app", &receiver.url)],
-        delivery: DeliverySettings {
-            max_attempts: 1,
-            retry_base_ms: 50,
-            ..DeliverySettings::default()
-        },
-        ..TestOptions::default()
-    })
-    .await
-    else {
-        return;
-    };
-    let api = app.api().await;
-    let bot = app.connected("Ada Lovelace", None).await;
-    let id = api.wait_for_deliveries("dead").await[0]["id"].as_i64().unwrap();
-    receiver.answer(200);
-    assert_eq!(api.post(&format!("/connections/{bot}/refresh")).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(
-        accepted(&receiver.received()).is_empty(),
-        "the refresh waits behind the dead creation"
-    );
-
-    assert_eq!(api.post(&format!("/deliveries/{id}/redeliver")).await.status, 202);
-
-    let received = receiver.wait_for("both events", |r| accepted(r).len() == 2).await;
-    let types: Vec<String> = accepted(&received).into_iter().map(|(t, _)| t).collect();
-    assert_eq!(types, ["connection.created", "connection.refreshed"]);
+    let Some(url) = postgres_url().await else { return };
+    crate::deliveries::dead_letter_holds_back_later_events(Some(url)).await;
 }
