@@ -1,0 +1,260 @@
+//! `/api/v1`: what the developer's backend calls, authenticated by an API key.
+//!
+//! Every error is `{"error": {"code", "message"}}`; a connection that needs its user again
+//! answers 409 with the `connect_url` to send them to. The OpenAPI document is generated from
+//! these handlers, so it cannot drift from them.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+mod connections;
+mod deliveries;
+
+use connections::{
+    CheckBody, ConnectionList, EventList, TokenBody, check_connection, connection_events,
+    get_connection, get_token, list_connections, refresh_connection, revoke_connection,
+};
+use deliveries::{
+    ConnectLink, DeliveryList, NewConnectLink, create_connect_link, list_deliveries, redeliver,
+};
+
+use crate::api_keys;
+use crate::lifecycle::LifecycleError;
+use crate::startup::AppState;
+use crate::store::{ConnectionSummary, Event};
+
+/// The API, to be nested at `/api/v1`.
+pub fn router(app: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/connections", get(list_connections))
+        .route("/connections/{bot_id}", get(get_connection).delete(revoke_connection))
+        .route("/connections/{bot_id}/token", get(get_token))
+        .route("/connections/{bot_id}/refresh", post(refresh_connection))
+        .route("/connections/{bot_id}/check", post(check_connection))
+        .route("/connections/{bot_id}/events", get(connection_events))
+        .route("/connect-links", post(create_connect_link))
+        .route("/deliveries", get(list_deliveries))
+        .route("/deliveries/{id}/redeliver", post(redeliver))
+        .layer(axum::middleware::from_fn_with_state(app, require_api_key))
+        .route("/openapi.json", get(openapi_document))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This route does not take that method; see /api/v1/openapi.json.",
+            )
+        })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "There is no such API route; see /api/v1/openapi.json.",
+            )
+        })
+}
+
+/// An API error, as every route answers it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    connect_url: Option<String>,
+    retry_after: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `unauthorized`, `not_found`, `invalid_request`, `needs_reauth`, `revoked`,
+    /// `busy`, `notion_unavailable`, `notion_timeout`, `notion_rejected`, `internal`.
+    code: String,
+    /// For people; may change.
+    message: String,
+    /// For `needs_reauth` and `revoked`: where to send the user to connect again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_url: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), connect_url: None, retry_after: None }
+    }
+
+    fn unauthorized() -> Self {
+        // Nothing about why: a wrong key, a revoked key and no key look the same from outside.
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "A valid API key is required: Authorization: Bearer noh_…",
+        )
+    }
+
+    fn internal(error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "an API request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Something went wrong on our side; try again.",
+        )
+    }
+
+    /// Maps a lifecycle failure, naming the page that reconnects the user where that helps.
+    async fn from_lifecycle(app: &AppState, bot_id: &str, error: LifecycleError) -> Self {
+        let connect_url = || async {
+            let reference =
+                app.store.connection(bot_id).await.ok().flatten().and_then(|c| c.reference);
+            let mut url = app.config.public_link("/connect");
+            if let Some(reference) = reference {
+                url.query_pairs_mut().append_pair("ref", &reference);
+            }
+            Some(url.to_string())
+        };
+        match error {
+            LifecycleError::NotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            }
+            LifecycleError::NeedsReauth(_) => Self {
+                connect_url: connect_url().await,
+                ..Self::new(StatusCode::CONFLICT, "needs_reauth", error.to_string())
+            },
+            LifecycleError::Revoked(_) => Self {
+                connect_url: connect_url().await,
+                ..Self::new(StatusCode::CONFLICT, "revoked", error.to_string())
+            },
+            LifecycleError::Busy => Self {
+                retry_after: Some(5),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", error.to_string())
+            },
+            LifecycleError::Notion(ref notion) | LifecycleError::NotionUncertain(ref notion) => {
+                let retry_after = match notion {
+                    notion_oauth::NotionError::Api(api) => api.retry_after.map(|d| d.as_secs()),
+                    _ => None,
+                };
+                let (status, code) = match notion {
+                    notion_oauth::NotionError::Timeout(_) => {
+                        (StatusCode::GATEWAY_TIMEOUT, "notion_timeout")
+                    }
+                    e if e.is_invalid_client() => (StatusCode::BAD_GATEWAY, "notion_rejected"),
+                    notion_oauth::NotionError::Api(api)
+                        if api.status == 429 || api.status == 503 =>
+                    {
+                        (StatusCode::SERVICE_UNAVAILABLE, "notion_unavailable")
+                    }
+                    _ => (StatusCode::BAD_GATEWAY, "notion_unavailable"),
+                };
+                let message = match notion.request_id() {
+                    Some(id) => format!("{error} (Notion request id {id})"),
+                    None => error.to_string(),
+                };
+                Self { retry_after, ..Self::new(status, code, message) }
+            }
+            LifecycleError::Store(error) => Self::internal(&error),
+            LifecycleError::Task => Self::internal(&error),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                connect_url: self.connect_url,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+fn bad_query(rejection: QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text())
+}
+
+async fn require_api_key(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .and_then(|(_, key)| api_keys::parse(key.trim()));
+    let Some((id, secret)) = presented else {
+        return ApiError::unauthorized().into_response();
+    };
+    let key = match app.store.api_key(id).await {
+        Ok(key) => key,
+        Err(error) => return ApiError::internal(&error).into_response(),
+    };
+    // The digest is computed whether or not the id exists, so timing says nothing of it.
+    let stored = key.as_ref().map_or(&[0u8; 32][..], |k| k.secret_hash.as_slice());
+    let matches = api_keys::matches(stored, secret);
+    if !matches || key.is_none_or(|k| k.revoked_at.is_some()) {
+        return ApiError::unauthorized().into_response();
+    }
+    if let Err(error) = app.store.touch_api_key(id).await {
+        tracing::warn!(error = %error, "could not record an API key's use");
+    }
+    let mut response = next.run(request).await;
+    // Answers can hold tokens: no cache may keep them.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+struct ApiKeyAuth;
+
+impl Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("noh_<id>_<secret>, from `notion-oauth-handler api-keys create`")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "notion-oauth-handler API", description = "Tokens and lifecycle of the Notion connections this server stores."),
+    paths(connections::list_connections, connections::get_connection, connections::get_token, connections::refresh_connection, connections::check_connection, connections::revoke_connection, connections::connection_events, deliveries::list_deliveries, deliveries::redeliver, deliveries::create_connect_link, openapi_document),
+    components(schemas(ConnectionList, ConnectionSummary, TokenBody, CheckBody, EventList, Event, ErrorBody, ErrorDetail, DeliveryList, crate::store::DeliverySummary, NewConnectLink, ConnectLink)),
+    modifiers(&ApiKeyAuth),
+    security(("api_key" = []))
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI 3.1 document of this API, with this server's address.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", security(()), responses((status = 200, description = "This document")))]
+async fn openapi_document(State(app): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
+    let mut document = ApiDoc::openapi();
+    document.servers =
+        Some(vec![utoipa::openapi::Server::new(app.config.public_link("/api/v1").to_string())]);
+    Json(document)
+}
