@@ -12,6 +12,7 @@ mod connections;
 mod events;
 mod links;
 mod outbox;
+mod refresh;
 
 use std::time::Duration;
 
@@ -22,9 +23,10 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 pub use api_keys::StoredApiKey;
-pub use connections::{Claim, ConnectionFilter, ConnectionSummary, StoredTokens, Upserted};
+pub use connections::{ConnectionFilter, ConnectionSummary, StoredTokens, Upserted};
 pub use events::Event;
 pub use outbox::{Delivery, DeliverySummary};
+pub use refresh::Claim;
 
 use std::sync::Arc;
 

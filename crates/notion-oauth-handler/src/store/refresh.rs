@@ -1,0 +1,345 @@
+//! A connection's life after the flow, as stored: the refresh lock (a lease row), the outcomes
+//! of refreshes, checks and revocations, and which connections background work is due for.
+
+use notion_oauth::TokenResponse;
+use sqlx::Row;
+
+use super::connections::seal_pair;
+use super::events::record;
+use super::{Store, StoreError, now};
+use crate::vault::Vault;
+
+/// The outcome of asking for a connection's refresh lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller holds the lock; `interrupted` is when an earlier refresh started and never
+    /// finished (its process died with the lock).
+    Claimed { interrupted: Option<i64> },
+    /// Another caller holds it.
+    Held,
+    /// The tokens changed since the caller looked: re-read instead of refreshing.
+    Moved,
+}
+
+impl Store {
+    /// Active connections whose pair was issued at or before `cutoff`, with their generation.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT bot_id, generation FROM connections
+             WHERE status = 'active' AND refresh_token IS NOT NULL AND tokens_issued_at <= $1
+             ORDER BY tokens_issued_at LIMIT 500",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get("bot_id")?, row.try_get("generation")?))).collect()
+    }
+
+    /// Active connections not checked since `cutoff`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn due_for_check(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT bot_id FROM connections WHERE status = 'active' AND COALESCE(checked_at, 0) <= $1
+             ORDER BY COALESCE(checked_at, 0) LIMIT 500",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get("bot_id")?)).collect()
+    }
+
+    /// Takes the connection's lock for `owner` until `lease_until`, if it is free and the tokens
+    /// are still at `generation` (and, with `require_active`, the connection is active). One
+    /// statement, so two processes can never both win.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn claim_lease(
+        &self,
+        bot_id: &str,
+        generation: i64,
+        owner: &str,
+        lease_until: i64,
+        require_active: bool,
+    ) -> Result<Claim, StoreError> {
+        let now = now();
+        // SET expressions read the row as it was, so refresh_interrupted_at receives the
+        // previous holder's start time: set only if that holder never finished.
+        let claimed = sqlx::query(
+            "UPDATE connections SET refresh_lease_owner = $3, refresh_lease_until = $4, refresh_started_at = $5,
+                 refresh_interrupted_at = COALESCE(refresh_started_at, refresh_interrupted_at)
+             WHERE bot_id = $1 AND generation = $2 AND (NOT $6 OR status = 'active')
+               AND (refresh_lease_until IS NULL OR refresh_lease_until < $5)
+             RETURNING refresh_interrupted_at",
+        )
+        .bind(bot_id)
+        .bind(generation)
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(require_active)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = claimed {
+            return Ok(Claim::Claimed { interrupted: row.try_get("refresh_interrupted_at")? });
+        }
+        let current = sqlx::query("SELECT generation, status FROM connections WHERE bot_id = $1")
+            .bind(bot_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match current {
+            Some(row)
+                if row.try_get::<i64, _>("generation")? == generation
+                    && (!require_active || row.try_get::<String, _>("status")? == "active") =>
+            {
+                Claim::Held
+            }
+            _ => Claim::Moved,
+        })
+    }
+
+    /// Extends `owner`'s lease; `false` when it is no longer the owner.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn renew_lease(
+        &self,
+        bot_id: &str,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE connections SET refresh_lease_until = $3 WHERE bot_id = $1 AND refresh_lease_owner = $2")
+            .bind(bot_id)
+            .bind(owner)
+            .bind(lease_until)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the lock back without changing anything else (a revoke that Notion failed).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn release_lease(&self, bot_id: &str, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL, refresh_started_at = NULL
+             WHERE bot_id = $1 AND refresh_lease_owner = $2",
+        )
+        .bind(bot_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a refreshed pair and releases the lock, with its event, in one transaction, if the
+    /// connection is still at `from_generation` and not revoked. A valid new pair also ends a
+    /// `needs_reauth` that a rival refresh (holding a lease this one outlived) recorded. Returns
+    /// the new generation, or `None` when the connection changed under the refresh
+    /// (re-authorized, revoked): its state wins then.
+    ///
+    /// # Errors
+    /// Database or encryption failures; the lock then stays until it expires, and the next
+    /// refresher learns that this one was interrupted.
+    pub async fn complete_refresh(
+        &self,
+        vault: &Vault,
+        response: &TokenResponse,
+        from_generation: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let (access, refresh) = seal_pair(vault, response)?;
+        let now = now();
+        let mut transaction = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE connections SET access_token = $2,
+                 refresh_token = COALESCE($3, refresh_token), key_id = $4, generation = generation + 1,
+                 status = 'active', status_reason = NULL, refresh_lease_owner = NULL,
+                 refresh_lease_until = NULL, refresh_started_at = NULL, refresh_interrupted_at = NULL,
+                 refreshed_at = $5, tokens_issued_at = $5, updated_at = $5, last_request_id = $6
+             WHERE bot_id = $1 AND generation = $7 AND status != 'revoked' RETURNING generation",
+        )
+        .bind(response.bot_id.as_str())
+        .bind(access)
+        .bind(refresh)
+        .bind(vault.active_key_id())
+        .bind(now)
+        .bind(response.request_id.as_deref())
+        .bind(from_generation)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        record(
+            &mut transaction,
+            &self.deliveries,
+            response.bot_id.as_str(),
+            "refreshed",
+            None,
+            response.request_id.as_deref(),
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(Some(row.try_get("generation")?))
+    }
+
+    /// Releases the refresh lock after a failed refresh, with the events that say so, if the
+    /// connection is still at `from_generation` (returns whether it was). `needs_reauth` sets
+    /// that status; `outcome_unknown` (Notion may have rotated the pair before its answer was
+    /// lost) keeps the interrupted marker so the next refresh can tell what a refusal means.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn fail_refresh(
+        &self,
+        bot_id: &str,
+        from_generation: i64,
+        needs_reauth: bool,
+        outcome_unknown: bool,
+        message: &str,
+        request_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL,
+                 refresh_interrupted_at = CASE WHEN $3 THEN COALESCE(refresh_started_at, refresh_interrupted_at)
+                                              ELSE refresh_interrupted_at END,
+                 refresh_started_at = NULL,
+                 status = CASE WHEN $4 THEN 'needs_reauth' ELSE status END,
+                 status_reason = CASE WHEN $4 THEN $5 ELSE status_reason END,
+                 updated_at = $6
+             WHERE bot_id = $1 AND generation = $2",
+        )
+        .bind(bot_id)
+        .bind(from_generation)
+        .bind(outcome_unknown)
+        .bind(needs_reauth)
+        .bind(message)
+        .bind(now())
+        .execute(&mut *transaction)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        record(
+            &mut transaction,
+            &self.deliveries,
+            bot_id,
+            "refresh_failed",
+            Some(message),
+            request_id,
+        )
+        .await?;
+        if needs_reauth {
+            record(
+                &mut transaction,
+                &self.deliveries,
+                bot_id,
+                "needs_reauth",
+                Some(message),
+                request_id,
+            )
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(true)
+    }
+
+    /// Notes an introspection. An inactive token (that could not be refreshed) means the user
+    /// removed the connection in Notion: it becomes revoked, unless it changed since
+    /// `from_generation` (a re-authorization meanwhile wins).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn record_check(
+        &self,
+        bot_id: &str,
+        active: bool,
+        from_generation: i64,
+        request_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let reason = "Notion reports the token inactive: the user removed the connection in Notion";
+        let now = now();
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("UPDATE connections SET checked_at = $2 WHERE bot_id = $1")
+            .bind(bot_id)
+            .bind(now)
+            .execute(&mut *transaction)
+            .await?;
+        let message = if active { "Notion reports the token active" } else { reason };
+        record(&mut transaction, &self.deliveries, bot_id, "checked", Some(message), request_id)
+            .await?;
+        if !active {
+            let revoked = sqlx::query(
+                "UPDATE connections SET status = 'revoked', status_reason = $3, generation = generation + 1, updated_at = $4
+                 WHERE bot_id = $1 AND generation = $2",
+            )
+            .bind(bot_id)
+            .bind(from_generation)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut *transaction)
+            .await?;
+            if revoked.rows_affected() == 1 {
+                record(
+                    &mut transaction,
+                    &self.deliveries,
+                    bot_id,
+                    "revoked",
+                    Some(reason),
+                    request_id,
+                )
+                .await?;
+            }
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets a connection's tokens and marks it revoked, if it is still at `from_generation`
+    /// (returns whether it was: a re-authorization meanwhile brought a new pair to revoke).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn revoke_connection(
+        &self,
+        bot_id: &str,
+        from_generation: i64,
+        message: &str,
+        request_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE connections SET access_token = NULL, refresh_token = NULL, status = 'revoked',
+                 generation = generation + 1, status_reason = $3, refresh_lease_owner = NULL,
+                 refresh_lease_until = NULL, refresh_started_at = NULL, updated_at = $4
+             WHERE bot_id = $1 AND generation = $2",
+        )
+        .bind(bot_id)
+        .bind(from_generation)
+        .bind(message)
+        .bind(now())
+        .execute(&mut *transaction)
+        .await?;
+        let changed = done.rows_affected() == 1;
+        if changed {
+            record(
+                &mut transaction,
+                &self.deliveries,
+                bot_id,
+                "revoked",
+                Some(message),
+                request_id,
+            )
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(changed)
+    }
+}
