@@ -6,7 +6,7 @@
 //! `NOTION_CLIENT_SECRET` and `NOH_MASTER_KEY` are accepted as well, because that is how users of
 //! other Notion tools already keep them. Every secret can come from a file instead (`*_file`).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,13 +21,19 @@ use url::Url;
 
 use crate::vault::{MasterKey, Vault};
 
+mod checks;
 pub mod connect;
 pub mod delivery;
+mod documents;
+
+use checks::{
+    check_api_base_url, check_base_path, check_public_url, is_notion_version, secret_from,
+};
+pub use checks::{is_loopback_host, resolve_sqlite_url};
+use documents::load_document;
+pub use documents::{Document, DocumentSettings};
 
 pub use delivery::{Deliveries, Target, TargetKind};
-
-/// Paths the server itself answers; documents may not take them.
-const RESERVED_PATHS: [&str; 5] = ["/", "/connect", "/callback", "/healthz", "/readyz"];
 
 /// The configuration file as written.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -157,14 +163,6 @@ impl Default for SecuritySettings {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DocumentSettings {
-    pub path: String,
-    pub file: PathBuf,
-    pub content_type: Option<String>,
-}
-
 /// One thing wrong with the configuration: which key, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -185,14 +183,6 @@ pub struct ConfigError(pub Vec<Problem>);
 
 fn render(problems: &[Problem]) -> String {
     problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
-}
-
-/// A document served as is, such as the privacy policy Notion requires of public integrations.
-#[derive(Debug, Clone)]
-pub struct Document {
-    pub path: String,
-    pub body: Vec<u8>,
-    pub content_type: String,
 }
 
 /// The checked configuration the server runs with.
@@ -477,157 +467,4 @@ impl Settings {
             _ => Err(ConfigError(problems)),
         }
     }
-}
-
-/// A relative SQLite path is relative to the configuration file, like every other path in it.
-pub fn resolve_sqlite_url(url: &str, base_dir: &Path) -> String {
-    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
-        return url.to_owned();
-    };
-    if rest.starts_with('/') || rest.starts_with(":memory:") || base_dir == Path::new(".") {
-        return url.to_owned();
-    }
-    format!("sqlite://{}", base_dir.join(rest).display())
-}
-
-/// Whether `url` names this machine: `localhost` or a loopback address.
-pub(crate) fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(domain)) => domain == "localhost",
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
-/// Notion accepts a plain-http redirect URI only for `localhost`; a loopback IP works only with
-/// an emulator that is itself on this machine.
-fn check_public_url(text: &str, notion_is_local: bool) -> Result<Url, String> {
-    let url = Url::parse(text.trim())
-        .map_err(|e| format!("`{text}` is not a URL ({e}); use e.g. https://notion.example.com"))?;
-    let plain_http_ok = url.scheme() == "http"
-        && (url.host_str() == Some("localhost") || (notion_is_local && is_loopback_host(&url)));
-    if url.scheme() != "https" && !plain_http_ok {
-        return Err(format!(
-            "`{text}` must use https: Notion accepts plain http redirect URIs only for localhost (http://localhost:PORT)"
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(format!("`{text}` must not carry a query, fragment or user name"));
-    }
-    Ok(url)
-}
-
-fn check_api_base_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text.trim()).map_err(|e| {
-        format!("`{text}` is not a URL ({e}); the default is {DEFAULT_API_BASE_URL}")
-    })?;
-    // The client secret travels in every token request: never in clear beyond this machine.
-    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback_host(&url)) {
-        return Err(format!(
-            "`{text}` must use https (plain http is allowed only for an emulator on localhost)"
-        ));
-    }
-    Ok(url)
-}
-
-fn check_base_path(text: &str) -> Result<String, String> {
-    let trimmed = text.trim_end_matches('/');
-    let valid = text.starts_with('/')
-        && !text.contains("//")
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || "-._~/".contains(c));
-    if !valid {
-        return Err(format!(
-            "`{text}` must be a path such as / or /notion (letters, digits, - . _ ~ and /)"
-        ));
-    }
-    Ok(trimmed.to_owned())
-}
-
-fn is_notion_version(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes.len() == 10
-        && bytes
-            .iter()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() })
-}
-
-/// A secret given inline or in a file (exactly one of the two).
-fn secret_from(
-    key: &str,
-    inline: Option<&SecretString>,
-    file: Option<&Path>,
-    base_dir: &Path,
-    how: &str,
-) -> Result<SecretString, (String, String)> {
-    match (inline, file) {
-        (Some(_), Some(_)) => {
-            Err((key.into(), format!("is set both inline and in {key}_file; keep one")))
-        }
-        (Some(value), None) if value.expose_secret().trim().is_empty() => {
-            Err((key.into(), format!("is empty; {how}")))
-        }
-        (Some(value), None) => Ok(SecretString::from(value.expose_secret().trim().to_owned())),
-        (None, Some(path)) => {
-            let path = base_dir.join(path);
-            match std::fs::read_to_string(&path) {
-                Ok(text) if !text.trim().is_empty() => {
-                    Ok(SecretString::from(text.trim().to_owned()))
-                }
-                Ok(_) => Err((format!("{key}_file"), format!("{} is empty", path.display()))),
-                Err(e) => {
-                    Err((format!("{key}_file"), format!("cannot read {}: {e}", path.display())))
-                }
-            }
-        }
-        (None, None) => Err((key.into(), format!("is required; {how}"))),
-    }
-}
-
-fn load_document(
-    document: &DocumentSettings,
-    base_dir: &Path,
-    earlier: &[Document],
-) -> Result<Document, (&'static str, String)> {
-    let path = document.path.trim_end_matches('/');
-    if !document.path.starts_with('/')
-        || check_base_path(&document.path).is_err()
-        || path.is_empty()
-    {
-        return Err(("path", format!("`{}` must be a path such as /privacy", document.path)));
-    }
-    if RESERVED_PATHS.contains(&path) || path == "/api" || path.starts_with("/api/") {
-        return Err((
-            "path",
-            format!("`{path}` is one of the server's own pages; pick another path"),
-        ));
-    }
-    if earlier.iter().any(|d| d.path == path) {
-        return Err(("path", format!("`{path}` is served by an earlier document already")));
-    }
-    let file = base_dir.join(&document.file);
-    let body = std::fs::read(&file)
-        .map_err(|e| ("file", format!("cannot read {}: {e}", file.display())))?;
-    let content_type = match &document.content_type {
-        Some(content_type) => content_type.clone(),
-        None => match file.extension().and_then(|e| e.to_str()) {
-            Some("html" | "htm") => "text/html; charset=utf-8".into(),
-            Some("txt" | "md") => "text/plain; charset=utf-8".into(),
-            Some("pdf") => "application/pdf".into(),
-            _ => {
-                return Err((
-                    "content_type",
-                    format!("cannot guess the type of {}; set content_type", file.display()),
-                ));
-            }
-        },
-    };
-    if axum::http::HeaderValue::from_str(&content_type).is_err() {
-        return Err((
-            "content_type",
-            format!("`{}` is not a valid Content-Type header value", content_type.escape_debug()),
-        ));
-    }
-    Ok(Document { path: path.to_owned(), body, content_type })
 }

@@ -1,0 +1,114 @@
+//! Checks of single values: URLs, paths, versions, and secrets given inline or in a file.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use notion_oauth::DEFAULT_API_BASE_URL;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// A relative SQLite path is relative to the configuration file, like every other path in it.
+pub fn resolve_sqlite_url(url: &str, base_dir: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+        return url.to_owned();
+    };
+    if rest.starts_with('/') || rest.starts_with(":memory:") || base_dir == Path::new(".") {
+        return url.to_owned();
+    }
+    format!("sqlite://{}", base_dir.join(rest).display())
+}
+
+/// Whether `url` names this machine: `localhost` or a loopback address.
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Notion accepts a plain-http redirect URI only for `localhost`; a loopback IP works only with
+/// an emulator that is itself on this machine.
+pub(super) fn check_public_url(text: &str, notion_is_local: bool) -> Result<Url, String> {
+    let url = Url::parse(text.trim())
+        .map_err(|e| format!("`{text}` is not a URL ({e}); use e.g. https://notion.example.com"))?;
+    let plain_http_ok = url.scheme() == "http"
+        && (url.host_str() == Some("localhost") || (notion_is_local && is_loopback_host(&url)));
+    if url.scheme() != "https" && !plain_http_ok {
+        return Err(format!(
+            "`{text}` must use https: Notion accepts plain http redirect URIs only for localhost (http://localhost:PORT)"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!("`{text}` must not carry a query, fragment or user name"));
+    }
+    Ok(url)
+}
+
+pub(super) fn check_api_base_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim()).map_err(|e| {
+        format!("`{text}` is not a URL ({e}); the default is {DEFAULT_API_BASE_URL}")
+    })?;
+    // The client secret travels in every token request: never in clear beyond this machine.
+    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback_host(&url)) {
+        return Err(format!(
+            "`{text}` must use https (plain http is allowed only for an emulator on localhost)"
+        ));
+    }
+    Ok(url)
+}
+
+pub(super) fn check_base_path(text: &str) -> Result<String, String> {
+    let trimmed = text.trim_end_matches('/');
+    let valid = text.starts_with('/')
+        && !text.contains("//")
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || "-._~/".contains(c));
+    if !valid {
+        return Err(format!(
+            "`{text}` must be a path such as / or /notion (letters, digits, - . _ ~ and /)"
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+pub(super) fn is_notion_version(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 10
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() })
+}
+
+/// A secret given inline or in a file (exactly one of the two).
+pub(super) fn secret_from(
+    key: &str,
+    inline: Option<&SecretString>,
+    file: Option<&Path>,
+    base_dir: &Path,
+    how: &str,
+) -> Result<SecretString, (String, String)> {
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            Err((key.into(), format!("is set both inline and in {key}_file; keep one")))
+        }
+        (Some(value), None) if value.expose_secret().trim().is_empty() => {
+            Err((key.into(), format!("is empty; {how}")))
+        }
+        (Some(value), None) => Ok(SecretString::from(value.expose_secret().trim().to_owned())),
+        (None, Some(path)) => {
+            let path = base_dir.join(path);
+            match std::fs::read_to_string(&path) {
+                Ok(text) if !text.trim().is_empty() => {
+                    Ok(SecretString::from(text.trim().to_owned()))
+                }
+                Ok(_) => Err((format!("{key}_file"), format!("{} is empty", path.display()))),
+                Err(e) => {
+                    Err((format!("{key}_file"), format!("cannot read {}: {e}", path.display())))
+                }
+            }
+        }
+        (None, None) => Err((key.into(), format!("is required; {how}"))),
+    }
+}
