@@ -112,7 +112,7 @@ pub async fn read_connect_request(
     for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         if let Some(index) = NAMES.iter().position(|n| *n == name) {
             if found[index].is_some() {
-                return Err(FlowError::RepeatedParameter(NAMES[index].into()));
+                return Err(FlowError::InvalidLink);
             }
             found[index] = Some(value.into_owned()).filter(|v| !v.is_empty());
         }
@@ -172,4 +172,32 @@ pub async fn read_connect_request(
         request.return_to = Some(url.to_string());
     }
     Ok(request)
+}
+
+/// A link that sends `reference`'s user back through `/connect` and that this server will accept:
+/// signed when a link secret is set, a one-time link when unsigned ones are refused and there is
+/// no secret, else plain. Lives an hour.
+///
+/// # Errors
+/// Storing a one-time link failed, or no randomness.
+pub async fn reconnect_url(app: &AppState, reference: Option<&str>) -> Result<url::Url, FlowError> {
+    let connect = &app.config.connect;
+    let mut url = app.config.public_link("/connect");
+    let Some(reference) = reference else {
+        return Ok(url);
+    };
+    let expires = crate::store::now() + 3600;
+    if let Some(secret) = &connect.link_secret {
+        url.query_pairs_mut()
+            .append_pair("ref", reference)
+            .append_pair("expires", &expires.to_string())
+            .append_pair("sig", &sign(secret, reference, "", expires));
+    } else if connect.require_signed_ref {
+        let (token, digest) = new_token().map_err(FlowError::Randomness)?;
+        app.store.insert_connect_link(&digest, Some(reference), None, expires).await?;
+        url.query_pairs_mut().append_pair("link", &token);
+    } else {
+        url.query_pairs_mut().append_pair("ref", reference);
+    }
+    Ok(url)
 }

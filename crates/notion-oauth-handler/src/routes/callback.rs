@@ -81,7 +81,13 @@ pub async fn oauth_callback(
             {
                 return viewed;
             }
-            app.pages.render(StatusCode::OK, "denied.html", context! { reference }).into_response()
+            let retry_url = match crate::links::reconnect_url(&app, reference.as_deref()).await {
+                Ok(url) => url.to_string(),
+                Err(error) => return super::flow_error(&app, &error),
+            };
+            app.pages
+                .render(StatusCode::OK, "denied.html", context! { reference, retry_url })
+                .into_response()
         }
         Err(error) => {
             let request_id = error.request_id();

@@ -202,7 +202,7 @@ async fn connect_refuses_a_bad_ref_and_ignores_campaign_tags() {
             let body = response.text().await.unwrap();
             assert!(
                 body.contains("data-reason=\"invalid_ref\"")
-                    || body.contains("data-reason=\"malformed_callback\"")
+                    || body.contains("data-reason=\"invalid_link\"")
             );
         }
     }

@@ -264,3 +264,70 @@ async fn a_link_too_long_to_travel_through_notion_is_refused_before_notion() {
     let back = location(&flow(&app, &fits, "allow").await);
     assert_eq!(query_param(&back, "ref"), Some("r".repeat(256)));
 }
+
+#[tokio::test]
+async fn links_back_to_connect_are_accepted_where_signatures_are_required() {
+    for with_secret in [true, false] {
+        let settings = ConnectSettings {
+            require_signed_ref: true,
+            link_secret: if with_secret { Some(SecretString::from(LINK_SECRET)) } else { None },
+            ..ConnectSettings::default()
+        };
+        let app = app_with(settings).await;
+        let api = app.api().await;
+        let query = fresh_link_for_user_9(&app, with_secret).await;
+
+        // The denied page's retry link works.
+        let denied = flow(&app, &query, "deny")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .replace("&#x2f;", "/")
+            .replace("&amp;", "&");
+        let retry = denied
+            .split("id=\"try-again\" href=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_eq!(Browser::new().get(&retry).await.status().as_u16(), 302, "retry link: {retry}");
+
+        // The API's connect_url for a connection that needs its user works.
+        let bot = {
+            let connected =
+                flow(&app, &fresh_link_for_user_9(&app, with_secret).await, "allow").await;
+            assert_eq!(connected.status().as_u16(), 200);
+            app.connections().await[0].bot_id.clone()
+        };
+        assert_eq!(api.delete(&format!("/connections/{bot}")).await.status, 204);
+        let answer = api.get(&format!("/connections/{bot}/token")).await;
+        let connect_url = answer.body["error"]["connect_url"].as_str().unwrap().to_owned();
+        assert!(connect_url.contains("user-9") || connect_url.contains("link="), "{connect_url}");
+        assert_eq!(
+            Browser::new().get(&connect_url).await.status().as_u16(),
+            302,
+            "connect_url: {connect_url}"
+        );
+    }
+}
+
+/// A fresh link for user-9: signed, or one-time from the API (each is used up by a flow).
+async fn fresh_link_for_user_9(app: &TestApp, with_secret: bool) -> String {
+    if with_secret {
+        return signed_query("user-9", "", notion_oauth_handler::store::now() + 600);
+    }
+    let made = http()
+        .build()
+        .unwrap()
+        .post(format!("{}/api/v1/connect-links", app.address))
+        .bearer_auth(app.api_key().await)
+        .json(&serde_json::json!({ "ref": "user-9" }))
+        .send()
+        .await
+        .unwrap();
+    let made: serde_json::Value = made.json().await.unwrap();
+    made["url"].as_str().unwrap().split_once('?').unwrap().1.to_owned()
+}

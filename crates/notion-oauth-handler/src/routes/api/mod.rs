@@ -116,11 +116,10 @@ impl ApiError {
         let connect_url = || async {
             let reference =
                 app.store.connection(bot_id).await.ok().flatten().and_then(|c| c.reference);
-            let mut url = app.config.public_link("/connect");
-            if let Some(reference) = reference {
-                url.query_pairs_mut().append_pair("ref", &reference);
-            }
-            Some(url.to_string())
+            crate::links::reconnect_url(app, reference.as_deref())
+                .await
+                .ok()
+                .map(|url| url.to_string())
         };
         match error {
             LifecycleError::NotFound(_) => {
