@@ -303,6 +303,56 @@ async fn init_writes_a_starting_point_that_check_understands() {
 }
 
 #[tokio::test]
+async fn every_key_that_init_suggests_is_a_real_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, _, _) = run(binary().args(["init", "--dir"]).arg(dir.path())).await;
+    assert!(output.status.success());
+    let written = std::fs::read_to_string(dir.path().join("notion-oauth-handler.toml")).unwrap();
+    // Uncomment every suggested section and key (dropping trailing comments), as an operator would.
+    let mut config = String::new();
+    for line in written.lines() {
+        let uncommented = line.strip_prefix("# ").filter(|rest| {
+            rest.starts_with('[')
+                || rest
+                    .split_once(" = ")
+                    .is_some_and(|(key, _)| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        });
+        let line = match uncommented {
+            Some(rest) if rest.starts_with('[') => rest.to_owned(),
+            Some(rest) => rest.split("   #").next().unwrap().trim_end().to_owned(),
+            None => line.to_owned(),
+        };
+        // Secrets as files only, placed here.
+        if line.starts_with("client_secret = ") {
+            continue;
+        }
+        config.push_str(&line.replace("/run/secrets/", ""));
+        config.push('\n');
+    }
+    for (file, contents) in [
+        ("notion_client_secret", "secret_x".to_owned()),
+        ("noh_master_key", random_key()),
+        ("noh_link_secret", "0123456789abcdef0123456789abcdef".to_owned()),
+        ("noh_webhook_secret", "0123456789abcdef".to_owned()),
+    ] {
+        std::fs::write(dir.path().join(file), contents).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("branding")).unwrap();
+    std::fs::write(dir.path().join("everything.toml"), &config).unwrap();
+
+    let (output, stdout, stderr) =
+        run(binary().args(["check", "--config"]).arg(dir.path().join("everything.toml"))).await;
+
+    assert!(output.status.success(), "{stderr}\n{config}");
+    assert!(stdout.contains("The configuration is valid"), "{stdout}");
+    assert!(
+        config.contains("[[webhooks]]")
+            && config.contains("[connect]")
+            && config.contains("[pages]")
+    );
+}
+
+#[tokio::test]
 async fn serve_with_a_broken_configuration_exits_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
