@@ -98,17 +98,26 @@ pub trait ConnectView: Send + Sync + 'static {
 pub struct NotionOAuth {
     config: Config,
     view: Option<Arc<dyn ConnectView>>,
+    /// A mistake found while building, reported by [`NotionOAuth::build`].
+    problem: Option<String>,
 }
 
 impl NotionOAuth {
     /// From a checked configuration (see [`crate::config::Settings::validate`]).
     pub fn new(config: Config) -> Self {
-        Self { config, view: None }
+        Self { config, view: None, problem: None }
     }
 
-    /// Adds a hook for every connection event, named `name` in delivery listings.
+    /// Adds a hook for every connection event, named `name` in delivery listings (letters,
+    /// digits, `-`, `_` or `.`, unlike any other target's; [`NotionOAuth::build`] refuses
+    /// another).
     #[must_use]
     pub fn with_hook(mut self, name: &str, hook: impl ConnectionHook) -> Self {
+        let taken = self.config.deliveries.targets.iter().map(|t| t.name.as_str());
+        if let Err(message) = crate::config::delivery::check_target_name(name, taken) {
+            self.problem.get_or_insert(format!("hook name: {message}"));
+            return self;
+        }
         self.config.deliveries.targets.push(Target {
             name: name.to_owned(),
             events: crate::config::delivery::EVENT_TYPES.iter().map(|e| (*e).to_owned()).collect(),
@@ -127,8 +136,11 @@ impl NotionOAuth {
     /// Opens the database and starts the delivery workers and configured background work.
     ///
     /// # Errors
-    /// See [`open_app`].
+    /// A hook name that is not allowed, or see [`open_app`].
     pub async fn build(self) -> anyhow::Result<Embedded> {
+        if let Some(problem) = self.problem {
+            anyhow::bail!(problem);
+        }
         let state = open_app(self.config).await?;
         state.set_view(self.view);
         let background = Some(spawn_background_work(&state));

@@ -156,6 +156,28 @@ fn check_events(
     events.clone()
 }
 
+/// A target's name: letters, digits, `-`, `_` or `.`, not the command hook's, not taken.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_target_name<'a>(
+    name: &str,
+    taken: impl IntoIterator<Item = &'a str>,
+) -> Result<(), String> {
+    if name.is_empty()
+        || name == COMMAND_TARGET
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(format!(
+            "`{name}` must be letters, digits, - _ or . and not `{COMMAND_TARGET}`"
+        ));
+    }
+    if taken.into_iter().any(|t| t == name) {
+        return Err(format!("`{name}` is already the name of another delivery target"));
+    }
+    Ok(())
+}
+
 /// Checks the delivery sections, adding `(key, message)` problems.
 pub fn validate(
     webhooks: &[WebhookSettings],
@@ -169,16 +191,8 @@ pub fn validate(
     for (index, webhook) in webhooks.iter().enumerate() {
         let key = |field: &str| format!("webhooks[{index}].{field}");
         let name = webhook.name.trim();
-        if name.is_empty()
-            || name == COMMAND_TARGET
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            problems.push((
-                key("name"),
-                format!("`{name}` must be letters, digits, - _ or . and not `{COMMAND_TARGET}`"),
-            ));
-        } else if names.contains(&name) {
-            problems.push((key("name"), format!("`{name}` is used by an earlier webhook")));
+        if let Err(message) = check_target_name(name, names.iter().copied()) {
+            problems.push((key("name"), message));
         }
         names.push(name);
         let url = match Url::parse(&webhook.url) {

@@ -357,8 +357,13 @@ impl Settings {
             problem("notion.timeout_seconds", "must be between 1 and 120".into());
         }
 
-        let storage_ok = crate::store::Backend::of(&self.storage.url).is_some();
-        if !storage_ok {
+        let in_memory =
+            self.storage.url.contains(":memory:") || self.storage.url.contains("mode=memory");
+        if in_memory {
+            problem("storage.url", "an in-memory SQLite database is not supported (each pooled connection would get its own); use a file, e.g. sqlite://notion-oauth-handler.db".into());
+        }
+        let storage_ok = crate::store::Backend::of(&self.storage.url).is_some() && !in_memory;
+        if !storage_ok && !in_memory {
             problem(
                 "storage.url",
                 "must be a SQLite URL such as sqlite://notion-oauth-handler.db, or a PostgreSQL one such as postgres://user@db.example.com/notion".into(),

@@ -193,13 +193,20 @@ async fn attempt(app: &AppState, delivery: &Delivery) -> Result<(), AttemptError
         TargetKind::InProcess(hook) => {
             let event: crate::embed::HookEvent = serde_json::from_str(&delivery.payload)
                 .map_err(|e| AttemptError::Prepare(e.to_string()))?;
-            match tokio::time::timeout(app.config.deliveries.timeout, hook.0.on_event(&event)).await
-            {
-                Ok(result) => result.map_err(AttemptError::Hook),
-                Err(_) => Err(AttemptError::Hook(format!(
-                    "the hook ran longer than {} s",
-                    app.config.deliveries.timeout.as_secs()
-                ))),
+            // In its own task: a hook that panics fails this attempt, not the worker.
+            let hook = hook.0.clone();
+            let call = tokio::spawn(async move { hook.on_event(&event).await });
+            let aborter = call.abort_handle();
+            match tokio::time::timeout(app.config.deliveries.timeout, call).await {
+                Ok(Ok(result)) => result.map_err(AttemptError::Hook),
+                Ok(Err(_)) => Err(AttemptError::Hook("the hook panicked".into())),
+                Err(_) => {
+                    aborter.abort();
+                    Err(AttemptError::Hook(format!(
+                        "the hook ran longer than {} s",
+                        app.config.deliveries.timeout.as_secs()
+                    )))
+                }
             }
         }
     }

@@ -16,6 +16,11 @@ impl Store {
         return_to: Option<&str>,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        // Used and expired links can never be used again, so they can go.
+        sqlx::query("DELETE FROM connect_links WHERE expires_at < $1 OR used_at IS NOT NULL")
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
         sqlx::query("INSERT INTO connect_links (token_hash, ref, return_to, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(token_digest)
             .bind(reference)

@@ -47,7 +47,7 @@ pub enum StoreError {
     Corrupt,
     #[error("Notion's answer could not be serialized for storage: {0}")]
     Serialize(#[source] serde_json::Error),
-    #[error("storage.url must start with sqlite: or postgres://")]
+    #[error("storage.url must be a SQLite file (sqlite:…) or a PostgreSQL database (postgres://…)")]
     UnknownBackend,
 }
 
@@ -136,6 +136,9 @@ impl Store {
     async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url).ok_or(StoreError::UnknownBackend)?;
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::UnknownBackend);
+        }
         let url = match backend {
             Backend::Sqlite => sqlite_url(url, create),
             Backend::Postgres => url.to_owned(),

@@ -147,6 +147,8 @@ impl Store {
     /// # Errors
     /// Database or encryption failures; the lock then stays until it expires, and the next
     /// refresher learns that this one was interrupted.
+    /// `key_id` names the key of the newest ciphertext; each ciphertext also carries its own, so
+    /// a refresh token kept from before (Notion sent none) still opens.
     pub async fn complete_refresh(
         &self,
         vault: &Vault,
@@ -158,7 +160,7 @@ impl Store {
         let mut transaction = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE connections SET access_token = $2,
-                 refresh_token = COALESCE($3, refresh_token), key_id = $4, generation = generation + 1,
+                                  refresh_token = COALESCE($3, refresh_token), key_id = $4, generation = generation + 1,
                  status = 'active', status_reason = NULL, refresh_lease_owner = NULL,
                  refresh_lease_until = NULL, refresh_started_at = NULL, refresh_interrupted_at = NULL,
                  refreshed_at = $5, tokens_issued_at = $5, updated_at = $5, last_request_id = $6

@@ -200,6 +200,24 @@ async fn check_reports_page_overrides_that_are_broken_or_misnamed() {
 }
 
 #[tokio::test]
+async fn check_refuses_an_in_memory_database() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in ["sqlite::memory:", "sqlite://x.db?mode=memory"] {
+        let (output, _, stderr) = run(binary()
+            .arg("check")
+            .current_dir(dir.path())
+            .env("NOTION_CLIENT_ID", "id")
+            .env("NOTION_CLIENT_SECRET", "secret_x")
+            .env("NOH_MASTER_KEY", random_key())
+            .env("NOH_SERVER__PUBLIC_URL", "https://a.example.com")
+            .env("NOH_STORAGE__URL", url))
+        .await;
+        assert!(!output.status.success());
+        assert!(stderr.contains("in-memory SQLite database is not supported"), "{url}: {stderr}");
+    }
+}
+
+#[tokio::test]
 async fn check_names_unknown_keys_and_never_echoes_a_mistyped_secret() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("typo.toml");

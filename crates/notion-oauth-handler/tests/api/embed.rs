@@ -80,3 +80,96 @@ async fn the_embedding_example_connects_a_user_into_the_apps_own_table() {
     assert!(refused.contains("data-reason=\"missing_state\""), "{refused}");
     embedded.shutdown().await;
 }
+
+/// Panics for connections whose ref starts with "boom"; records the others.
+struct Temperamental(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl notion_oauth_handler::embed::ConnectionHook for Temperamental {
+    fn on_event<'a>(
+        &'a self,
+        event: &'a notion_oauth_handler::embed::HookEvent,
+    ) -> notion_oauth_handler::embed::HookFuture<'a> {
+        Box::pin(async move {
+            let reference = event.data["ref"].as_str().unwrap_or("").to_owned();
+            assert!(!reference.starts_with("boom"), "a hook bug");
+            self.0.lock().unwrap().push(reference);
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_hook_fails_its_delivery_not_the_workers() {
+    // The flow must run through the instance that registers the hook: serve it on its own port.
+    let app = crate::helpers::spawn_app().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    app.emulator().add_redirect_uri(&format!("{origin}/callback"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut settings = app.settings.clone();
+    settings.server.public_url = Some(origin.clone());
+    settings.delivery.retry_base_ms = 100;
+    let config = settings.validate(app.dir.path()).unwrap();
+    let embedded = notion_oauth_handler::embed::NotionOAuth::new(config)
+        .with_hook("temperamental", Temperamental(seen.clone()))
+        .build()
+        .await
+        .unwrap();
+    let router = embedded.router();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+
+    // Both workers meet a panicking event before the good one.
+    for (user, reference) in
+        [("Ada Lovelace", "boom-1"), ("Grace Hopper", "boom-2"), ("Alan Turing", "fine")]
+    {
+        let browser = Browser::new();
+        let started = browser.get(&format!("{origin}/connect?ref={reference}")).await;
+        let authorize = Url::parse(started.headers()["location"].to_str().unwrap()).unwrap();
+        let back = app.decide(&authorize, "allow", user).await;
+        assert_eq!(browser.get(back.as_str()).await.status().as_u16(), 200);
+    }
+
+    for _ in 0..200 {
+        if seen.lock().unwrap().contains(&"fine".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(*seen.lock().unwrap(), ["fine"]);
+    let failed = embedded.state().store.deliveries(Some("pending"), 10).await.unwrap();
+    assert!(
+        failed
+            .iter()
+            .any(|d| d.last_error.as_deref() == Some("the hook failed: the hook panicked")),
+        "{failed:?}"
+    );
+    embedded.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hook_name_that_clashes_is_refused() {
+    let app = crate::helpers::spawn_app().await;
+    struct Quiet;
+    impl notion_oauth_handler::embed::ConnectionHook for Quiet {
+        fn on_event<'a>(
+            &'a self,
+            _: &'a notion_oauth_handler::embed::HookEvent,
+        ) -> notion_oauth_handler::embed::HookFuture<'a> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+    for names in [vec!["command"], vec!["a b"], vec!["twice", "twice"]] {
+        let config = app.settings.clone().validate(app.dir.path()).unwrap();
+        let mut builder = notion_oauth_handler::embed::NotionOAuth::new(config);
+        for name in &names {
+            builder = builder.with_hook(name, Quiet);
+        }
+        let built = builder.build().await;
+        assert!(
+            built.as_ref().err().is_some_and(|e| e.to_string().contains("hook name")),
+            "{names:?}"
+        );
+    }
+}

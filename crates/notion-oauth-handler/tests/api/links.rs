@@ -293,6 +293,10 @@ async fn links_back_to_connect_are_accepted_where_signatures_are_required() {
             .next()
             .unwrap()
             .to_owned();
+        assert!(
+            retry.contains("ref=user-9") || retry.contains("link="),
+            "the retry link carries the user: {retry}"
+        );
         assert_eq!(Browser::new().get(&retry).await.status().as_u16(), 302, "retry link: {retry}");
 
         // The API's connect_url for a connection that needs its user works.

@@ -32,7 +32,9 @@ async fn the_flow_stores_an_encrypted_connection_in_postgres() {
             .await
             .unwrap();
     let mut everything = String::new();
-    for table in ["connections", "connection_events", "outbox", "used_states"] {
+    for table in
+        ["connections", "connection_events", "outbox", "used_states", "api_keys", "connect_links"]
+    {
         let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT row_to_json(t)::text FROM {table} t"
         )))
@@ -45,9 +47,16 @@ async fn the_flow_stores_an_encrypted_connection_in_postgres() {
     for secret in
         app.emulator().issued_secrets().iter().chain([&CLIENT_SECRET.to_owned(), &app.master_key])
     {
+        // BYTEA columns come out as hex: look for that form too.
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
         assert!(
             !everything.contains(secret.as_str()),
             "a secret is stored in clear: {}…",
+            &secret[..6]
+        );
+        assert!(
+            !everything.contains(&hex),
+            "a secret is stored in clear (as bytes): {}…",
             &secret[..6]
         );
     }
