@@ -37,6 +37,11 @@ async fn the_api_refuses_missing_wrong_and_revoked_keys_alike() {
         assert_eq!(answer.body, no_key_body, "every refusal looks the same");
     }
     assert_eq!(api.with_key(&active).get("/connections").await.status, 200);
+    let active_id = active.split('_').nth(1).unwrap();
+    let recorded = app.store().await.api_key(active_id).await.unwrap().unwrap();
+    assert!(recorded.last_used_at.is_some(), "a key's use is recorded");
+    let never_used = app.store().await.api_key(&revoked_id).await.unwrap().unwrap();
+    assert!(never_used.last_used_at.is_none(), "a refused key's is not");
 }
 
 #[tokio::test]
