@@ -23,6 +23,23 @@ fn time(unix: Option<i64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// Prints `items` as JSON, or `empty` when there are none, or the table `table` prints.
+fn print_list<T: serde::Serialize>(
+    items: &[T],
+    json: bool,
+    empty: &str,
+    table: impl FnOnce(&[T]),
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(items)?);
+    } else if items.is_empty() {
+        println!("{empty}");
+    } else {
+        table(items);
+    }
+    Ok(())
+}
+
 fn clip(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_owned();
@@ -39,16 +56,12 @@ pub async fn connections(command: ConnectionsCommand) -> anyhow::Result<()> {
             let filter =
                 ConnectionFilter { status, workspace_id, reference, after: None, limit: i64::MAX };
             let connections = store.list_connections(&filter).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&connections)?);
-            } else if connections.is_empty() {
-                println!("No connections.");
-            } else {
+            print_list(&connections, json, "No connections.", |connections| {
                 println!(
                     "{:<36}  {:<24}  {:<20}  {:<16}  {:<12}  UPDATED",
                     "BOT ID", "WORKSPACE", "OWNER", "REF", "STATUS"
                 );
-                for c in &connections {
+                for c in connections {
                     println!(
                         "{:<36}  {:<24}  {:<20}  {:<16}  {:<12}  {}",
                         c.bot_id,
@@ -65,7 +78,7 @@ pub async fn connections(command: ConnectionsCommand) -> anyhow::Result<()> {
                         time(Some(c.updated_at)),
                     );
                 }
-            }
+            })?;
         }
         ConnectionsCommand::Show { bot_id, config, json } => {
             let store = open_store(&config).await?;
@@ -161,26 +174,27 @@ pub async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
         }
         ApiKeysCommand::List { config, json } => {
             let keys = open_store(&config).await?.api_keys().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&keys)?);
-            } else if keys.is_empty() {
-                println!("No API keys; make one with `api-keys create --name NAME`.");
-            } else {
-                println!(
-                    "{:<12}  {:<24}  {:<20}  {:<20}  REVOKED",
-                    "ID", "NAME", "CREATED", "LAST USED"
-                );
-                for key in keys {
+            print_list(
+                &keys,
+                json,
+                "No API keys; make one with `api-keys create --name NAME`.",
+                |keys| {
                     println!(
-                        "{:<12}  {:<24}  {:<20}  {:<20}  {}",
-                        key.id,
-                        clip(&key.name, 24),
-                        time(Some(key.created_at)),
-                        time(key.last_used_at),
-                        time(key.revoked_at)
+                        "{:<12}  {:<24}  {:<20}  {:<20}  REVOKED",
+                        "ID", "NAME", "CREATED", "LAST USED"
                     );
-                }
-            }
+                    for key in keys {
+                        println!(
+                            "{:<12}  {:<24}  {:<20}  {:<20}  {}",
+                            key.id,
+                            clip(&key.name, 24),
+                            time(Some(key.created_at)),
+                            time(key.last_used_at),
+                            time(key.revoked_at)
+                        );
+                    }
+                },
+            )?;
         }
         ApiKeysCommand::Revoke { id, config } => {
             if !open_store(&config).await?.revoke_api_key(&id).await? {
@@ -199,11 +213,7 @@ pub async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<()> {
                 bail!("--status must be pending, delivered or dead");
             }
             let deliveries = open_store(&config).await?.deliveries(status.as_deref(), 500).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&deliveries)?);
-            } else if deliveries.is_empty() {
-                println!("No deliveries.");
-            } else {
+            print_list(&deliveries, json, "No deliveries.", |deliveries| {
                 println!(
                     "{:<6}  {:<24}  {:<12}  {:<10}  {:<8}  LAST ERROR",
                     "ID", "EVENT", "TARGET", "STATUS", "ATTEMPTS"
@@ -216,10 +226,10 @@ pub async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<()> {
                         clip(&d.target, 12),
                         d.status,
                         d.attempts,
-                        d.last_error.unwrap_or_default()
+                        d.last_error.as_deref().unwrap_or_default()
                     );
                 }
-            }
+            })?;
         }
         DeliveriesCommand::Redeliver { id, dead, config } => {
             let store = open_store(&config).await?;
