@@ -38,7 +38,8 @@ use axum::Router;
 use axum::response::Response;
 
 use crate::config::{Config, Target, TargetKind};
-use crate::startup::{AppState, open_app, spawn_background_work};
+use crate::startup::{AppState, open_app, open_app_with_store, spawn_background_work};
+use crate::store::Store;
 
 /// What a hook returns: `Err` is retried like a failed webhook, then dead-lettered.
 pub type HookFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
@@ -98,6 +99,7 @@ pub trait ConnectView: Send + Sync + 'static {
 pub struct NotionOAuth {
     config: Config,
     view: Option<Arc<dyn ConnectView>>,
+    store: Option<Arc<dyn Store>>,
     /// A mistake found while building, reported by [`NotionOAuth::build`].
     problem: Option<String>,
 }
@@ -105,7 +107,7 @@ pub struct NotionOAuth {
 impl NotionOAuth {
     /// From a checked configuration (see [`crate::config::Settings::validate`]).
     pub fn new(config: Config) -> Self {
-        Self { config, view: None, problem: None }
+        Self { config, view: None, store: None, problem: None }
     }
 
     /// Adds a hook for every connection event, named `name` in delivery listings (letters,
@@ -133,7 +135,16 @@ impl NotionOAuth {
         self
     }
 
-    /// Opens the database and starts the delivery workers and configured background work.
+    /// Keeps connections, their history and deliveries in `store` instead of the database that
+    /// `storage.url` names: the app's own, say (see [`crate::store`] for what it must uphold).
+    #[must_use]
+    pub fn with_store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Opens the database (unless given a store) and starts the delivery workers and
+    /// configured background work.
     ///
     /// # Errors
     /// A hook name that is not allowed, or see [`open_app`].
@@ -141,7 +152,10 @@ impl NotionOAuth {
         if let Some(problem) = self.problem {
             anyhow::bail!(problem);
         }
-        let state = open_app(self.config).await?;
+        let state = match self.store {
+            Some(store) => open_app_with_store(self.config, store).await?,
+            None => open_app(self.config).await?,
+        };
         state.set_view(self.view);
         let background = Some(spawn_background_work(&state));
         Ok(Embedded { state, background })
@@ -166,7 +180,6 @@ impl Embedded {
         &self.state
     }
 
-    /// Stops the background work, lets refreshes under way finish, and closes the database.
     /// Lets deliveries and refreshes under way finish, stops the background work, and closes
     /// the database. Dropping an `Embedded` stops the work without waiting.
     pub async fn shutdown(mut self) {

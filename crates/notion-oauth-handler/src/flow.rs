@@ -15,7 +15,7 @@ use url::Url;
 use crate::config::Config;
 use crate::links::ConnectRequest;
 use crate::startup::AppState;
-use crate::store::{StoreError, Upserted};
+use crate::store::{SealedPair, StoreError, Upserted};
 
 /// The cookie that ties a flow to the browser that started it. One per browser, not per flow,
 /// so that several tabs can each run a flow at once. Over https it carries the `__Host-`
@@ -228,7 +228,7 @@ pub async fn finish(
         return if error == "access_denied" {
             // Only a flow we started is reported: anyone can request this URL.
             if accepted {
-                app.store.record_denied(reference.as_deref()).await?;
+                app.store.record_denied(reference.as_deref(), &app.config.deliveries).await?;
             }
             Ok(Finished::Denied { reference, return_to })
         } else {
@@ -252,8 +252,11 @@ pub async fn finish(
         exchange_notion_initiated(app, code).await
     };
     let response = response.map_err(FlowError::Exchange)?;
-    let outcome =
-        app.store.upsert_connection(&app.config.vault, &response, reference.as_deref()).await?;
+    let sealed = SealedPair::seal(&app.config.vault, &response)?;
+    let outcome = app
+        .store
+        .upsert_connection(&response, sealed, reference.as_deref(), &app.config.deliveries)
+        .await?;
     tracing::info!(
         bot_id = %response.bot_id,
         workspace_id = %response.workspace_id,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use notion_oauth::{AccessToken, NotionError, RefreshToken, TokenResponse};
 
 use crate::startup::AppState;
-use crate::store::{Claim, StoreError, StoredTokens, now};
+use crate::store::{Claim, RefreshFailure, SealedPair, StoreError, StoredTokens, now};
 
 /// How long a lease lasts without renewal: how long a dead holder keeps others waiting.
 const LEASE: Duration = Duration::from_secs(15);
@@ -268,7 +268,15 @@ async fn refresh_now(
             "a refresh started at {started} (Unix time) never finished; Notion may have rotated the pair before the answer was stored"
         );
         tracing::warn!(bot_id, "{message}");
-        app.store.record_event(bot_id, "refresh_interrupted", Some(&message), None).await?;
+        app.store
+            .record_event(
+                bot_id,
+                "refresh_interrupted",
+                Some(&message),
+                None,
+                &app.config.deliveries,
+            )
+            .await?;
     }
     // Whether an attempt may have reached Notion without its answer reaching us.
     let mut uncertain = interrupted.is_some();
@@ -294,7 +302,17 @@ async fn refresh_now(
             };
             if !app
                 .store
-                .fail_refresh(bot_id, from, true, false, reason, error.request_id())
+                .fail_refresh(
+                    bot_id,
+                    from,
+                    RefreshFailure {
+                        needs_reauth: true,
+                        outcome_unknown: false,
+                        message: reason,
+                        request_id: error.request_id(),
+                    },
+                    &app.config.deliveries,
+                )
                 .await?
             {
                 return changed_meanwhile(app, bot_id).await;
@@ -327,7 +345,17 @@ async fn refresh_now(
         };
         if !app
             .store
-            .fail_refresh(bot_id, from, false, uncertain, &message, request_id.as_deref())
+            .fail_refresh(
+                bot_id,
+                from,
+                RefreshFailure {
+                    needs_reauth: false,
+                    outcome_unknown: uncertain,
+                    message: &message,
+                    request_id: request_id.as_deref(),
+                },
+                &app.config.deliveries,
+            )
             .await?
         {
             return changed_meanwhile(app, bot_id).await;
@@ -345,9 +373,15 @@ async fn store_refreshed(
     response: TokenResponse,
     from: i64,
 ) -> Result<Grant, LifecycleError> {
+    // Sealing fails only without randomness: waiting would not help, unlike a busy database.
+    let sealed = SealedPair::seal(&app.config.vault, &response)?;
     let mut attempt = 0;
     let generation = loop {
-        match app.store.complete_refresh(&app.config.vault, &response, from).await {
+        let stored = app
+            .store
+            .complete_refresh(&response, sealed.clone(), from, &app.config.deliveries)
+            .await;
+        match stored {
             Ok(Some(generation)) => break generation,
             Ok(None) => return changed_meanwhile(app, bot_id).await,
             Err(error) if attempt < 20 => {
@@ -435,7 +469,15 @@ pub async fn check(app: &AppState, bot_id: &str) -> Result<Checked, LifecycleErr
             Err(error) => return Err(error),
         },
     };
-    app.store.record_check(bot_id, active, from, introspection.request_id.as_deref()).await?;
+    app.store
+        .record_check(
+            bot_id,
+            active,
+            from,
+            introspection.request_id.as_deref(),
+            &app.config.deliveries,
+        )
+        .await?;
     let status = app.store.connection(bot_id).await?.map_or_else(|| "revoked".into(), |c| c.status);
     Ok(Checked { active, status, scope: introspection.scope, issued_at_ms: introspection.iat })
 }
@@ -481,7 +523,13 @@ pub async fn revoke(app: &AppState, bot_id: &str, reason: &str) -> Result<(), Li
         };
         if app
             .store
-            .revoke_connection(bot_id, tokens.generation, reason, request_id.as_deref())
+            .revoke_connection(
+                bot_id,
+                tokens.generation,
+                reason,
+                request_id.as_deref(),
+                &app.config.deliveries,
+            )
             .await?
         {
             tracing::info!(bot_id, request_id = request_id.as_deref(), "connection revoked");

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::lifecycle::{self, RefreshLocks};
 use crate::pages::Pages;
-use crate::store::{Store, now};
+use crate::store::{self, Store, now};
 
 /// What every request handler can reach.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ pub struct App {
     pub config: Config,
     pub client: OAuthClient,
     pub signer: StateSigner,
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub pages: Pages,
     pub refresh_locks: RefreshLocks,
     /// For webhook deliveries: its own timeout, and no redirects (a redirect would resend the
@@ -65,13 +65,23 @@ pub type AppState = Arc<App>;
 /// # Errors
 /// With context naming what failed: the database, the HTTP client, the pages.
 pub async fn open_app(config: Config) -> anyhow::Result<AppState> {
+    let store = store::connect(&config.storage_url)
+        .await
+        .with_context(|| format!("cannot open the database at {}", config.storage_url))?;
+    open_app_with_store(config, store).await
+}
+
+/// [`open_app`] with a store opened already (an embedding app's own, say).
+///
+/// # Errors
+/// See [`open_app`].
+pub async fn open_app_with_store(
+    config: Config,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<AppState> {
     // reqwest is built without a default TLS provider so that only ring is compiled in: install
     // it before the first client (a provider installed already is kept).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let store = Store::connect(&config.storage_url)
-        .await
-        .with_context(|| format!("cannot open the database at {}", config.storage_url))?
-        .with_deliveries(config.deliveries.clone());
     let webhook_client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(config.deliveries.timeout)

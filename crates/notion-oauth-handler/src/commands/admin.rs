@@ -1,5 +1,7 @@
 //! `connections …` and `api-keys …`: operator commands on the same store the server uses.
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 
@@ -8,13 +10,13 @@ use crate::cli::{ApiKeysCommand, ConfigArg, ConnectionsCommand, DeliveriesComman
 use crate::config::{load_settings, resolve_sqlite_url};
 use crate::lifecycle;
 use crate::startup::open_app;
-use crate::store::{ConnectionFilter, Store};
+use crate::store::{self, ConnectionFilter, Store};
 
 /// The store alone: listing needs neither the master key nor Notion's credentials.
-async fn open_store(args: &ConfigArg) -> anyhow::Result<Store> {
+async fn open_store(args: &ConfigArg) -> anyhow::Result<Arc<dyn Store>> {
     let settings = load_settings(args.config.as_deref())?;
     let url = resolve_sqlite_url(&settings.storage.url, &base_dir(args.config.as_deref()));
-    Store::open_existing(&url).await.with_context(|| format!("cannot open the database at {url}"))
+    store::open_existing(&url).await.with_context(|| format!("cannot open the database at {url}"))
 }
 
 fn time(unix: Option<i64>) -> String {
@@ -157,7 +159,7 @@ pub async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
             let url =
                 resolve_sqlite_url(&settings.storage.url, &base_dir(config.config.as_deref()));
             // Creating a key is often the first thing done on a new database: create it.
-            let store = Store::connect(&url)
+            let store = store::connect(&url)
                 .await
                 .with_context(|| format!("cannot open the database at {url}"))?;
             let made =

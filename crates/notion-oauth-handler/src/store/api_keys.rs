@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Store, StoreError, now};
+use super::{SqlStore, StoreError, now};
 
 /// An API key as stored: never the secret.
 #[derive(Debug, Clone, Serialize)]
@@ -28,12 +28,48 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<StoredApiKey, sqlx::Error> {
     })
 }
 
-impl Store {
+/// The keys of the pull API (only their hashes are kept).
+#[async_trait::async_trait]
+pub trait ApiKeys: Send + Sync {
     /// Stores a new key's id, name and secret digest.
     ///
     /// # Errors
     /// Database failures (an id collision among 2^60 is not worth handling).
-    pub async fn insert_api_key(
+    async fn insert_api_key(
+        &self,
+        id: &str,
+        name: &str,
+        secret_hash: &[u8],
+    ) -> Result<(), StoreError>;
+
+    /// Every key, newest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError>;
+
+    /// One key by id.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn api_key(&self, id: &str) -> Result<Option<StoredApiKey>, StoreError>;
+
+    /// Revokes a key; `false` when there is no such key or it was revoked already.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Notes a key's use, at most once a minute so busy keys do not turn reads into writes.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn touch_api_key(&self, id: &str) -> Result<(), StoreError>;
+}
+
+#[async_trait::async_trait]
+impl ApiKeys for SqlStore {
+    async fn insert_api_key(
         &self,
         id: &str,
         name: &str,
@@ -51,22 +87,14 @@ impl Store {
         Ok(())
     }
 
-    /// Every key, newest first.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
+    async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
         let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at DESC, id")
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
-    /// One key by id.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn api_key(&self, id: &str) -> Result<Option<StoredApiKey>, StoreError> {
+    async fn api_key(&self, id: &str) -> Result<Option<StoredApiKey>, StoreError> {
         let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -74,11 +102,7 @@ impl Store {
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
-    /// Revokes a key; `false` when there is no such key or it was revoked already.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
         let done =
             sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                 .bind(id)
@@ -88,11 +112,7 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Notes a key's use, at most once a minute so busy keys do not turn reads into writes.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn touch_api_key(&self, id: &str) -> Result<(), StoreError> {
+    async fn touch_api_key(&self, id: &str) -> Result<(), StoreError> {
         let now = now();
         sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)")
             .bind(id)

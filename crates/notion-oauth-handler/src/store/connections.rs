@@ -7,7 +7,8 @@ use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
 use super::events::record;
-use super::{Store, StoreError, now};
+use super::{SqlStore, StoreError, now};
+use crate::config::Deliveries;
 use crate::vault::Vault;
 
 /// A connection as shown to operators and the API: everything but the tokens.
@@ -110,6 +111,35 @@ pub struct StoredTokens {
     pub refreshed_at: Option<i64>,
 }
 
+/// A connection's tokens as a store keeps them: sealed, with what a refresh needs to know.
+#[derive(Debug, Clone)]
+pub struct SealedTokens {
+    pub access_token: Option<Vec<u8>>,
+    pub refresh_token: Option<Vec<u8>>,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub generation: i64,
+    pub refreshed_at: Option<i64>,
+}
+
+/// A token pair Notion just issued, sealed by the vault for one bot: what a store writes in
+/// place of the tokens. Each ciphertext is bound to its bot and column, so a store that mixes
+/// up rows or columns hands back ciphertexts that refuse to open rather than another bot's token.
+#[derive(Clone)]
+pub struct SealedPair {
+    pub access_token: Vec<u8>,
+    /// `None` when Notion sent no refresh token: keep the one stored before.
+    pub refresh_token: Option<Vec<u8>>,
+    /// The vault key that sealed them (each ciphertext names its key too).
+    pub key_id: String,
+}
+
+impl std::fmt::Debug for SealedPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedPair").field("key_id", &self.key_id).finish_non_exhaustive()
+    }
+}
+
 /// What an upsert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upserted {
@@ -118,39 +148,104 @@ pub enum Upserted {
 }
 
 /// Binds a ciphertext to its row and column.
-pub(super) fn context(bot_id: &str, column: &str) -> Vec<u8> {
+fn context(bot_id: &str, column: &str) -> Vec<u8> {
     format!("connections/{bot_id}/{column}").into_bytes()
 }
 
-pub(super) fn seal_pair(
-    vault: &Vault,
-    response: &TokenResponse,
-) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
-    let bot_id = response.bot_id.as_str();
-    let access = vault
-        .seal(response.access_token.expose_secret().as_bytes(), &context(bot_id, "access_token"))?;
-    let refresh = match &response.refresh_token {
-        Some(token) => {
-            Some(vault.seal(token.expose_secret().as_bytes(), &context(bot_id, "refresh_token"))?)
-        }
-        None => None,
-    };
-    Ok((access, refresh))
-}
-
-impl Store {
-    /// Stores the connection Notion just granted, replacing the token pair of an earlier
-    /// authorization of the same bot, with its event, in one transaction.
+impl SealedPair {
+    /// Seals the pair in `response` with the vault's active key.
     ///
     /// # Errors
-    /// Database or encryption failures; nothing is written then.
-    pub async fn upsert_connection(
+    /// Encryption failures.
+    pub fn seal(vault: &Vault, response: &TokenResponse) -> Result<Self, StoreError> {
+        let bot_id = response.bot_id.as_str();
+        let access_token = vault.seal(
+            response.access_token.expose_secret().as_bytes(),
+            &context(bot_id, "access_token"),
+        )?;
+        let refresh_token = match &response.refresh_token {
+            Some(token) => Some(
+                vault.seal(token.expose_secret().as_bytes(), &context(bot_id, "refresh_token"))?,
+            ),
+            None => None,
+        };
+        Ok(Self { access_token, refresh_token, key_id: vault.active_key_id().to_owned() })
+    }
+}
+
+impl SealedTokens {
+    /// Opens the tokens of `bot_id`.
+    ///
+    /// # Errors
+    /// A ciphertext that does not open (wrong key, tampering, another bot's or column's).
+    pub fn open(self, vault: &Vault, bot_id: &str) -> Result<StoredTokens, StoreError> {
+        let open = |sealed: Option<Vec<u8>>, column: &str| -> Result<Option<String>, StoreError> {
+            sealed
+                .map(|sealed| {
+                    let plain = vault.open(&sealed, &context(bot_id, column))?;
+                    String::from_utf8(plain.to_vec()).map_err(|_| StoreError::Corrupt)
+                })
+                .transpose()
+        };
+        Ok(StoredTokens {
+            access_token: open(self.access_token, "access_token")?.map(AccessToken::new),
+            refresh_token: open(self.refresh_token, "refresh_token")?.map(RefreshToken::new),
+            status: self.status,
+            status_reason: self.status_reason,
+            generation: self.generation,
+            refreshed_at: self.refreshed_at,
+        })
+    }
+}
+
+/// Connections: written by the flow, read by the API and the lifecycle.
+#[async_trait::async_trait]
+pub trait Connections: Send + Sync {
+    /// Stores the connection Notion just granted (`response` for what it says, `sealed` for its
+    /// tokens: serializing `response` leaves them out), replacing the pair of an earlier
+    /// authorization of the same bot, with its event queued for `deliveries`, in one transaction.
+    ///
+    /// # Errors
+    /// Database failures; nothing is written then.
+    async fn upsert_connection(
         &self,
-        vault: &Vault,
         response: &TokenResponse,
+        sealed: SealedPair,
         reference: Option<&str>,
+        deliveries: &Deliveries,
+    ) -> Result<Upserted, StoreError>;
+
+    /// Connections matching `filter`, ordered by bot id (stable for paging), without tokens.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn list_connections(
+        &self,
+        filter: &ConnectionFilter,
+    ) -> Result<Vec<ConnectionSummary>, StoreError>;
+
+    /// One connection, without tokens.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn connection(&self, bot_id: &str) -> Result<Option<ConnectionSummary>, StoreError>;
+
+    /// A connection's sealed tokens; `None` when there is no such connection.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn sealed_tokens(&self, bot_id: &str) -> Result<Option<SealedTokens>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl Connections for SqlStore {
+    async fn upsert_connection(
+        &self,
+        response: &TokenResponse,
+        sealed: SealedPair,
+        reference: Option<&str>,
+        deliveries: &Deliveries,
     ) -> Result<Upserted, StoreError> {
-        let (access, refresh) = seal_pair(vault, response)?;
         let user = response.owner.user();
         let email = user.and_then(|u| u.person.as_ref()).and_then(|p| p.email.clone());
         // Serializing the response leaves the tokens out by construction (see TokenResponse).
@@ -188,9 +283,9 @@ impl Store {
         .bind(email)
         .bind(response.duplicated_template_id.as_deref())
         .bind(&response.token_type)
-        .bind(access)
-        .bind(refresh)
-        .bind(vault.active_key_id())
+        .bind(sealed.access_token)
+        .bind(sealed.refresh_token)
+        .bind(sealed.key_id)
         .bind(stored_response)
         .bind(reference)
         .bind(response.request_id.as_deref())
@@ -202,7 +297,7 @@ impl Store {
         let kind = if outcome == Upserted::Created { "connected" } else { "reconnected" };
         record(
             &mut transaction,
-            &self.deliveries,
+            deliveries,
             response.bot_id.as_str(),
             kind,
             None,
@@ -213,11 +308,7 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Connections matching `filter`, ordered by bot id (stable for paging), without tokens.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn list_connections(
+    async fn list_connections(
         &self,
         filter: &ConnectionFilter,
     ) -> Result<Vec<ConnectionSummary>, StoreError> {
@@ -238,48 +329,25 @@ impl Store {
         Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
     }
 
-    /// One connection, without tokens.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn connection(&self, bot_id: &str) -> Result<Option<ConnectionSummary>, StoreError> {
+    async fn connection(&self, bot_id: &str) -> Result<Option<ConnectionSummary>, StoreError> {
         let sql = format!("SELECT {SUMMARY_COLUMNS} FROM connections WHERE bot_id = $1");
         let row =
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bot_id).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(summary).transpose()?)
     }
 
-    /// Opens a connection's tokens; `None` when there is no such connection.
-    ///
-    /// # Errors
-    /// Database failures, or a ciphertext that does not open (wrong key, tampering).
-    pub async fn tokens(
-        &self,
-        vault: &Vault,
-        bot_id: &str,
-    ) -> Result<Option<StoredTokens>, StoreError> {
-        let Some(row) = sqlx::query(
+    async fn sealed_tokens(&self, bot_id: &str) -> Result<Option<SealedTokens>, StoreError> {
+        let row = sqlx::query(
             "SELECT access_token, refresh_token, status, status_reason, generation, refreshed_at
              FROM connections WHERE bot_id = $1",
         )
         .bind(bot_id)
         .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let open = |column: &str| -> Result<Option<String>, StoreError> {
-            let sealed: Option<Vec<u8>> = row.try_get(column)?;
-            sealed
-                .map(|sealed| {
-                    let plain = vault.open(&sealed, &context(bot_id, column))?;
-                    String::from_utf8(plain.to_vec()).map_err(|_| StoreError::Corrupt)
-                })
-                .transpose()
-        };
-        Ok(Some(StoredTokens {
-            access_token: open("access_token")?.map(AccessToken::new),
-            refresh_token: open("refresh_token")?.map(RefreshToken::new),
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(SealedTokens {
+            access_token: row.try_get("access_token")?,
+            refresh_token: row.try_get("refresh_token")?,
             status: row.try_get("status")?,
             status_reason: row.try_get("status_reason")?,
             generation: row.try_get("generation")?,

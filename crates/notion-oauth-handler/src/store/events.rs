@@ -6,7 +6,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::connections::{SUMMARY_COLUMNS, summary};
-use super::{Store, StoreError, now};
+use super::{SqlStore, StoreError, now};
 use crate::config::Deliveries;
 
 /// One thing that happened to a connection.
@@ -106,44 +106,71 @@ pub(super) async fn record(
     enqueue(connection, deliveries, event_type, bot_id, Some(bot_id), data).await
 }
 
-impl Store {
+/// Each connection's history, and events that belong to no connection.
+#[async_trait::async_trait]
+pub trait History: Send + Sync {
     /// Records an event on its own (for changes that touch nothing else).
     ///
     /// # Errors
     /// Database failures.
-    pub async fn record_event(
+    async fn record_event(
         &self,
         bot_id: &str,
         kind: &str,
         message: Option<&str>,
         request_id: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        record(&mut transaction, &self.deliveries, bot_id, kind, message, request_id).await?;
-        transaction.commit().await?;
-        Ok(())
-    }
+        deliveries: &Deliveries,
+    ) -> Result<(), StoreError>;
 
     /// Queues `connection.denied` for a flow the user cancelled on Notion's page: there is no
     /// connection, only the app's `ref` (when the state carried one).
     ///
     /// # Errors
     /// Database failures.
-    pub async fn record_denied(&self, reference: Option<&str>) -> Result<(), StoreError> {
-        let data = serde_json::json!({ "ref": reference, "error": "access_denied" });
-        let ordering_key = format!("denied:{}", reference.unwrap_or(""));
-        let mut transaction = self.pool.begin().await?;
-        enqueue(&mut transaction, &self.deliveries, "connection.denied", &ordering_key, None, data)
-            .await?;
-        transaction.commit().await?;
-        Ok(())
-    }
+    async fn record_denied(
+        &self,
+        reference: Option<&str>,
+        deliveries: &Deliveries,
+    ) -> Result<(), StoreError>;
 
     /// A connection's events, newest first.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn events(&self, bot_id: &str, limit: i64) -> Result<Vec<Event>, StoreError> {
+    async fn events(&self, bot_id: &str, limit: i64) -> Result<Vec<Event>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl History for SqlStore {
+    async fn record_event(
+        &self,
+        bot_id: &str,
+        kind: &str,
+        message: Option<&str>,
+        request_id: Option<&str>,
+        deliveries: &Deliveries,
+    ) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        record(&mut transaction, deliveries, bot_id, kind, message, request_id).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn record_denied(
+        &self,
+        reference: Option<&str>,
+        deliveries: &Deliveries,
+    ) -> Result<(), StoreError> {
+        let data = serde_json::json!({ "ref": reference, "error": "access_denied" });
+        let ordering_key = format!("denied:{}", reference.unwrap_or(""));
+        let mut transaction = self.pool.begin().await?;
+        enqueue(&mut transaction, deliveries, "connection.denied", &ordering_key, None, data)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn events(&self, bot_id: &str, limit: i64) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, bot_id, kind, message, request_id, created_at FROM connection_events
              WHERE bot_id = $1 ORDER BY id DESC LIMIT $2",

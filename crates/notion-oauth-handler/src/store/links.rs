@@ -2,14 +2,37 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, now};
+use super::{SqlStore, StoreError, now};
 
-impl Store {
+/// One-time connect links (only their digests are kept).
+#[async_trait::async_trait]
+pub trait ConnectLinks: Send + Sync {
     /// Stores a one-time link by its token's digest.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn insert_connect_link(
+    async fn insert_connect_link(
+        &self,
+        token_digest: &[u8],
+        reference: Option<&str>,
+        return_to: Option<&str>,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Uses a one-time link: its `ref` and `return_to`, or `None` when it is unknown, used or
+    /// expired. One statement, so two clicks cannot both use it.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn use_connect_link(
+        &self,
+        token_digest: &[u8],
+    ) -> Result<Option<(Option<String>, Option<String>)>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl ConnectLinks for SqlStore {
+    async fn insert_connect_link(
         &self,
         token_digest: &[u8],
         reference: Option<&str>,
@@ -32,12 +55,7 @@ impl Store {
         Ok(())
     }
 
-    /// Uses a one-time link: its `ref` and `return_to`, or `None` when it is unknown, used or
-    /// expired. One statement, so two clicks cannot both use it.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn use_connect_link(
+    async fn use_connect_link(
         &self,
         token_digest: &[u8],
     ) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {

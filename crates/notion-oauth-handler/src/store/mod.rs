@@ -1,11 +1,20 @@
-//! Where everything lives: SQLite (embedded, the default) or PostgreSQL (to run several
-//! instances), with tokens sealed by the vault before they are written.
+//! Where everything lives, behind the [`Store`] trait: SQLite (embedded, the default) or
+//! PostgreSQL (to run several instances), or an app's own implementation when it embeds the flow.
 //!
-//! One `Store` handle, with the queries split by what they are about: connections (and their
-//! refresh lock), their events and deliveries, API keys and connect links. The SQL is the same for
-//! both backends (numbered parameters, `ON CONFLICT`, `UPDATE … RETURNING`); only the migrations
-//! and a few connection settings differ. Locks are rows with leases, not backend features, so the
-//! same code keeps refreshes and deliveries single across processes on either.
+//! The trait is the sum of one trait per concern, each in its own file with its SQL: connections,
+//! their history, the refresh lock and its outcomes, the delivery outbox, API keys and connect
+//! links. Each method is one atomic step: where it reports a change, the change, its history
+//! entry and the deliveries queued for it are written together or not at all; that is what keeps
+//! "at least once, in order" true across crashes, so a custom store must keep it too.
+//!
+//! Tokens reach a store sealed by the vault ([`SealedPair`]) and leave it sealed
+//! ([`SealedTokens`]); a store never holds the key.
+//!
+//! [`SqlStore`] is both built-in backends: their SQL is the same (numbered parameters,
+//! `ON CONFLICT`, `UPDATE … RETURNING`), so only the migrations and a few connection settings
+//! differ, and one implementation keeps them from drifting apart. Locks are rows with leases, not
+//! backend features, so the same code keeps refreshes and deliveries single across processes on
+//! either.
 
 mod api_keys;
 mod connections;
@@ -22,17 +31,19 @@ use sqlx::SqlSafeStr;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-pub use api_keys::StoredApiKey;
-pub use connections::{ConnectionFilter, ConnectionSummary, StoredTokens, Upserted};
-pub use events::Event;
-pub use outbox::{Delivery, DeliverySummary};
-pub use refresh::Claim;
+pub use api_keys::{ApiKeys, StoredApiKey};
+pub use connections::{
+    ConnectionFilter, ConnectionSummary, Connections, SealedPair, SealedTokens, StoredTokens,
+    Upserted,
+};
+pub use events::{Event, History};
+pub use links::ConnectLinks;
+pub use outbox::{Delivery, DeliverySummary, Outbox};
+pub use refresh::{Claim, RefreshFailure, Refreshes};
 
 use std::sync::Arc;
 
-use crate::config::Deliveries;
-
-use crate::vault::VaultError;
+use crate::vault::{Vault, VaultError};
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,12 +62,67 @@ pub enum StoreError {
     UnknownBackend,
 }
 
-/// The database, shared by all requests. Cheap to clone.
+/// Everything the server keeps. Shared by all requests as `Arc<dyn Store>`.
+///
+/// Implementations must make each method atomic and safe to call from several processes at
+/// once (leases and claims are single statements in [`SqlStore`] for that reason). The tests in
+/// `tests/api/store.rs` hold both built-in backends to this contract; a custom store can be
+/// checked the same way.
+#[async_trait::async_trait]
+pub trait Store:
+    Connections + History + Refreshes + Outbox + ApiKeys + ConnectLinks + std::fmt::Debug + 'static
+{
+    /// Whether the storage answers.
+    ///
+    /// # Errors
+    /// When it does not.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Records a state's nonce as used until `expires_at`. `false` when it was used before: a
+    /// replay. Two concurrent calls with one nonce must not both get `true`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError>;
+
+    /// Lets go of the storage (for SQLite, flushing its write-ahead log).
+    async fn close(&self);
+}
+
+impl dyn Store {
+    /// A connection's tokens, opened; `None` when there is no such connection.
+    ///
+    /// # Errors
+    /// Storage failures, or a ciphertext that does not open (wrong key, tampering).
+    pub async fn tokens(
+        &self,
+        vault: &Vault,
+        bot_id: &str,
+    ) -> Result<Option<StoredTokens>, StoreError> {
+        self.sealed_tokens(bot_id).await?.map(|sealed| sealed.open(vault, bot_id)).transpose()
+    }
+}
+
+/// Opens (creating if needed) the database at `url` and brings its schema up to date.
+///
+/// # Errors
+/// See [`SqlStore::connect`].
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SqlStore::connect(url).await?))
+}
+
+/// Opens a database that must exist already (see [`SqlStore::open_existing`]).
+///
+/// # Errors
+/// See [`SqlStore::open_existing`].
+pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SqlStore::open_existing(url).await?))
+}
+
+/// The built-in store: a SQLite file or a PostgreSQL database. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Store {
+pub struct SqlStore {
     pool: AnyPool,
-    /// Which targets want which events: consulted when an event is recorded.
-    deliveries: Arc<Deliveries>,
 }
 
 /// Which database a URL names.
@@ -115,7 +181,7 @@ pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-impl Store {
+impl SqlStore {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.
     ///
     /// # Errors
@@ -128,7 +194,7 @@ impl Store {
     /// leave an empty database behind a mistyped path).
     ///
     /// # Errors
-    /// A missing file, or see [`Store::connect`].
+    /// A missing file, or see [`SqlStore::connect`].
     pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
         Self::open(url, false).await
     }
@@ -176,31 +242,18 @@ impl Store {
                 Err(error) => return Err(error.into()),
             }
         }
-        let deliveries = Arc::new(Deliveries::none());
-        Ok(Self { pool, deliveries })
+        Ok(Self { pool })
     }
+}
 
-    /// The same store, queueing events for `deliveries`' targets.
-    #[must_use]
-    pub fn with_deliveries(mut self, deliveries: Deliveries) -> Self {
-        self.deliveries = Arc::new(deliveries);
-        self
-    }
-
-    /// Whether the database answers.
-    ///
-    /// # Errors
-    /// When it does not.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+#[async_trait::async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    /// Records a state's nonce as used. `false` when it was used before: a replay.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {
+    async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {
         // Expired nonces can never verify again (their state is too old), so they can go.
         sqlx::query("DELETE FROM used_states WHERE expires_at < $1")
             .bind(now())
@@ -215,8 +268,7 @@ impl Store {
         Ok(inserted.rows_affected() == 1)
     }
 
-    /// Closes the pool, flushing SQLite's write-ahead log.
-    pub async fn close(&self) {
+    async fn close(&self) {
         self.pool.close().await;
     }
 }

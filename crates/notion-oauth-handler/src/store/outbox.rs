@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
-use super::{Store, StoreError, now};
+use super::{SqlStore, StoreError, now};
 
 /// A delivery claimed by a worker.
 #[derive(Debug, Clone)]
@@ -54,7 +54,9 @@ fn delivery_summary(row: &AnyRow) -> Result<DeliverySummary, sqlx::Error> {
     })
 }
 
-impl Store {
+/// The deliveries queued with each event: claimed by workers, retried, dead-lettered, redelivered.
+#[async_trait::async_trait]
+pub trait Outbox: Send + Sync {
     /// Claims the oldest due delivery to one of `targets` for `worker` until `locked_until`,
     /// skipping any whose target has an earlier undelivered (pending or dead) delivery for the
     /// same connection: order per connection is strict, so a dead letter holds back what came
@@ -63,7 +65,77 @@ impl Store {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn claim_delivery(
+    async fn claim_delivery(
+        &self,
+        worker: &str,
+        locked_until: i64,
+        targets: &[&str],
+    ) -> Result<Option<Delivery>, StoreError>;
+
+    /// Marks a claimed delivery done; `false` when `worker` no longer held it.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn mark_delivered(&self, id: i64, worker: &str) -> Result<bool, StoreError>;
+
+    /// Records a failed attempt: retried at `next_attempt_at`, or dead-lettered.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn mark_failed(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        next_attempt_at: i64,
+        dead: bool,
+    ) -> Result<bool, StoreError>;
+
+    /// Extends `worker`'s lock on a delivery (a command hook with a long timeout).
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn extend_delivery_lock(
+        &self,
+        id: i64,
+        worker: &str,
+        locked_until: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Frees every delivery locked by a worker of this process (`worker_prefix`), so that a
+    /// restart does not wait out leases of attempts a shutdown cut short.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn release_delivery_locks(&self, worker_prefix: &str) -> Result<u64, StoreError>;
+
+    /// Deliveries, newest first, optionally only those in `status`.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn deliveries(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<DeliverySummary>, StoreError>;
+
+    /// Puts a dead (or delivered) delivery back in the queue, due now, with a fresh count of
+    /// attempts. `false` when there is no such delivery or it is still pending.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn redeliver(&self, id: i64) -> Result<bool, StoreError>;
+
+    /// Puts every dead delivery back in the queue; returns how many.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn redeliver_dead(&self) -> Result<u64, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl Outbox for SqlStore {
+    async fn claim_delivery(
         &self,
         worker: &str,
         locked_until: i64,
@@ -109,11 +181,7 @@ impl Store {
         .transpose()
     }
 
-    /// Marks a claimed delivery done; `false` when `worker` no longer held it.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn mark_delivered(&self, id: i64, worker: &str) -> Result<bool, StoreError> {
+    async fn mark_delivered(&self, id: i64, worker: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = $3, last_error = NULL,
                  locked_by = NULL, locked_until = NULL
@@ -127,11 +195,7 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records a failed attempt: retried at `next_attempt_at`, or dead-lettered.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn mark_failed(
+    async fn mark_failed(
         &self,
         id: i64,
         worker: &str,
@@ -154,11 +218,7 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Extends `worker`'s lock on a delivery (a command hook with a long timeout).
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn extend_delivery_lock(
+    async fn extend_delivery_lock(
         &self,
         id: i64,
         worker: &str,
@@ -173,12 +233,7 @@ impl Store {
         Ok(())
     }
 
-    /// Frees every delivery locked by a worker of this process (`worker_prefix`), so that a
-    /// restart does not wait out leases of attempts a shutdown cut short.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn release_delivery_locks(&self, worker_prefix: &str) -> Result<u64, StoreError> {
+    async fn release_delivery_locks(&self, worker_prefix: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE outbox SET locked_by = NULL, locked_until = NULL WHERE status = 'pending' AND substr(locked_by, 1, length($1)) = $1",
         )
@@ -188,11 +243,7 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Deliveries, newest first, optionally only those in `status`.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn deliveries(
+    async fn deliveries(
         &self,
         status: Option<&str>,
         limit: i64,
@@ -207,12 +258,7 @@ impl Store {
         Ok(rows.iter().map(delivery_summary).collect::<Result<_, _>>()?)
     }
 
-    /// Puts a dead (or delivered) delivery back in the queue, due now, with a fresh count of
-    /// attempts. `false` when there is no such delivery or it is still pending.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn redeliver(&self, id: i64) -> Result<bool, StoreError> {
+    async fn redeliver(&self, id: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $2, last_error = NULL
              WHERE id = $1 AND status != 'pending'",
@@ -224,11 +270,7 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Puts every dead delivery back in the queue; returns how many.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn redeliver_dead(&self) -> Result<u64, StoreError> {
+    async fn redeliver_dead(&self) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL WHERE status = 'dead'",
         )

@@ -4,10 +4,10 @@
 use notion_oauth::TokenResponse;
 use sqlx::Row;
 
-use super::connections::seal_pair;
+use super::connections::SealedPair;
 use super::events::record;
-use super::{Store, StoreError, now};
-use crate::vault::Vault;
+use super::{SqlStore, StoreError, now};
+use crate::config::Deliveries;
 
 /// The outcome of asking for a connection's refresh lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +21,131 @@ pub enum Claim {
     Moved,
 }
 
-impl Store {
+/// Why a refresh failed, as [`Refreshes::fail_refresh`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshFailure<'a> {
+    /// Notion refused the refresh token for good: the connection becomes `needs_reauth`.
+    pub needs_reauth: bool,
+    /// Notion may have rotated the pair before its answer was lost: the interrupted marker
+    /// stays, so the next refresh can tell what a refusal means.
+    pub outcome_unknown: bool,
+    pub message: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+/// A connection's refresh lock and the outcomes of refreshes, checks and revocations.
+#[async_trait::async_trait]
+pub trait Refreshes: Send + Sync {
     /// Active connections whose pair was issued at or before `cutoff`, with their generation.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Active connections not checked since `cutoff`.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn due_for_check(&self, cutoff: i64) -> Result<Vec<String>, StoreError>;
+
+    /// Takes the connection's lock for `owner` until `lease_until`, if it is free and the tokens
+    /// are still at `generation` (and, with `require_active`, the connection is active). One
+    /// statement, so two processes can never both win.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn claim_lease(
+        &self,
+        bot_id: &str,
+        generation: i64,
+        owner: &str,
+        lease_until: i64,
+        require_active: bool,
+    ) -> Result<Claim, StoreError>;
+
+    /// Extends `owner`'s lease; `false` when it is no longer the owner.
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn renew_lease(
+        &self,
+        bot_id: &str,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lock back without changing anything else (a revoke that Notion failed).
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn release_lease(&self, bot_id: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Stores a refreshed pair and releases the lock, with its event, in one transaction, if the
+    /// connection is still at `from_generation` and not revoked. A valid new pair also ends a
+    /// `needs_reauth` that a rival refresh (holding a lease this one outlived) recorded. Returns
+    /// the new generation, or `None` when the connection changed under the refresh
+    /// (re-authorized, revoked): its state wins then.
+    ///
+    /// `sealed.key_id` names the key of the newest ciphertext; each ciphertext also carries its
+    /// own, so a refresh token kept from before (Notion sent none) still opens.
+    ///
+    /// # Errors
+    /// Database failures; the lock then stays until it expires, and the next refresher learns
+    /// that this one was interrupted.
+    async fn complete_refresh(
+        &self,
+        response: &TokenResponse,
+        sealed: SealedPair,
+        from_generation: i64,
+        deliveries: &Deliveries,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Releases the refresh lock after a failed refresh, with the events that say so, if the
+    /// connection is still at `from_generation` (returns whether it was).
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn fail_refresh(
+        &self,
+        bot_id: &str,
+        from_generation: i64,
+        failure: RefreshFailure<'_>,
+        deliveries: &Deliveries,
+    ) -> Result<bool, StoreError>;
+
+    /// Notes an introspection. An inactive token (that could not be refreshed) means the user
+    /// removed the connection in Notion: it becomes revoked, unless it changed since
+    /// `from_generation` (a re-authorization meanwhile wins).
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn record_check(
+        &self,
+        bot_id: &str,
+        active: bool,
+        from_generation: i64,
+        request_id: Option<&str>,
+        deliveries: &Deliveries,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets a connection's tokens and marks it revoked, if it is still at `from_generation`
+    /// (returns whether it was: a re-authorization meanwhile brought a new pair to revoke).
+    ///
+    /// # Errors
+    /// Database failures.
+    async fn revoke_connection(
+        &self,
+        bot_id: &str,
+        from_generation: i64,
+        message: &str,
+        request_id: Option<&str>,
+        deliveries: &Deliveries,
+    ) -> Result<bool, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl Refreshes for SqlStore {
+    async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT bot_id, generation FROM connections
              WHERE status = 'active' AND refresh_token IS NOT NULL AND tokens_issued_at <= $1
@@ -38,11 +157,7 @@ impl Store {
         rows.iter().map(|row| Ok((row.try_get("bot_id")?, row.try_get("generation")?))).collect()
     }
 
-    /// Active connections not checked since `cutoff`.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn due_for_check(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+    async fn due_for_check(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT bot_id FROM connections WHERE status = 'active' AND COALESCE(checked_at, 0) <= $1
              ORDER BY COALESCE(checked_at, 0) LIMIT 500",
@@ -53,13 +168,7 @@ impl Store {
         rows.iter().map(|row| Ok(row.try_get("bot_id")?)).collect()
     }
 
-    /// Takes the connection's lock for `owner` until `lease_until`, if it is free and the tokens
-    /// are still at `generation` (and, with `require_active`, the connection is active). One
-    /// statement, so two processes can never both win.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn claim_lease(
+    async fn claim_lease(
         &self,
         bot_id: &str,
         generation: i64,
@@ -103,11 +212,7 @@ impl Store {
         })
     }
 
-    /// Extends `owner`'s lease; `false` when it is no longer the owner.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn renew_lease(
+    async fn renew_lease(
         &self,
         bot_id: &str,
         owner: &str,
@@ -122,11 +227,7 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Gives the lock back without changing anything else (a revoke that Notion failed).
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn release_lease(&self, bot_id: &str, owner: &str) -> Result<(), StoreError> {
+    async fn release_lease(&self, bot_id: &str, owner: &str) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL, refresh_started_at = NULL
              WHERE bot_id = $1 AND refresh_lease_owner = $2",
@@ -138,24 +239,13 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a refreshed pair and releases the lock, with its event, in one transaction, if the
-    /// connection is still at `from_generation` and not revoked. A valid new pair also ends a
-    /// `needs_reauth` that a rival refresh (holding a lease this one outlived) recorded. Returns
-    /// the new generation, or `None` when the connection changed under the refresh
-    /// (re-authorized, revoked): its state wins then.
-    ///
-    /// # Errors
-    /// Database or encryption failures; the lock then stays until it expires, and the next
-    /// refresher learns that this one was interrupted.
-    /// `key_id` names the key of the newest ciphertext; each ciphertext also carries its own, so
-    /// a refresh token kept from before (Notion sent none) still opens.
-    pub async fn complete_refresh(
+    async fn complete_refresh(
         &self,
-        vault: &Vault,
         response: &TokenResponse,
+        sealed: SealedPair,
         from_generation: i64,
+        deliveries: &Deliveries,
     ) -> Result<Option<i64>, StoreError> {
-        let (access, refresh) = seal_pair(vault, response)?;
         let now = now();
         let mut transaction = self.pool.begin().await?;
         let row = sqlx::query(
@@ -167,9 +257,9 @@ impl Store {
              WHERE bot_id = $1 AND generation = $7 AND status != 'revoked' RETURNING generation",
         )
         .bind(response.bot_id.as_str())
-        .bind(access)
-        .bind(refresh)
-        .bind(vault.active_key_id())
+        .bind(sealed.access_token)
+        .bind(sealed.refresh_token)
+        .bind(sealed.key_id)
         .bind(now)
         .bind(response.request_id.as_deref())
         .bind(from_generation)
@@ -180,7 +270,7 @@ impl Store {
         };
         record(
             &mut transaction,
-            &self.deliveries,
+            deliveries,
             response.bot_id.as_str(),
             "refreshed",
             None,
@@ -191,22 +281,14 @@ impl Store {
         Ok(Some(row.try_get("generation")?))
     }
 
-    /// Releases the refresh lock after a failed refresh, with the events that say so, if the
-    /// connection is still at `from_generation` (returns whether it was). `needs_reauth` sets
-    /// that status; `outcome_unknown` (Notion may have rotated the pair before its answer was
-    /// lost) keeps the interrupted marker so the next refresh can tell what a refusal means.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn fail_refresh(
+    async fn fail_refresh(
         &self,
         bot_id: &str,
         from_generation: i64,
-        needs_reauth: bool,
-        outcome_unknown: bool,
-        message: &str,
-        request_id: Option<&str>,
+        failure: RefreshFailure<'_>,
+        deliveries: &Deliveries,
     ) -> Result<bool, StoreError> {
+        let RefreshFailure { needs_reauth, outcome_unknown, message, request_id } = failure;
         let mut transaction = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL,
@@ -229,42 +311,23 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        record(
-            &mut transaction,
-            &self.deliveries,
-            bot_id,
-            "refresh_failed",
-            Some(message),
-            request_id,
-        )
-        .await?;
-        if needs_reauth {
-            record(
-                &mut transaction,
-                &self.deliveries,
-                bot_id,
-                "needs_reauth",
-                Some(message),
-                request_id,
-            )
+        record(&mut transaction, deliveries, bot_id, "refresh_failed", Some(message), request_id)
             .await?;
+        if needs_reauth {
+            record(&mut transaction, deliveries, bot_id, "needs_reauth", Some(message), request_id)
+                .await?;
         }
         transaction.commit().await?;
         Ok(true)
     }
 
-    /// Notes an introspection. An inactive token (that could not be refreshed) means the user
-    /// removed the connection in Notion: it becomes revoked, unless it changed since
-    /// `from_generation` (a re-authorization meanwhile wins).
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn record_check(
+    async fn record_check(
         &self,
         bot_id: &str,
         active: bool,
         from_generation: i64,
         request_id: Option<&str>,
+        deliveries: &Deliveries,
     ) -> Result<(), StoreError> {
         let reason = "Notion reports the token inactive: the user removed the connection in Notion";
         let now = now();
@@ -275,8 +338,7 @@ impl Store {
             .execute(&mut *transaction)
             .await?;
         let message = if active { "Notion reports the token active" } else { reason };
-        record(&mut transaction, &self.deliveries, bot_id, "checked", Some(message), request_id)
-            .await?;
+        record(&mut transaction, deliveries, bot_id, "checked", Some(message), request_id).await?;
         if !active {
             let revoked = sqlx::query(
                 "UPDATE connections SET status = 'revoked', status_reason = $3, generation = generation + 1, updated_at = $4
@@ -289,32 +351,21 @@ impl Store {
             .execute(&mut *transaction)
             .await?;
             if revoked.rows_affected() == 1 {
-                record(
-                    &mut transaction,
-                    &self.deliveries,
-                    bot_id,
-                    "revoked",
-                    Some(reason),
-                    request_id,
-                )
-                .await?;
+                record(&mut transaction, deliveries, bot_id, "revoked", Some(reason), request_id)
+                    .await?;
             }
         }
         transaction.commit().await?;
         Ok(())
     }
 
-    /// Forgets a connection's tokens and marks it revoked, if it is still at `from_generation`
-    /// (returns whether it was: a re-authorization meanwhile brought a new pair to revoke).
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn revoke_connection(
+    async fn revoke_connection(
         &self,
         bot_id: &str,
         from_generation: i64,
         message: &str,
         request_id: Option<&str>,
+        deliveries: &Deliveries,
     ) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let done = sqlx::query(
@@ -331,15 +382,8 @@ impl Store {
         .await?;
         let changed = done.rows_affected() == 1;
         if changed {
-            record(
-                &mut transaction,
-                &self.deliveries,
-                bot_id,
-                "revoked",
-                Some(message),
-                request_id,
-            )
-            .await?;
+            record(&mut transaction, deliveries, bot_id, "revoked", Some(message), request_id)
+                .await?;
         }
         transaction.commit().await?;
         Ok(changed)

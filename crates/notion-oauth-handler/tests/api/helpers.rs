@@ -10,7 +10,7 @@ use notion_oauth_handler::config::delivery::{
 };
 use notion_oauth_handler::config::{DocumentSettings, PagesSettings, Settings};
 use notion_oauth_handler::startup::Application;
-use notion_oauth_handler::store::{ConnectionFilter, ConnectionSummary, Store, StoredTokens};
+use notion_oauth_handler::store::{self, ConnectionFilter, ConnectionSummary, Store, StoredTokens};
 use notion_oauth_handler::vault::{MasterKey, Vault};
 use reqwest::cookie::{CookieStore, Jar};
 use secrecy::SecretString;
@@ -241,8 +241,8 @@ impl TestApp {
         self.callback(browser, &format!("{}/callback?{query}", self.address)).await
     }
 
-    pub async fn store(&self) -> Store {
-        Store::open_existing(&self.storage_url).await.unwrap()
+    pub async fn store(&self) -> std::sync::Arc<dyn Store> {
+        store::open_existing(&self.storage_url).await.unwrap()
     }
 
     pub async fn connections(&self) -> Vec<ConnectionSummary> {

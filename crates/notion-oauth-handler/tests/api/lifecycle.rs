@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use mock_notion::{Endpoint, Fault};
+use notion_oauth_handler::config::Deliveries;
+use notion_oauth_handler::store::SealedPair;
 
 use crate::helpers::{Answer, TestOptions, http, spawn_app, spawn_app_with};
 
@@ -119,7 +121,14 @@ async fn a_check_during_a_notion_outage_changes_nothing() {
         "owner": {"type": "workspace", "workspace": true}
     }))
     .unwrap();
-    app.store().await.complete_refresh(&app.vault(), &expired, generation).await.unwrap().unwrap();
+    let sealed = SealedPair::seal(&app.vault(), &expired).unwrap();
+    let nowhere = Deliveries::none();
+    app.store()
+        .await
+        .complete_refresh(&expired, sealed, generation, &nowhere)
+        .await
+        .unwrap()
+        .unwrap();
     app.emulator().set_fault(
         Endpoint::Token,
         Fault::Error { status: 503, code: "service_unavailable".into(), message: "down".into() },
@@ -174,8 +183,7 @@ async fn a_revoke_racing_a_refresh_revokes_the_refreshed_pair() {
 async fn processes_opening_a_new_database_at_once_all_start() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
-    let opened =
-        futures_all((0..6).map(|_| notion_oauth_handler::store::Store::connect(&url))).await;
+    let opened = futures_all((0..6).map(|_| notion_oauth_handler::store::connect(&url))).await;
     assert!(opened.iter().all(Result::is_ok), "{:?}", opened.iter().find_map(|r| r.as_ref().err()));
 }
 

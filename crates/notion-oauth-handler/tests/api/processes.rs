@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use mock_notion::{Emulator, EmulatorConfig, Endpoint, Fault, RunningEmulator};
-use notion_oauth_handler::store::Store;
+use notion_oauth_handler::store;
 use notion_oauth_handler::vault::{MasterKey, Vault};
 use secrecy::SecretString;
 use tokio::process::{Child, Command};
@@ -163,7 +163,7 @@ impl Deployment {
     }
 
     async fn stored_access_token(&self, bot_id: &str) -> Option<String> {
-        let store = Store::open_existing(&format!(
+        let store = store::open_existing(&format!(
             "sqlite://{}",
             self.dir.path().join("shared.db").display()
         ))
