@@ -169,7 +169,7 @@ impl SealedPair {
             ),
             None => None,
         };
-        Ok(Self { access_token, refresh_token, key_id: vault.active_key_id().to_owned() })
+        Ok(Self { access_token, refresh_token, key_id: vault.active_key_id() })
     }
 }
 

@@ -14,3 +14,4 @@ mod notion_faults;
 mod postgres;
 mod processes;
 mod secrets;
+mod store;

@@ -1,0 +1,223 @@
+//! The store's contract, held against both built-in backends through the trait alone, and a
+//! store of the app's own plugged into the embedded flow.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use notion_oauth::TokenResponse;
+use notion_oauth_handler::config::{Deliveries, Target, TargetKind};
+use notion_oauth_handler::store::{
+    self, Claim, RefreshFailure, SealedPair, Store, StoreError, Upserted, now,
+};
+use notion_oauth_handler::vault::{MasterKey, Vault};
+use secrecy::SecretString;
+
+use crate::helpers::{postgres_url, random_key};
+
+fn grant(bot_id: &str, access: &str, refresh: Option<&str>) -> TokenResponse {
+    serde_json::from_value(serde_json::json!({
+        "access_token": access, "token_type": "bearer", "refresh_token": refresh,
+        "bot_id": bot_id, "workspace_id": "ws-1", "workspace_name": "Acme Corp",
+        "owner": {"type": "workspace", "workspace": true}
+    }))
+    .unwrap()
+}
+
+fn target(name: &str, events: &[&str]) -> Target {
+    Target {
+        name: name.into(),
+        events: events.iter().map(|e| (*e).to_owned()).collect(),
+        kind: TargetKind::Webhook {
+            url: "https://app.example.com/hook".parse().unwrap(),
+            secret: SecretString::from("whsec"),
+            include_tokens: false,
+        },
+    }
+}
+
+/// `app` hears everything; `audit` only revocations.
+fn routing() -> Deliveries {
+    let mut deliveries = Deliveries::none();
+    deliveries.targets = vec![
+        target("app", &notion_oauth_handler::config::delivery::EVENT_TYPES),
+        target("audit", &["connection.revoked"]),
+    ];
+    deliveries
+}
+
+async fn queued(store: &dyn Store) -> Vec<(String, String, Option<String>)> {
+    let mut rows = store.deliveries(None, 100).await.unwrap();
+    rows.reverse();
+    rows.into_iter().map(|d| (d.target, d.event_type, d.bot_id)).collect()
+}
+
+/// Every promise the server relies on, asked of `store` through the trait.
+async fn holds_the_contract(store: Arc<dyn Store>) {
+    let vault =
+        Vault::new(&MasterKey::from_base64(&SecretString::from(random_key())).unwrap(), &[]);
+    let routes = routing();
+    store.ping().await.unwrap();
+
+    // A state's nonce is used once, even by racing callbacks.
+    let expires = now() + 600;
+    let racing = join_all((0..8).map(|_| store.consume_state("nonce-1", expires))).await;
+    assert_eq!(racing.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 1, "one winner");
+
+    // Created, then re-authorized: the ref stays when the second flow had none.
+    let first = grant("bot-1", "ntn_access_one", Some("ntn_refresh_one"));
+    let sealed = SealedPair::seal(&vault, &first).unwrap();
+    let outcome = store.upsert_connection(&first, sealed, Some("user-1"), &routes).await.unwrap();
+    assert_eq!(outcome, Upserted::Created);
+    let second = grant("bot-1", "ntn_access_two", Some("ntn_refresh_two"));
+    let sealed = SealedPair::seal(&vault, &second).unwrap();
+    let outcome = store.upsert_connection(&second, sealed, None, &routes).await.unwrap();
+    assert_eq!(outcome, Upserted::Reauthorized);
+    let connection = store.connection("bot-1").await.unwrap().unwrap();
+    assert_eq!(
+        (connection.reference.as_deref(), connection.authorizations, connection.status.as_str()),
+        (Some("user-1"), 2, "active")
+    );
+
+    // Tokens come back sealed, and open to the newest pair.
+    let sealed = store.sealed_tokens("bot-1").await.unwrap().unwrap();
+    let raw = sealed.access_token.clone().unwrap();
+    assert!(!raw.windows(b"ntn_access_two".len()).any(|w| w == b"ntn_access_two"));
+    let tokens = sealed.open(&vault, "bot-1").unwrap();
+    assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_access_two");
+    assert_eq!(tokens.refresh_token.unwrap().expose_secret(), "ntn_refresh_two");
+    // Bound to their bot: another bot's name does not open them.
+    let stolen = store.sealed_tokens("bot-1").await.unwrap().unwrap().open(&vault, "bot-2");
+    assert!(matches!(stolen, Err(StoreError::Vault(_))), "{stolen:?}");
+    assert!(store.sealed_tokens("bot-unknown").await.unwrap().is_none());
+    let generation = tokens.generation;
+
+    // Each event is queued, with its change, for the targets that want it.
+    assert_eq!(
+        queued(&*store).await,
+        vec![
+            ("app".into(), "connection.created".into(), Some("bot-1".into())),
+            ("app".into(), "connection.updated".into(), Some("bot-1".into())),
+        ]
+    );
+
+    // Deliveries go in order per connection: a claimed or dead one holds back the next.
+    let until = now() + 60;
+    let created = store.claim_delivery("w1", until, &["app"]).await.unwrap().unwrap();
+    assert_eq!(created.event_type, "connection.created");
+    assert!(store.claim_delivery("w2", until, &["app"]).await.unwrap().is_none());
+    assert!(store.claim_delivery("w2", until, &["audit"]).await.unwrap().is_none());
+    assert!(store.mark_failed(created.id, "w1", "boom", now() - 1, true).await.unwrap());
+    assert!(store.claim_delivery("w2", until, &["app"]).await.unwrap().is_none(), "dead holds");
+    assert_eq!(store.deliveries(Some("dead"), 10).await.unwrap().len(), 1);
+    assert!(store.redeliver(created.id).await.unwrap());
+    assert!(!store.redeliver(created.id).await.unwrap(), "pending already");
+    let again = store.claim_delivery("w2", until, &["app"]).await.unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (created.id, 0));
+    assert!(!store.mark_delivered(again.id, "w1").await.unwrap(), "w1 lost it");
+    assert!(store.mark_delivered(again.id, "w2").await.unwrap());
+    let updated = store.claim_delivery("w2", until, &["app"]).await.unwrap().unwrap();
+    assert_eq!(updated.event_type, "connection.updated");
+    // A stopping process frees what its workers held.
+    assert_eq!(store.release_delivery_locks("w2").await.unwrap(), 1);
+    let freed = store.claim_delivery("w3", until, &["app"]).await.unwrap().unwrap();
+    assert_eq!(freed.id, updated.id);
+    assert!(store.mark_delivered(freed.id, "w3").await.unwrap());
+
+    // One refresher at a time, and only from the generation it read.
+    let owners: Vec<String> = (0..4).map(|i| format!("o{i}")).collect();
+    let claims =
+        join_all(owners.iter().map(|o| store.claim_lease("bot-1", generation, o, until, true)))
+            .await;
+    let won: Vec<usize> =
+        (0..4).filter(|i| matches!(claims[*i].as_ref().unwrap(), Claim::Claimed { .. })).collect();
+    assert_eq!(won.len(), 1, "{claims:?}");
+    assert!(claims.iter().all(|c| matches!(c, Ok(Claim::Claimed { .. } | Claim::Held))));
+    let owner = format!("o{}", won[0]);
+    assert!(store.renew_lease("bot-1", &owner, until + 10).await.unwrap());
+    assert!(!store.renew_lease("bot-1", "stranger", until + 10).await.unwrap());
+    let stale = store.claim_lease("bot-1", generation - 1, "o9", until, true).await.unwrap();
+    assert_eq!(stale, Claim::Moved);
+
+    // A refresh from an old generation changes nothing; from the current one it rotates.
+    let rotated = grant("bot-1", "ntn_access_three", Some("ntn_refresh_three"));
+    let sealed = SealedPair::seal(&vault, &rotated).unwrap();
+    let late = store.complete_refresh(&rotated, sealed.clone(), generation - 1, &routes).await;
+    assert_eq!(late.unwrap(), None);
+    let next = store.complete_refresh(&rotated, sealed, generation, &routes).await.unwrap();
+    assert_eq!(next, Some(generation + 1));
+    let tokens = store.sealed_tokens("bot-1").await.unwrap().unwrap().open(&vault, "bot-1");
+    assert_eq!(tokens.unwrap().access_token.unwrap().expose_secret(), "ntn_access_three");
+
+    // A refused refresh token: needs_reauth, said once, and never from a stale generation.
+    let failure = RefreshFailure {
+        needs_reauth: true,
+        outcome_unknown: false,
+        message: "refresh token refused",
+        request_id: Some("req-1"),
+    };
+    assert!(!store.fail_refresh("bot-1", generation, failure, &routes).await.unwrap());
+    assert!(store.fail_refresh("bot-1", generation + 1, failure, &routes).await.unwrap());
+    let connection = store.connection("bot-1").await.unwrap().unwrap();
+    assert_eq!(connection.status, "needs_reauth");
+
+    // Revoking forgets the tokens and tells both targets.
+    assert!(!store.revoke_connection("bot-1", generation, "gone", None, &routes).await.unwrap());
+    assert!(store.revoke_connection("bot-1", generation + 1, "gone", None, &routes).await.unwrap());
+    let sealed = store.sealed_tokens("bot-1").await.unwrap().unwrap();
+    assert!(sealed.access_token.is_none() && sealed.refresh_token.is_none());
+    assert_eq!(sealed.status, "revoked");
+
+    // A cancelled flow has no connection, only the app's ref.
+    store.record_denied(Some("user-2"), &routes).await.unwrap();
+
+    let events: Vec<(String, String)> = queued(&*store)
+        .await
+        .into_iter()
+        .skip(2)
+        .map(|(target, event, _)| (target, event))
+        .collect();
+    let expected = [
+        ("app", "connection.refreshed"),
+        ("app", "connection.needs_reauth"),
+        ("app", "connection.revoked"),
+        ("audit", "connection.revoked"),
+        ("app", "connection.denied"),
+    ];
+    assert_eq!(events, expected.map(|(t, e)| (t.to_owned(), e.to_owned())));
+    let history: Vec<String> =
+        store.events("bot-1", 50).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(
+        history,
+        ["revoked", "needs_reauth", "refresh_failed", "refreshed", "reconnected", "connected"]
+    );
+
+    // API keys: stored by digest, revoked once.
+    store.insert_api_key("key-1", "backend", b"digest").await.unwrap();
+    assert_eq!(store.api_key("key-1").await.unwrap().unwrap().secret_hash, b"digest");
+    assert_eq!(store.api_keys().await.unwrap().len(), 1);
+    assert!(store.revoke_api_key("key-1").await.unwrap());
+    assert!(!store.revoke_api_key("key-1").await.unwrap());
+
+    // One-time links: used once, even by racing clicks; expired ones never.
+    store.insert_connect_link(b"link-1", Some("user-3"), None, now() + 60).await.unwrap();
+    store.insert_connect_link(b"link-old", Some("user-4"), None, now() - 1).await.unwrap();
+    let clicks = join_all((0..4).map(|_| store.use_connect_link(b"link-1"))).await;
+    let used: Vec<_> = clicks.into_iter().filter_map(|c| c.unwrap()).collect();
+    assert_eq!(used, vec![(Some("user-3".to_owned()), None)]);
+    assert_eq!(store.use_connect_link(b"link-old").await.unwrap(), None);
+
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_sqlite_store_holds_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+    holds_the_contract(store::connect(&url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_postgres_store_holds_the_contract() {
+    let Some(url) = postgres_url().await else { return };
+    holds_the_contract(store::connect(&url).await.unwrap()).await;
+}
