@@ -32,6 +32,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 pub use api_keys::{ApiKeys, StoredApiKey};
+/// For implementing [`Store`] without depending on `async-trait` yourself.
+pub use async_trait::async_trait;
 pub use connections::{
     ConnectionFilter, ConnectionSummary, Connections, SealedPair, SealedTokens, StoredTokens,
     Upserted,

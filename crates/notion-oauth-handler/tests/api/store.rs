@@ -2,17 +2,23 @@
 //! store of the app's own plugged into the embedded flow.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::future::join_all;
 use notion_oauth::TokenResponse;
 use notion_oauth_handler::config::{Deliveries, Target, TargetKind};
+use notion_oauth_handler::embed::{ConnectionHook, HookEvent, HookFuture, NotionOAuth};
 use notion_oauth_handler::store::{
-    self, Claim, RefreshFailure, SealedPair, Store, StoreError, Upserted, now,
+    self, ApiKeys, Claim, ConnectLinks, ConnectionFilter, ConnectionSummary, Connections, Delivery,
+    DeliverySummary, Event, History, Outbox, RefreshFailure, Refreshes, SealedPair, SealedTokens,
+    SqlStore, Store, StoreError, StoredApiKey, Upserted, now,
 };
 use notion_oauth_handler::vault::{MasterKey, Vault};
 use secrecy::SecretString;
 
-use crate::helpers::{postgres_url, random_key};
+use url::Url;
+
+use crate::helpers::{Browser, postgres_url, random_key};
 
 fn grant(bot_id: &str, access: &str, refresh: Option<&str>) -> TokenResponse {
     serde_json::from_value(serde_json::json!({
@@ -220,4 +226,320 @@ async fn the_sqlite_store_holds_the_contract() {
 async fn the_postgres_store_holds_the_contract() {
     let Some(url) = postgres_url().await else { return };
     holds_the_contract(store::connect(&url).await.unwrap()).await;
+}
+
+/// An app's own store: the built-in one, except that writing a connection fails while `down`
+/// (its database is being failed over, say).
+#[derive(Debug)]
+struct FailingOver {
+    inner: SqlStore,
+    down: Arc<AtomicBool>,
+}
+
+#[store::async_trait]
+impl Connections for FailingOver {
+    async fn upsert_connection(
+        &self,
+        response: &TokenResponse,
+        sealed: SealedPair,
+        reference: Option<&str>,
+        deliveries: &Deliveries,
+    ) -> Result<Upserted, StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+        }
+        self.inner.upsert_connection(response, sealed, reference, deliveries).await
+    }
+    async fn list_connections(
+        &self,
+        filter: &ConnectionFilter,
+    ) -> Result<Vec<ConnectionSummary>, StoreError> {
+        self.inner.list_connections(filter).await
+    }
+    async fn connection(&self, bot_id: &str) -> Result<Option<ConnectionSummary>, StoreError> {
+        self.inner.connection(bot_id).await
+    }
+    async fn sealed_tokens(&self, bot_id: &str) -> Result<Option<SealedTokens>, StoreError> {
+        self.inner.sealed_tokens(bot_id).await
+    }
+}
+
+#[store::async_trait]
+impl History for FailingOver {
+    async fn record_event(
+        &self,
+        bot_id: &str,
+        kind: &str,
+        message: Option<&str>,
+        request_id: Option<&str>,
+        deliveries: &Deliveries,
+    ) -> Result<(), StoreError> {
+        self.inner.record_event(bot_id, kind, message, request_id, deliveries).await
+    }
+    async fn record_denied(
+        &self,
+        reference: Option<&str>,
+        deliveries: &Deliveries,
+    ) -> Result<(), StoreError> {
+        self.inner.record_denied(reference, deliveries).await
+    }
+    async fn events(&self, bot_id: &str, limit: i64) -> Result<Vec<Event>, StoreError> {
+        self.inner.events(bot_id, limit).await
+    }
+}
+
+#[store::async_trait]
+impl Refreshes for FailingOver {
+    async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.inner.due_for_refresh(cutoff).await
+    }
+    async fn due_for_check(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        self.inner.due_for_check(cutoff).await
+    }
+    async fn claim_lease(
+        &self,
+        bot_id: &str,
+        generation: i64,
+        owner: &str,
+        lease_until: i64,
+        require_active: bool,
+    ) -> Result<Claim, StoreError> {
+        self.inner.claim_lease(bot_id, generation, owner, lease_until, require_active).await
+    }
+    async fn renew_lease(
+        &self,
+        bot_id: &str,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.renew_lease(bot_id, owner, lease_until).await
+    }
+    async fn release_lease(&self, bot_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.release_lease(bot_id, owner).await
+    }
+    async fn complete_refresh(
+        &self,
+        response: &TokenResponse,
+        sealed: SealedPair,
+        from_generation: i64,
+        deliveries: &Deliveries,
+    ) -> Result<Option<i64>, StoreError> {
+        self.inner.complete_refresh(response, sealed, from_generation, deliveries).await
+    }
+    async fn fail_refresh(
+        &self,
+        bot_id: &str,
+        from_generation: i64,
+        failure: RefreshFailure<'_>,
+        deliveries: &Deliveries,
+    ) -> Result<bool, StoreError> {
+        self.inner.fail_refresh(bot_id, from_generation, failure, deliveries).await
+    }
+    async fn record_check(
+        &self,
+        bot_id: &str,
+        active: bool,
+        from_generation: i64,
+        request_id: Option<&str>,
+        deliveries: &Deliveries,
+    ) -> Result<(), StoreError> {
+        self.inner.record_check(bot_id, active, from_generation, request_id, deliveries).await
+    }
+    async fn revoke_connection(
+        &self,
+        bot_id: &str,
+        from_generation: i64,
+        message: &str,
+        request_id: Option<&str>,
+        deliveries: &Deliveries,
+    ) -> Result<bool, StoreError> {
+        self.inner.revoke_connection(bot_id, from_generation, message, request_id, deliveries).await
+    }
+}
+
+#[store::async_trait]
+impl Outbox for FailingOver {
+    async fn claim_delivery(
+        &self,
+        worker: &str,
+        locked_until: i64,
+        targets: &[&str],
+    ) -> Result<Option<Delivery>, StoreError> {
+        self.inner.claim_delivery(worker, locked_until, targets).await
+    }
+    async fn mark_delivered(&self, id: i64, worker: &str) -> Result<bool, StoreError> {
+        self.inner.mark_delivered(id, worker).await
+    }
+    async fn mark_failed(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        next_attempt_at: i64,
+        dead: bool,
+    ) -> Result<bool, StoreError> {
+        self.inner.mark_failed(id, worker, error, next_attempt_at, dead).await
+    }
+    async fn extend_delivery_lock(
+        &self,
+        id: i64,
+        worker: &str,
+        locked_until: i64,
+    ) -> Result<(), StoreError> {
+        self.inner.extend_delivery_lock(id, worker, locked_until).await
+    }
+    async fn release_delivery_locks(&self, worker_prefix: &str) -> Result<u64, StoreError> {
+        self.inner.release_delivery_locks(worker_prefix).await
+    }
+    async fn deliveries(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<DeliverySummary>, StoreError> {
+        self.inner.deliveries(status, limit).await
+    }
+    async fn redeliver(&self, id: i64) -> Result<bool, StoreError> {
+        self.inner.redeliver(id).await
+    }
+    async fn redeliver_dead(&self) -> Result<u64, StoreError> {
+        self.inner.redeliver_dead().await
+    }
+}
+
+#[store::async_trait]
+impl ApiKeys for FailingOver {
+    async fn insert_api_key(
+        &self,
+        id: &str,
+        name: &str,
+        secret_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        self.inner.insert_api_key(id, name, secret_hash).await
+    }
+    async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
+        self.inner.api_keys().await
+    }
+    async fn api_key(&self, id: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        self.inner.api_key(id).await
+    }
+    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.revoke_api_key(id).await
+    }
+    async fn touch_api_key(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.touch_api_key(id).await
+    }
+}
+
+#[store::async_trait]
+impl ConnectLinks for FailingOver {
+    async fn insert_connect_link(
+        &self,
+        token_digest: &[u8],
+        reference: Option<&str>,
+        return_to: Option<&str>,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.inner.insert_connect_link(token_digest, reference, return_to, expires_at).await
+    }
+    async fn use_connect_link(
+        &self,
+        token_digest: &[u8],
+    ) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+        self.inner.use_connect_link(token_digest).await
+    }
+}
+
+#[store::async_trait]
+impl Store for FailingOver {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {
+        self.inner.consume_state(nonce, expires_at).await
+    }
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+}
+
+/// Records the refs of the connections it hears of.
+struct Heard(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl ConnectionHook for Heard {
+    fn on_event<'a>(&'a self, event: &'a HookEvent) -> HookFuture<'a> {
+        Box::pin(async move {
+            let reference = event.data["ref"].as_str().unwrap_or("").to_owned();
+            self.0.lock().unwrap().push(format!("{} {reference}", event.event_type));
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_embedding_app_brings_its_own_store_and_a_failed_write_saves_nothing() {
+    // The flow on its own port, keeping everything in the app's store.
+    let app = crate::helpers::spawn_app().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    app.emulator().add_redirect_uri(&format!("{origin}/callback"));
+    let own_dir = tempfile::tempdir().unwrap();
+    let own_url = format!("sqlite://{}", own_dir.path().join("own.db").display());
+    let down = Arc::new(AtomicBool::new(true));
+    let own = FailingOver { inner: SqlStore::connect(&own_url).await.unwrap(), down: down.clone() };
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut settings = app.settings.clone();
+    settings.server.public_url = Some(origin.clone());
+    let config = settings.validate(app.dir.path()).unwrap();
+    let embedded = NotionOAuth::new(config)
+        .with_hook("app", Heard(heard.clone()))
+        .with_store(own)
+        .build()
+        .await
+        .unwrap();
+    let router = embedded.router();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let add = |reference: &'static str| {
+        let (app, origin) = (&app, origin.clone());
+        async move {
+            let browser = Browser::new();
+            let started = browser.get(&format!("{origin}/connect?ref={reference}")).await;
+            let location = started.headers()["location"].to_str().unwrap();
+            let back = app.decide(&Url::parse(location).unwrap(), "allow", "Ada Lovelace").await;
+            let page = browser.get(back.as_str()).await;
+            (page.status().as_u16(), page.text().await.unwrap())
+        }
+    };
+
+    // The app's database fails over while the user approves: nothing is saved, and the user is
+    // told to try again.
+    let (status, page) = add("user-1").await;
+    assert_eq!(status, 500, "{page}");
+    assert!(page.contains("data-reason=\"internal\"") && page.contains("Nothing was saved"));
+    for secret in app.emulator().issued_secrets() {
+        assert!(!page.contains(secret.as_str()), "a token on the error page");
+    }
+    let everything = ConnectionFilter { limit: 10, ..ConnectionFilter::default() };
+    let own = &embedded.state().store;
+    assert!(own.list_connections(&everything).await.unwrap().is_empty());
+    assert!(own.deliveries(None, 10).await.unwrap().is_empty());
+    assert!(app.connections().await.is_empty(), "the configured database is not used");
+
+    // Back up: the retry connects, into the app's store, and the hook hears of it.
+    down.store(false, Ordering::SeqCst);
+    let (status, page) = add("user-1").await;
+    assert_eq!(status, 200, "{page}");
+    let connections = own.list_connections(&everything).await.unwrap();
+    assert_eq!(connections.len(), 1);
+    assert_eq!(connections[0].reference.as_deref(), Some("user-1"));
+    for _ in 0..100 {
+        if !heard.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(*heard.lock().unwrap(), ["connection.created user-1"]);
+    assert!(app.connections().await.is_empty(), "the configured database is not used");
+    embedded.shutdown().await;
 }
