@@ -15,7 +15,7 @@ use url::Url;
 use crate::config::Config;
 use crate::links::ConnectRequest;
 use crate::startup::AppState;
-use crate::store::{SealedPair, StoreError, Upserted};
+use crate::store::{SealedGrant, StoreError, Upserted};
 
 /// The cookie that ties a flow to the browser that started it. One per browser, not per flow,
 /// so that several tabs can each run a flow at once. Over https it carries the `__Host-`
@@ -252,11 +252,9 @@ pub async fn finish(
         exchange_notion_initiated(app, code).await
     };
     let response = response.map_err(FlowError::Exchange)?;
-    let sealed = SealedPair::seal(&app.config.vault, &response)?;
-    let outcome = app
-        .store
-        .upsert_connection(&response, sealed, reference.as_deref(), &app.config.deliveries)
-        .await?;
+    let grant = SealedGrant::seal(&app.config.vault, &response)?;
+    let outcome =
+        app.store.upsert_connection(&grant, reference.as_deref(), &app.config.deliveries).await?;
     tracing::info!(
         bot_id = %response.bot_id,
         workspace_id = %response.workspace_id,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use notion_oauth::{AccessToken, NotionError, RefreshToken, TokenResponse};
 
 use crate::startup::AppState;
-use crate::store::{Claim, RefreshFailure, SealedPair, StoreError, StoredTokens, now};
+use crate::store::{Claim, RefreshFailure, SealedGrant, StoreError, StoredTokens, now};
 
 /// How long a lease lasts without renewal: how long a dead holder keeps others waiting.
 const LEASE: Duration = Duration::from_secs(15);
@@ -374,13 +374,12 @@ async fn store_refreshed(
     from: i64,
 ) -> Result<Grant, LifecycleError> {
     // Sealing fails only without randomness: waiting would not help, unlike a busy database.
-    let sealed = SealedPair::seal(&app.config.vault, &response)?;
+    let grant = SealedGrant::seal(&app.config.vault, &response).inspect_err(|error| {
+        tracing::error!(bot_id, error = %error, "a refreshed pair could not be sealed; the connection will report an interrupted refresh");
+    })?;
     let mut attempt = 0;
     let generation = loop {
-        let stored = app
-            .store
-            .complete_refresh(&response, sealed.clone(), from, &app.config.deliveries)
-            .await;
+        let stored = app.store.complete_refresh(&grant, from, &app.config.deliveries).await;
         match stored {
             Ok(Some(generation)) => break generation,
             Ok(None) => return changed_meanwhile(app, bot_id).await,

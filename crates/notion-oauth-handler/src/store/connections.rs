@@ -112,7 +112,7 @@ pub struct StoredTokens {
 }
 
 /// A connection's tokens as a store keeps them: sealed, with what a refresh needs to know.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SealedTokens {
     pub access_token: Option<Vec<u8>>,
     pub refresh_token: Option<Vec<u8>>,
@@ -128,10 +128,20 @@ pub struct SealedTokens {
 #[derive(Clone)]
 pub struct SealedPair {
     pub access_token: Vec<u8>,
-    /// `None` when Notion sent no refresh token: keep the one stored before.
+    /// `None` when Notion sent none: a refresh keeps the one stored before, a re-authorization
+    /// stores none.
     pub refresh_token: Option<Vec<u8>>,
     /// The vault key that sealed them (each ciphertext names its key too).
     pub key_id: String,
+}
+
+impl std::fmt::Debug for SealedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedTokens")
+            .field("status", &self.status)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for SealedPair {
@@ -152,12 +162,56 @@ fn context(bot_id: &str, column: &str) -> Vec<u8> {
     format!("connections/{bot_id}/{column}").into_bytes()
 }
 
-impl SealedPair {
-    /// Seals the pair in `response` with the vault's active key.
+/// What Notion granted, as a store receives it: what Notion said about the connection in clear,
+/// the tokens sealed.
+#[derive(Debug, Clone)]
+pub struct SealedGrant {
+    pub bot_id: String,
+    pub workspace_id: String,
+    pub workspace_name: Option<String>,
+    pub workspace_icon: Option<String>,
+    /// `user` or `workspace`.
+    pub owner_type: String,
+    pub owner_user_id: Option<String>,
+    pub owner_name: Option<String>,
+    pub owner_email: Option<String>,
+    pub duplicated_template_id: Option<String>,
+    pub token_type: String,
+    /// Notion's whole answer as JSON, tokens left out.
+    pub response_json: String,
+    /// Notion's id for the request that granted it.
+    pub request_id: Option<String>,
+    pub tokens: SealedPair,
+}
+
+impl SealedGrant {
+    /// Seals the tokens in `response` with the vault's active key, and keeps the rest.
     ///
     /// # Errors
     /// Encryption failures.
     pub fn seal(vault: &Vault, response: &TokenResponse) -> Result<Self, StoreError> {
+        let user = response.owner.user();
+        Ok(Self {
+            bot_id: response.bot_id.as_str().to_owned(),
+            workspace_id: response.workspace_id.as_str().to_owned(),
+            workspace_name: response.workspace_name.clone(),
+            workspace_icon: response.workspace_icon.clone(),
+            owner_type: response.owner.kind().to_owned(),
+            owner_user_id: user.map(|u| u.id.as_str().to_owned()),
+            owner_name: user.and_then(|u| u.name.clone()),
+            owner_email: user.and_then(|u| u.person.as_ref()).and_then(|p| p.email.clone()),
+            duplicated_template_id: response.duplicated_template_id.clone(),
+            token_type: response.token_type.clone(),
+            // Serializing the response leaves the tokens out by construction (see TokenResponse).
+            response_json: serde_json::to_string(response).map_err(StoreError::Serialize)?,
+            request_id: response.request_id.clone(),
+            tokens: SealedPair::seal(vault, response)?,
+        })
+    }
+}
+
+impl SealedPair {
+    fn seal(vault: &Vault, response: &TokenResponse) -> Result<Self, StoreError> {
         let bot_id = response.bot_id.as_str();
         let access_token = vault.seal(
             response.access_token.expose_secret().as_bytes(),
@@ -201,16 +255,20 @@ impl SealedTokens {
 /// Connections: written by the flow, read by the API and the lifecycle.
 #[async_trait::async_trait]
 pub trait Connections: Send + Sync {
-    /// Stores the connection Notion just granted (`response` for what it says, `sealed` for its
-    /// tokens: serializing `response` leaves them out), replacing the pair of an earlier
-    /// authorization of the same bot, with its event queued for `deliveries`, in one transaction.
+    /// Stores the connection Notion just granted, with its history entry (`connected` or
+    /// `reconnected`) and its event queued for `deliveries`, in one transaction.
+    ///
+    /// A first authorization of the bot creates it (`Created`: `authorizations` 1, generation
+    /// 1). A later one (`Reauthorized`) replaces the whole pair (a `None` refresh token too),
+    /// increments `authorizations` and the generation, makes it `active` again, and clears the
+    /// refresh lease and the interrupted marker; `reference` replaces the stored one only when
+    /// given, and so does `duplicated_template_id`.
     ///
     /// # Errors
-    /// Database failures; nothing is written then.
+    /// Storage failures; nothing is written then.
     async fn upsert_connection(
         &self,
-        response: &TokenResponse,
-        sealed: SealedPair,
+        grant: &SealedGrant,
         reference: Option<&str>,
         deliveries: &Deliveries,
     ) -> Result<Upserted, StoreError>;
@@ -241,15 +299,10 @@ pub trait Connections: Send + Sync {
 impl Connections for SqlStore {
     async fn upsert_connection(
         &self,
-        response: &TokenResponse,
-        sealed: SealedPair,
+        grant: &SealedGrant,
         reference: Option<&str>,
         deliveries: &Deliveries,
     ) -> Result<Upserted, StoreError> {
-        let user = response.owner.user();
-        let email = user.and_then(|u| u.person.as_ref()).and_then(|p| p.email.clone());
-        // Serializing the response leaves the tokens out by construction (see TokenResponse).
-        let stored_response = serde_json::to_string(response).map_err(StoreError::Serialize)?;
         let mut transaction = self.pool.begin().await?;
         let row = sqlx::query(
             "INSERT INTO connections (bot_id, workspace_id, workspace_name, workspace_icon, owner_type,
@@ -273,22 +326,22 @@ impl Connections for SqlStore {
                  last_request_id = excluded.last_request_id, updated_at = excluded.updated_at
              RETURNING authorizations",
         )
-        .bind(response.bot_id.as_str())
-        .bind(response.workspace_id.as_str())
-        .bind(response.workspace_name.as_deref())
-        .bind(response.workspace_icon.as_deref())
-        .bind(response.owner.kind())
-        .bind(user.map(|u| u.id.as_str()))
-        .bind(user.and_then(|u| u.name.as_deref()))
-        .bind(email)
-        .bind(response.duplicated_template_id.as_deref())
-        .bind(&response.token_type)
-        .bind(sealed.access_token)
-        .bind(sealed.refresh_token)
-        .bind(sealed.key_id)
-        .bind(stored_response)
+        .bind(&grant.bot_id)
+        .bind(&grant.workspace_id)
+        .bind(grant.workspace_name.as_deref())
+        .bind(grant.workspace_icon.as_deref())
+        .bind(&grant.owner_type)
+        .bind(grant.owner_user_id.as_deref())
+        .bind(grant.owner_name.as_deref())
+        .bind(grant.owner_email.as_deref())
+        .bind(grant.duplicated_template_id.as_deref())
+        .bind(&grant.token_type)
+        .bind(&grant.tokens.access_token)
+        .bind(grant.tokens.refresh_token.as_deref())
+        .bind(&grant.tokens.key_id)
+        .bind(&grant.response_json)
         .bind(reference)
-        .bind(response.request_id.as_deref())
+        .bind(grant.request_id.as_deref())
         .bind(now())
         .fetch_one(&mut *transaction)
         .await?;
@@ -298,10 +351,10 @@ impl Connections for SqlStore {
         record(
             &mut transaction,
             deliveries,
-            response.bot_id.as_str(),
+            &grant.bot_id,
             kind,
             None,
-            response.request_id.as_deref(),
+            grant.request_id.as_deref(),
         )
         .await?;
         transaction.commit().await?;

@@ -5,7 +5,7 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::connections::{SUMMARY_COLUMNS, summary};
+use super::connections::{ConnectionSummary, SUMMARY_COLUMNS, summary};
 use super::{SqlStore, StoreError, now};
 use crate::config::Deliveries;
 
@@ -25,7 +25,7 @@ pub struct Event {
 }
 
 /// The event type delivered for a history entry, if it is one the app hears about.
-fn delivered_as(kind: &str) -> Option<&'static str> {
+pub fn delivered_as(kind: &str) -> Option<&'static str> {
     Some(match kind {
         "connected" => "connection.created",
         "reconnected" => "connection.updated",
@@ -43,35 +43,79 @@ fn rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// An event as the outbox keeps it: one row per target that wants its type, all with the same
+/// `event_id` (receivers deduplicate by it). Built here so that every store sends the same body.
+#[derive(Debug, Clone)]
+pub struct QueuedEvent {
+    pub event_id: String,
+    pub event_type: &'static str,
+    /// Deliveries with the same key and target go out in the order they were queued.
+    pub ordering_key: String,
+    pub bot_id: Option<String>,
+    /// The body webhooks receive: `{id, type, created_at, data}`.
+    pub payload: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+impl QueuedEvent {
+    fn new(
+        event_type: &'static str,
+        ordering_key: String,
+        bot_id: Option<String>,
+        data: serde_json::Value,
+    ) -> Result<Self, StoreError> {
+        let created_at = now();
+        let event_id = format!("evt_{}", uuid::Uuid::new_v4().simple());
+        let payload = serde_json::json!({ "id": event_id, "type": event_type, "created_at": rfc3339(created_at), "data": data });
+        let payload = serde_json::to_string(&payload).map_err(StoreError::Serialize)?;
+        Ok(Self { event_id, event_type, ordering_key, bot_id, payload, created_at })
+    }
+
+    /// The event for a history entry of `kind`, with the connection as it is after the change
+    /// (`None` for the kinds apps do not hear about: see [`delivered_as`]).
+    ///
+    /// # Errors
+    /// A connection that does not serialize (not expected).
+    pub fn for_change(
+        kind: &str,
+        connection: &ConnectionSummary,
+    ) -> Result<Option<Self>, StoreError> {
+        let Some(event_type) = delivered_as(kind) else { return Ok(None) };
+        let data = serde_json::to_value(connection).map_err(StoreError::Serialize)?;
+        let bot_id = connection.bot_id.clone();
+        Self::new(event_type, bot_id.clone(), Some(bot_id), data).map(Some)
+    }
+
+    /// `connection.denied`: there is no connection, only the app's `ref`.
+    ///
+    /// # Errors
+    /// See [`QueuedEvent::for_change`].
+    pub fn denied(reference: Option<&str>) -> Result<Self, StoreError> {
+        let data = serde_json::json!({ "ref": reference, "error": "access_denied" });
+        let ordering_key = format!("denied:{}", reference.unwrap_or(""));
+        Self::new("connection.denied", ordering_key, None, data)
+    }
+}
+
 /// Queues an event for every target that wants its type, inside the caller's transaction.
 async fn enqueue(
     connection: &mut AnyConnection,
     deliveries: &Deliveries,
-    event_type: &str,
-    ordering_key: &str,
-    bot_id: Option<&str>,
-    data: serde_json::Value,
+    event: &QueuedEvent,
 ) -> Result<(), StoreError> {
-    let targets: Vec<&str> = deliveries.targets_for(event_type).collect();
-    if targets.is_empty() {
-        return Ok(());
-    }
-    let now = now();
-    let event_id = format!("evt_{}", uuid::Uuid::new_v4().simple());
-    let payload = serde_json::json!({ "id": event_id, "type": event_type, "created_at": rfc3339(now), "data": data });
-    let payload = serde_json::to_string(&payload).map_err(StoreError::Serialize)?;
-    for target in targets {
+    for target in deliveries.targets_for(event.event_type) {
         sqlx::query(
             "INSERT INTO outbox (event_id, target, event_type, ordering_key, bot_id, payload, next_attempt_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
         )
-        .bind(&event_id)
+        .bind(&event.event_id)
         .bind(target)
-        .bind(event_type)
-        .bind(ordering_key)
-        .bind(bot_id)
-        .bind(&payload)
-        .bind(now)
+        .bind(event.event_type)
+        .bind(&event.ordering_key)
+        .bind(event.bot_id.as_deref())
+        .bind(&event.payload)
+        .bind(event.created_at)
         .execute(&mut *connection)
         .await?;
     }
@@ -96,20 +140,27 @@ pub(super) async fn record(
         .bind(now())
         .execute(&mut *connection)
         .await?;
-    let Some(event_type) = delivered_as(kind) else {
+    if delivered_as(kind).is_none() {
         return Ok(());
-    };
+    }
     let sql = format!("SELECT {SUMMARY_COLUMNS} FROM connections WHERE bot_id = $1");
     let row =
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bot_id).fetch_one(&mut *connection).await?;
-    let data = serde_json::to_value(summary(&row)?).map_err(StoreError::Serialize)?;
-    enqueue(connection, deliveries, event_type, bot_id, Some(bot_id), data).await
+    match QueuedEvent::for_change(kind, &summary(&row)?)? {
+        Some(event) => enqueue(connection, deliveries, &event).await,
+        None => Ok(()),
+    }
 }
 
-/// Each connection's history, and events that belong to no connection.
+/// Each connection's history, and the events queued with it.
+///
+/// Every method that writes a history entry of a kind that [`delivered_as`] names also queues
+/// [`QueuedEvent::for_change`], built from the connection as it is after the change, once for
+/// each target `deliveries.targets_for(event_type)` names, in the same transaction.
 #[async_trait::async_trait]
 pub trait History: Send + Sync {
-    /// Records an event on its own (for changes that touch nothing else).
+    /// Records a history entry on its own (for changes that touch nothing else), with its event
+    /// (see [`QueuedEvent::for_change`]) queued for `deliveries` in the same transaction.
     ///
     /// # Errors
     /// Database failures.
@@ -122,8 +173,9 @@ pub trait History: Send + Sync {
         deliveries: &Deliveries,
     ) -> Result<(), StoreError>;
 
-    /// Queues `connection.denied` for a flow the user cancelled on Notion's page: there is no
-    /// connection, only the app's `ref` (when the state carried one).
+    /// Queues [`QueuedEvent::denied`] for `deliveries`, for a flow the user cancelled on Notion's
+    /// page: there is no connection, so no history entry, only the app's `ref` (when the state
+    /// carried one).
     ///
     /// # Errors
     /// Database failures.
@@ -161,11 +213,9 @@ impl History for SqlStore {
         reference: Option<&str>,
         deliveries: &Deliveries,
     ) -> Result<(), StoreError> {
-        let data = serde_json::json!({ "ref": reference, "error": "access_denied" });
-        let ordering_key = format!("denied:{}", reference.unwrap_or(""));
+        let event = QueuedEvent::denied(reference)?;
         let mut transaction = self.pool.begin().await?;
-        enqueue(&mut transaction, deliveries, "connection.denied", &ordering_key, None, data)
-            .await?;
+        enqueue(&mut transaction, deliveries, &event).await?;
         transaction.commit().await?;
         Ok(())
     }

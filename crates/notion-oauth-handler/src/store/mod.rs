@@ -7,8 +7,9 @@
 //! entry and the deliveries queued for it are written together or not at all; that is what keeps
 //! "at least once, in order" true across crashes, so a custom store must keep it too.
 //!
-//! Tokens reach a store sealed by the vault ([`SealedPair`]) and leave it sealed
-//! ([`SealedTokens`]); a store never holds the key.
+//! Tokens reach a store sealed by the vault ([`SealedGrant`]) and leave it sealed
+//! ([`SealedTokens`]); a store never holds the key. Webhook bodies are built by [`QueuedEvent`],
+//! so that every store sends the same.
 //!
 //! [`SqlStore`] is both built-in backends: their SQL is the same (numbered parameters,
 //! `ON CONFLICT`, `UPDATE … RETURNING`), so only the migrations and a few connection settings
@@ -35,10 +36,10 @@ pub use api_keys::{ApiKeys, StoredApiKey};
 /// For implementing [`Store`] without depending on `async-trait` yourself.
 pub use async_trait::async_trait;
 pub use connections::{
-    ConnectionFilter, ConnectionSummary, Connections, SealedPair, SealedTokens, StoredTokens,
-    Upserted,
+    ConnectionFilter, ConnectionSummary, Connections, SealedGrant, SealedPair, SealedTokens,
+    StoredTokens, Upserted,
 };
-pub use events::{Event, History};
+pub use events::{Event, History, QueuedEvent, delivered_as};
 pub use links::ConnectLinks;
 pub use outbox::{Delivery, DeliverySummary, Outbox};
 pub use refresh::{Claim, RefreshFailure, Refreshes};
@@ -62,6 +63,9 @@ pub enum StoreError {
     Serialize(#[source] serde_json::Error),
     #[error("storage.url must be a SQLite file (sqlite:…) or a PostgreSQL database (postgres://…)")]
     UnknownBackend,
+    /// A failure of a store other than the built-in one.
+    #[error("the store failed: {0}")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Everything the server keeps. Shared by all requests as `Arc<dyn Store>`.

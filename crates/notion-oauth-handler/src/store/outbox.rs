@@ -57,11 +57,12 @@ fn delivery_summary(row: &AnyRow) -> Result<DeliverySummary, sqlx::Error> {
 /// The deliveries queued with each event: claimed by workers, retried, dead-lettered, redelivered.
 #[async_trait::async_trait]
 pub trait Outbox: Send + Sync {
-    /// Claims the oldest due delivery to one of `targets` for `worker` until `locked_until`,
-    /// skipping any whose target has an earlier undelivered (pending or dead) delivery for the
-    /// same connection: order per connection is strict, so a dead letter holds back what came
-    /// after it until it is redelivered. Targets this process does not know stay queued for one
-    /// that does. One statement, so two workers or processes never claim the same row.
+    /// Claims the oldest due delivery (pending, `next_attempt_at` passed, not locked or its lock
+    /// ran out) to one of `targets` for `worker` until `locked_until`, skipping any that has an
+    /// earlier undelivered (pending or dead) delivery with the same target and ordering key:
+    /// order per connection is strict, so a dead letter holds back what came after it until it
+    /// is redelivered. Targets this process does not know stay queued for one that does. One
+    /// statement, so two workers or processes never claim the same row.
     ///
     /// # Errors
     /// Database failures.
@@ -72,13 +73,16 @@ pub trait Outbox: Send + Sync {
         targets: &[&str],
     ) -> Result<Option<Delivery>, StoreError>;
 
-    /// Marks a claimed delivery done; `false` when `worker` no longer held it.
+    /// Marks a claimed delivery done, counting the attempt, and unlocks it; `false` when `worker`
+    /// no longer held it.
     ///
     /// # Errors
     /// Database failures.
     async fn mark_delivered(&self, id: i64, worker: &str) -> Result<bool, StoreError>;
 
-    /// Records a failed attempt: retried at `next_attempt_at`, or dead-lettered.
+    /// Records a failed attempt (counted in `attempts`, which the worker's limit reads) and
+    /// unlocks it: retried at `next_attempt_at`, or dead-lettered. `false` when `worker` no
+    /// longer held it.
     ///
     /// # Errors
     /// Database failures.

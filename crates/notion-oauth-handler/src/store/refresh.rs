@@ -1,10 +1,9 @@
 //! A connection's life after the flow, as stored: the refresh lock (a lease row), the outcomes
 //! of refreshes, checks and revocations, and which connections background work is due for.
 
-use notion_oauth::TokenResponse;
 use sqlx::Row;
 
-use super::connections::SealedPair;
+use super::connections::SealedGrant;
 use super::events::record;
 use super::{SqlStore, StoreError, now};
 use crate::config::Deliveries;
@@ -34,23 +33,34 @@ pub struct RefreshFailure<'a> {
 }
 
 /// A connection's refresh lock and the outcomes of refreshes, checks and revocations.
+///
+/// The generation is how callers tell "the tokens changed since I read them": it must go up
+/// with every new pair or end of the tokens (a re-authorization, a refresh, a revocation, a check
+/// that finds them inactive) and never otherwise. Outcomes apply only at the generation they were
+/// read at, and are not tied to the lease's owner: a refresh that outlived its lease (a long
+/// pause) still stores the pair Notion rotated to, if nothing else changed meanwhile.
 #[async_trait::async_trait]
 pub trait Refreshes: Send + Sync {
-    /// Active connections whose pair was issued at or before `cutoff`, with their generation.
+    /// Active connections that have a refresh token, whose pair was issued at or before
+    /// `cutoff`, with their generation, oldest first.
     ///
     /// # Errors
     /// Database failures.
     async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(String, i64)>, StoreError>;
 
-    /// Active connections not checked since `cutoff`.
+    /// Active connections not checked since `cutoff` (or never), least recently checked first.
     ///
     /// # Errors
     /// Database failures.
     async fn due_for_check(&self, cutoff: i64) -> Result<Vec<String>, StoreError>;
 
-    /// Takes the connection's lock for `owner` until `lease_until`, if it is free and the tokens
-    /// are still at `generation` (and, with `require_active`, the connection is active). One
-    /// statement, so two processes can never both win.
+    /// Takes the connection's lock for `owner` until `lease_until`, if it is free (never taken,
+    /// released, or its lease ran out) and the tokens are still at `generation` (and, with
+    /// `require_active`, the connection is active). One statement, so two processes can never
+    /// both win. Notes the time the refresh started; taking over a lease that ran out while its
+    /// refresh was under way returns that refresh's start as `interrupted`, which stays until a
+    /// pair is stored. `Held` when another owner has it, `Moved` when the generation or status
+    /// no longer match (or there is no such connection).
     ///
     /// # Errors
     /// Database failures.
@@ -80,11 +90,13 @@ pub trait Refreshes: Send + Sync {
     /// Database failures.
     async fn release_lease(&self, bot_id: &str, owner: &str) -> Result<(), StoreError>;
 
-    /// Stores a refreshed pair and releases the lock, with its event, in one transaction, if the
-    /// connection is still at `from_generation` and not revoked. A valid new pair also ends a
-    /// `needs_reauth` that a rival refresh (holding a lease this one outlived) recorded. Returns
-    /// the new generation, or `None` when the connection changed under the refresh
-    /// (re-authorized, revoked): its state wins then.
+    /// Stores a refreshed pair and releases the lock, with its history entry (`refreshed`) and
+    /// event, in one transaction, if the connection is still at `from_generation` and not
+    /// revoked. A `None` refresh token keeps the stored one. The connection becomes `active`
+    /// (a valid new pair also ends a `needs_reauth` that a rival refresh, holding a lease this
+    /// one outlived, recorded) and the interrupted marker is cleared. Returns the new
+    /// generation, or `None` when the connection changed under the refresh (re-authorized,
+    /// revoked): its state wins then.
     ///
     /// `sealed.key_id` names the key of the newest ciphertext; each ciphertext also carries its
     /// own, so a refresh token kept from before (Notion sent none) still opens.
@@ -94,14 +106,15 @@ pub trait Refreshes: Send + Sync {
     /// that this one was interrupted.
     async fn complete_refresh(
         &self,
-        response: &TokenResponse,
-        sealed: SealedPair,
+        grant: &SealedGrant,
         from_generation: i64,
         deliveries: &Deliveries,
     ) -> Result<Option<i64>, StoreError>;
 
-    /// Releases the refresh lock after a failed refresh, with the events that say so, if the
-    /// connection is still at `from_generation` (returns whether it was).
+    /// Releases the refresh lock after a failed refresh, with its history (`refresh_failed`, and
+    /// `needs_reauth` with its event when `failure.needs_reauth`), if the connection is still at
+    /// `from_generation` (returns whether it was). The generation does not change: the pair did
+    /// not. Unless `failure.outcome_unknown`, the interrupted marker is kept as it was.
     ///
     /// # Errors
     /// Database failures.
@@ -113,9 +126,10 @@ pub trait Refreshes: Send + Sync {
         deliveries: &Deliveries,
     ) -> Result<bool, StoreError>;
 
-    /// Notes an introspection. An inactive token (that could not be refreshed) means the user
-    /// removed the connection in Notion: it becomes revoked, unless it changed since
-    /// `from_generation` (a re-authorization meanwhile wins).
+    /// Notes an introspection: `checked_at` and a `checked` history entry, whatever the
+    /// generation. An inactive token (that could not be refreshed) means the user removed the
+    /// connection in Notion: it becomes revoked (a `revoked` entry and event, the generation
+    /// goes up), unless it changed since `from_generation` (a re-authorization meanwhile wins).
     ///
     /// # Errors
     /// Database failures.
@@ -128,8 +142,9 @@ pub trait Refreshes: Send + Sync {
         deliveries: &Deliveries,
     ) -> Result<(), StoreError>;
 
-    /// Forgets a connection's tokens and marks it revoked, if it is still at `from_generation`
-    /// (returns whether it was: a re-authorization meanwhile brought a new pair to revoke).
+    /// Forgets a connection's tokens, marks it revoked, releases any lease, and records a
+    /// `revoked` entry and event, if it is still at `from_generation` (returns whether it was: a
+    /// re-authorization meanwhile brought a new pair to revoke).
     ///
     /// # Errors
     /// Database failures.
@@ -241,8 +256,7 @@ impl Refreshes for SqlStore {
 
     async fn complete_refresh(
         &self,
-        response: &TokenResponse,
-        sealed: SealedPair,
+        grant: &SealedGrant,
         from_generation: i64,
         deliveries: &Deliveries,
     ) -> Result<Option<i64>, StoreError> {
@@ -256,12 +270,12 @@ impl Refreshes for SqlStore {
                  refreshed_at = $5, tokens_issued_at = $5, updated_at = $5, last_request_id = $6
              WHERE bot_id = $1 AND generation = $7 AND status != 'revoked' RETURNING generation",
         )
-        .bind(response.bot_id.as_str())
-        .bind(sealed.access_token)
-        .bind(sealed.refresh_token)
-        .bind(sealed.key_id)
+        .bind(&grant.bot_id)
+        .bind(&grant.tokens.access_token)
+        .bind(grant.tokens.refresh_token.as_deref())
+        .bind(&grant.tokens.key_id)
         .bind(now)
-        .bind(response.request_id.as_deref())
+        .bind(grant.request_id.as_deref())
         .bind(from_generation)
         .fetch_optional(&mut *transaction)
         .await?;
@@ -271,10 +285,10 @@ impl Refreshes for SqlStore {
         record(
             &mut transaction,
             deliveries,
-            response.bot_id.as_str(),
+            &grant.bot_id,
             "refreshed",
             None,
-            response.request_id.as_deref(),
+            grant.request_id.as_deref(),
         )
         .await?;
         transaction.commit().await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mock_notion::{Endpoint, Fault};
 use notion_oauth_handler::config::Deliveries;
-use notion_oauth_handler::store::SealedPair;
+use notion_oauth_handler::store::SealedGrant;
 
 use crate::helpers::{Answer, TestOptions, http, spawn_app, spawn_app_with};
 
@@ -121,14 +121,9 @@ async fn a_check_during_a_notion_outage_changes_nothing() {
         "owner": {"type": "workspace", "workspace": true}
     }))
     .unwrap();
-    let sealed = SealedPair::seal(&app.vault(), &expired).unwrap();
+    let grant = SealedGrant::seal(&app.vault(), &expired).unwrap();
     let nowhere = Deliveries::none();
-    app.store()
-        .await
-        .complete_refresh(&expired, sealed, generation, &nowhere)
-        .await
-        .unwrap()
-        .unwrap();
+    app.store().await.complete_refresh(&grant, generation, &nowhere).await.unwrap().unwrap();
     app.emulator().set_fault(
         Endpoint::Token,
         Fault::Error { status: 503, code: "service_unavailable".into(), message: "down".into() },

@@ -10,7 +10,7 @@ use notion_oauth_handler::config::{Deliveries, Target, TargetKind};
 use notion_oauth_handler::embed::{ConnectionHook, HookEvent, HookFuture, NotionOAuth};
 use notion_oauth_handler::store::{
     self, ApiKeys, Claim, ConnectLinks, ConnectionFilter, ConnectionSummary, Connections, Delivery,
-    DeliverySummary, Event, History, Outbox, RefreshFailure, Refreshes, SealedPair, SealedTokens,
+    DeliverySummary, Event, History, Outbox, RefreshFailure, Refreshes, SealedGrant, SealedTokens,
     SqlStore, Store, StoreError, StoredApiKey, Upserted, now,
 };
 use notion_oauth_handler::vault::{MasterKey, Vault};
@@ -71,12 +71,12 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
 
     // Created, then re-authorized: the ref stays when the second flow had none.
     let first = grant("bot-1", "ntn_access_one", Some("ntn_refresh_one"));
-    let sealed = SealedPair::seal(&vault, &first).unwrap();
-    let outcome = store.upsert_connection(&first, sealed, Some("user-1"), &routes).await.unwrap();
+    let sealed = SealedGrant::seal(&vault, &first).unwrap();
+    let outcome = store.upsert_connection(&sealed, Some("user-1"), &routes).await.unwrap();
     assert_eq!(outcome, Upserted::Created);
     let second = grant("bot-1", "ntn_access_two", Some("ntn_refresh_two"));
-    let sealed = SealedPair::seal(&vault, &second).unwrap();
-    let outcome = store.upsert_connection(&second, sealed, None, &routes).await.unwrap();
+    let sealed = SealedGrant::seal(&vault, &second).unwrap();
+    let outcome = store.upsert_connection(&sealed, None, &routes).await.unwrap();
     assert_eq!(outcome, Upserted::Reauthorized);
     let connection = store.connection("bot-1").await.unwrap().unwrap();
     assert_eq!(
@@ -146,10 +146,10 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
 
     // A refresh from an old generation changes nothing; from the current one it rotates.
     let rotated = grant("bot-1", "ntn_access_three", Some("ntn_refresh_three"));
-    let sealed = SealedPair::seal(&vault, &rotated).unwrap();
-    let late = store.complete_refresh(&rotated, sealed.clone(), generation - 1, &routes).await;
+    let sealed = SealedGrant::seal(&vault, &rotated).unwrap();
+    let late = store.complete_refresh(&sealed, generation - 1, &routes).await;
     assert_eq!(late.unwrap(), None);
-    let next = store.complete_refresh(&rotated, sealed, generation, &routes).await.unwrap();
+    let next = store.complete_refresh(&sealed, generation, &routes).await.unwrap();
     assert_eq!(next, Some(generation + 1));
     let tokens = store.sealed_tokens("bot-1").await.unwrap().unwrap().open(&vault, "bot-1");
     assert_eq!(tokens.unwrap().access_token.unwrap().expose_secret(), "ntn_access_three");
@@ -212,7 +212,118 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
     assert_eq!(used, vec![(Some("user-3".to_owned()), None)]);
     assert_eq!(store.use_connect_link(b"link-old").await.unwrap(), None);
 
+    // The bodies are the documented envelope, with the connection after the change, no token.
+    let claimed = store.claim_delivery("w4", until, &["app"]).await.unwrap().unwrap();
+    let body: serde_json::Value = serde_json::from_str(&claimed.payload).unwrap();
+    assert_eq!(body["id"], claimed.event_id.as_str());
+    assert_eq!(
+        (body["type"].as_str(), claimed.event_type.as_str()),
+        (Some("connection.refreshed"), "connection.refreshed")
+    );
+    assert!(
+        time::OffsetDateTime::parse(
+            body["created_at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        (body["data"]["bot_id"].as_str(), body["data"]["ref"].as_str()),
+        (Some("bot-1"), Some("user-1"))
+    );
+    assert!(!claimed.payload.contains("ntn_"), "{}", claimed.payload);
+    // A dead letter holds back its own connection and target only.
+    assert!(store.mark_failed(claimed.id, "w4", "gone", now() - 1, true).await.unwrap());
+    let next = store.claim_delivery("w4", until, &["app"]).await.unwrap().unwrap();
+    assert_eq!(next.event_type, "connection.denied");
+    let audit = store.claim_delivery("w4", until, &["audit"]).await.unwrap().unwrap();
+    assert_eq!(audit.event_type, "connection.revoked");
+    assert_eq!(store.redeliver_dead().await.unwrap(), 1);
+
+    holds_the_refresh_contract(&*store, &vault).await;
     store.close().await;
+}
+
+/// Leases that run out, pairs without a refresh token, checks: on connections with no targets.
+async fn holds_the_refresh_contract(store: &dyn Store, vault: &Vault) {
+    let quiet = Deliveries::none();
+    let with_refresh = SealedGrant::seal(vault, &grant("bot-2", "ntn_a2", Some("ntn_r2"))).unwrap();
+    store.upsert_connection(&with_refresh, Some("user-2"), &quiet).await.unwrap();
+    let without = SealedGrant::seal(vault, &grant("bot-3", "ntn_a3", None)).unwrap();
+    store.upsert_connection(&without, Some("user-3"), &quiet).await.unwrap();
+    let due: Vec<String> =
+        store.due_for_refresh(now() + 1).await.unwrap().into_iter().map(|(bot, _)| bot).collect();
+    assert!(due.contains(&"bot-2".to_owned()) && !due.contains(&"bot-3".to_owned()), "{due:?}");
+    assert!(store.due_for_refresh(now() - 3600).await.unwrap().is_empty());
+    let to_check = store.due_for_check(now() + 1).await.unwrap();
+    assert!(to_check.contains(&"bot-2".to_owned()) && !to_check.contains(&"bot-1".to_owned()));
+
+    // A holder whose lease ran out loses it, and the next one learns its refresh was cut short.
+    let generation = store.sealed_tokens("bot-2").await.unwrap().unwrap().generation;
+    let first = store.claim_lease("bot-2", generation, "a", now() - 1, true).await.unwrap();
+    assert_eq!(first, Claim::Claimed { interrupted: None });
+    let second = store.claim_lease("bot-2", generation, "b", now() + 60, true).await.unwrap();
+    assert!(matches!(second, Claim::Claimed { interrupted: Some(_) }), "{second:?}");
+    assert!(!store.renew_lease("bot-2", "a", now() + 60).await.unwrap());
+    let summary = store.connection("bot-2").await.unwrap().unwrap();
+    assert!(summary.refresh_interrupted_at.is_some());
+
+    // A refresh that brings no refresh token keeps the stored one, clears the marker, frees the
+    // lock.
+    let rotated = SealedGrant::seal(vault, &grant("bot-2", "ntn_a2b", None)).unwrap();
+    let next = store.complete_refresh(&rotated, generation, &quiet).await.unwrap().unwrap();
+    let tokens = store.sealed_tokens("bot-2").await.unwrap().unwrap().open(vault, "bot-2").unwrap();
+    assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_a2b");
+    assert_eq!(tokens.refresh_token.unwrap().expose_secret(), "ntn_r2");
+    assert!(store.connection("bot-2").await.unwrap().unwrap().refresh_interrupted_at.is_none());
+    let third = store.claim_lease("bot-2", next, "c", now() + 60, true).await.unwrap();
+    assert_eq!(third, Claim::Claimed { interrupted: None });
+    assert_eq!(store.claim_lease("bot-2", next, "d", now() + 60, true).await.unwrap(), Claim::Held);
+    store.release_lease("bot-2", "c").await.unwrap();
+    assert!(matches!(
+        store.claim_lease("bot-2", next, "d", now() + 60, true).await.unwrap(),
+        Claim::Claimed { .. }
+    ));
+    // An unknown outcome keeps the marker for the next refresher.
+    let unknown = RefreshFailure {
+        needs_reauth: false,
+        outcome_unknown: true,
+        message: "timed out",
+        request_id: None,
+    };
+    assert!(store.fail_refresh("bot-2", next, unknown, &quiet).await.unwrap());
+    assert_eq!(store.sealed_tokens("bot-2").await.unwrap().unwrap().generation, next, "same pair");
+    let after = store.claim_lease("bot-2", next, "e", now() + 60, true).await.unwrap();
+    assert!(matches!(after, Claim::Claimed { interrupted: Some(_) }), "{after:?}");
+    store.release_lease("bot-2", "e").await.unwrap();
+
+    // A check: noted whatever the generation; an inactive token revokes only at its generation.
+    store.record_check("bot-2", false, next - 1, None, &quiet).await.unwrap();
+    let checked = store.connection("bot-2").await.unwrap().unwrap();
+    assert_eq!(checked.status, "active");
+    assert!(checked.checked_at.is_some());
+    store.record_check("bot-2", false, next, None, &quiet).await.unwrap();
+    let revoked = store.sealed_tokens("bot-2").await.unwrap().unwrap();
+    assert_eq!((revoked.status.as_str(), revoked.generation), ("revoked", next + 1));
+    store.record_event("bot-3", "refresh_interrupted", Some("note"), None, &quiet).await.unwrap();
+    let history: Vec<String> =
+        store.events("bot-3", 1).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(history, ["refresh_interrupted"]);
+
+    // Listing: filtered, and paged by bot id.
+    let by_ref = ConnectionFilter {
+        reference: Some("user-3".into()),
+        limit: 10,
+        ..ConnectionFilter::default()
+    };
+    let found: Vec<String> =
+        store.list_connections(&by_ref).await.unwrap().into_iter().map(|c| c.bot_id).collect();
+    assert_eq!(found, ["bot-3"]);
+    let page =
+        ConnectionFilter { after: Some("bot-1".into()), limit: 1, ..ConnectionFilter::default() };
+    let found: Vec<String> =
+        store.list_connections(&page).await.unwrap().into_iter().map(|c| c.bot_id).collect();
+    assert_eq!(found, ["bot-2"]);
 }
 
 #[tokio::test]
@@ -240,15 +351,14 @@ struct FailingOver {
 impl Connections for FailingOver {
     async fn upsert_connection(
         &self,
-        response: &TokenResponse,
-        sealed: SealedPair,
+        grant: &SealedGrant,
         reference: Option<&str>,
         deliveries: &Deliveries,
     ) -> Result<Upserted, StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+            return Err(StoreError::Other("the database is failing over".into()));
         }
-        self.inner.upsert_connection(response, sealed, reference, deliveries).await
+        self.inner.upsert_connection(grant, reference, deliveries).await
     }
     async fn list_connections(
         &self,
@@ -319,12 +429,11 @@ impl Refreshes for FailingOver {
     }
     async fn complete_refresh(
         &self,
-        response: &TokenResponse,
-        sealed: SealedPair,
+        grant: &SealedGrant,
         from_generation: i64,
         deliveries: &Deliveries,
     ) -> Result<Option<i64>, StoreError> {
-        self.inner.complete_refresh(response, sealed, from_generation, deliveries).await
+        self.inner.complete_refresh(grant, from_generation, deliveries).await
     }
     async fn fail_refresh(
         &self,
@@ -542,4 +651,70 @@ async fn an_embedding_app_brings_its_own_store_and_a_failed_write_saves_nothing(
     assert_eq!(*heard.lock().unwrap(), ["connection.created user-1"]);
     assert!(app.connections().await.is_empty(), "the configured database is not used");
     embedded.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_change_whose_delivery_cannot_be_queued_is_not_stored_either() {
+    // Arrange: a connection, then an outbox that refuses every row (as a full disk would).
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("atomic.db").display());
+    let store = store::connect(&url).await.unwrap();
+    let vault =
+        Vault::new(&MasterKey::from_base64(&SecretString::from(random_key())).unwrap(), &[]);
+    let routes = routing();
+    let first = SealedGrant::seal(&vault, &grant("bot-1", "ntn_one", Some("ntn_r1"))).unwrap();
+    store.upsert_connection(&first, Some("user-1"), &Deliveries::none()).await.unwrap();
+    let mut sqlite = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
+    .execute(&mut sqlite)
+    .await
+    .unwrap();
+    let before = store.connection("bot-1").await.unwrap().unwrap();
+    let generation = store.sealed_tokens("bot-1").await.unwrap().unwrap().generation;
+
+    // Act: every kind of change that reports itself.
+    let other = SealedGrant::seal(&vault, &grant("bot-2", "ntn_two", None)).unwrap();
+    let created = store.upsert_connection(&other, Some("user-2"), &routes).await;
+    let again = SealedGrant::seal(&vault, &grant("bot-1", "ntn_again", None)).unwrap();
+    let reauthorized = store.upsert_connection(&again, None, &routes).await;
+    let refreshed = store.complete_refresh(&again, generation, &routes).await;
+    let refused = RefreshFailure {
+        needs_reauth: true,
+        outcome_unknown: false,
+        message: "refused",
+        request_id: None,
+    };
+    let failed = store.fail_refresh("bot-1", generation, refused, &routes).await;
+    let revoked = store.revoke_connection("bot-1", generation, "gone", None, &routes).await;
+    let checked = store.record_check("bot-1", false, generation, None, &routes).await;
+    let denied = store.record_denied(Some("user-3"), &routes).await;
+
+    // Assert: each failed, and left everything as it was.
+    for (what, failed) in [
+        ("created", created.is_err()),
+        ("reauthorized", reauthorized.is_err()),
+        ("refreshed", refreshed.is_err()),
+        ("failed", failed.is_err()),
+        ("revoked", revoked.is_err()),
+        ("checked", checked.is_err()),
+        ("denied", denied.is_err()),
+    ] {
+        assert!(failed, "{what} succeeded without its delivery");
+    }
+    assert!(store.connection("bot-2").await.unwrap().is_none());
+    let after = store.connection("bot-1").await.unwrap().unwrap();
+    assert_eq!(
+        (after.status.as_str(), after.authorizations, after.checked_at, after.updated_at),
+        (before.status.as_str(), before.authorizations, before.checked_at, before.updated_at)
+    );
+    let tokens = store.sealed_tokens("bot-1").await.unwrap().unwrap();
+    assert_eq!(tokens.generation, generation);
+    let tokens = tokens.open(&vault, "bot-1").unwrap();
+    assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_one");
+    let history: Vec<String> =
+        store.events("bot-1", 10).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(history, ["connected"]);
+    assert!(store.deliveries(None, 10).await.unwrap().is_empty());
 }
