@@ -11,6 +11,20 @@
 //! ([`SealedTokens`]); a store never holds the key. Webhook bodies are built by [`QueuedEvent`],
 //! so that every store sends the same.
 //!
+//! An embedding app picks the store when it builds the flow:
+//!
+//! ```no_run
+//! # async fn run(config: notion_oauth_handler::config::Config) -> anyhow::Result<()> {
+//! use notion_oauth_handler::embed::NotionOAuth;
+//! use notion_oauth_handler::store::SqlStore;
+//!
+//! // The built-in store, in a database the app chose at run time.
+//! let store = SqlStore::connect("postgres://app@127.0.0.1/app").await?;
+//! let notion = NotionOAuth::new(config).with_store(store).build().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! [`SqlStore`] is both built-in backends: their SQL is the same (numbered parameters,
 //! `ON CONFLICT`, `UPDATE … RETURNING`), so only the migrations and a few connection settings
 //! differ, and one implementation keeps them from drifting apart. Locks are rows with leases, not
