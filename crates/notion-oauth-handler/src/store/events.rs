@@ -140,7 +140,9 @@ pub(super) async fn record(
         .bind(now())
         .execute(&mut *connection)
         .await?;
-    if delivered_as(kind).is_none() {
+    // Nothing to queue: spare the read of the connection and the body.
+    let wanted = delivered_as(kind).is_some_and(|t| deliveries.targets_for(t).next().is_some());
+    if !wanted {
         return Ok(());
     }
     let sql = format!("SELECT {SUMMARY_COLUMNS} FROM connections WHERE bot_id = $1");
