@@ -27,7 +27,7 @@ pub fn generate() -> Result<NewApiKey, getrandom::Error> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut id)?;
     getrandom::fill(&mut secret)?;
-    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let id = crate::crypto::hex(&id);
     let secret = URL_SAFE_NO_PAD.encode(secret);
     Ok(NewApiKey {
         key: SecretString::from(format!("{PREFIX}{id}_{secret}")),

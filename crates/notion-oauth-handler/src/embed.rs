@@ -30,70 +30,15 @@
 //! # }
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::response::Response;
 
 use crate::config::{Config, Target, TargetKind};
 use crate::startup::{AppState, open_app, open_app_with_store, spawn_background_work};
 use crate::store::Store;
 
-/// What a hook returns: `Err` is retried like a failed webhook, then dead-lettered.
-pub type HookFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
-
-/// A connection event, as webhooks receive it.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct HookEvent {
-    /// Stable across retries: deduplicate by it.
-    pub id: String,
-    /// `connection.created`, `connection.updated`, `connection.refreshed`,
-    /// `connection.needs_reauth`, `connection.revoked` or `connection.denied`.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub created_at: String,
-    /// The connection as the API shows it (with the app's `ref`); for `connection.denied`, the
-    /// `ref` only. Never tokens: ask [`crate::lifecycle::token`] for one.
-    pub data: serde_json::Value,
-}
-
-/// Called for each connection event, at least once and in order per connection, from the same
-/// durable outbox that feeds webhooks.
-pub trait ConnectionHook: Send + Sync + 'static {
-    fn on_event<'a>(&'a self, event: &'a HookEvent) -> HookFuture<'a>;
-}
-
-/// How a flow ended, for a [`ConnectView`].
-#[derive(Debug)]
-pub enum Outcome<'a> {
-    Connected {
-        bot_id: &'a str,
-        workspace_id: &'a str,
-        workspace_name: Option<&'a str>,
-        reference: Option<&'a str>,
-        /// `created` or `reauthorized`.
-        outcome: &'a str,
-    },
-    Denied {
-        reference: Option<&'a str>,
-    },
-    Failed {
-        /// The stable reason, e.g. `expired_state`, `code_rejected`, `notion_unavailable`.
-        reason: &'a str,
-        /// The HTTP status the built-in page would have.
-        status: u16,
-        /// The built-in page's words, for the user.
-        message: &'a str,
-        request_id: Option<&'a str>,
-    },
-}
-
-/// The pages the browser sees when a flow ends: return `None` to keep the built-in one.
-pub trait ConnectView: Send + Sync + 'static {
-    fn respond(&self, outcome: &Outcome<'_>) -> Option<Response>;
-}
+pub use crate::hooks::{ConnectView, ConnectionHook, HookEvent, HookFuture, Outcome};
 
 /// Builds the embeddable flow.
 pub struct NotionOAuth {

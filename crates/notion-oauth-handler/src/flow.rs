@@ -13,7 +13,6 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::Config;
-use crate::links::ConnectRequest;
 use crate::startup::AppState;
 use crate::store::{SealedGrant, StoreError, Upserted};
 
@@ -104,6 +103,13 @@ impl FlowError {
         matches!(self, FlowError::Store(_) | FlowError::Randomness(_))
             || matches!(self, FlowError::Exchange(e) if !e.is_invalid_grant())
     }
+}
+
+/// What a link to `/connect` asks for, once trusted: the app's `ref` and where to return.
+#[derive(Debug, Default)]
+pub struct ConnectRequest {
+    pub reference: Option<String>,
+    pub return_to: Option<String>,
 }
 
 /// What a finished callback did.

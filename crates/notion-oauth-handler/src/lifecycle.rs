@@ -144,7 +144,7 @@ fn lease_until() -> i64 {
 fn new_owner() -> Result<String, LifecycleError> {
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).map_err(|_| LifecycleError::Task)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::crypto::hex(&bytes))
 }
 
 /// Runs `work` while renewing `owner`'s lease, so a slow Notion or a slow database does not
@@ -533,6 +533,43 @@ pub async fn revoke(app: &AppState, bot_id: &str, reason: &str) -> Result<(), Li
         {
             tracing::info!(bot_id, request_id = request_id.as_deref(), "connection revoked");
             return Ok(());
+        }
+    }
+}
+
+/// One pass of the background refresh: every active connection whose pair is older than
+/// `older_than`.
+pub async fn refresh_old_tokens(app: &AppState, older_than: Duration) {
+    let cutoff = now() - i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX);
+    match app.store.due_for_refresh(cutoff).await {
+        Ok(due) => {
+            for (bot_id, generation) in due {
+                if let Err(error) =
+                    refresh_after(app, &bot_id, generation, Coalesce::OnlyNewer).await
+                {
+                    tracing::warn!(bot_id, error = %error, "background refresh failed");
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "background refresh could not list connections")
+        }
+    }
+}
+
+/// One pass of the background check: every active connection not checked within `interval`.
+pub async fn check_connections(app: &AppState, interval: Duration) {
+    let cutoff = now() - i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+    match app.store.due_for_check(cutoff).await {
+        Ok(due) => {
+            for bot_id in due {
+                if let Err(error) = check(app, &bot_id).await {
+                    tracing::warn!(bot_id, error = %error, "background check failed");
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "background check could not list connections")
         }
     }
 }

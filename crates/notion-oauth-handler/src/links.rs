@@ -1,60 +1,14 @@
-//! Connect links the app can vouch for, so a `ref` in a link cannot be swapped by whoever edits it.
-//!
-//! Signed links: `/connect?ref=R&return_to=U&expires=E&sig=S` where `S` is the lowercase hex
-//! HMAC-SHA256, under `connect.link_secret`, of `"noh-connect-link-v1\n" + R + "\n" + U + "\n" + E`
-//! (an absent `ref` or `return_to` counts as empty; `E` is Unix seconds). Neither field may hold
-//! a newline (`ref` refuses control characters, `return_to` whitespace), so the separator is
-//! unambiguous. One-time links come
-//! from the API instead: `/connect?link=T`, where only a digest of `T` is stored.
+//! Connect links the app can vouch for, so a `ref` in a link cannot be swapped by whoever edits it:
+//! signed links (see [`crate::signatures`] for the signature), and one-time links from the API,
+//! `/connect?link=T`, of which only a digest of `T` is stored.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
-use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::config::connect::check_return_to;
-use crate::flow::{FlowError, MAX_REF_CHARS};
+use crate::flow::{ConnectRequest, FlowError, MAX_REF_CHARS};
 use crate::startup::AppState;
-
-fn mac(secret: &SecretString, reference: &str, return_to: &str, expires: i64) -> Hmac<Sha256> {
-    // HMAC takes keys of any length; the fallback cannot happen.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose_secret().as_bytes())
-        .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
-    mac.update(format!("noh-connect-link-v1\n{reference}\n{return_to}\n{expires}").as_bytes());
-    mac
-}
-
-/// The `sig` of a link.
-pub fn sign(secret: &SecretString, reference: &str, return_to: &str, expires: i64) -> String {
-    mac(secret, reference, return_to, expires)
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Whether `sig` is the link's signature (compared in constant time).
-pub fn is_signed(
-    secret: &SecretString,
-    reference: &str,
-    return_to: &str,
-    expires: i64,
-    sig: &str,
-) -> bool {
-    let Some(bytes) = decode_hex(sig) else {
-        return false;
-    };
-    mac(secret, reference, return_to, expires).verify_slice(&bytes).is_ok()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != 64 {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
-}
 
 /// A new one-time link token and the digest stored for it.
 ///
@@ -71,29 +25,6 @@ pub fn new_token() -> Result<(String, [u8; 32]), getrandom::Error> {
 /// What is stored for a one-time link token.
 pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::new_with_prefix(b"noh connect link\0").chain_update(token).finalize().into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_signature_covers_every_field() {
-        let secret = SecretString::from("0123456789abcdef0123456789abcdef");
-        let sig = sign(&secret, "user-1", "https://app.example.com/", 1_700_000_000);
-        assert!(is_signed(&secret, "user-1", "https://app.example.com/", 1_700_000_000, &sig));
-        assert!(!is_signed(&secret, "user-2", "https://app.example.com/", 1_700_000_000, &sig));
-        assert!(!is_signed(&secret, "user-1", "https://evil.example.com/", 1_700_000_000, &sig));
-        assert!(!is_signed(&secret, "user-1", "https://app.example.com/", 1_800_000_000, &sig));
-        assert!(!is_signed(&secret, "user-1", "https://app.example.com/", 1_700_000_000, "zz"));
-    }
-}
-
-/// What a link to `/connect` asks for, once trusted: the app's `ref` and where to return.
-#[derive(Debug, Default)]
-pub struct ConnectRequest {
-    pub reference: Option<String>,
-    pub return_to: Option<String>,
 }
 
 /// Reads `/connect`'s query: a plain link (`ref`, `return_to`), a signed one (plus `expires` and
@@ -142,7 +73,7 @@ pub async fn read_connect_request(
             let secret = connect.link_secret.as_ref().ok_or(FlowError::InvalidLink)?;
             let expires: i64 =
                 expires.as_deref().and_then(|e| e.parse().ok()).ok_or(FlowError::InvalidLink)?;
-            let signed = is_signed(
+            let signed = crate::signatures::connect_link_matches(
                 secret,
                 reference.as_deref().unwrap_or(""),
                 return_to.as_deref().unwrap_or(""),
@@ -191,7 +122,7 @@ pub async fn reconnect_url(app: &AppState, reference: Option<&str>) -> Result<ur
         url.query_pairs_mut()
             .append_pair("ref", reference)
             .append_pair("expires", &expires.to_string())
-            .append_pair("sig", &sign(secret, reference, "", expires));
+            .append_pair("sig", &crate::signatures::connect_link(secret, reference, "", expires));
     } else if connect.require_signed_ref {
         let (token, digest) = new_token().map_err(FlowError::Randomness)?;
         app.store.insert_connect_link(&digest, Some(reference), None, expires).await?;

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::lifecycle::{self, RefreshLocks};
 use crate::pages::Pages;
-use crate::store::{self, Store, now};
+use crate::store::{self, Store};
 
 /// What every request handler can reach.
 #[derive(Debug)]
@@ -32,7 +32,7 @@ pub struct App {
 
 /// An embedding app's view, for the state.
 #[derive(Clone)]
-pub struct ViewHandle(pub Arc<dyn crate::embed::ConnectView>);
+pub struct ViewHandle(pub Arc<dyn crate::hooks::ConnectView>);
 
 impl std::fmt::Debug for ViewHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,7 +42,7 @@ impl std::fmt::Debug for ViewHandle {
 
 impl App {
     /// Sets the embedding app's view; a second call is ignored.
-    pub fn set_view(&self, view: Option<Arc<dyn crate::embed::ConnectView>>) {
+    pub fn set_view(&self, view: Option<Arc<dyn crate::hooks::ConnectView>>) {
         if let Some(view) = view {
             let _ = self.view.set(ViewHandle(view));
         }
@@ -51,7 +51,7 @@ impl App {
     /// The embedding app's response for `outcome`, if it has a view and the view answers.
     pub fn view_response(
         &self,
-        outcome: &crate::embed::Outcome<'_>,
+        outcome: &crate::hooks::Outcome<'_>,
     ) -> Option<axum::response::Response> {
         self.view.get().and_then(|view| view.0.respond(outcome))
     }
@@ -205,7 +205,7 @@ pub(crate) fn spawn_background_work(app: &AppState) -> Background {
         let app = app.clone();
         lifecycle.push(tokio::spawn(async move {
             loop {
-                refresh_old_tokens(&app, older_than).await;
+                lifecycle::refresh_old_tokens(&app, older_than).await;
                 tokio::time::sleep((older_than / 4).min(Duration::from_secs(300))).await;
             }
         }));
@@ -214,52 +214,10 @@ pub(crate) fn spawn_background_work(app: &AppState) -> Background {
         let app = app.clone();
         lifecycle.push(tokio::spawn(async move {
             loop {
-                check_connections(&app, interval).await;
+                lifecycle::check_connections(&app, interval).await;
                 tokio::time::sleep((interval / 4).min(Duration::from_secs(300))).await;
             }
         }));
     }
     Background { lifecycle, deliveries }
-}
-
-/// One pass of the background refresh: every active connection whose pair is older than
-/// `older_than`.
-pub async fn refresh_old_tokens(app: &AppState, older_than: Duration) {
-    let cutoff = now() - i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX);
-    match app.store.due_for_refresh(cutoff).await {
-        Ok(due) => {
-            for (bot_id, generation) in due {
-                if let Err(error) = lifecycle::refresh_after(
-                    app,
-                    &bot_id,
-                    generation,
-                    lifecycle::Coalesce::OnlyNewer,
-                )
-                .await
-                {
-                    tracing::warn!(bot_id, error = %error, "background refresh failed");
-                }
-            }
-        }
-        Err(error) => {
-            tracing::error!(error = %error, "background refresh could not list connections")
-        }
-    }
-}
-
-/// One pass of the background check: every active connection not checked within `interval`.
-pub async fn check_connections(app: &AppState, interval: Duration) {
-    let cutoff = now() - i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
-    match app.store.due_for_check(cutoff).await {
-        Ok(due) => {
-            for bot_id in due {
-                if let Err(error) = lifecycle::check(app, &bot_id).await {
-                    tracing::warn!(bot_id, error = %error, "background check failed");
-                }
-            }
-        }
-        Err(error) => {
-            tracing::error!(error = %error, "background check could not list connections")
-        }
-    }
 }

@@ -16,6 +16,8 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use crate::crypto::hex;
+
 const ENVELOPE_VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
 const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
@@ -170,10 +172,6 @@ impl Vault {
             .map(Zeroizing::new)
             .map_err(|_| VaultError::Tampered)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -115,5 +115,5 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 fn random_hex() -> anyhow::Result<String> {
     let mut bytes = [0u8; 20];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::crypto::hex(&bytes))
 }

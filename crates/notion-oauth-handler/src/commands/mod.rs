@@ -79,7 +79,10 @@ pub fn connect_link(args: &crate::cli::ConnectLinkArgs) -> anyhow::Result<()> {
             query.append_pair("return_to", return_to);
         }
         query.append_pair("expires", &expires.to_string());
-        query.append_pair("sig", &crate::links::sign(secret, reference, return_to, expires));
+        query.append_pair(
+            "sig",
+            &crate::signatures::connect_link(secret, reference, return_to, expires),
+        );
     }
     println!("{url}");
     Ok(())

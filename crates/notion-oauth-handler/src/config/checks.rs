@@ -7,6 +7,27 @@ use notion_oauth::DEFAULT_API_BASE_URL;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+/// Which database a `storage.url` names. Answered here, with the other checks of URLs, so that
+/// validating the configuration does not reach up to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite:` or `postgres:`/`postgresql:` URLs; `None` for anything else.
+    pub fn of(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
 /// A relative SQLite path is relative to the configuration file, like every other path in it.
 pub fn resolve_sqlite_url(url: &str, base_dir: &Path) -> String {
     let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {

@@ -93,7 +93,7 @@ pub enum TargetKind {
 
 /// An in-process hook, for the target list.
 #[derive(Clone)]
-pub struct HookHandle(pub std::sync::Arc<dyn crate::embed::ConnectionHook>);
+pub struct HookHandle(pub std::sync::Arc<dyn crate::hooks::ConnectionHook>);
 
 impl std::fmt::Debug for HookHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

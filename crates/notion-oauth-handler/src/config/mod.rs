@@ -26,10 +26,10 @@ pub mod connect;
 pub mod delivery;
 mod documents;
 
+pub use checks::{Backend, is_loopback_host, resolve_sqlite_url};
 use checks::{
     check_api_base_url, check_base_path, check_public_url, is_notion_version, secret_from,
 };
-pub use checks::{is_loopback_host, resolve_sqlite_url};
 use documents::load_document;
 pub use documents::{Document, DocumentSettings};
 
@@ -362,7 +362,7 @@ impl Settings {
         if in_memory {
             problem("storage.url", "an in-memory SQLite database is not supported (each pooled connection would get its own); use a file, e.g. sqlite://notion-oauth-handler.db".into());
         }
-        let storage_ok = crate::store::Backend::of(&self.storage.url).is_some() && !in_memory;
+        let storage_ok = Backend::of(&self.storage.url).is_some() && !in_memory;
         if !storage_ok && !in_memory {
             problem(
                 "storage.url",
@@ -418,7 +418,8 @@ impl Settings {
         );
         let connect = connect::validate(&self.connect, base_dir, &mut section_problems);
         let templates_dir = self.pages.templates_dir.as_ref().map(|dir| base_dir.join(dir));
-        if let Some(Err(message)) = templates_dir.as_deref().map(crate::pages::check_overrides) {
+        if let Some(Err(message)) = templates_dir.as_deref().map(crate::templates::check_overrides)
+        {
             section_problems.push(("pages.templates_dir".into(), message));
         }
         for (key, message) in section_problems {

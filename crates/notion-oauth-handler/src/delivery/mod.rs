@@ -16,8 +16,6 @@ use crate::config::TargetKind;
 use crate::startup::AppState;
 use crate::store::{Delivery, now};
 
-pub use webhook::{SIGNATURE_HEADER, sign};
-
 /// How long an idle worker waits before looking again.
 const IDLE: Duration = Duration::from_millis(200);
 /// The longest wait between attempts.
@@ -191,7 +189,7 @@ async fn attempt(app: &AppState, delivery: &Delivery) -> Result<(), AttemptError
                 .map_err(AttemptError::Command)
         }
         TargetKind::InProcess(hook) => {
-            let event: crate::embed::HookEvent = serde_json::from_str(&delivery.payload)
+            let event: crate::hooks::HookEvent = serde_json::from_str(&delivery.payload)
                 .map_err(|e| AttemptError::Prepare(e.to_string()))?;
             // In its own task: a hook that panics fails this attempt, not the worker.
             let hook = hook.0.clone();

@@ -8,8 +8,8 @@ use minijinja::context;
 use url::Url;
 
 use crate::config::connect::fill;
-use crate::embed::Outcome;
 use crate::flow::{self, CallbackParams, Finished, browser_cookie_name};
+use crate::hooks::Outcome;
 use crate::startup::AppState;
 use crate::store::Upserted;
 

@@ -88,7 +88,7 @@ pub(crate) fn flow_error(
 ) -> axum::response::Response {
     let ttl_minutes = app.config.state_ttl.as_secs() / 60;
     let (status, reason, _, message) = crate::pages::describe(error, ttl_minutes);
-    let outcome = crate::embed::Outcome::Failed {
+    let outcome = crate::hooks::Outcome::Failed {
         reason,
         status: status.as_u16(),
         message: &message,

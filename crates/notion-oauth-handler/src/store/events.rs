@@ -5,7 +5,7 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::connections::{ConnectionSummary, SUMMARY_COLUMNS, summary};
+use super::summary::{ConnectionSummary, SUMMARY_COLUMNS, summary};
 use super::{SqlStore, StoreError, now};
 use crate::config::Deliveries;
 

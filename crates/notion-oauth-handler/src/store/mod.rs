@@ -37,6 +37,7 @@ mod events;
 mod links;
 mod outbox;
 mod refresh;
+mod summary;
 
 use std::time::Duration;
 
@@ -60,6 +61,7 @@ pub use refresh::{Claim, RefreshFailure, Refreshes};
 
 use std::sync::Arc;
 
+use crate::config::Backend;
 use crate::vault::{Vault, VaultError};
 
 /// Why storage failed.
@@ -143,26 +145,6 @@ pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     pool: AnyPool,
-}
-
-/// Which database a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    /// `sqlite:` or `postgres:`/`postgresql:` URLs; `None` for anything else.
-    pub fn of(url: &str) -> Option<Self> {
-        if url.starts_with("sqlite:") {
-            Some(Self::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Self::Postgres)
-        } else {
-            None
-        }
-    }
 }
 
 fn migrator(backend: Backend) -> Migrator {

@@ -97,7 +97,7 @@ async fn every_lifecycle_event_reaches_the_webhook_signed_and_in_order() {
         let secret = secrecy::SecretString::from(WEBHOOK_SECRET);
         assert_eq!(
             signature,
-            &notion_oauth_handler::delivery::sign(&secret, timestamp, &delivery.body)
+            &notion_oauth_handler::signatures::webhook(&secret, timestamp, &delivery.body)
         );
     }
 }

@@ -531,12 +531,12 @@ async fn background_passes_refresh_old_tokens_and_check_connections() {
     let before = app.tokens(&bot).await.generation;
     // A check in between must not make the pair look younger than it is.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    notion_oauth_handler::startup::check_connections(&worker, Duration::ZERO).await;
+    notion_oauth_handler::lifecycle::check_connections(&worker, Duration::ZERO).await;
 
-    notion_oauth_handler::startup::refresh_old_tokens(&worker, Duration::from_secs(1)).await;
+    notion_oauth_handler::lifecycle::refresh_old_tokens(&worker, Duration::from_secs(1)).await;
     assert_eq!(app.tokens(&bot).await.generation, before + 1);
     app.emulator().revoke_all_for_bot(&bot);
-    notion_oauth_handler::startup::check_connections(&worker, Duration::ZERO).await;
+    notion_oauth_handler::lifecycle::check_connections(&worker, Duration::ZERO).await;
 
     assert_eq!(
         app.refresh_requests(),

@@ -133,7 +133,8 @@ async fn redirect_templates_replace_our_pages() {
 
 fn signed_query(reference: &str, return_to: &str, expires: i64) -> String {
     let secret = SecretString::from(LINK_SECRET);
-    let sig = notion_oauth_handler::links::sign(&secret, reference, return_to, expires);
+    let sig =
+        notion_oauth_handler::signatures::connect_link(&secret, reference, return_to, expires);
     format!("ref={}&return_to={}&expires={expires}&sig={sig}", encode(reference), encode(return_to))
 }
 

@@ -1,0 +1,87 @@
+//! A connection as it is shown (everything but the tokens) and read from its row: shared by the
+//! connections themselves and by the history, which puts it in each event it queues.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use utoipa::ToSchema;
+
+use super::now;
+
+/// A connection as shown to operators and the API: everything but the tokens.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConnectionSummary {
+    pub bot_id: String,
+    pub workspace_id: String,
+    pub workspace_name: Option<String>,
+    pub workspace_icon: Option<String>,
+    /// `user` (a person authorized it) or `workspace` (legacy).
+    pub owner_type: String,
+    pub owner_user_id: Option<String>,
+    pub owner_name: Option<String>,
+    pub owner_email: Option<String>,
+    /// The page duplicated from the integration's template, if the user chose to.
+    pub duplicated_template_id: Option<String>,
+    /// The app's own reference passed to `/connect`.
+    #[serde(rename = "ref")]
+    #[schema(rename = "ref")]
+    pub reference: Option<String>,
+    /// `active`, `needs_reauth` (send the user to connect again) or `revoked`.
+    pub status: String,
+    /// Why the status is not `active`.
+    pub status_reason: Option<String>,
+    /// How many times the user authorized (re-authorizations replace the token pair).
+    pub authorizations: i64,
+    /// Set when a refresh was under way and its process stopped before storing the answer:
+    /// Notion may have rotated the pair, so the stored one may no longer work.
+    pub refresh_interrupted_at: Option<i64>,
+    pub refreshed_at: Option<i64>,
+    pub checked_at: Option<i64>,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub key_id: String,
+}
+
+pub(super) const SUMMARY_COLUMNS: &str =
+    "bot_id, workspace_id, workspace_name, workspace_icon, owner_type, owner_user_id,
+    owner_name, owner_email, duplicated_template_id, ref, status, status_reason, authorizations,
+    refresh_started_at, refresh_lease_until, refresh_interrupted_at,
+    refreshed_at, checked_at, created_at, updated_at, key_id";
+
+/// A refresh whose outcome is unknown: one recorded as such, or one whose holder's lease ran out
+/// before it finished (its process died).
+fn interrupted_at(row: &AnyRow) -> Result<Option<i64>, sqlx::Error> {
+    let started: Option<i64> = row.try_get("refresh_started_at")?;
+    let lease_until: Option<i64> = row.try_get("refresh_lease_until")?;
+    Ok(match (started, lease_until) {
+        (Some(started), Some(until)) if until < now() => Some(started),
+        _ => row.try_get("refresh_interrupted_at")?,
+    })
+}
+
+pub(super) fn summary(row: &AnyRow) -> Result<ConnectionSummary, sqlx::Error> {
+    Ok(ConnectionSummary {
+        bot_id: row.try_get("bot_id")?,
+        workspace_id: row.try_get("workspace_id")?,
+        workspace_name: row.try_get("workspace_name")?,
+        workspace_icon: row.try_get("workspace_icon")?,
+        owner_type: row.try_get("owner_type")?,
+        owner_user_id: row.try_get("owner_user_id")?,
+        owner_name: row.try_get("owner_name")?,
+        owner_email: row.try_get("owner_email")?,
+        duplicated_template_id: row.try_get("duplicated_template_id")?,
+        reference: row.try_get("ref")?,
+        status: row.try_get("status")?,
+        status_reason: row.try_get("status_reason")?,
+        authorizations: row.try_get("authorizations")?,
+        refresh_interrupted_at: interrupted_at(row)?,
+        refreshed_at: row.try_get("refreshed_at")?,
+        checked_at: row.try_get("checked_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        key_id: row.try_get("key_id")?,
+    })
+}
