@@ -33,10 +33,10 @@ fn parse_params(raw: &[u8]) -> Params {
 /// A request that passed validation: where to send the browser back.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Validated {
-    pub client_id: String,
-    pub redirect_uri: String,
-    pub redirect_uri_sent: bool,
-    pub state: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) redirect_uri_sent: bool,
+    pub(crate) state: Option<String>,
 }
 
 /// Checks what Notion checks before showing its consent screen; the error text goes on an HTML page,

@@ -41,7 +41,7 @@ fn parse_json(body: &[u8]) -> Result<Fields, ApiError> {
 
 impl Fields {
     /// A string field; absent and `null` read as missing, any other type is a validation error.
-    pub fn str(&self, name: &str) -> Result<Option<&str>, ApiError> {
+    pub(crate) fn str(&self, name: &str) -> Result<Option<&str>, ApiError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -51,7 +51,7 @@ impl Fields {
         }
     }
 
-    pub fn required_str(&self, name: &str) -> Result<&str, ApiError> {
+    pub(crate) fn required_str(&self, name: &str) -> Result<&str, ApiError> {
         self.str(name)?.ok_or_else(|| ApiError::missing_field(name))
     }
 }

@@ -10,38 +10,38 @@ use crate::ErrorShape;
 /// An error answer before it is given a shape and a request id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ApiError {
-    pub status: StatusCode,
-    pub code: String,
-    pub message: String,
+    pub(crate) status: StatusCode,
+    pub(crate) code: String,
+    pub(crate) message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self { status, code: code.to_owned(), message: message.into() }
     }
 
     /// Fault statuses come from tests as bare numbers; nonsense ones degrade to 500 rather than panic.
-    pub fn from_fault(status: u16, code: &str, message: &str) -> Self {
+    pub(crate) fn from_fault(status: u16, code: &str, message: &str) -> Self {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self::new(status, code, message)
     }
 
-    pub fn invalid_request(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
-    pub fn invalid_grant(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_grant(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_grant", message)
     }
 
     /// The wording Notion's validator uses for an absent body field (quoted in §2.3).
-    pub fn missing_field(field: &str) -> Self {
+    pub(crate) fn missing_field(field: &str) -> Self {
         Self::invalid_request(format!(
             "body failed validation: body.{field} should be defined, instead was `undefined`."
         ))
     }
 
-    pub fn invalid_client() -> Self {
+    pub(crate) fn invalid_client() -> Self {
         // The exact message is UNCONFIRMED; the status and code follow the OpenAPI (§2.1).
         Self::new(
             StatusCode::UNAUTHORIZED,
@@ -50,11 +50,11 @@ impl ApiError {
         )
     }
 
-    pub fn unauthorized() -> Self {
+    pub(crate) fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "API token is invalid.")
     }
 
-    pub fn missing_version() -> Self {
+    pub(crate) fn missing_version() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "missing_version",
@@ -62,11 +62,11 @@ impl ApiError {
         )
     }
 
-    pub fn invalid_json() -> Self {
+    pub(crate) fn invalid_json() -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_json", "Error parsing JSON body.")
     }
 
-    pub fn body(&self, shape: ErrorShape, request_id: &str) -> Value {
+    pub(crate) fn body(&self, shape: ErrorShape, request_id: &str) -> Value {
         match shape {
             ErrorShape::OAuth => json!({
                 "error": self.code,
@@ -83,7 +83,7 @@ impl ApiError {
         }
     }
 
-    pub fn into_response(self, shape: ErrorShape, request_id: &str) -> Response {
+    pub(crate) fn into_response(self, shape: ErrorShape, request_id: &str) -> Response {
         let body = self.body(shape, request_id);
         (self.status, Json(body)).into_response()
     }

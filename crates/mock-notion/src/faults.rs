@@ -14,7 +14,14 @@ use crate::Endpoint;
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// Answer with this HTTP status and a well-formed error body (in the configured shape) carrying `code`.
-    Error { status: u16, code: String, message: String },
+    Error {
+        /// The HTTP status; a number that is not a valid status code becomes 500.
+        status: u16,
+        /// The error code: `error` in the OAuth shape, `code` in Notion's.
+        code: String,
+        /// The explanation: `error_description` or `message`; on Authorize, the error page's text.
+        message: String,
+    },
     /// Answer 200 with a body that is not JSON (an HTML "Bad gateway" page), as a proxy in the way would.
     NonJson,
     /// Answer 200 with JSON that lacks required fields; on Authorize, redirect back without a `code`.

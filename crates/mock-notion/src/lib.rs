@@ -56,14 +56,19 @@ pub enum ReauthMode {
 /// Settings of the one emulated public connection.
 #[derive(Clone)]
 pub struct EmulatorConfig {
+    /// The only client id the emulator accepts, at authorize and in HTTP Basic on the back channel.
     pub client_id: String,
+    /// The secret the back-channel endpoints expect in HTTP Basic; `Debug` prints it redacted.
     pub client_secret: String,
     /// Registered redirect URIs, compared byte for byte as Notion does.
     pub redirect_uris: Vec<String>,
     /// `GET /v1/oauth/authorize` approves at once instead of showing the consent page.
     pub auto_approve: bool,
+    /// How long an authorization code stays exchangeable after it is issued (default 10 minutes).
     pub code_ttl: Duration,
+    /// How the `/v1/oauth/*` endpoints shape error bodies; the API endpoints always use Notion's.
     pub error_shape: ErrorShape,
+    /// Which token pair a repeated authorization by the same user in the same workspace gets.
     pub reauth: ReauthMode,
     /// `false` sends `state=` empty on deny, exactly like Notion's doc example (§1.3).
     pub echo_state_on_deny: bool,
@@ -130,6 +135,8 @@ impl fmt::Debug for Emulator {
 }
 
 impl Emulator {
+    /// An emulator with no codes, tokens, faults or recorded requests yet; nothing listens until
+    /// it is served ([`Emulator::serve`], [`Emulator::spawn`]) or its [`Emulator::router`] mounted.
     pub fn new(config: EmulatorConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -197,10 +204,12 @@ impl Emulator {
         self.with(|s| s.faults.set(endpoint, fault, Some(times)));
     }
 
+    /// Removes every installed fault, so all endpoints behave normally again.
     pub fn clear_faults(&self) {
         self.with(|s| s.faults.clear());
     }
 
+    /// Turns [`EmulatorConfig::auto_approve`] on or off for the following authorize requests.
     pub fn set_auto_approve(&self, on: bool) {
         self.with(|s| s.config.auto_approve = on);
     }
@@ -210,6 +219,7 @@ impl Emulator {
         self.with(|s| secret.clone_into(&mut s.config.client_secret));
     }
 
+    /// Registers one more redirect URI (if new), e.g. once the app's port is known.
     pub fn add_redirect_uri(&self, uri: &str) {
         self.with(|s| {
             if !s.config.redirect_uris.iter().any(|u| u == uri) {
@@ -223,6 +233,7 @@ impl Emulator {
         self.with(|s| s.log.all())
     }
 
+    /// The recorded requests to `endpoint` only, oldest first (from the same last 1000).
     pub fn requests_to(&self, endpoint: Endpoint) -> Vec<RecordedRequest> {
         self.with(|s| s.log.to(endpoint))
     }
@@ -232,10 +243,12 @@ impl Emulator {
         self.with(|s| s.store.issued_secrets().to_vec())
     }
 
+    /// Whether `token` is still a bot's current access token: not rotated, replaced or revoked.
     pub fn is_access_token_active(&self, token: &str) -> bool {
         self.with(|s| s.store.access_token_bot(token).is_some())
     }
 
+    /// Whether `token` is still a bot's current refresh token, so a refresh could still use it.
     pub fn is_refresh_token_active(&self, token: &str) -> bool {
         self.with(|s| s.store.is_refresh_token_active(token))
     }
@@ -248,7 +261,9 @@ impl Emulator {
 
 /// An emulator serving on a spawned task; dropping it stops the server.
 pub struct RunningEmulator {
+    /// The served emulator, to install faults and inspect requests and tokens while it runs.
     pub emulator: Emulator,
+    /// The address actually bound: the real port when `:0` was asked for.
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }

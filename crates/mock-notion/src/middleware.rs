@@ -17,7 +17,7 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The id echoed in `x-notion-request-id` and in JSON bodies of the same response.
 #[derive(Clone, Debug)]
-pub(crate) struct RequestId(pub String);
+pub(crate) struct RequestId(pub(crate) String);
 
 /// Tells the authorize handler to redirect back without a `code` (its form of "missing fields").
 #[derive(Clone, Copy, Debug)]

@@ -9,14 +9,14 @@ use serde::Serialize;
 /// What the consent screen shows and carries back in its form.
 #[derive(Debug, Serialize)]
 pub(crate) struct ConsentPage {
-    pub client_id: String,
-    pub redirect_uri: String,
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
     /// Original authorize parameters echoed as hidden fields; the POST validates them again.
-    pub hidden: Vec<(String, String)>,
-    pub user: String,
-    pub workspaces: Vec<String>,
-    pub workspace: String,
-    pub template: bool,
+    pub(crate) hidden: Vec<(String, String)>,
+    pub(crate) user: String,
+    pub(crate) workspaces: Vec<String>,
+    pub(crate) workspace: String,
+    pub(crate) template: bool,
 }
 
 pub(crate) struct Pages {
@@ -24,7 +24,7 @@ pub(crate) struct Pages {
 }
 
 impl Pages {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut env = Environment::new();
         for (name, source) in [
             ("base.html", include_str!("../templates/base.html")),
@@ -39,11 +39,11 @@ impl Pages {
         Self { env }
     }
 
-    pub fn consent(&self, page: &ConsentPage) -> Response {
+    pub(crate) fn consent(&self, page: &ConsentPage) -> Response {
         self.render(StatusCode::OK, "consent.html", Value::from(Serde(page)))
     }
 
-    pub fn error(&self, status: StatusCode, message: &str) -> Response {
+    pub(crate) fn error(&self, status: StatusCode, message: &str) -> Response {
         self.render(status, "error.html", context! { message, status => status.as_u16() })
     }
 

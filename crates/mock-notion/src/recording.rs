@@ -8,11 +8,17 @@ const MAX_RECORDED: usize = 1000;
 /// An emulated endpoint, identified by path alone (a wrong method on it is still "to" it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
+    /// `/v1/oauth/authorize`: the browser leg, consent page and its form.
     Authorize,
+    /// `/v1/oauth/token`: code exchange and refresh.
     Token,
+    /// `/v1/oauth/introspect`: whether a token is active.
     Introspect,
+    /// `/v1/oauth/revoke`: ends a token pair.
     Revoke,
+    /// `/v1/users/me`: the bot user behind an access token.
     UsersMe,
+    /// `/v1/search`: always an empty list, as nothing is shared with an emulated bot.
     Search,
 }
 
@@ -38,14 +44,19 @@ impl Endpoint {
 /// One request as received, before any validation.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
+    /// The endpoint the path names; `None` for a path the emulator does not serve.
     pub endpoint: Option<Endpoint>,
+    /// The HTTP method as sent, e.g. `POST`.
     pub method: String,
+    /// The path, without the query.
     pub path: String,
+    /// The raw query string after `?`, if the URL had one.
     pub query: Option<String>,
     /// Names lowercased, in arrival order; repeated headers appear repeatedly.
     pub headers: Vec<(String, String)>,
     /// Lossy UTF-8 of the body.
     pub body: String,
+    /// The `Content-Type` header as sent (lossy UTF-8), if any.
     pub content_type: Option<String>,
 }
 

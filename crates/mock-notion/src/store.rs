@@ -11,18 +11,18 @@ use crate::random;
 /// Who authorized, where: everything the token response and `/v1/users/me` describe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Identity {
-    pub user_name: String,
-    pub user_id: Uuid,
-    pub email: String,
-    pub workspace_name: String,
-    pub workspace_id: Uuid,
-    pub bot_id: Uuid,
+    pub(crate) user_name: String,
+    pub(crate) user_id: Uuid,
+    pub(crate) email: String,
+    pub(crate) workspace_name: String,
+    pub(crate) workspace_id: Uuid,
+    pub(crate) bot_id: Uuid,
 }
 
 impl Identity {
     /// Ids derive from names, so a bot_id is stable per (client, user, workspace): a re-authorization
     /// keeps it, another user in the same workspace gets another (§6, "upsert by bot_id").
-    pub fn new(client_id: &str, user_name: &str, workspace_name: &str) -> Self {
+    pub(crate) fn new(client_id: &str, user_name: &str, workspace_name: &str) -> Self {
         Self {
             user_name: user_name.to_owned(),
             user_id: random::stable_uuid(&["user", user_name]),
@@ -52,22 +52,22 @@ fn email_slug(name: &str) -> String {
 /// What a code was issued for; checked again when it is exchanged.
 #[derive(Clone, Debug)]
 pub(crate) struct CodeGrant {
-    pub client_id: String,
-    pub user_name: String,
-    pub workspace_name: String,
-    pub template: bool,
+    pub(crate) client_id: String,
+    pub(crate) user_name: String,
+    pub(crate) workspace_name: String,
+    pub(crate) template: bool,
     /// The redirect URI the browser was sent to (the sole registered one when the URL omitted it).
-    pub redirect_uri: String,
+    pub(crate) redirect_uri: String,
     /// Whether `redirect_uri` was in the authorize URL: decides if the token body must or must not carry it (§2.3).
-    pub redirect_uri_sent: bool,
-    pub expires_at: Instant,
+    pub(crate) redirect_uri_sent: bool,
+    pub(crate) expires_at: Instant,
 }
 
 /// A freshly issued or re-returned pair.
 #[derive(Clone, Debug)]
 pub(crate) struct TokenPair {
-    pub access_token: String,
-    pub refresh_token: String,
+    pub(crate) access_token: String,
+    pub(crate) refresh_token: String,
 }
 
 struct Bot {
@@ -99,7 +99,7 @@ fn now_ms() -> u64 {
 }
 
 impl Store {
-    pub fn issue_code(&mut self, grant: CodeGrant) -> String {
+    pub(crate) fn issue_code(&mut self, grant: CodeGrant) -> String {
         let code = random::uuid().to_string();
         self.issued.push(code.clone());
         self.codes.insert(code.clone(), grant);
@@ -107,7 +107,7 @@ impl Store {
     }
 
     /// The grant behind a live code, without using it up (a failed exchange leaves it usable).
-    pub fn code(&mut self, code: &str, now: Instant) -> Option<CodeGrant> {
+    pub(crate) fn code(&mut self, code: &str, now: Instant) -> Option<CodeGrant> {
         let grant = self.codes.get(code)?;
         if grant.expires_at <= now {
             self.codes.remove(code);
@@ -116,12 +116,12 @@ impl Store {
         Some(grant.clone())
     }
 
-    pub fn consume_code(&mut self, code: &str) {
+    pub(crate) fn consume_code(&mut self, code: &str) {
         self.codes.remove(code);
     }
 
     /// Completes an authorization for `identity`: per `mode`, a fresh pair or the bot's live one.
-    pub fn authorize(&mut self, identity: Identity, mode: ReauthMode) -> TokenPair {
+    pub(crate) fn authorize(&mut self, identity: Identity, mode: ReauthMode) -> TokenPair {
         let bot_id = identity.bot_id;
         let bot = self
             .bots
@@ -137,7 +137,7 @@ impl Store {
     }
 
     /// Rotates the pair of the bot owning `refresh_token`, if that token is the bot's live one.
-    pub fn refresh(&mut self, refresh_token: &str) -> Option<(Identity, TokenPair)> {
+    pub(crate) fn refresh(&mut self, refresh_token: &str) -> Option<(Identity, TokenPair)> {
         let bot_id = self.live_refresh_bot(refresh_token)?;
         let identity = self.bots.get(&bot_id)?.identity.clone();
         Some((identity, self.mint(bot_id)))
@@ -174,28 +174,28 @@ impl Store {
     }
 
     /// The identity behind a live access token.
-    pub fn access_token_bot(&self, token: &str) -> Option<&Identity> {
+    pub(crate) fn access_token_bot(&self, token: &str) -> Option<&Identity> {
         self.live_access_bot(token).map(|b| &b.identity)
     }
 
     /// Issue time (ms since the epoch) of a live access token.
-    pub fn access_token_iat(&self, token: &str) -> Option<u64> {
+    pub(crate) fn access_token_iat(&self, token: &str) -> Option<u64> {
         self.live_access_bot(token)?;
         self.access.get(token).map(|i| i.issued_at_ms)
     }
 
-    pub fn is_refresh_token_active(&self, token: &str) -> bool {
+    pub(crate) fn is_refresh_token_active(&self, token: &str) -> bool {
         self.live_refresh_bot(token).is_some()
     }
 
     /// Kills a live access token together with its refresh token; anything else is a no-op.
-    pub fn revoke_access_token(&mut self, token: &str) {
+    pub(crate) fn revoke_access_token(&mut self, token: &str) {
         if let Some(bot_id) = self.live_access_bot(token).map(|b| b.identity.bot_id) {
             self.revoke_bot_id(bot_id);
         }
     }
 
-    pub fn revoke_bot(&mut self, bot_id: &str) {
+    pub(crate) fn revoke_bot(&mut self, bot_id: &str) {
         if let Ok(bot_id) = Uuid::parse_str(bot_id) {
             self.revoke_bot_id(bot_id);
         }
@@ -207,7 +207,7 @@ impl Store {
         }
     }
 
-    pub fn issued_secrets(&self) -> &[String] {
+    pub(crate) fn issued_secrets(&self) -> &[String] {
         &self.issued
     }
 }
