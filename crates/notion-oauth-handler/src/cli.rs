@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::domain::{ConnectionStatus, DeliveryStatus};
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -16,13 +17,13 @@ use crate::telemetry::LogFormat;
 pub struct Cli {
     /// How log lines look (RUST_LOG sets which ones are written).
     #[arg(long, global = true, value_enum, default_value_t, env = "NOH_LOG_FORMAT")]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run everything on this machine: the server, a Notion emulator and SQLite, no credentials needed.
     Dev(DevArgs),
     /// Run the production server.
@@ -47,62 +48,62 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// The TOML configuration file; environment variables override it.
     #[arg(long, short, env = "NOH_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct DevArgs {
+pub(crate) struct DevArgs {
     /// Where the server listens; open this address in a browser.
     #[arg(long, default_value = "127.0.0.1:8080")]
-    pub bind: SocketAddr,
+    pub(crate) bind: SocketAddr,
     /// Where the emulator listens (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
-    pub notion_bind: SocketAddr,
+    pub(crate) notion_bind: SocketAddr,
     /// Where the SQLite database and the generated secrets are kept between runs.
     #[arg(long, default_value = ".noh-dev")]
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Approve at once instead of showing the emulator's consent page.
     #[arg(long)]
-    pub auto_approve: bool,
+    pub(crate) auto_approve: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct MockNotionArgs {
+pub(crate) struct MockNotionArgs {
     /// Where the emulator listens.
     #[arg(long, default_value = "127.0.0.1:8081")]
-    pub bind: SocketAddr,
+    pub(crate) bind: SocketAddr,
     /// A TOML file with client_id, client_secret, redirect_uris and auto_approve; flags override it.
     #[arg(long, short)]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// The client id the emulator accepts.
     #[arg(long)]
-    pub client_id: Option<String>,
+    pub(crate) client_id: Option<String>,
     /// The client secret the emulator accepts.
     #[arg(long, env = "MOCK_NOTION_CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: Option<String>,
+    pub(crate) client_secret: Option<String>,
     /// A registered redirect URI (repeat for several).
     #[arg(long = "redirect-uri")]
-    pub redirect_uris: Vec<String>,
+    pub(crate) redirect_uris: Vec<String>,
     /// Approve at once instead of showing the consent page.
     #[arg(long)]
-    pub auto_approve: bool,
+    pub(crate) auto_approve: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// The folder to write into.
     #[arg(long, default_value = ".")]
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Overwrite files that exist.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ConnectionsCommand {
+pub(crate) enum ConnectionsCommand {
     /// List stored connections.
     List {
         #[command(flatten)]
@@ -112,7 +113,7 @@ pub enum ConnectionsCommand {
         json: bool,
         /// Only connections in this state: active, needs_reauth or revoked.
         #[arg(long)]
-        status: Option<String>,
+        status: Option<ConnectionStatus>,
         /// Only connections in this workspace.
         #[arg(long)]
         workspace_id: Option<String>,
@@ -149,7 +150,7 @@ pub enum ConnectionsCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ApiKeysCommand {
+pub(crate) enum ApiKeysCommand {
     /// Make a key for the API; it is printed once and only its digest is kept.
     Create {
         /// What the key is for, e.g. "billing-service".
@@ -174,14 +175,14 @@ pub enum ApiKeysCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DeliveriesCommand {
+pub(crate) enum DeliveriesCommand {
     /// List deliveries, newest first.
     List {
         #[command(flatten)]
         config: ConfigArg,
         /// Only deliveries in this state: pending, delivered or dead.
         #[arg(long)]
-        status: Option<String>,
+        status: Option<DeliveryStatus>,
         #[arg(long)]
         json: bool,
     },
@@ -198,16 +199,16 @@ pub enum DeliveriesCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct ConnectLinkArgs {
+pub(crate) struct ConnectLinkArgs {
     /// Your own id for the user, stored with the connection.
     #[arg(long = "ref")]
-    pub reference: Option<String>,
+    pub(crate) reference: Option<String>,
     /// Where to send the browser afterwards (one of connect.return_to_origins).
     #[arg(long)]
-    pub return_to: Option<String>,
+    pub(crate) return_to: Option<String>,
     /// How long the link works, in seconds.
     #[arg(long, default_value_t = 3600)]
-    pub ttl: u64,
+    pub(crate) ttl: u64,
     #[command(flatten)]
-    pub config: ConfigArg,
+    pub(crate) config: ConfigArg,
 }

@@ -29,22 +29,38 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A connection's token, refreshed once however many ask:
+//!
+//! ```no_run
+//! # async fn run(notion: notion_oauth_handler::embed::Embedded) -> anyhow::Result<()> {
+//! use notion_oauth_handler::domain::BotId;
+//! use notion_oauth_handler::lifecycle::Freshness;
+//!
+//! let bot_id = BotId::new("6d2a7f0e-1c9b-4e1a-9f8e-2f6b1e3a4c5d");
+//! let token = notion.lifecycle().token(&bot_id, Freshness::Stored).await?;
+//! // Notion answered 401 to that token: ask for a newer one.
+//! let token = notion.lifecycle().token(&bot_id, Freshness::Refreshed).await?;
+//! # drop(token);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::sync::Arc;
 
 use axum::Router;
 
-use crate::config::{Config, Target, TargetKind};
-use crate::startup::{AppState, open_app, open_app_with_store, spawn_background_work};
-use crate::store::Store;
-
-pub use crate::hooks::{ConnectView, ConnectionHook, HookEvent, HookFuture, Outcome};
+use crate::config::Config;
+use crate::config::delivery::check_target_name;
+pub use crate::hooks::{ConnectView, ConnectionHook, HookError, HookEvent, HookFuture, Outcome};
+use crate::lifecycle::Lifecycle;
+use crate::startup::{Additions, Background, Services};
+use crate::store::{Routing, Store};
 
 /// Builds the embeddable flow.
 pub struct NotionOAuth {
     config: Config,
-    view: Option<Arc<dyn ConnectView>>,
-    store: Option<Arc<dyn Store>>,
+    additions: Additions,
     /// A mistake found while building, reported by [`NotionOAuth::build`].
     problem: Option<String>,
 }
@@ -52,7 +68,7 @@ pub struct NotionOAuth {
 impl NotionOAuth {
     /// From a checked configuration (see [`crate::config::Settings::validate`]).
     pub fn new(config: Config) -> Self {
-        Self { config, view: None, store: None, problem: None }
+        Self { config, additions: Additions::default(), problem: None }
     }
 
     /// Adds a hook for every connection event, named `name` in delivery listings (letters,
@@ -60,31 +76,33 @@ impl NotionOAuth {
     /// another).
     #[must_use]
     pub fn with_hook(mut self, name: &str, hook: impl ConnectionHook) -> Self {
-        let taken = self.config.deliveries.targets.iter().map(|t| t.name.as_str());
-        if let Err(message) = crate::config::delivery::check_target_name(name, taken) {
+        let configured = self.config.targets.iter().map(|t| t.name.as_str());
+        let hooks = self.additions.hooks.iter().map(|(name, _)| name.as_str());
+        if let Err(message) = check_target_name(name, configured.chain(hooks)) {
             self.problem.get_or_insert(format!("hook name: {message}"));
             return self;
         }
-        self.config.deliveries.targets.push(Target {
-            name: name.to_owned(),
-            events: crate::config::delivery::EVENT_TYPES.iter().map(|e| (*e).to_owned()).collect(),
-            kind: TargetKind::InProcess(crate::config::delivery::HookHandle(Arc::new(hook))),
-        });
+        self.additions.hooks.push((name.to_owned(), Arc::new(hook)));
         self
     }
 
     /// Replaces the pages shown when a flow ends (where the view returns a response).
     #[must_use]
     pub fn with_view(mut self, view: impl ConnectView) -> Self {
-        self.view = Some(Arc::new(view));
+        self.additions.view = Some(Arc::new(view));
         self
     }
 
-    /// Keeps connections, their history and deliveries in `store` instead of the database that
-    /// `storage.url` names: the app's own, say (see [`crate::store`] for what it must uphold).
+    /// Keeps connections, their history and deliveries in the store `make` returns instead of
+    /// the database that `storage.url` names: the app's own, say (see [`crate::store`] for
+    /// what it must uphold). `make` is given the event routing the store must follow: which
+    /// targets (webhooks, the command hook, this app's hooks) hear which events.
     #[must_use]
-    pub fn with_store(mut self, store: impl Store) -> Self {
-        self.store = Some(Arc::new(store));
+    pub fn with_store<S: Store>(
+        mut self,
+        make: impl FnOnce(Routing) -> S + Send + 'static,
+    ) -> Self {
+        self.additions.store = Some(Box::new(move |routing| Arc::new(make(routing))));
         self
     }
 
@@ -92,45 +110,50 @@ impl NotionOAuth {
     /// configured background work.
     ///
     /// # Errors
-    /// A hook name that is not allowed, or see [`open_app`].
+    /// A hook name that is not allowed; the database, the Notion client or the pages cannot be
+    /// set up.
     pub async fn build(self) -> anyhow::Result<Embedded> {
         if let Some(problem) = self.problem {
             anyhow::bail!(problem);
         }
-        let state = match self.store {
-            Some(store) => open_app_with_store(self.config, store).await?,
-            None => open_app(self.config).await?,
-        };
-        state.set_view(self.view);
-        let background = Some(spawn_background_work(&state));
-        Ok(Embedded { state, background })
+        let services = Services::open(&self.config, self.additions).await?;
+        let background = Some(services.start_background());
+        Ok(Embedded { services, config: self.config, background })
     }
 }
 
-/// The running flow: its router, and the work behind it (stopped when dropped).
+/// The running flow: its router, its token lifecycle, and the work behind it (stopped when
+/// dropped).
 pub struct Embedded {
-    state: AppState,
-    background: Option<crate::startup::Background>,
+    services: Services,
+    config: Config,
+    background: Option<Background>,
 }
 
 impl Embedded {
     /// Every route of the flow, under the configured `server.base_path`: merge it into the
     /// app's router.
     pub fn router(&self) -> Router {
-        crate::routes::router(self.state.clone())
+        crate::routes::router(self.services.state.clone(), &self.config)
     }
 
-    /// The shared state, for the lifecycle functions ([`crate::lifecycle::token`] and friends).
-    pub fn state(&self) -> &AppState {
-        &self.state
+    /// Tokens of the stored connections, refreshed once however many ask; checks and
+    /// revocations.
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.services.state.lifecycle
+    }
+
+    /// Where connections, their history and deliveries are kept.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.services.state.store
     }
 
     /// Lets deliveries and refreshes under way finish, stops the background work, and closes
     /// the database. Dropping an `Embedded` stops the work without waiting.
     pub async fn shutdown(mut self) {
         if let Some(background) = self.background.take() {
-            background.stop(&self.state).await;
+            background.stop().await;
         }
-        self.state.store.close().await;
+        self.services.state.store.close().await;
     }
 }

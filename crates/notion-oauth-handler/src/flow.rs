@@ -1,30 +1,29 @@
 //! The "Add to Notion" flow itself: start it, then finish it when Notion sends the browser back.
 //!
-//! The order in [`finish`] is what makes it safe: parameters are checked before the state, the
-//! state before Notion is called, and the state's nonce is recorded as used *before* the code is
-//! exchanged, so a replayed or double-submitted callback never reaches Notion a second time.
+//! The order in [`Flow::finish`] is what makes it safe: parameters are checked before the state,
+//! the state before Notion is called, and the state's nonce is recorded as used *before* the
+//! code is exchanged, so a replayed or double-submitted callback never reaches Notion a second
+//! time.
+//!
+//! The browser's binding cookie arrives here as a value only: how it travels (its name and
+//! attributes) is the routes' business.
 
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use notion_oauth::{AuthorizationCode, NotionError, StateClaims, StateError, TokenResponse};
+use notion_oauth::{
+    AuthorizationCode, NotionError, OAuthClient, StateClaims, StateError, StateSigner,
+    TokenResponse,
+};
 use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::Config;
-use crate::startup::AppState;
-use crate::store::{SealedGrant, StoreError, Upserted};
-
-/// The cookie that ties a flow to the browser that started it. One per browser, not per flow,
-/// so that several tabs can each run a flow at once. Over https it carries the `__Host-`
-/// prefix, which browsers only accept from this exact host: a sibling subdomain cannot plant a
-/// value it knows.
-pub fn browser_cookie_name(config: &Config) -> &'static str {
-    if config.is_https() { "__Host-noh_browser" } else { "noh_browser" }
-}
-/// Longest `ref` accepted on `/connect`.
-pub const MAX_REF_CHARS: usize = 256;
+use crate::domain::{Reference, Upserted};
+use crate::store::{SealedGrant, Store, StoreError};
+use crate::vault::Vault;
 
 /// Callback parameters we know, with the longest value accepted for each. Notion documents
 /// `code`, `state` and `error`; the others are standard OAuth names it may add.
@@ -40,7 +39,7 @@ const MAX_QUERY_BYTES: usize = 8192;
 
 /// Everything that can stop a flow, each with its own page and status.
 #[derive(Debug, thiserror::Error)]
-pub enum FlowError {
+pub(crate) enum FlowError {
     #[error("the callback's query string is longer than {MAX_QUERY_BYTES} bytes")]
     QueryTooLong,
     #[error("the parameter `{0}` appears more than once")]
@@ -63,7 +62,10 @@ pub enum FlowError {
     OtherBrowser,
     #[error("the state was used before")]
     Replayed,
-    #[error("the ref is longer than {MAX_REF_CHARS} characters or holds control characters")]
+    #[error(
+        "the ref is longer than {} characters or holds control characters",
+        Reference::MAX_CHARS
+    )]
     BadRef,
     #[error("return_to is not at one of connect.return_to_origins")]
     ReturnToNotAllowed,
@@ -82,16 +84,16 @@ pub enum FlowError {
     #[error("Notion reported `{0}` on the callback")]
     NotionReported(String),
     #[error("the code exchange failed: {0}")]
-    Exchange(NotionError),
+    Exchange(#[source] NotionError),
     #[error("storing the connection failed: {0}")]
     Store(#[from] StoreError),
     #[error("the operating system gave no randomness: {0}")]
-    Randomness(getrandom::Error),
+    Randomness(#[source] getrandom::Error),
 }
 
 impl FlowError {
     /// Notion's request id, when Notion caused the failure.
-    pub fn request_id(&self) -> Option<&str> {
+    pub(crate) fn request_id(&self) -> Option<&str> {
         match self {
             FlowError::Exchange(error) => error.request_id(),
             _ => None,
@@ -99,7 +101,7 @@ impl FlowError {
     }
 
     /// Whether the cause is on our side or Notion's (logged louder) rather than the visitor's.
-    pub fn is_server_side(&self) -> bool {
+    pub(crate) fn is_server_side(&self) -> bool {
         matches!(self, FlowError::Store(_) | FlowError::Randomness(_))
             || matches!(self, FlowError::Exchange(e) if !e.is_invalid_grant())
     }
@@ -107,65 +109,46 @@ impl FlowError {
 
 /// What a link to `/connect` asks for, once trusted: the app's `ref` and where to return.
 #[derive(Debug, Default)]
-pub struct ConnectRequest {
-    pub reference: Option<String>,
-    pub return_to: Option<String>,
+pub(crate) struct ConnectRequest {
+    pub(crate) reference: Option<Reference>,
+    /// Checked against the allowed origins already.
+    pub(crate) return_to: Option<String>,
+}
+
+/// A connection the user approved, stored.
+pub(crate) struct Connected {
+    /// Notion's answer, for the page (never its tokens).
+    pub(crate) response: Box<TokenResponse>,
+    pub(crate) outcome: Upserted,
+    pub(crate) reference: Option<String>,
+    pub(crate) return_to: Option<String>,
 }
 
 /// What a finished callback did.
-pub enum Finished {
-    Connected {
-        response: Box<TokenResponse>,
-        outcome: Upserted,
-        reference: Option<String>,
-        return_to: Option<String>,
-    },
-    Denied {
-        reference: Option<String>,
-        return_to: Option<String>,
-    },
+pub(crate) enum Finished {
+    Connected(Connected),
+    Denied { reference: Option<String>, return_to: Option<String> },
 }
 
 /// A started flow: where to send the browser, and the binding cookie's value to set.
-pub struct Started {
-    pub authorize_url: Url,
-    pub browser_cookie: String,
+pub(crate) struct Started {
+    pub(crate) authorize_url: Url,
+    pub(crate) browser_cookie: String,
 }
 
-/// Makes a state for a new flow and the authorize URL that carries it.
-///
-/// # Errors
-/// No randomness.
-pub fn start(
-    app: &AppState,
-    existing_cookie: Option<&str>,
-    request: ConnectRequest,
-) -> Result<Started, FlowError> {
-    let browser_cookie = match existing_cookie.filter(|c| is_cookie_value(c)) {
-        Some(cookie) => cookie.to_owned(),
-        None => {
-            let mut bytes = [0u8; 32];
-            getrandom::fill(&mut bytes).map_err(FlowError::Randomness)?;
-            URL_SAFE_NO_PAD.encode(bytes)
-        }
-    };
-    let mut claims = StateClaims::new(Some(browser_digest(&browser_cookie)), request.reference)
-        .map_err(FlowError::Randomness)?;
-    claims.return_to = request.return_to;
-    let state = app.signer.sign(&claims);
-    // A state the callback would refuse as too long would lose a connection the user approved.
-    if state.len() > notion_oauth::MAX_STATE_LEN {
-        return Err(FlowError::LinkTooLong);
-    }
-    Ok(Started {
-        authorize_url: app.client.authorize_url(&app.config.redirect_uri(), Some(&state)),
-        browser_cookie,
-    })
+/// Starts flows and finishes them: signs states, exchanges codes, stores connections.
+pub(crate) struct Flow {
+    client: OAuthClient,
+    signer: StateSigner,
+    store: Arc<dyn Store>,
+    vault: Arc<Vault>,
+    redirect_uri: Url,
+    allow_notion_initiated: bool,
 }
 
 /// The callback's parameters, checked for shape only.
 #[derive(Default)]
-pub struct CallbackParams {
+pub(crate) struct CallbackParams {
     code: Option<AuthorizationCode>,
     state: Option<String>,
     error: Option<String>,
@@ -177,7 +160,7 @@ impl CallbackParams {
     ///
     /// # Errors
     /// The first problem found.
-    pub fn parse(query: Option<&str>) -> Result<Self, FlowError> {
+    pub(crate) fn parse(query: Option<&str>) -> Result<Self, FlowError> {
         let query = query.unwrap_or("");
         if query.len() > MAX_QUERY_BYTES {
             return Err(FlowError::QueryTooLong);
@@ -210,113 +193,179 @@ impl CallbackParams {
     }
 }
 
-/// Finishes a flow from the callback's parameters and the browser's binding cookie.
-///
-/// # Errors
-/// See [`FlowError`]; nothing is stored unless Notion granted a connection.
-pub async fn finish(
-    app: &AppState,
-    params: CallbackParams,
-    browser_cookie: Option<&str>,
-) -> Result<Finished, FlowError> {
-    if let Some(error) = params.error {
-        if params.code.is_some() {
+impl Flow {
+    /// A flow calling Notion with `client`, storing into `store` with tokens sealed by `vault`
+    /// (whose state key also signs states).
+    pub(crate) fn new(
+        config: &Config,
+        client: OAuthClient,
+        store: Arc<dyn Store>,
+        vault: Arc<Vault>,
+    ) -> Self {
+        Self {
+            signer: StateSigner::new(vault.state_key(), config.state_ttl),
+            client,
+            store,
+            vault,
+            redirect_uri: config.redirect_uri(),
+            allow_notion_initiated: config.allow_notion_initiated,
+        }
+    }
+
+    /// Makes a state for a new flow and the authorize URL that carries it. The browser keeps its
+    /// binding cookie if it has a well-formed one, so several tabs can each run a flow.
+    ///
+    /// # Errors
+    /// No randomness, or a state too long for the callback to accept.
+    pub(crate) fn start(
+        &self,
+        existing_cookie: Option<&str>,
+        request: ConnectRequest,
+    ) -> Result<Started, FlowError> {
+        let browser_cookie = match existing_cookie.filter(|c| is_cookie_value(c)) {
+            Some(cookie) => cookie.to_owned(),
+            None => {
+                let mut bytes = [0u8; 32];
+                getrandom::fill(&mut bytes).map_err(FlowError::Randomness)?;
+                URL_SAFE_NO_PAD.encode(bytes)
+            }
+        };
+        let reference = request.reference.map(Reference::into_string);
+        let mut claims = StateClaims::new(Some(browser_digest(&browser_cookie)), reference)
+            .map_err(FlowError::Randomness)?;
+        claims.return_to = request.return_to;
+        let state = self.signer.sign(&claims);
+        // A state the callback would refuse as too long would lose a connection the user
+        // approved.
+        if state.len() > notion_oauth::MAX_STATE_LEN {
+            return Err(FlowError::LinkTooLong);
+        }
+        let authorize_url = self.client.authorize_url(&self.redirect_uri, Some(&state));
+        Ok(Started { authorize_url, browser_cookie })
+    }
+
+    /// Finishes a flow from the callback's parameters and the browser's binding cookie.
+    ///
+    /// # Errors
+    /// See [`FlowError`]; nothing is stored unless Notion granted a connection.
+    #[tracing::instrument(name = "flow.finish", skip_all)]
+    pub(crate) async fn finish(
+        &self,
+        params: CallbackParams,
+        browser_cookie: Option<&str>,
+    ) -> Result<Finished, FlowError> {
+        if let Some(error) = params.error {
+            return self.refused(&error, params.code.is_some(), params.state, browser_cookie).await;
+        }
+        let code = params.code.ok_or(FlowError::MissingCode)?;
+        let (reference, return_to) = match &params.state {
+            Some(state) => {
+                let claims = self.accept_state(state, browser_cookie).await?;
+                (claims.reference, claims.return_to)
+            }
+            None if self.allow_notion_initiated => (None, None),
+            None => return Err(FlowError::MissingState),
+        };
+        let response = if params.state.is_some() {
+            self.client.exchange_code(code, Some(&self.redirect_uri)).await
+        } else {
+            self.exchange_notion_initiated(code).await
+        };
+        let response = response.map_err(FlowError::Exchange)?;
+        let grant = SealedGrant::seal(&self.vault, &response)?;
+        let outcome = self.store.upsert_connection(&grant, reference.as_deref()).await?;
+        tracing::info!(
+            bot_id = %response.bot_id,
+            workspace_id = %response.workspace_id,
+            outcome = %outcome,
+            request_id = response.request_id.as_deref(),
+            "connection stored"
+        );
+        let response = Box::new(response);
+        Ok(Finished::Connected(Connected { response, outcome, reference, return_to }))
+    }
+
+    /// A callback carrying `error`: the user cancelled (`access_denied`), or Notion failed.
+    async fn refused(
+        &self,
+        error: &str,
+        with_code: bool,
+        state: Option<String>,
+        browser_cookie: Option<&str>,
+    ) -> Result<Finished, FlowError> {
+        if with_code {
             return Err(FlowError::CodeAndError);
         }
         // Notion's own example sends `state=` empty on cancel, so a missing state is normal
         // here; a valid one is consumed so its link cannot be reused, and gives back the ref.
-        let claims = match &params.state {
-            Some(state) => accept_state(app, state, browser_cookie).await.ok(),
+        let claims = match &state {
+            Some(state) => self.accept_state(state, browser_cookie).await.ok(),
             None => None,
         };
         let accepted = claims.is_some();
         let (reference, return_to) = claims.map_or((None, None), |c| (c.reference, c.return_to));
-        return if error == "access_denied" {
-            // Only a flow we started is reported: anyone can request this URL.
-            if accepted {
-                app.store.record_denied(reference.as_deref(), &app.config.deliveries).await?;
+        if error != "access_denied" {
+            let code = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            return Err(FlowError::NotionReported(code));
+        }
+        // Only a flow we started is reported: anyone can request this URL.
+        if accepted {
+            self.store.record_denied(reference.as_deref()).await?;
+        }
+        Ok(Finished::Denied { reference, return_to })
+    }
+
+    /// An install started from Notion comes from an authorize URL we did not build, so whether
+    /// Notion expects `redirect_uri` in the exchange is unknown (it is required when the
+    /// authorize URL had one, refused when it had none and one URI is registered). Send it; if
+    /// Notion refuses the request's shape over `redirect_uri`, try once without. A request that
+    /// fails validation does not spend the code, so this is not the retry of an exchange that
+    /// must never be repeated.
+    async fn exchange_notion_initiated(
+        &self,
+        code: AuthorizationCode,
+    ) -> Result<TokenResponse, NotionError> {
+        let again = AuthorizationCode::new(code.expose_secret());
+        match self.client.exchange_code(code, Some(&self.redirect_uri)).await {
+            Err(NotionError::Api(error))
+                if error.code == "invalid_request" && error.message.contains("redirect_uri") =>
+            {
+                tracing::info!(
+                    "Notion wants no redirect_uri for this install; exchanging without it"
+                );
+                self.client.exchange_code(again, None).await
             }
-            Ok(Finished::Denied { reference, return_to })
-        } else {
-            Err(FlowError::NotionReported(
-                error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect(),
-            ))
-        };
-    }
-    let code = params.code.ok_or(FlowError::MissingCode)?;
-    let (reference, return_to) = match &params.state {
-        Some(state) => {
-            let claims = accept_state(app, state, browser_cookie).await?;
-            (claims.reference, claims.return_to)
+            other => other,
         }
-        None if app.config.allow_notion_initiated => (None, None),
-        None => return Err(FlowError::MissingState),
-    };
-    let response = if params.state.is_some() {
-        app.client.exchange_code(code, Some(&app.config.redirect_uri())).await
-    } else {
-        exchange_notion_initiated(app, code).await
-    };
-    let response = response.map_err(FlowError::Exchange)?;
-    let grant = SealedGrant::seal(&app.config.vault, &response)?;
-    let outcome =
-        app.store.upsert_connection(&grant, reference.as_deref(), &app.config.deliveries).await?;
-    tracing::info!(
-        bot_id = %response.bot_id,
-        workspace_id = %response.workspace_id,
-        outcome = ?outcome,
-        request_id = response.request_id.as_deref(),
-        "connection stored"
-    );
-    Ok(Finished::Connected { response: Box::new(response), outcome, reference, return_to })
-}
+    }
 
-/// An install started from Notion comes from an authorize URL we did not build, so whether Notion
-/// expects `redirect_uri` in the exchange is unknown (it is required when the authorize URL had
-/// one, refused when it had none and one URI is registered). Send it; if Notion refuses the
-/// request's shape over `redirect_uri`, try once without. A request that fails validation does
-/// not spend the code, so this is not the retry of an exchange that must never be repeated.
-async fn exchange_notion_initiated(
-    app: &AppState,
-    code: AuthorizationCode,
-) -> Result<TokenResponse, NotionError> {
-    let again = AuthorizationCode::new(code.expose_secret());
-    match app.client.exchange_code(code, Some(&app.config.redirect_uri())).await {
-        Err(NotionError::Api(error))
-            if error.code == "invalid_request" && error.message.contains("redirect_uri") =>
-        {
-            tracing::info!("Notion wants no redirect_uri for this install; exchanging without it");
-            app.client.exchange_code(again, None).await
+    /// Verifies a state's signature, age and browser, then records it as used.
+    async fn accept_state(
+        &self,
+        state: &str,
+        browser_cookie: Option<&str>,
+    ) -> Result<StateClaims, FlowError> {
+        let claims = self.signer.verify(state, SystemTime::now()).map_err(FlowError::BadState)?;
+        let bound =
+            browser_cookie.is_some_and(|cookie| claims.is_bound_to(&browser_digest(cookie)));
+        if !bound {
+            return Err(FlowError::OtherBrowser);
         }
-        other => other,
+        // Keep the nonce a little past the state's own expiry, after which the state is refused
+        // as expired anyway.
+        let keep_until =
+            claims.issued_at.saturating_add(self.signer.max_age().as_secs()).saturating_add(60);
+        let keep_until = i64::try_from(keep_until).unwrap_or(i64::MAX);
+        if !self.store.consume_state(&claims.nonce, keep_until).await? {
+            return Err(FlowError::Replayed);
+        }
+        Ok(claims)
     }
-}
-
-/// Verifies a state's signature, age and browser, then records it as used.
-async fn accept_state(
-    app: &AppState,
-    state: &str,
-    browser_cookie: Option<&str>,
-) -> Result<StateClaims, FlowError> {
-    let claims = app.signer.verify(state, SystemTime::now()).map_err(FlowError::BadState)?;
-    let bound = browser_cookie.is_some_and(|cookie| claims.is_bound_to(&browser_digest(cookie)));
-    if !bound {
-        return Err(FlowError::OtherBrowser);
-    }
-    // Keep the nonce a little past the state's own expiry, after which the state is refused
-    // as expired anyway.
-    let keep_until =
-        claims.issued_at.saturating_add(app.signer.max_age().as_secs()).saturating_add(60);
-    let keep_until = i64::try_from(keep_until).unwrap_or(i64::MAX);
-    if !app.store.consume_state(&claims.nonce, keep_until).await? {
-        return Err(FlowError::Replayed);
-    }
-    Ok(claims)
 }
 
 /// What the state carries in place of the cookie itself: a digest, so the state (which travels
 /// through Notion and browser history) does not reveal the cookie.
-pub fn browser_digest(cookie: &str) -> String {
+fn browser_digest(cookie: &str) -> String {
     URL_SAFE_NO_PAD
         .encode(Sha256::new_with_prefix(b"noh browser binding\0").chain_update(cookie).finalize())
 }
@@ -328,11 +377,6 @@ fn is_cookie_value(value: &str) -> bool {
 /// A parameter name fit for a page and a log line.
 fn printable(name: &str) -> String {
     name.chars().filter(|c| c.is_ascii_graphic()).take(40).collect()
-}
-
-/// How long the binding cookie lives: the state's lifetime plus a margin.
-pub fn cookie_max_age(state_ttl: Duration) -> Duration {
-    state_ttl + Duration::from_secs(60)
 }
 
 #[cfg(test)]

@@ -7,18 +7,23 @@ use std::pin::Pin;
 
 use axum::response::Response;
 
+use crate::domain::{BotId, EventType, Upserted, WorkspaceId};
+
+/// Why a hook failed: any error (`?` converts one), or words (`Err("…".into())`). Its words are
+/// what delivery listings show.
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What a hook returns: `Err` is retried like a failed webhook, then dead-lettered.
-pub type HookFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+pub type HookFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HookError>> + Send + 'a>>;
 
 /// A connection event, as webhooks receive it.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct HookEvent {
     /// Stable across retries: deduplicate by it.
     pub id: String,
-    /// `connection.created`, `connection.updated`, `connection.refreshed`,
-    /// `connection.needs_reauth`, `connection.revoked` or `connection.denied`.
+    /// What happened.
     #[serde(rename = "type")]
-    pub event_type: String,
+    pub event_type: EventType,
     /// When the event happened, as RFC 3339.
     pub created_at: String,
     /// The connection as the API shows it (with the app's `ref`); for `connection.denied`, the
@@ -39,15 +44,15 @@ pub enum Outcome<'a> {
     /// The user approved and the connection is stored.
     Connected {
         /// The connection's bot.
-        bot_id: &'a str,
+        bot_id: &'a BotId,
         /// The workspace it was installed in.
-        workspace_id: &'a str,
+        workspace_id: &'a WorkspaceId,
         /// The workspace's name, if it has one.
         workspace_name: Option<&'a str>,
         /// The app's `ref` from the link that started the flow.
         reference: Option<&'a str>,
-        /// `created` or `reauthorized`.
-        outcome: &'a str,
+        /// Whether the bot is new, or was authorized again.
+        outcome: Upserted,
     },
     /// The user cancelled on Notion's page.
     Denied {

@@ -1,23 +1,55 @@
-//! The notion-oauth-handler server: "Add to Notion", encrypted storage of each connection.
+//! The notion-oauth-handler server: "Add to Notion", encrypted storage of each connection, its
+//! token on demand, and delivery of its events to the developer's app.
 //!
-//! `main.rs` only wires the command line to these modules.
+//! As a library it is what an app embedding the flow needs: [`embed`] builds the flow's router
+//! with the app's hooks and view, [`lifecycle`] gives tokens, [`config`] reads and checks the
+//! configuration, [`store`] is where everything is kept (and what a custom store implements),
+//! [`domain`] names the domain's words, and [`signatures`] makes and checks the two signatures
+//! apps deal with. [`Application`] runs the standalone server; [`run`] is its command line.
+//!
+//! The modules form layers, each using only those below it:
+//!
+//! 1. leaves: [`domain`], the extension contracts (`hooks`), `templates`, [`vault`],
+//!    [`api_keys`], [`signatures`], `crypto`, `telemetry`;
+//! 2. [`config`]: plain data;
+//! 3. [`store`]: the `Store` trait and its SQL implementation;
+//! 4. services, each holding only what it uses: `flow`, `links`, [`lifecycle`], `delivery`;
+//! 5. `pages`: what the browser sees;
+//! 6. `state`: the request state, one substate per service;
+//! 7. `routes`: the HTTP surface;
+//! 8. `startup` and [`embed`]: building and running it all;
+//! 9. `cli` and `commands`: the binary's command line.
 
 pub mod api_keys;
-pub mod cli;
-pub mod commands;
-pub mod config;
 mod crypto;
-pub mod delivery;
-pub mod embed;
-pub mod flow;
+pub mod domain;
 mod hooks;
-pub mod lifecycle;
-pub mod links;
-pub mod pages;
-pub mod routes;
 pub mod signatures;
-pub mod startup;
-pub mod store;
-pub mod telemetry;
+mod telemetry;
 mod templates;
 pub mod vault;
+
+pub mod config;
+
+pub mod store;
+
+mod delivery;
+mod flow;
+pub mod lifecycle;
+mod links;
+
+mod pages;
+
+mod state;
+
+mod routes;
+
+pub mod embed;
+mod startup;
+
+mod cli;
+mod commands;
+
+pub use cli::Cli;
+pub use commands::run;
+pub use startup::Application;

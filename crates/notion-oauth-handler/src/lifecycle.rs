@@ -1,5 +1,6 @@
 //! A connection's life after the flow: a working token on demand, a refresh that happens
-//! exactly once however many callers ask, introspection, revocation.
+//! exactly once however many callers ask, introspection, revocation, and the background passes
+//! that refresh old tokens and check connections.
 //!
 //! Notion rotates refresh tokens: of two concurrent refreshes with the same token one wins and
 //! the other gets `invalid_grant`, and the connection is lost. So a refresh (and a revoke) takes
@@ -15,10 +16,17 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use notion_oauth::{AccessToken, NotionError, RefreshToken, TokenResponse};
+use notion_oauth::{AccessToken, NotionError, OAuthClient, RefreshToken, TokenResponse};
+use tracing::Instrument;
 
-use crate::startup::AppState;
-use crate::store::{Claim, RefreshFailure, SealedGrant, StoreError, StoredTokens, now};
+use crate::config::LifecyclePolicy;
+use crate::domain::{BotId, ConnectionStatus, HistoryKind};
+use crate::store::{
+    Claim, HistoryEntry, LeaseFor, RefreshFailure, RefreshFailureKind, SealedGrant, Store,
+    StoreError, StoredTokens, now,
+};
+use crate::telemetry::Chain;
+use crate::vault::Vault;
 
 /// How long a lease lasts without renewal: how long a dead holder keeps others waiting.
 const LEASE: Duration = Duration::from_secs(15);
@@ -32,45 +40,91 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Why a token could not be given.
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
+    /// No such connection.
     #[error("there is no connection with bot id {0}")]
-    NotFound(String),
+    NotFound(BotId),
+    /// Notion refused the refresh token: only the user can bring the connection back.
     #[error("the user has to connect again: {0}")]
     NeedsReauth(String),
+    /// The connection's tokens are gone.
     #[error("the connection was revoked: {0}")]
     Revoked(String),
+    /// Another process holds the connection's lease past the wait.
     #[error("another process is refreshing this connection and has not finished")]
     Busy,
     /// Notion failed in a way that leaves the stored pair as it was.
     #[error("{0}; the stored tokens are unchanged")]
-    Notion(NotionError),
+    Notion(#[source] NotionError),
     /// Notion may have acted without its answer arriving (a timeout, a broken connection, a
     /// garbled answer): the stored pair may have been rotated away.
     #[error(
         "{0}; Notion may have rotated the pair before its answer was lost, so the next refresh will tell whether the user must connect again"
     )]
-    NotionUncertain(NotionError),
+    NotionUncertain(#[source] NotionError),
+    /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The refresh's own task stopped (a panic, or the runtime shutting down).
     #[error("the refresh task stopped unexpectedly")]
     Task,
 }
 
+impl LifecycleError {
+    /// Notion's request id, when Notion caused the failure.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Notion(error) | Self::NotionUncertain(error) => error.request_id(),
+            _ => None,
+        }
+    }
+}
+
+/// Which token the caller wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// The stored one, as it is.
+    Stored,
+    /// One newer than the stored one: refreshed now, or by a refresh under way or just done
+    /// (see [`Coalesce::WithRecent`]). For a token Notion has just refused.
+    Refreshed,
+}
+
 /// A usable token for a connection.
 #[derive(Debug)]
-pub struct Grant {
+pub struct Token {
+    /// For Notion's API.
     pub access_token: AccessToken,
+    /// For apps that refresh by themselves.
     pub refresh_token: Option<RefreshToken>,
+    /// Goes up with every new pair.
     pub generation: i64,
     /// Whether the token is newer than the one stored when the caller asked.
     pub refreshed: bool,
 }
 
+impl Token {
+    fn from_stored(tokens: StoredTokens, refreshed: bool) -> Result<Self, LifecycleError> {
+        let access_token =
+            tokens.access_token.ok_or_else(|| LifecycleError::Revoked(String::new()))?;
+        Ok(Self {
+            access_token,
+            refresh_token: tokens.refresh_token,
+            generation: tokens.generation,
+            refreshed,
+        })
+    }
+}
+
 /// The result of asking Notion about a connection's token.
 #[derive(Debug)]
 pub struct Checked {
+    /// Whether Notion considers the token usable (after refreshing one that had expired).
     pub active: bool,
-    pub status: String,
+    /// The connection's status after the check.
+    pub status: ConnectionStatus,
+    /// The connection's capabilities, as Notion reports them.
     pub scope: Option<String>,
+    /// When Notion issued the token, in milliseconds since the Unix epoch.
     pub issued_at_ms: Option<i64>,
 }
 
@@ -88,19 +142,18 @@ pub enum Coalesce {
 
 /// One async lock per connection, for refreshes and revokes within this process.
 #[derive(Debug, Default)]
-pub struct RefreshLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+struct RefreshLocks(Mutex<HashMap<BotId, Arc<tokio::sync::Mutex<()>>>>);
 
 impl RefreshLocks {
-    fn for_bot(&self, bot_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn for_bot(&self, bot_id: &BotId) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         // Forget locks nobody holds or waits for, so the map does not grow with every bot.
         locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-        locks.entry(bot_id.to_owned()).or_default().clone()
+        locks.entry(bot_id.clone()).or_default().clone()
     }
 
-    /// Waits (up to `limit`) until no refresh or revoke is under way in this process, so a
-    /// shutdown does not drop a pair Notion has already rotated.
-    pub async fn wait_idle(&self, limit: Duration) {
+    /// Waits (up to `limit`) until no refresh or revoke is under way in this process.
+    async fn wait_idle(&self, limit: Duration) {
         let locks: Vec<_> =
             self.0.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
         let all = async {
@@ -116,25 +169,18 @@ impl RefreshLocks {
     }
 }
 
-fn usable(bot_id: &str, tokens: Option<StoredTokens>) -> Result<StoredTokens, LifecycleError> {
-    let tokens = tokens.ok_or_else(|| LifecycleError::NotFound(bot_id.to_owned()))?;
+/// The stored tokens, if they can be used at all.
+fn usable(bot_id: &BotId, tokens: Option<StoredTokens>) -> Result<StoredTokens, LifecycleError> {
+    let tokens = tokens.ok_or_else(|| LifecycleError::NotFound(bot_id.clone()))?;
     let reason = || tokens.status_reason.clone().unwrap_or_default();
-    match tokens.status.as_str() {
-        "needs_reauth" => Err(LifecycleError::NeedsReauth(reason())),
-        "revoked" => Err(LifecycleError::Revoked(reason())),
-        _ if tokens.access_token.is_none() => Err(LifecycleError::Revoked(reason())),
-        _ => Ok(tokens),
+    match tokens.status {
+        ConnectionStatus::NeedsReauth => Err(LifecycleError::NeedsReauth(reason())),
+        ConnectionStatus::Revoked => Err(LifecycleError::Revoked(reason())),
+        ConnectionStatus::Active if tokens.access_token.is_none() => {
+            Err(LifecycleError::Revoked(reason()))
+        }
+        ConnectionStatus::Active => Ok(tokens),
     }
-}
-
-fn grant(tokens: StoredTokens, refreshed: bool) -> Result<Grant, LifecycleError> {
-    let access_token = tokens.access_token.ok_or_else(|| LifecycleError::Revoked(String::new()))?;
-    Ok(Grant {
-        access_token,
-        refresh_token: tokens.refresh_token,
-        generation: tokens.generation,
-        refreshed,
-    })
 }
 
 fn lease_until() -> i64 {
@@ -147,24 +193,17 @@ fn new_owner() -> Result<String, LifecycleError> {
     Ok(crate::crypto::hex(&bytes))
 }
 
-/// Runs `work` while renewing `owner`'s lease, so a slow Notion or a slow database does not
-/// let the lease lapse under a live holder.
-async fn holding_lease<T>(
-    app: &AppState,
-    bot_id: &str,
-    owner: &str,
-    work: impl Future<Output = T>,
-) -> T {
-    let (renewing_app, bot, owner) = (app.clone(), bot_id.to_owned(), owner.to_owned());
-    let _renewer = AbortOnDrop(tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(HEARTBEAT).await;
-            if let Err(error) = renewing_app.store.renew_lease(&bot, &owner, lease_until()).await {
-                tracing::warn!(bot_id = bot, error = %error, "could not renew a refresh lease");
-            }
+/// After a claim that lost: look again at once (the tokens moved), or after a moment (another
+/// holder), or give up once the holder has kept it past `deadline`.
+async fn lost_claim(claim: Claim, deadline: Instant) -> Result<(), LifecycleError> {
+    match claim {
+        Claim::Held if Instant::now() >= deadline => Err(LifecycleError::Busy),
+        Claim::Held => {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(())
         }
-    }));
-    work.await
+        Claim::Moved | Claim::Claimed { .. } => Ok(()),
+    }
 }
 
 /// Stops the renewal with the work, however the work ends: a leaked renewer would hold the
@@ -177,242 +216,436 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The connection's current token; with `force_refresh`, one newer than the stored one.
-///
-/// # Errors
-/// See [`LifecycleError`].
-pub async fn token(
-    app: &AppState,
-    bot_id: &str,
-    force_refresh: bool,
-) -> Result<Grant, LifecycleError> {
-    let tokens = usable(bot_id, app.store.tokens(&app.config.vault, bot_id).await?)?;
-    if !force_refresh {
-        return grant(tokens, false);
+/// Tokens on demand, refreshed once however many ask; checks and revocations.
+pub struct Lifecycle {
+    client: OAuthClient,
+    store: Arc<dyn Store>,
+    vault: Arc<Vault>,
+    locks: RefreshLocks,
+    /// A forced refresh this soon after the last one returns that one's token instead.
+    min_refresh_interval: Duration,
+}
+
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lifecycle").finish_non_exhaustive()
     }
-    refresh_after(app, bot_id, tokens.generation, Coalesce::WithRecent).await
 }
 
-/// A token newer than generation `seen`: refreshed now, or by whoever refreshed meanwhile.
-///
-/// The work runs in its own task: if the caller goes away (a client disconnects), a refresh
-/// that Notion may already have answered still gets stored.
-///
-/// # Errors
-/// See [`LifecycleError`].
-pub async fn refresh_after(
-    app: &AppState,
-    bot_id: &str,
-    seen: i64,
-    coalesce: Coalesce,
-) -> Result<Grant, LifecycleError> {
-    let (app, bot_id) = (app.clone(), bot_id.to_owned());
-    tokio::spawn(async move { single_flight(&app, &bot_id, seen, coalesce).await })
-        .await
-        .map_err(|_| LifecycleError::Task)?
-}
+impl Lifecycle {
+    /// Calls Notion with `client`, keeps tokens in `store` sealed by `vault`.
+    pub(crate) fn new(
+        client: OAuthClient,
+        store: Arc<dyn Store>,
+        vault: Arc<Vault>,
+        policy: &LifecyclePolicy,
+    ) -> Self {
+        let min_refresh_interval = policy.min_refresh_interval;
+        Self { client, store, vault, locks: RefreshLocks::default(), min_refresh_interval }
+    }
 
-async fn single_flight(
-    app: &AppState,
-    bot_id: &str,
-    seen: i64,
-    coalesce: Coalesce,
-) -> Result<Grant, LifecycleError> {
-    let lock = app.refresh_locks.for_bot(bot_id);
-    let _in_process = lock.lock().await;
-    let deadline = Instant::now() + LEASE * 2;
-    loop {
-        let tokens = usable(bot_id, app.store.tokens(&app.config.vault, bot_id).await?)?;
-        let recently = coalesce == Coalesce::WithRecent
-            && tokens
-                .refreshed_at
-                .is_some_and(|at| now() - at < app.config.min_refresh_interval_secs);
-        if tokens.generation > seen || recently {
-            let newer = tokens.generation > seen;
-            return grant(tokens, newer);
-        }
-        let from = tokens.generation;
-        let refresh_token = tokens.refresh_token.ok_or_else(|| {
-            LifecycleError::NeedsReauth("Notion gave this connection no refresh token".into())
-        })?;
-        let owner = new_owner()?;
-        match app.store.claim_lease(bot_id, from, &owner, lease_until(), true).await? {
-            Claim::Claimed { interrupted } => {
-                return holding_lease(
-                    app,
-                    bot_id,
-                    &owner,
-                    refresh_now(app, bot_id, &refresh_token, from, interrupted),
-                )
-                .await;
+    async fn stored(&self, bot_id: &BotId) -> Result<StoredTokens, LifecycleError> {
+        usable(bot_id, self.store.tokens(&self.vault, bot_id).await?)
+    }
+
+    /// The connection's current token, or a newer one.
+    ///
+    /// # Errors
+    /// See [`LifecycleError`].
+    #[tracing::instrument(name = "lifecycle.token", skip_all, fields(bot_id = %bot_id, ?freshness))]
+    pub async fn token(
+        self: &Arc<Self>,
+        bot_id: &BotId,
+        freshness: Freshness,
+    ) -> Result<Token, LifecycleError> {
+        let tokens = self.stored(bot_id).await?;
+        match freshness {
+            Freshness::Stored => Token::from_stored(tokens, false),
+            Freshness::Refreshed => {
+                self.refresh_after(bot_id, tokens.generation, Coalesce::WithRecent).await
             }
-            Claim::Moved => continue,
-            Claim::Held if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Claim::Held => return Err(LifecycleError::Busy),
         }
     }
-}
 
-/// Calls Notion with the lease held, stores the answer, and releases the lease.
-async fn refresh_now(
-    app: &AppState,
-    bot_id: &str,
-    refresh_token: &RefreshToken,
-    from: i64,
-    interrupted: Option<i64>,
-) -> Result<Grant, LifecycleError> {
-    if let Some(started) = interrupted {
-        let message = format!(
-            "a refresh started at {started} (Unix time) never finished; Notion may have rotated the pair before the answer was stored"
-        );
-        tracing::warn!(bot_id, "{message}");
-        app.store
-            .record_event(
-                bot_id,
-                "refresh_interrupted",
-                Some(&message),
-                None,
-                &app.config.deliveries,
-            )
-            .await?;
+    /// A token newer than generation `seen`: refreshed now, or by whoever refreshed meanwhile.
+    ///
+    /// The work runs in its own task: if the caller goes away (a client disconnects), a refresh
+    /// that Notion may already have answered still gets stored.
+    ///
+    /// # Errors
+    /// See [`LifecycleError`].
+    #[tracing::instrument(name = "lifecycle.refresh", skip_all, fields(bot_id = %bot_id, seen))]
+    pub async fn refresh_after(
+        self: &Arc<Self>,
+        bot_id: &BotId,
+        seen: i64,
+        coalesce: Coalesce,
+    ) -> Result<Token, LifecycleError> {
+        let (lifecycle, bot_id) = (self.clone(), bot_id.clone());
+        let work = async move { lifecycle.single_flight(&bot_id, seen, coalesce).await };
+        tokio::spawn(work.in_current_span()).await.map_err(|_| LifecycleError::Task)?
     }
-    // Whether an attempt may have reached Notion without its answer reaching us.
-    let mut uncertain = interrupted.is_some();
-    let mut attempt = 0;
-    loop {
-        let error = match app.client.refresh(refresh_token).await {
-            Ok(response) if response.bot_id.as_str() == bot_id => {
-                return store_refreshed(app, bot_id, response, from).await;
+
+    async fn single_flight(
+        &self,
+        bot_id: &BotId,
+        seen: i64,
+        coalesce: Coalesce,
+    ) -> Result<Token, LifecycleError> {
+        let lock = self.locks.for_bot(bot_id);
+        let _in_process = lock.lock().await;
+        let deadline = Instant::now() + LEASE * 2;
+        loop {
+            let tokens = self.stored(bot_id).await?;
+            let interval = i64::try_from(self.min_refresh_interval.as_secs()).unwrap_or(i64::MAX);
+            let recently = coalesce == Coalesce::WithRecent
+                && tokens.refreshed_at.is_some_and(|at| now() - at < interval);
+            if tokens.generation > seen || recently {
+                let newer = tokens.generation > seen;
+                return Token::from_stored(tokens, newer);
             }
-            Ok(response) => NotionError::InvalidResponse {
-                status: 200,
-                reason: "the refreshed pair belongs to another bot".into(),
-                request_id: response.request_id,
-            },
-            Err(error) => error,
-        };
-        uncertain |= may_have_rotated(&error);
+            let from = tokens.generation;
+            let refresh_token = tokens.refresh_token.ok_or_else(|| {
+                LifecycleError::NeedsReauth("Notion gave this connection no refresh token".into())
+            })?;
+            let owner = new_owner()?;
+            let claim =
+                self.store.claim_lease(bot_id, from, &owner, lease_until(), LeaseFor::Refresh);
+            match claim.await? {
+                Claim::Claimed { interrupted } => {
+                    let refresh = self.refresh_now(bot_id, &refresh_token, from, interrupted);
+                    return self.holding_lease(bot_id, &owner, refresh).await;
+                }
+                lost => lost_claim(lost, deadline).await?,
+            }
+        }
+    }
+
+    /// Runs `work` while renewing `owner`'s lease, so a slow Notion or a slow database does not
+    /// let the lease lapse under a live holder.
+    async fn holding_lease<T>(
+        &self,
+        bot_id: &BotId,
+        owner: &str,
+        work: impl Future<Output = T>,
+    ) -> T {
+        let (store, bot, owner) = (self.store.clone(), bot_id.clone(), owner.to_owned());
+        let _renewer = AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                if let Err(error) = store.renew_lease(&bot, &owner, lease_until()).await {
+                    tracing::warn!(bot_id = %bot, error = %Chain(&error), "could not renew a refresh lease");
+                }
+            }
+        }));
+        work.await
+    }
+
+    /// Calls Notion with the lease held, stores the answer, and releases the lease.
+    async fn refresh_now(
+        &self,
+        bot_id: &BotId,
+        refresh_token: &RefreshToken,
+        from: i64,
+        interrupted: Option<i64>,
+    ) -> Result<Token, LifecycleError> {
+        if let Some(started) = interrupted {
+            let message = format!(
+                "a refresh started at {started} (Unix time) never finished; Notion may have rotated the pair before the answer was stored"
+            );
+            tracing::warn!("{message}");
+            let entry = HistoryEntry {
+                kind: HistoryKind::RefreshInterrupted,
+                message: Some(&message),
+                request_id: None,
+            };
+            self.store.record_event(bot_id, entry).await?;
+        }
+        match self.call_refresh(bot_id, refresh_token, interrupted.is_some()).await {
+            Ok(response) => self.store_refreshed(bot_id, response, from).await,
+            Err((error, uncertain)) => self.refresh_failed(bot_id, from, error, uncertain).await,
+        }
+    }
+
+    /// Asks Notion for a new pair, retrying the failures after which the stored pair is still
+    /// usable. On failure, also says whether an attempt may have reached Notion without its
+    /// answer reaching us (`uncertain` starts true after an interrupted refresh).
+    async fn call_refresh(
+        &self,
+        bot_id: &BotId,
+        refresh_token: &RefreshToken,
+        mut uncertain: bool,
+    ) -> Result<TokenResponse, (NotionError, bool)> {
+        let mut attempt = 0;
+        loop {
+            let error = match self.client.refresh(refresh_token).await {
+                Ok(response) if response.bot_id == *bot_id => return Ok(response),
+                Ok(response) => NotionError::InvalidResponse {
+                    status: 200,
+                    reason: "the refreshed pair belongs to another bot".into(),
+                    request_id: response.request_id,
+                },
+                Err(error) => error,
+            };
+            uncertain |= may_have_rotated(&error);
+            if error.is_invalid_grant() || attempt >= RETRIES || !is_retryable(&error) {
+                return Err((error, uncertain));
+            }
+            attempt += 1;
+            let wait = backoff(attempt, &error);
+            tracing::info!(attempt, error = %Chain(&error), wait_ms = wait.as_millis() as u64, "refresh failed; retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Records why a refresh failed, and tells the caller what it means.
+    async fn refresh_failed(
+        &self,
+        bot_id: &BotId,
+        from: i64,
+        error: NotionError,
+        uncertain: bool,
+    ) -> Result<Token, LifecycleError> {
         if error.is_invalid_grant() {
             let reason = if uncertain {
                 "Notion refused the refresh token after a refresh whose answer was lost (Notion had rotated the pair); send the user to connect again"
             } else {
                 "Notion refused the refresh token (invalid_grant): the user removed the connection or the token was used elsewhere; send the user to connect again"
             };
-            if !app
-                .store
-                .fail_refresh(
-                    bot_id,
-                    from,
-                    RefreshFailure {
-                        needs_reauth: true,
-                        outcome_unknown: false,
-                        message: reason,
-                        request_id: error.request_id(),
-                    },
-                    &app.config.deliveries,
-                )
-                .await?
-            {
-                return changed_meanwhile(app, bot_id).await;
+            let failure = RefreshFailure {
+                kind: RefreshFailureKind::Refused,
+                message: reason,
+                request_id: error.request_id(),
+            };
+            if !self.store.fail_refresh(bot_id, from, failure).await? {
+                return self.changed_meanwhile(bot_id).await;
             }
             tracing::warn!(
-                bot_id,
                 request_id = error.request_id(),
                 "refresh refused: the connection needs the user"
             );
             return Err(LifecycleError::NeedsReauth(reason.into()));
         }
-        if attempt < RETRIES && is_retryable(&error) {
-            attempt += 1;
-            let wait = backoff(attempt, &error);
-            tracing::info!(bot_id, attempt, error = %error, wait_ms = wait.as_millis() as u64, "refresh failed; retrying");
-            tokio::time::sleep(wait).await;
-            continue;
-        }
-        let failure = if uncertain {
-            LifecycleError::NotionUncertain(error)
+        let (failure, kind) = if uncertain {
+            (LifecycleError::NotionUncertain(error), RefreshFailureKind::OutcomeUnknown)
         } else {
-            LifecycleError::Notion(error)
+            (LifecycleError::Notion(error), RefreshFailureKind::Failed)
         };
         let message = format!("refresh failed: {failure}");
-        let request_id = match &failure {
-            LifecycleError::Notion(e) | LifecycleError::NotionUncertain(e) => {
-                e.request_id().map(str::to_owned)
-            }
-            _ => None,
-        };
-        if !app
-            .store
-            .fail_refresh(
-                bot_id,
-                from,
-                RefreshFailure {
-                    needs_reauth: false,
-                    outcome_unknown: uncertain,
-                    message: &message,
-                    request_id: request_id.as_deref(),
-                },
-                &app.config.deliveries,
-            )
-            .await?
-        {
-            return changed_meanwhile(app, bot_id).await;
+        let recorded = RefreshFailure { kind, message: &message, request_id: failure.request_id() };
+        if !self.store.fail_refresh(bot_id, from, recorded).await? {
+            return self.changed_meanwhile(bot_id).await;
         }
-        tracing::warn!(bot_id, "{message}");
-        return Err(failure);
+        tracing::warn!("{message}");
+        Err(failure)
+    }
+
+    /// Commits a pair Notion has rotated to. It is the only copy of a working pair, so a busy
+    /// database is waited out (the lease is being renewed meanwhile) rather than giving up.
+    async fn store_refreshed(
+        &self,
+        bot_id: &BotId,
+        response: TokenResponse,
+        from: i64,
+    ) -> Result<Token, LifecycleError> {
+        // Sealing fails only without randomness: waiting would not help, unlike a busy database.
+        let grant = SealedGrant::seal(&self.vault, &response).inspect_err(|error| {
+            tracing::error!(error = %Chain(error), "a refreshed pair could not be sealed; the connection will report an interrupted refresh");
+        })?;
+        let mut attempt = 0;
+        let generation = loop {
+            match self.store.complete_refresh(&grant, from).await {
+                Ok(Some(generation)) => break generation,
+                Ok(None) => return self.changed_meanwhile(bot_id).await,
+                Err(error) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::warn!(attempt, error = %Chain(&error), "a refreshed pair could not be stored yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(error) => {
+                    tracing::error!(error = %Chain(&error), "a refreshed pair could not be stored; the connection will report an interrupted refresh");
+                    return Err(error.into());
+                }
+            }
+        };
+        tracing::info!(
+            generation,
+            request_id = response.request_id.as_deref(),
+            "connection refreshed"
+        );
+        Ok(Token {
+            access_token: response.access_token,
+            refresh_token: response.refresh_token,
+            generation,
+            refreshed: true,
+        })
+    }
+
+    /// The connection was re-authorized or revoked while a refresh was at Notion: what it is now.
+    async fn changed_meanwhile(&self, bot_id: &BotId) -> Result<Token, LifecycleError> {
+        tracing::info!("the connection changed during its refresh; its new state wins");
+        Token::from_stored(self.stored(bot_id).await?, true)
+    }
+
+    /// Asks Notion whether the token still works. An inactive token is first refreshed (in case
+    /// it merely expired); only a definite refusal makes the connection revoked, never an outage.
+    ///
+    /// # Errors
+    /// See [`LifecycleError`]; the status is then left as it was.
+    #[tracing::instrument(name = "lifecycle.check", skip_all, fields(bot_id = %bot_id))]
+    pub async fn check(self: &Arc<Self>, bot_id: &BotId) -> Result<Checked, LifecycleError> {
+        let tokens = self.stored(bot_id).await?;
+        let from = tokens.generation;
+        let access = Token::from_stored(tokens, false)?;
+        let introspection =
+            self.client.introspect(&access.access_token).await.map_err(LifecycleError::Notion)?;
+        let active = match (introspection.active, &access.refresh_token) {
+            (true, _) => true,
+            (false, None) => false,
+            (false, Some(_)) => match self.refresh_after(bot_id, from, Coalesce::OnlyNewer).await {
+                Ok(_) => true,
+                Err(LifecycleError::NeedsReauth(_)) => false,
+                Err(error) => return Err(error),
+            },
+        };
+        let request_id = introspection.request_id.as_deref();
+        self.store.record_check(bot_id, active, from, request_id).await?;
+        let status = self
+            .store
+            .connection(bot_id)
+            .await?
+            .map_or(ConnectionStatus::Revoked, |connection| connection.status);
+        Ok(Checked { active, status, scope: introspection.scope, issued_at_ms: introspection.iat })
+    }
+
+    /// Revokes the token at Notion, then forgets it. It takes the same locks as a refresh, so it
+    /// cannot race one, and it revokes whatever pair is current when it finishes (a
+    /// re-authorization meanwhile is revoked too). Revoking a revoked connection does nothing.
+    ///
+    /// # Errors
+    /// See [`LifecycleError`]; when Notion fails the tokens are kept, so the call can be
+    /// repeated.
+    #[tracing::instrument(name = "lifecycle.revoke", skip_all, fields(bot_id = %bot_id))]
+    pub async fn revoke(&self, bot_id: &BotId, reason: &str) -> Result<(), LifecycleError> {
+        let lock = self.locks.for_bot(bot_id);
+        let _in_process = lock.lock().await;
+        let deadline = Instant::now() + LEASE * 2;
+        loop {
+            let tokens = self.store.tokens(&self.vault, bot_id).await?;
+            let tokens = tokens.ok_or_else(|| LifecycleError::NotFound(bot_id.clone()))?;
+            let Some(access) = tokens.access_token else {
+                return Ok(());
+            };
+            let owner = new_owner()?;
+            let generation = tokens.generation;
+            let claim =
+                self.store.claim_lease(bot_id, generation, &owner, lease_until(), LeaseFor::Revoke);
+            match claim.await? {
+                Claim::Claimed { .. } => {}
+                lost => {
+                    lost_claim(lost, deadline).await?;
+                    continue;
+                }
+            }
+            let revoked = self.holding_lease(bot_id, &owner, self.client.revoke(&access)).await;
+            let request_id = match revoked {
+                Ok(revocation) => revocation.request_id,
+                // A token Notion already considers dead is as revoked as it gets.
+                Err(error) if error.is_invalid_grant() || error.code() == Some("unauthorized") => {
+                    error.request_id().map(str::to_owned)
+                }
+                Err(error) => {
+                    self.store.release_lease(bot_id, &owner).await?;
+                    return Err(LifecycleError::Notion(error));
+                }
+            };
+            let request_id = request_id.as_deref();
+            if self.store.revoke_connection(bot_id, generation, reason, request_id).await? {
+                tracing::info!(request_id, "connection revoked");
+                return Ok(());
+            }
+        }
+    }
+
+    /// One pass of the background refresh: every active connection whose pair is older than
+    /// `older_than`, each through the same single refresh as API calls.
+    #[tracing::instrument(name = "lifecycle.refresh_old_tokens", skip_all)]
+    pub async fn refresh_old_tokens(self: &Arc<Self>, older_than: Duration) {
+        let cutoff = now() - i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX);
+        let due = match self.store.due_for_refresh(cutoff).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(error = %Chain(&error), "background refresh could not list connections");
+                return;
+            }
+        };
+        for (bot_id, generation) in due {
+            if let Err(error) = self.refresh_after(&bot_id, generation, Coalesce::OnlyNewer).await {
+                tracing::warn!(bot_id = %bot_id, error = %Chain(&error), "background refresh failed");
+            }
+        }
+    }
+
+    /// One pass of the background check: every active connection not checked within
+    /// `interval`.
+    #[tracing::instrument(name = "lifecycle.check_connections", skip_all)]
+    pub async fn check_connections(self: &Arc<Self>, interval: Duration) {
+        let cutoff = now() - i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+        let due = match self.store.due_for_check(cutoff).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(error = %Chain(&error), "background check could not list connections");
+                return;
+            }
+        };
+        for bot_id in due {
+            if let Err(error) = self.check(&bot_id).await {
+                tracing::warn!(bot_id = %bot_id, error = %Chain(&error), "background check failed");
+            }
+        }
+    }
+
+    /// Runs the passes `policy` turns on, each every quarter of its period (at most every five
+    /// minutes), until the returned handle is dropped.
+    pub(crate) fn spawn_passes(self: &Arc<Self>, policy: &LifecyclePolicy) -> Passes {
+        let mut tasks = Vec::new();
+        if let Some(older_than) = policy.refresh_older_than {
+            let lifecycle = self.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    lifecycle.refresh_old_tokens(older_than).await;
+                    tokio::time::sleep((older_than / 4).min(Duration::from_secs(300))).await;
+                }
+            }));
+        }
+        if let Some(interval) = policy.check_interval {
+            let lifecycle = self.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    lifecycle.check_connections(interval).await;
+                    tokio::time::sleep((interval / 4).min(Duration::from_secs(300))).await;
+                }
+            }));
+        }
+        Passes(tasks)
+    }
+
+    /// Waits (up to `limit`) until no refresh or revoke is under way in this process, so a
+    /// shutdown does not drop a pair Notion has already rotated.
+    pub(crate) async fn wait_idle(&self, limit: Duration) {
+        self.locks.wait_idle(limit).await;
     }
 }
 
-/// Commits a pair Notion has rotated to. It is the only copy of a working pair, so a busy
-/// database is waited out (the lease is being renewed meanwhile) rather than giving up.
-async fn store_refreshed(
-    app: &AppState,
-    bot_id: &str,
-    response: TokenResponse,
-    from: i64,
-) -> Result<Grant, LifecycleError> {
-    // Sealing fails only without randomness: waiting would not help, unlike a busy database.
-    let grant = SealedGrant::seal(&app.config.vault, &response).inspect_err(|error| {
-        tracing::error!(bot_id, error = %error, "a refreshed pair could not be sealed; the connection will report an interrupted refresh");
-    })?;
-    let mut attempt = 0;
-    let generation = loop {
-        let stored = app.store.complete_refresh(&grant, from, &app.config.deliveries).await;
-        match stored {
-            Ok(Some(generation)) => break generation,
-            Ok(None) => return changed_meanwhile(app, bot_id).await,
-            Err(error) if attempt < 20 => {
-                attempt += 1;
-                tracing::warn!(bot_id, attempt, error = %error, "a refreshed pair could not be stored yet; retrying");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(error) => {
-                tracing::error!(bot_id, error = %error, "a refreshed pair could not be stored; the connection will report an interrupted refresh");
-                return Err(error.into());
-            }
-        }
-    };
-    tracing::info!(
-        bot_id,
-        generation,
-        request_id = response.request_id.as_deref(),
-        "connection refreshed"
-    );
-    Ok(Grant {
-        access_token: response.access_token,
-        refresh_token: response.refresh_token,
-        generation,
-        refreshed: true,
-    })
-}
+/// The background passes; they stop when this is dropped.
+pub(crate) struct Passes(Vec<tokio::task::JoinHandle<()>>);
 
-/// The connection was re-authorized or revoked while a refresh was at Notion: what it is now.
-async fn changed_meanwhile(app: &AppState, bot_id: &str) -> Result<Grant, LifecycleError> {
-    tracing::info!(bot_id, "the connection changed during its refresh; its new state wins");
-    let tokens = usable(bot_id, app.store.tokens(&app.config.vault, bot_id).await?)?;
-    grant(tokens, true)
+impl Drop for Passes {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Failures after which a retry may still succeed: Notion said it failed (5xx, 429), or the
@@ -446,130 +679,4 @@ fn backoff(attempt: u32, error: &NotionError) -> Duration {
     let mut jitter = [0u8; 1];
     let _ = getrandom::fill(&mut jitter);
     Duration::from_millis(200 * 2u64.pow(attempt - 1) + u64::from(jitter[0]) / 2).min(MAX_BACKOFF)
-}
-
-/// Asks Notion whether the token still works. An inactive token is first refreshed (in case it
-/// merely expired); only a definite refusal makes the connection revoked, never an outage.
-///
-/// # Errors
-/// See [`LifecycleError`]; the status is then left as it was.
-pub async fn check(app: &AppState, bot_id: &str) -> Result<Checked, LifecycleError> {
-    let tokens = usable(bot_id, app.store.tokens(&app.config.vault, bot_id).await?)?;
-    let from = tokens.generation;
-    let access = grant(tokens, false)?;
-    let introspection =
-        app.client.introspect(&access.access_token).await.map_err(LifecycleError::Notion)?;
-    let active = match (introspection.active, &access.refresh_token) {
-        (true, _) => true,
-        (false, None) => false,
-        (false, Some(_)) => match refresh_after(app, bot_id, from, Coalesce::OnlyNewer).await {
-            Ok(_) => true,
-            Err(LifecycleError::NeedsReauth(_)) => false,
-            Err(error) => return Err(error),
-        },
-    };
-    app.store
-        .record_check(
-            bot_id,
-            active,
-            from,
-            introspection.request_id.as_deref(),
-            &app.config.deliveries,
-        )
-        .await?;
-    let status = app.store.connection(bot_id).await?.map_or_else(|| "revoked".into(), |c| c.status);
-    Ok(Checked { active, status, scope: introspection.scope, issued_at_ms: introspection.iat })
-}
-
-/// Revokes the token at Notion, then forgets it. It takes the same locks as a refresh, so it
-/// cannot race one, and it revokes whatever pair is current when it finishes (a
-/// re-authorization meanwhile is revoked too). Revoking a revoked connection does nothing.
-///
-/// # Errors
-/// See [`LifecycleError`]; when Notion fails the tokens are kept, so the call can be repeated.
-pub async fn revoke(app: &AppState, bot_id: &str, reason: &str) -> Result<(), LifecycleError> {
-    let lock = app.refresh_locks.for_bot(bot_id);
-    let _in_process = lock.lock().await;
-    let deadline = Instant::now() + LEASE * 2;
-    loop {
-        let tokens = app.store.tokens(&app.config.vault, bot_id).await?;
-        let tokens = tokens.ok_or_else(|| LifecycleError::NotFound(bot_id.to_owned()))?;
-        let Some(access) = tokens.access_token else {
-            return Ok(());
-        };
-        let owner = new_owner()?;
-        match app.store.claim_lease(bot_id, tokens.generation, &owner, lease_until(), false).await?
-        {
-            Claim::Claimed { .. } => {}
-            Claim::Moved => continue,
-            Claim::Held if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-            Claim::Held => return Err(LifecycleError::Busy),
-        }
-        let request_id = match holding_lease(app, bot_id, &owner, app.client.revoke(&access)).await
-        {
-            Ok(revocation) => revocation.request_id,
-            // A token Notion already considers dead is as revoked as it gets.
-            Err(error) if error.is_invalid_grant() || error.code() == Some("unauthorized") => {
-                error.request_id().map(str::to_owned)
-            }
-            Err(error) => {
-                app.store.release_lease(bot_id, &owner).await?;
-                return Err(LifecycleError::Notion(error));
-            }
-        };
-        if app
-            .store
-            .revoke_connection(
-                bot_id,
-                tokens.generation,
-                reason,
-                request_id.as_deref(),
-                &app.config.deliveries,
-            )
-            .await?
-        {
-            tracing::info!(bot_id, request_id = request_id.as_deref(), "connection revoked");
-            return Ok(());
-        }
-    }
-}
-
-/// One pass of the background refresh: every active connection whose pair is older than
-/// `older_than`.
-pub async fn refresh_old_tokens(app: &AppState, older_than: Duration) {
-    let cutoff = now() - i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX);
-    match app.store.due_for_refresh(cutoff).await {
-        Ok(due) => {
-            for (bot_id, generation) in due {
-                if let Err(error) =
-                    refresh_after(app, &bot_id, generation, Coalesce::OnlyNewer).await
-                {
-                    tracing::warn!(bot_id, error = %error, "background refresh failed");
-                }
-            }
-        }
-        Err(error) => {
-            tracing::error!(error = %error, "background refresh could not list connections")
-        }
-    }
-}
-
-/// One pass of the background check: every active connection not checked within `interval`.
-pub async fn check_connections(app: &AppState, interval: Duration) {
-    let cutoff = now() - i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
-    match app.store.due_for_check(cutoff).await {
-        Ok(due) => {
-            for bot_id in due {
-                if let Err(error) = check(app, &bot_id).await {
-                    tracing::warn!(bot_id, error = %error, "background check failed");
-                }
-            }
-        }
-        Err(error) => {
-            tracing::error!(error = %error, "background check could not list connections")
-        }
-    }
 }

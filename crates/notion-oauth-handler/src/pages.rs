@@ -1,19 +1,26 @@
-//! The HTML pages a visitor sees, from templates compiled into the binary.
+//! What the browser sees: the HTML pages, and where a flow ends. A flow ends at the app's own
+//! address when it asked for one (`return_to`, or a redirect template), else on the embedding
+//! app's view when it answers, else on a built-in page.
 
-use std::path::Path;
+use std::sync::Arc;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minijinja::{Environment, Value, context};
 use notion_oauth::{NotionError, StateError};
+use url::Url;
 
-use crate::config::Document;
-use crate::flow::FlowError;
+use crate::config::Config;
+use crate::config::connect::fill;
+use crate::domain::Reference;
+use crate::flow::{Connected, FlowError};
+use crate::hooks::{ConnectView, Outcome};
+use crate::telemetry::Chain;
 
 /// A rendered page with its status.
-pub struct Page {
-    pub status: StatusCode,
-    pub html: String,
+pub(crate) struct Page {
+    status: StatusCode,
+    html: String,
 }
 
 impl IntoResponse for Page {
@@ -23,11 +30,28 @@ impl IntoResponse for Page {
     }
 }
 
-/// The templates, and what every page shows (links to the hosted documents).
-pub struct Pages {
+/// The page a failed flow shows: its status, a stable machine-readable reason, a title and a
+/// message in the visitor's words.
+pub(crate) struct ErrorPage {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) message: String,
+}
+
+/// The templates, what every page shows (links to the hosted documents), and where flows end.
+pub(crate) struct Pages {
     env: Environment<'static>,
     base: String,
     documents: Value,
+    /// An embedding app's own pages, consulted before the built-in ones.
+    view: Option<Arc<dyn ConnectView>>,
+    /// `connect.success_redirect`: where a connected browser goes instead of the success page.
+    success_redirect: Option<String>,
+    /// `connect.denied_redirect`: where a browser that cancelled goes instead of the page.
+    denied_redirect: Option<String>,
+    /// How long a flow may take, for the "expired" page's words.
+    state_ttl_minutes: u64,
 }
 
 impl std::fmt::Debug for Pages {
@@ -37,17 +61,17 @@ impl std::fmt::Debug for Pages {
 }
 
 impl Pages {
-    /// Loads the built-in templates.
+    /// The pages `config` describes, with the embedding app's `view` if it has one.
     ///
     /// # Errors
-    /// A template that does not parse (a build defect, caught by every test).
-    pub fn new(
-        base_path: &str,
-        documents: &[Document],
-        overrides: Option<&Path>,
+    /// A template that does not parse (an override: the configuration check catches those).
+    pub(crate) fn new(
+        config: &Config,
+        view: Option<Arc<dyn ConnectView>>,
     ) -> Result<Self, minijinja::Error> {
-        let env = crate::templates::environment(overrides)?;
-        let documents: Vec<Value> = documents
+        let env = crate::templates::environment(config.templates_dir.as_deref())?;
+        let documents: Vec<Value> = config
+            .documents
             .iter()
             .map(|doc| {
                 let title =
@@ -60,17 +84,25 @@ impl Pages {
                 context! { path => doc.path.clone(), title }
             })
             .collect();
-        Ok(Self { env, base: base_path.to_owned(), documents: Value::from(documents) })
+        Ok(Self {
+            env,
+            base: config.base_path.clone(),
+            documents: Value::from(documents),
+            view,
+            success_redirect: config.connect.success_redirect.clone(),
+            denied_redirect: config.connect.denied_redirect.clone(),
+            state_ttl_minutes: config.state_ttl.as_secs() / 60,
+        })
     }
 
     /// Renders `name` with `values`, or a plain fallback if rendering fails.
-    pub fn render(&self, status: StatusCode, name: &str, values: Value) -> Page {
+    pub(crate) fn render(&self, status: StatusCode, name: &str, values: Value) -> Page {
         let values =
             context! { base => self.base.clone(), documents => self.documents.clone(), ..values };
         match self.env.get_template(name).and_then(|t| t.render(values)) {
             Ok(html) => Page { status, html },
             Err(error) => {
-                tracing::error!(template = name, error = %error, "a page failed to render");
+                tracing::error!(template = name, error = %Chain(&error), "a page failed to render");
                 Page {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     html: "<h1>Something went wrong</h1>".into(),
@@ -79,147 +111,277 @@ impl Pages {
         }
     }
 
-    /// The page for a flow that could not finish.
-    pub fn error(&self, error: &FlowError, state_ttl_minutes: u64) -> Page {
-        let (status, reason, title, message) = describe(error, state_ttl_minutes);
+    /// The landing page. Its button passes `query` (`ref`, `return_to`, a signed or one-time
+    /// link) on to `/connect` unchanged: nothing is used up by viewing this page.
+    pub(crate) fn landing(&self, query: Option<String>) -> Page {
+        let query = query.filter(|q| !q.is_empty() && q.len() <= 4096);
+        self.render(StatusCode::OK, "landing.html", context! { query })
+    }
+
+    /// The page for an address the server does not answer.
+    pub(crate) fn not_found(&self) -> Page {
+        let values = context! {
+            reason => "not_found",
+            title => "Page not found",
+            message => "There is nothing at this address. To connect Notion, start from the button below.",
+        };
+        self.render(StatusCode::NOT_FOUND, "error.html", values)
+    }
+
+    /// A flow that could not go on: the embedding app's view if it answers, else the error page.
+    pub(crate) fn failed(&self, error: &FlowError) -> Response {
+        let page = error.page(self.state_ttl_minutes);
         let request_id = error.request_id();
+        let outcome = Outcome::Failed {
+            reason: page.reason,
+            status: page.status.as_u16(),
+            message: &page.message,
+            request_id,
+        };
+        if let Some(viewed) = self.view(&outcome) {
+            return viewed;
+        }
+        let ErrorPage { status, reason, title, message } = page;
         self.render(status, "error.html", context! { reason, title, message, request_id })
+            .into_response()
+    }
+
+    /// A stored connection: back to the app, or its view, or the success page.
+    pub(crate) fn connected(&self, connected: &Connected) -> Response {
+        let Connected { response, outcome, reference, return_to } = connected;
+        let values = [
+            ("bot_id", response.bot_id.as_str()),
+            ("workspace_id", response.workspace_id.as_str()),
+            ("ref", reference.as_deref().unwrap_or("")),
+            ("outcome", outcome.as_str()),
+        ];
+        if let Some(location) =
+            back_to_the_app(return_to.as_deref(), self.success_redirect.as_deref(), &values)
+        {
+            return see_other(&location);
+        }
+        let viewed = self.view(&Outcome::Connected {
+            bot_id: &response.bot_id,
+            workspace_id: &response.workspace_id,
+            workspace_name: response.workspace_name.as_deref(),
+            reference: reference.as_deref(),
+            outcome: *outcome,
+        });
+        if let Some(viewed) = viewed {
+            return viewed;
+        }
+        let workspace =
+            response.workspace_name.clone().unwrap_or_else(|| "your Notion workspace".into());
+        // Notion sends an https URL; inline images are harmless in an <img> and allowed by the
+        // page policy. Anything else (javascript:, http:) is not shown.
+        let icon = response
+            .workspace_icon
+            .as_deref()
+            .filter(|icon| icon.starts_with("https://") || icon.starts_with("data:image/"));
+        let values = context! {
+            workspace,
+            icon,
+            outcome => outcome.as_str(),
+            template_id => response.duplicated_template_id.clone(),
+            reference,
+        };
+        self.render(StatusCode::OK, "success.html", values).into_response()
+    }
+
+    /// A cancelled flow, when the app said where it ends: back to the app, or its view. `None`
+    /// leaves it to [`Pages::denied`].
+    pub(crate) fn denied_elsewhere(
+        &self,
+        reference: Option<&str>,
+        return_to: Option<&str>,
+    ) -> Option<Response> {
+        let values = [("ref", reference.unwrap_or("")), ("outcome", "denied")];
+        if let Some(location) = back_to_the_app(return_to, self.denied_redirect.as_deref(), &values)
+        {
+            return Some(see_other(&location));
+        }
+        self.view(&Outcome::Denied { reference })
+    }
+
+    /// The "access was not granted" page, offering `retry_url`.
+    pub(crate) fn denied(&self, reference: Option<&str>, retry_url: &Url) -> Response {
+        let values = context! { reference, retry_url => retry_url.to_string() };
+        self.render(StatusCode::OK, "denied.html", values).into_response()
+    }
+
+    fn view(&self, outcome: &Outcome<'_>) -> Option<Response> {
+        self.view.as_ref().and_then(|view| view.respond(outcome))
     }
 }
 
-/// Status, a stable machine-readable reason, a title and a message in the visitor's words.
-pub(crate) fn describe(
-    error: &FlowError,
-    ttl_minutes: u64,
-) -> (StatusCode, &'static str, &'static str, String) {
-    use FlowError as F;
-    let bad_link = "This link is not valid";
-    match error {
-        F::QueryTooLong | F::RepeatedParameter(_) | F::UnexpectedParameter(_) | F::ParameterTooLong(_) | F::CodeAndError => (
-            StatusCode::BAD_REQUEST,
-            "malformed_callback",
-            bad_link,
-            format!("The address you arrived at was changed or damaged ({error}). Start again from the beginning."),
-        ),
-        F::MissingCode => (
-            StatusCode::BAD_REQUEST,
-            "missing_code",
-            "This link is incomplete",
-            "Notion's answer carries no authorization code. Start again from the beginning.".into(),
-        ),
-        F::MissingState => (
-            StatusCode::BAD_REQUEST,
-            "missing_state",
-            "Please start from this site",
-            "This installation was not started here, so it cannot be completed safely. Use the Add to Notion button to connect.".into(),
-        ),
-        F::BadState(StateError::Expired(_)) => (
-            StatusCode::BAD_REQUEST,
-            "expired_state",
-            "This link has expired",
-            format!("More than {ttl_minutes} minutes passed since you started connecting. Start again."),
-        ),
-        F::BadState(_) => (
-            StatusCode::BAD_REQUEST,
-            "invalid_state",
-            bad_link,
-            "The sign-in link was altered or does not come from this site. Start again from the beginning.".into(),
-        ),
-        F::OtherBrowser => (
-            StatusCode::FORBIDDEN,
-            "other_browser",
-            "Finish in the browser you started in",
-            "This connection was started in another browser, or your browser did not send this site's cookie. Start again in this browser, with cookies allowed for this site.".into(),
-        ),
-        F::Replayed => (
-            StatusCode::BAD_REQUEST,
-            "replayed_state",
-            "This link was already used",
-            "Each link works once. If connecting worked the first time, you are done; otherwise start again.".into(),
-        ),
-        F::BadRef => (
-            StatusCode::BAD_REQUEST,
-            "invalid_ref",
-            bad_link,
-            format!("The link's ref is longer than {} characters or holds control characters.", crate::flow::MAX_REF_CHARS),
-        ),
-                F::ReturnToNotAllowed => (
-            StatusCode::BAD_REQUEST,
-            "return_to_not_allowed",
-            bad_link,
-            "This link would send you somewhere this site does not trust afterwards, so it was not followed. Use the link from the app you came from.".into(),
-        ),
-        F::UnsignedLink => (
-            StatusCode::BAD_REQUEST,
-            "unsigned_link",
-            bad_link,
-            "This link is not one the app vouched for. Go back to the app and use the connect button there.".into(),
-        ),
-        F::InvalidLink => (
-            StatusCode::BAD_REQUEST,
-            "invalid_link",
-            bad_link,
-            "This link was altered or is incomplete. Go back to the app and use the connect button there.".into(),
-        ),
-        F::ExpiredLink => (
-            StatusCode::BAD_REQUEST,
-            "expired_link",
-            "This link has expired",
-            "Go back to the app and use the connect button there for a fresh link.".into(),
-        ),
-        F::UsedLink => (
-            StatusCode::BAD_REQUEST,
-            "used_link",
-            "This link was already used",
-            "Each of these links works once, for a limited time. Go back to the app for a fresh one.".into(),
-        ),
-                F::LinkTooLong => (
-            StatusCode::BAD_REQUEST,
-            "link_too_long",
-            bad_link,
-            "This link carries more than can travel through Notion and back. The app that made it needs to shorten its ref or return address.".into(),
-        ),
-        F::NotionReported(code) => (
-            StatusCode::BAD_GATEWAY,
-            "notion_error",
-            "Notion could not complete the connection",
-            format!("Notion reported \u{201c}{code}\u{201d}. Nothing was saved. Try again in a moment."),
-        ),
-        F::Exchange(e) if e.is_invalid_grant() => (
-            StatusCode::BAD_REQUEST,
-            "code_rejected",
-            "Notion did not accept this authorization",
-            "The authorization expired or was already used. Nothing was saved. Start again.".into(),
-        ),
-        F::Exchange(e) if e.is_invalid_client() => (
-            StatusCode::BAD_GATEWAY,
-            "integration_misconfigured",
-            "This integration is misconfigured",
-            "Notion rejected this integration's credentials, so nothing was saved. The site's operator needs to check its client ID and secret; please try again later.".into(),
-        ),
-        F::Exchange(NotionError::Timeout(_)) => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "notion_timeout",
-            "Notion did not answer in time",
-            "Nothing was saved. Try again in a moment.".into(),
-        ),
-        F::Exchange(NotionError::InvalidResponse { .. }) => (
-            StatusCode::BAD_GATEWAY,
-            "notion_garbled",
-            "Notion's answer could not be understood",
-            "Nothing was saved. Try again in a few minutes.".into(),
-        ),
-        F::Exchange(_) => (
-            StatusCode::BAD_GATEWAY,
-            "notion_unavailable",
-            "Notion is not available right now",
-            "Nothing was saved. Try again in a few minutes.".into(),
-        ),
-        F::Store(_) | F::Randomness(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Something went wrong on our side",
-            "Nothing was saved. Try again in a few minutes; if it keeps happening, contact this site's operator.".into(),
-        ),
+/// Where the app asked the browser to go: the flow's `return_to` (checked against the allowed
+/// origins when the flow started, and signed into the state since) with the outcome appended,
+/// else the configured redirect template, else nowhere (a page is shown).
+fn back_to_the_app(
+    return_to: Option<&str>,
+    template: Option<&str>,
+    values: &[(&str, &str)],
+) -> Option<String> {
+    if let Some(mut url) = return_to.and_then(|r| Url::parse(r).ok()) {
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in values.iter().filter(|(_, v)| !v.is_empty()) {
+                query.append_pair(name, value);
+            }
+        }
+        return Some(url.to_string());
+    }
+    template.map(|template| fill(template, values))
+}
+
+fn see_other(location: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location.to_owned())]).into_response()
+}
+
+// The page a flow error shows is presentation, so it is written here rather than beside the
+// error: the flow stays free of HTTP statuses and the visitor's words.
+impl FlowError {
+    /// The error page for this failure; `ttl_minutes` is how long a flow may take.
+    pub(crate) fn page(&self, ttl_minutes: u64) -> ErrorPage {
+        use FlowError as F;
+        let page =
+            |status, reason, title, message: String| ErrorPage { status, reason, title, message };
+        let bad_link = "This link is not valid";
+        let start_again = "Start again from the beginning.";
+        match self {
+            F::QueryTooLong
+            | F::RepeatedParameter(_)
+            | F::UnexpectedParameter(_)
+            | F::ParameterTooLong(_)
+            | F::CodeAndError => page(
+                StatusCode::BAD_REQUEST,
+                "malformed_callback",
+                bad_link,
+                format!("The address you arrived at was changed or damaged ({self}). {start_again}"),
+            ),
+            F::MissingCode => page(
+                StatusCode::BAD_REQUEST,
+                "missing_code",
+                "This link is incomplete",
+                format!("Notion's answer carries no authorization code. {start_again}"),
+            ),
+            F::MissingState => page(
+                StatusCode::BAD_REQUEST,
+                "missing_state",
+                "Please start from this site",
+                "This installation was not started here, so it cannot be completed safely. Use the Add to Notion button to connect.".into(),
+            ),
+            F::BadState(StateError::Expired(_)) => page(
+                StatusCode::BAD_REQUEST,
+                "expired_state",
+                "This link has expired",
+                format!("More than {ttl_minutes} minutes passed since you started connecting. Start again."),
+            ),
+            F::BadState(_) => page(
+                StatusCode::BAD_REQUEST,
+                "invalid_state",
+                bad_link,
+                format!("The sign-in link was altered or does not come from this site. {start_again}"),
+            ),
+            F::OtherBrowser => page(
+                StatusCode::FORBIDDEN,
+                "other_browser",
+                "Finish in the browser you started in",
+                "This connection was started in another browser, or your browser did not send this site's cookie. Start again in this browser, with cookies allowed for this site.".into(),
+            ),
+            F::Replayed => page(
+                StatusCode::BAD_REQUEST,
+                "replayed_state",
+                "This link was already used",
+                "Each link works once. If connecting worked the first time, you are done; otherwise start again.".into(),
+            ),
+            F::BadRef => page(
+                StatusCode::BAD_REQUEST,
+                "invalid_ref",
+                bad_link,
+                format!(
+                    "The link's ref is longer than {} characters or holds control characters.",
+                    Reference::MAX_CHARS
+                ),
+            ),
+            F::ReturnToNotAllowed => page(
+                StatusCode::BAD_REQUEST,
+                "return_to_not_allowed",
+                bad_link,
+                "This link would send you somewhere this site does not trust afterwards, so it was not followed. Use the link from the app you came from.".into(),
+            ),
+            F::UnsignedLink => page(
+                StatusCode::BAD_REQUEST,
+                "unsigned_link",
+                bad_link,
+                "This link is not one the app vouched for. Go back to the app and use the connect button there.".into(),
+            ),
+            F::InvalidLink => page(
+                StatusCode::BAD_REQUEST,
+                "invalid_link",
+                bad_link,
+                "This link was altered or is incomplete. Go back to the app and use the connect button there.".into(),
+            ),
+            F::ExpiredLink => page(
+                StatusCode::BAD_REQUEST,
+                "expired_link",
+                "This link has expired",
+                "Go back to the app and use the connect button there for a fresh link.".into(),
+            ),
+            F::UsedLink => page(
+                StatusCode::BAD_REQUEST,
+                "used_link",
+                "This link was already used",
+                "Each of these links works once, for a limited time. Go back to the app for a fresh one.".into(),
+            ),
+            F::LinkTooLong => page(
+                StatusCode::BAD_REQUEST,
+                "link_too_long",
+                bad_link,
+                "This link carries more than can travel through Notion and back. The app that made it needs to shorten its ref or return address.".into(),
+            ),
+            F::NotionReported(code) => page(
+                StatusCode::BAD_GATEWAY,
+                "notion_error",
+                "Notion could not complete the connection",
+                format!("Notion reported \u{201c}{code}\u{201d}. Nothing was saved. Try again in a moment."),
+            ),
+            F::Exchange(e) if e.is_invalid_grant() => page(
+                StatusCode::BAD_REQUEST,
+                "code_rejected",
+                "Notion did not accept this authorization",
+                "The authorization expired or was already used. Nothing was saved. Start again.".into(),
+            ),
+            F::Exchange(e) if e.is_invalid_client() => page(
+                StatusCode::BAD_GATEWAY,
+                "integration_misconfigured",
+                "This integration is misconfigured",
+                "Notion rejected this integration's credentials, so nothing was saved. The site's operator needs to check its client ID and secret; please try again later.".into(),
+            ),
+            F::Exchange(NotionError::Timeout(_)) => page(
+                StatusCode::GATEWAY_TIMEOUT,
+                "notion_timeout",
+                "Notion did not answer in time",
+                "Nothing was saved. Try again in a moment.".into(),
+            ),
+            F::Exchange(NotionError::InvalidResponse { .. }) => page(
+                StatusCode::BAD_GATEWAY,
+                "notion_garbled",
+                "Notion's answer could not be understood",
+                "Nothing was saved. Try again in a few minutes.".into(),
+            ),
+            F::Exchange(_) => page(
+                StatusCode::BAD_GATEWAY,
+                "notion_unavailable",
+                "Notion is not available right now",
+                "Nothing was saved. Try again in a few minutes.".into(),
+            ),
+            F::Store(_) | F::Randomness(_) => page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Something went wrong on our side",
+                "Nothing was saved. Try again in a few minutes; if it keeps happening, contact this site's operator.".into(),
+            ),
+        }
     }
 }

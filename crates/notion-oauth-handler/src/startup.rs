@@ -1,4 +1,5 @@
-//! Builds the running server from a checked [`Config`].
+//! Builds the running server from a checked [`Config`]: the services, the state requests reach
+//! them through, the work beside the requests, and the listener.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -6,116 +7,142 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use notion_oauth::{OAuthClient, StateSigner};
+use notion_oauth::OAuthClient;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
-use crate::lifecycle::{self, RefreshLocks};
+use crate::config::{Config, LifecyclePolicy};
+use crate::delivery::{Deliverer, NamedHook, Workers};
+use crate::domain::EventType;
+use crate::flow::Flow;
+use crate::hooks::ConnectView;
+use crate::lifecycle::{Lifecycle, Passes};
+use crate::links::Links;
 use crate::pages::Pages;
-use crate::store::{self, Store};
+use crate::state::{AppState, BrowserCookie};
+use crate::store::{Routing, SqlStore, Store};
+use crate::vault::Vault;
 
-/// What every request handler can reach.
-#[derive(Debug)]
-pub struct App {
-    pub config: Config,
-    pub client: OAuthClient,
-    pub signer: StateSigner,
-    pub store: Arc<dyn Store>,
-    pub pages: Pages,
-    pub refresh_locks: RefreshLocks,
-    /// For webhook deliveries: its own timeout, and no redirects (a redirect would resend the
-    /// signed body, tokens perhaps included, somewhere else).
-    pub webhook_client: reqwest::Client,
-    /// An embedding app's own pages (see [`crate::embed`]), set once after opening.
-    view: std::sync::OnceLock<ViewHandle>,
+/// Makes the store an embedding app brings, given the event routing it must follow.
+pub(crate) type StoreFactory = Box<dyn FnOnce(Routing) -> Arc<dyn Store> + Send>;
+
+/// What an embedding app adds to a configuration.
+#[derive(Default)]
+pub(crate) struct Additions {
+    pub(crate) hooks: Vec<NamedHook>,
+    pub(crate) view: Option<Arc<dyn ConnectView>>,
+    pub(crate) store: Option<StoreFactory>,
 }
 
-/// An embedding app's view, for the state.
-#[derive(Clone)]
-pub struct ViewHandle(pub Arc<dyn crate::hooks::ConnectView>);
-
-impl std::fmt::Debug for ViewHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ViewHandle")
-    }
+/// The services, built once and shared by the requests and the background work.
+pub(crate) struct Services {
+    pub(crate) state: AppState,
+    deliverer: Arc<Deliverer>,
+    lifecycle_policy: LifecyclePolicy,
 }
 
-impl App {
-    /// Sets the embedding app's view; a second call is ignored.
-    pub fn set_view(&self, view: Option<Arc<dyn crate::hooks::ConnectView>>) {
-        if let Some(view) = view {
-            let _ = self.view.set(ViewHandle(view));
-        }
-    }
-
-    /// The embedding app's response for `outcome`, if it has a view and the view answers.
-    pub fn view_response(
-        &self,
-        outcome: &crate::hooks::Outcome<'_>,
-    ) -> Option<axum::response::Response> {
-        self.view.get().and_then(|view| view.0.respond(outcome))
-    }
-}
-
-pub type AppState = Arc<App>;
-
-/// Opens the database (running migrations) and builds the Notion client: everything but the
-/// listener, which is also what the operator commands need.
-///
-/// # Errors
-/// With context naming what failed: the database, the HTTP client, the pages.
-pub async fn open_app(config: Config) -> anyhow::Result<AppState> {
-    let store = store::connect(&config.storage_url)
-        .await
-        .with_context(|| format!("cannot open the database at {}", config.storage_url))?;
-    open_app_with_store(config, store).await
-}
-
-/// [`open_app`] with a store opened already (an embedding app's own, say).
-///
-/// # Errors
-/// See [`open_app`].
-pub async fn open_app_with_store(
-    config: Config,
-    store: Arc<dyn Store>,
-) -> anyhow::Result<AppState> {
-    // reqwest is built without a default TLS provider so that only ring is compiled in: install
-    // it before the first client (a provider installed already is kept).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let webhook_client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(config.deliveries.timeout)
-        .user_agent(concat!("notion-oauth-handler/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
-        .build()
+impl Services {
+    /// Opens the store (running migrations) and builds every service: everything but the
+    /// listener, which is also what the operator commands need.
+    ///
+    /// # Errors
+    /// With context naming what failed: the database, an HTTP client, the pages.
+    pub(crate) async fn open(config: &Config, additions: Additions) -> anyhow::Result<Self> {
+        // reqwest is built without a default TLS provider so that only ring is compiled in:
+        // install it before the first client (a provider installed already is kept).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let Additions { hooks, view, store } = additions;
+        let routing = routing(config, &hooks);
+        let store = match store {
+            Some(make) => make(routing),
+            None => {
+                let opened = SqlStore::connect(&config.storage_url).await.with_context(|| {
+                    format!("cannot open the database at {}", config.storage_url)
+                })?;
+                Arc::new(opened.with_routing(routing))
+            }
+        };
+        let vault = Arc::new(Vault::new(&config.master_key, &config.previous_master_keys));
+        let client =
+            OAuthClient::new(config.notion.clone()).context("cannot build the Notion client")?;
+        let deliverer = Deliverer::new(
+            store.clone(),
+            vault.clone(),
+            config.targets.clone(),
+            hooks,
+            config.delivery,
+        )
         .context("cannot build the webhook client")?;
-    let client =
-        OAuthClient::new(config.notion.clone()).context("cannot build the Notion client")?;
-    let signer = StateSigner::new(config.vault.state_key(), config.state_ttl);
-    let pages = Pages::new(&config.base_path, &config.documents, config.templates_dir.as_deref())
-        .context("the built-in pages do not load")?;
-    Ok(Arc::new(App {
-        config,
-        client,
-        signer,
-        store,
-        pages,
-        refresh_locks: RefreshLocks::default(),
-        webhook_client,
-        view: std::sync::OnceLock::new(),
-    }))
+        let lifecycle =
+            Lifecycle::new(client.clone(), store.clone(), vault.clone(), &config.lifecycle);
+        let pages = Pages::new(config, view).context("the pages do not load")?;
+        let state = AppState {
+            flow: Arc::new(Flow::new(config, client, store.clone(), vault)),
+            links: Arc::new(Links::new(config, store.clone())),
+            lifecycle: Arc::new(lifecycle),
+            store,
+            pages: Arc::new(pages),
+            browser_cookie: BrowserCookie::new(config),
+        };
+        Ok(Self { state, deliverer: Arc::new(deliverer), lifecycle_policy: config.lifecycle })
+    }
+
+    /// Starts the work that runs beside the requests: event deliveries whenever there is a
+    /// target (the outbox may hold events from before a restart, or written by operator
+    /// commands), and the periodic refresh and check the configuration turns on. Each
+    /// lifecycle pass goes through the same single refresh as API calls, so several instances
+    /// cannot race.
+    pub(crate) fn start_background(&self) -> Background {
+        let deliverer = &self.deliverer;
+        let workers = deliverer.has_targets().then(|| Workers::start(deliverer.clone()));
+        let passes = self.state.lifecycle.spawn_passes(&self.lifecycle_policy);
+        Background { passes: Some(passes), workers, lifecycle: self.state.lifecycle.clone() }
+    }
+}
+
+/// Which targets hear which events: the configured ones, and the embedding app's hooks (every
+/// event).
+fn routing(config: &Config, hooks: &[NamedHook]) -> Routing {
+    let configured = config.targets.iter().map(|t| (t.name.as_str(), t.events.as_slice()));
+    let hooks = hooks.iter().map(|(name, _)| (name.as_str(), EventType::ALL));
+    configured
+        .chain(hooks)
+        .fold(Routing::none(), |routing, (name, events)| routing.with_target(name, events))
+}
+
+/// The work beside the requests (see [`Services::start_background`]); dropping it stops the
+/// work without waiting.
+pub(crate) struct Background {
+    passes: Option<Passes>,
+    workers: Option<Workers>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl Background {
+    /// Lets deliveries and refreshes under way finish (within bounds), stops the rest.
+    pub(crate) async fn stop(mut self) {
+        drop(self.passes.take());
+        if let Some(workers) = self.workers.take() {
+            workers.stop(Duration::from_secs(15)).await;
+        }
+        // A refresh runs in its own task; let one that Notion may already have answered store
+        // its pair before the database closes.
+        self.lifecycle.wait_idle(Duration::from_secs(30)).await;
+    }
 }
 
 /// A server bound to its address, ready to run.
 pub struct Application {
     listener: TcpListener,
-    state: AppState,
+    services: Services,
+    config: Config,
 }
 
 impl Application {
     /// Opens the app and binds `config.bind`.
     ///
     /// # Errors
-    /// See [`open_app`], or the address cannot be bound.
+    /// The database, the Notion client or the pages cannot be set up, or the address cannot be
+    /// bound.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.bind).await.with_context(|| {
             format!(
@@ -130,12 +157,13 @@ impl Application {
     /// first, to learn the public URL before the configuration is made).
     ///
     /// # Errors
-    /// See [`open_app`].
+    /// See [`Application::build`].
     pub async fn build_with_listener(
         config: Config,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
-        Ok(Self { listener, state: open_app(config).await? })
+        let services = Services::open(&config, Additions::default()).await?;
+        Ok(Self { listener, services, config })
     }
 
     /// The address actually bound.
@@ -155,69 +183,12 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let state = self.state.clone();
-        let background = spawn_background_work(&self.state);
-        let router = crate::routes::router(self.state);
-        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
-        background.stop(&state).await;
-        state.store.close().await;
+        let Self { listener, services, config } = self;
+        let background = services.start_background();
+        let router = crate::routes::router(services.state.clone(), &config);
+        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        background.stop().await;
+        services.state.store.close().await;
         served
     }
-}
-
-/// The work that runs beside the requests: event deliveries whenever targets are configured
-/// (the outbox may hold events from before a restart, or written by operator commands), and
-/// the optional periodic refresh and check. Each lifecycle pass goes through the same single
-/// refresh as API calls, so several instances cannot race.
-pub struct Background {
-    lifecycle: Vec<tokio::task::JoinHandle<()>>,
-    deliveries: Option<crate::delivery::Workers>,
-}
-
-impl Background {
-    /// Lets deliveries and refreshes under way finish (within bounds), stops the rest.
-    pub async fn stop(mut self, app: &AppState) {
-        for worker in self.lifecycle.drain(..) {
-            worker.abort();
-        }
-        if let Some(deliveries) = self.deliveries.take() {
-            deliveries.stop(app, Duration::from_secs(15)).await;
-        }
-        // A refresh runs in its own task; let one that Notion may already have answered store
-        // its pair before the database closes.
-        app.refresh_locks.wait_idle(Duration::from_secs(30)).await;
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        for worker in &self.lifecycle {
-            worker.abort();
-        }
-    }
-}
-
-pub(crate) fn spawn_background_work(app: &AppState) -> Background {
-    let deliveries =
-        (!app.config.deliveries.targets.is_empty()).then(|| crate::delivery::Workers::start(app));
-    let mut lifecycle = Vec::new();
-    if let Some(older_than) = app.config.refresh_older_than {
-        let app = app.clone();
-        lifecycle.push(tokio::spawn(async move {
-            loop {
-                lifecycle::refresh_old_tokens(&app, older_than).await;
-                tokio::time::sleep((older_than / 4).min(Duration::from_secs(300))).await;
-            }
-        }));
-    }
-    if let Some(interval) = app.config.check_interval {
-        let app = app.clone();
-        lifecycle.push(tokio::spawn(async move {
-            loop {
-                lifecycle::check_connections(&app, interval).await;
-                tokio::time::sleep((interval / 4).min(Duration::from_secs(300))).await;
-            }
-        }));
-    }
-    Background { lifecycle, deliveries }
 }

@@ -22,3 +22,47 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
+
+/// An error with its causes, for a log line: `error: cause: cause's cause`. A cause whose words
+/// the error already shows (an `"… failed: {0}"` message) is not repeated.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            let words = cause.to_string();
+            if !shown.contains(&words) {
+                write!(f, ": {words}")?;
+                shown = words;
+            }
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer failed: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer failed")]
+    struct Hides(#[source] Repeats);
+
+    #[test]
+    fn a_chain_shows_every_cause_once() {
+        let inner = || std::io::Error::other("disk full");
+        assert_eq!(Chain(&Repeats(inner())).to_string(), "outer failed: disk full");
+        assert_eq!(
+            Chain(&Hides(Repeats(inner()))).to_string(),
+            "outer failed: outer failed: disk full"
+        );
+    }
+}

@@ -8,8 +8,9 @@ use secrecy::ExposeSecret;
 use super::{base_dir, load_config};
 use crate::cli::{ApiKeysCommand, ConfigArg, ConnectionsCommand, DeliveriesCommand};
 use crate::config::{load_settings, resolve_sqlite_url};
-use crate::lifecycle;
-use crate::startup::open_app;
+use crate::domain::{BotId, WorkspaceId};
+use crate::lifecycle::{Coalesce, Freshness, Lifecycle};
+use crate::startup::{Additions, Services};
 use crate::store::{self, ConnectionFilter, Store};
 
 /// The store alone: listing needs neither the master key nor Notion's credentials.
@@ -51,104 +52,117 @@ fn clip(text: &str, width: usize) -> String {
     clipped
 }
 
-pub async fn connections(command: ConnectionsCommand) -> anyhow::Result<()> {
+pub(super) async fn connections(command: ConnectionsCommand) -> anyhow::Result<()> {
     match command {
         ConnectionsCommand::List { config, json, status, workspace_id, reference } => {
-            let store = open_store(&config).await?;
-            let filter =
-                ConnectionFilter { status, workspace_id, reference, after: None, limit: i64::MAX };
-            let connections = store.list_connections(&filter).await?;
-            print_list(&connections, json, "No connections.", |connections| {
-                println!(
-                    "{:<36}  {:<24}  {:<20}  {:<16}  {:<12}  UPDATED",
-                    "BOT ID", "WORKSPACE", "OWNER", "REF", "STATUS"
-                );
-                for c in connections {
-                    println!(
-                        "{:<36}  {:<24}  {:<20}  {:<16}  {:<12}  {}",
-                        c.bot_id,
-                        clip(c.workspace_name.as_deref().unwrap_or(&c.workspace_id), 24),
-                        clip(
-                            c.owner_name
-                                .as_deref()
-                                .or(c.owner_email.as_deref())
-                                .unwrap_or(&c.owner_type),
-                            20
-                        ),
-                        clip(c.reference.as_deref().unwrap_or("-"), 16),
-                        c.status,
-                        time(Some(c.updated_at)),
-                    );
-                }
-            })?;
+            let filter = ConnectionFilter {
+                status,
+                workspace_id: workspace_id.map(WorkspaceId::new),
+                reference,
+                after: None,
+                limit: i64::MAX,
+            };
+            list_connections(&config, &filter, json).await
         }
         ConnectionsCommand::Show { bot_id, config, json } => {
-            let store = open_store(&config).await?;
-            let Some(connection) = store.connection(&bot_id).await? else {
-                bail!("there is no connection with bot id {bot_id}; see `connections list`");
-            };
-            let events = store.events(&bot_id, 50).await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({ "connection": connection, "events": events })
-                    )?
-                );
-                return Ok(());
-            }
-            println!("{}", serde_json::to_string_pretty(&connection)?);
-            println!("\nEVENTS (newest first)");
-            for event in events {
-                let request = event
-                    .request_id
-                    .map(|id| format!(" [Notion request {id}]"))
-                    .unwrap_or_default();
-                println!(
-                    "  {}  {:<20} {}{request}",
-                    time(Some(event.created_at)),
-                    event.kind,
-                    event.message.unwrap_or_default()
-                );
-            }
+            show_connection(&config, &BotId::new(bot_id), json).await
         }
         ConnectionsCommand::Refresh { bot_id, config } => {
-            let app = open_app(load_config(config.config.as_deref())?).await?;
-            let seen = app
-                .store
-                .tokens(&app.config.vault, &bot_id)
-                .await?
-                .map(|t| t.generation)
-                .unwrap_or(0);
-            let grant =
-                lifecycle::refresh_after(&app, &bot_id, seen, lifecycle::Coalesce::OnlyNewer)
-                    .await?;
+            let bot_id = BotId::new(bot_id);
+            let lifecycle = open_lifecycle(&config).await?;
+            // The operator wants a pair newer than the one stored now, even a moment old.
+            let seen = lifecycle.token(&bot_id, Freshness::Stored).await?.generation;
+            let token = lifecycle.refresh_after(&bot_id, seen, Coalesce::OnlyNewer).await?;
             println!(
                 "Refreshed {bot_id}: the token pair is now at generation {}.",
-                grant.generation
+                token.generation
             );
+            Ok(())
         }
         ConnectionsCommand::Check { bot_id, config } => {
-            let app = open_app(load_config(config.config.as_deref())?).await?;
-            let checked = lifecycle::check(&app, &bot_id).await?;
+            let bot_id = BotId::new(bot_id);
+            let checked = open_lifecycle(&config).await?.check(&bot_id).await?;
             println!(
                 "{bot_id}: Notion reports the token {}; status {}.",
                 if checked.active { "active" } else { "inactive" },
                 checked.status
             );
+            Ok(())
         }
         ConnectionsCommand::Revoke { bot_id, config } => {
-            let app = open_app(load_config(config.config.as_deref())?).await?;
-            lifecycle::revoke(&app, &bot_id, "revoked by an operator").await?;
+            let bot_id = BotId::new(bot_id);
+            open_lifecycle(&config).await?.revoke(&bot_id, "revoked by an operator").await?;
             println!(
                 "Revoked {bot_id}: Notion no longer accepts its token, and it is no longer stored."
             );
+            Ok(())
         }
+    }
+}
+
+/// The lifecycle of a whole configuration: refreshing, checking and revoking need the master
+/// key and Notion's credentials, and report to the configured targets.
+async fn open_lifecycle(config: &ConfigArg) -> anyhow::Result<Arc<Lifecycle>> {
+    let config = load_config(config.config.as_deref())?;
+    let services = Services::open(&config, Additions::default()).await?;
+    Ok(services.state.lifecycle)
+}
+
+async fn list_connections(
+    config: &ConfigArg,
+    filter: &ConnectionFilter,
+    json: bool,
+) -> anyhow::Result<()> {
+    let connections = open_store(config).await?.list_connections(filter).await?;
+    print_list(&connections, json, "No connections.", |connections| {
+        println!(
+            "{:<36}  {:<24}  {:<20}  {:<16}  {:<12}  UPDATED",
+            "BOT ID", "WORKSPACE", "OWNER", "REF", "STATUS"
+        );
+        for c in connections {
+            let workspace = c.workspace_name.as_deref().unwrap_or(c.workspace_id.as_str());
+            let owner =
+                c.owner_name.as_deref().or(c.owner_email.as_deref()).unwrap_or(&c.owner_type);
+            println!(
+                "{:<36}  {:<24}  {:<20}  {:<16}  {:<12}  {}",
+                c.bot_id.as_str(),
+                clip(workspace, 24),
+                clip(owner, 20),
+                clip(c.reference.as_deref().unwrap_or("-"), 16),
+                c.status.as_str(),
+                time(Some(c.updated_at)),
+            );
+        }
+    })
+}
+
+async fn show_connection(config: &ConfigArg, bot_id: &BotId, json: bool) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let Some(connection) = store.connection(bot_id).await? else {
+        bail!("there is no connection with bot id {bot_id}; see `connections list`");
+    };
+    let events = store.events(bot_id, 50).await?;
+    if json {
+        let shown = serde_json::json!({ "connection": connection, "events": events });
+        println!("{}", serde_json::to_string_pretty(&shown)?);
+        return Ok(());
+    }
+    println!("{}", serde_json::to_string_pretty(&connection)?);
+    println!("\nEVENTS (newest first)");
+    for event in events {
+        let request =
+            event.request_id.map(|id| format!(" [Notion request {id}]")).unwrap_or_default();
+        println!(
+            "  {}  {:<20} {}{request}",
+            time(Some(event.created_at)),
+            event.kind.as_str(),
+            event.message.unwrap_or_default()
+        );
     }
     Ok(())
 }
 
-pub async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
+pub(super) async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
     match command {
         ApiKeysCommand::Create { name, config } => {
             let name = name.trim();
@@ -208,13 +222,10 @@ pub async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<()> {
+pub(super) async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<()> {
     match command {
         DeliveriesCommand::List { config, status, json } => {
-            if status.as_deref().is_some_and(|s| !["pending", "delivered", "dead"].contains(&s)) {
-                bail!("--status must be pending, delivered or dead");
-            }
-            let deliveries = open_store(&config).await?.deliveries(status.as_deref(), 500).await?;
+            let deliveries = open_store(&config).await?.deliveries(status, 500).await?;
             print_list(&deliveries, json, "No deliveries.", |deliveries| {
                 println!(
                     "{:<6}  {:<24}  {:<12}  {:<10}  {:<8}  LAST ERROR",
@@ -224,9 +235,9 @@ pub async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<()> {
                     println!(
                         "{:<6}  {:<24}  {:<12}  {:<10}  {:<8}  {}",
                         d.id,
-                        d.event_type,
+                        d.event_type.as_str(),
                         clip(&d.target, 12),
-                        d.status,
+                        d.status.as_str(),
                         d.attempts,
                         d.last_error.as_deref().unwrap_or_default()
                     );

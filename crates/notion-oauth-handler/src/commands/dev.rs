@@ -15,7 +15,7 @@ use crate::cli::DevArgs;
 use crate::startup::Application;
 use crate::vault::MasterKey;
 
-pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+pub(super) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = args

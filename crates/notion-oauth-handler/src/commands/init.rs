@@ -4,10 +4,10 @@ use anyhow::{Context, bail};
 
 use crate::cli::InitArgs;
 
-pub const SAMPLE_PRIVACY: &str = include_str!("../../init/privacy.html");
-pub const SAMPLE_TERMS: &str = include_str!("../../init/terms.html");
+pub(super) const SAMPLE_PRIVACY: &str = include_str!("../../init/privacy.html");
+pub(super) const SAMPLE_TERMS: &str = include_str!("../../init/terms.html");
 
-pub fn init(args: &InitArgs) -> anyhow::Result<()> {
+pub(super) fn init(args: &InitArgs) -> anyhow::Result<()> {
     let files = [
         ("notion-oauth-handler.toml", include_str!("../../init/notion-oauth-handler.toml")),
         (".env.example", include_str!("../../init/env.example")),

@@ -23,7 +23,7 @@ struct MockFile {
     auto_approve: bool,
 }
 
-pub async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
+pub(super) async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
     let file = match &args.config {
         Some(path) => read_file(path)?,
         None => MockFile::default(),

@@ -6,32 +6,55 @@ mod init;
 mod mock;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
-pub use admin::{api_keys, connections, deliveries};
-pub use dev::dev;
-pub use init::init;
-pub use mock::mock_notion;
-
-use crate::cli::ConfigArg;
+use crate::cli::{Cli, Command, ConfigArg, ConnectLinkArgs};
 use crate::config::{Config, load_settings};
+use crate::links::ConnectLink;
 use crate::startup::Application;
+use crate::store::now;
+
+/// Runs one command of the `notion-oauth-handler` binary, with logging set up as it asks; a
+/// failure is printed with its whole chain of causes.
+pub async fn run(cli: Cli) -> ExitCode {
+    crate::telemetry::init(cli.log_format);
+    let result = match cli.command {
+        Command::Dev(args) => dev::dev(args).await,
+        Command::Serve(args) => serve(args).await,
+        Command::MockNotion(args) => mock::mock_notion(args).await,
+        Command::Init(args) => init::init(&args),
+        Command::Check(args) => check(&args),
+        Command::Connections(command) => admin::connections(command).await,
+        Command::ApiKeys(command) => admin::api_keys(command).await,
+        Command::Deliveries(command) => admin::deliveries(command).await,
+        Command::ConnectLink(args) => connect_link(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the whole context chain on one line: "cannot open …: unable to open …".
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Loads and checks the configuration; relative paths in it are relative to its folder.
-pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     let settings = load_settings(path)?;
     Ok(settings.validate(&base_dir(path))?)
 }
 
-pub(crate) fn base_dir(path: Option<&Path>) -> PathBuf {
+fn base_dir(path: Option<&Path>) -> PathBuf {
     path.and_then(Path::parent)
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// `serve`: the production server, until SIGINT or SIGTERM.
-pub async fn serve(args: ConfigArg) -> anyhow::Result<()> {
+async fn serve(args: ConfigArg) -> anyhow::Result<()> {
     let config = load_config(args.config.as_deref())?;
     let redirect_uri = config.redirect_uri();
     let app = Application::build(config).await?;
@@ -40,7 +63,7 @@ pub async fn serve(args: ConfigArg) -> anyhow::Result<()> {
 }
 
 /// `check`: every problem at once, or what to register in Notion's portal.
-pub fn check(args: &ConfigArg) -> anyhow::Result<()> {
+fn check(args: &ConfigArg) -> anyhow::Result<()> {
     let config = load_config(args.config.as_deref())?;
     println!("The configuration is valid.");
     println!("Redirect URI to register in Notion's Developer portal: {}", config.redirect_uri());
@@ -52,44 +75,30 @@ pub fn check(args: &ConfigArg) -> anyhow::Result<()> {
 
 /// `connect-link`: a link to /connect that the server will trust, signed the way the README
 /// shows apps how to sign one.
-pub fn connect_link(args: &crate::cli::ConnectLinkArgs) -> anyhow::Result<()> {
+fn connect_link(args: &ConnectLinkArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.config.as_deref())?;
     let Some(secret) = &config.connect.link_secret else {
-        anyhow::bail!(
-            "connect.link_secret is not set: add one (`openssl rand -hex 32`) to sign links"
-        );
+        bail!("connect.link_secret is not set: add one (`openssl rand -hex 32`) to sign links");
     };
     if let Some(return_to) = &args.return_to
         && crate::config::connect::check_return_to(return_to, &config.connect.return_to_origins)
             .is_none()
     {
-        anyhow::bail!("{return_to} is not at one of connect.return_to_origins");
+        bail!("{return_to} is not at one of connect.return_to_origins");
     }
     let ttl = i64::try_from(args.ttl).unwrap_or(i64::MAX).min(30 * 24 * 3600);
-    let expires = crate::store::now() + ttl;
-    let (reference, return_to) =
-        (args.reference.as_deref().unwrap_or(""), args.return_to.as_deref().unwrap_or(""));
-    let mut url = config.public_link("/connect");
-    {
-        let mut query = url.query_pairs_mut();
-        if !reference.is_empty() {
-            query.append_pair("ref", reference);
-        }
-        if !return_to.is_empty() {
-            query.append_pair("return_to", return_to);
-        }
-        query.append_pair("expires", &expires.to_string());
-        query.append_pair(
-            "sig",
-            &crate::signatures::connect_link(secret, reference, return_to, expires),
-        );
-    }
-    println!("{url}");
+    let link = ConnectLink::Signed {
+        reference: args.reference.as_deref().unwrap_or(""),
+        return_to: args.return_to.as_deref().unwrap_or(""),
+        expires: now() + ttl,
+        secret,
+    };
+    println!("{}", link.url(&config.public_link("/connect")));
     Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM (what service managers send).
-pub async fn shutdown_signal() {
+async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -7,11 +7,15 @@ use notion_oauth::DEFAULT_API_BASE_URL;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use super::Problems;
+
 /// Which database a `storage.url` names. Answered here, with the other checks of URLs, so that
 /// validating the configuration does not reach up to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// A SQLite file: one instance, or several processes on one machine.
     Sqlite,
+    /// A PostgreSQL database: several instances.
     Postgres,
 }
 
@@ -49,6 +53,11 @@ pub fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
+/// Whether secrets may travel to `url`: https, or plain http to this machine.
+pub fn is_secure_or_loopback(url: &Url) -> bool {
+    url.scheme() == "https" || (url.scheme() == "http" && is_loopback_host(url))
+}
+
 /// Notion accepts a plain-http redirect URI only for `localhost`; a loopback IP works only with
 /// an emulator that is itself on this machine.
 pub(super) fn check_public_url(text: &str, notion_is_local: bool) -> Result<Url, String> {
@@ -72,7 +81,7 @@ pub(super) fn check_api_base_url(text: &str) -> Result<Url, String> {
         format!("`{text}` is not a URL ({e}); the default is {DEFAULT_API_BASE_URL}")
     })?;
     // The client secret travels in every token request: never in clear beyond this machine.
-    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback_host(&url)) {
+    if !is_secure_or_loopback(&url) {
         return Err(format!(
             "`{text}` must use https (plain http is allowed only for an emulator on localhost)"
         ));
@@ -102,34 +111,77 @@ pub(super) fn is_notion_version(text: &str) -> bool {
             .all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() })
 }
 
-/// A secret given inline or in a file (exactly one of the two).
-pub(super) fn secret_from(
+/// What a secret must be: whether it is required (and how to make one), and its shortest length.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Secret {
+    /// `Some(how to make one)` when the secret is required.
+    required: Option<&'static str>,
+    min_chars: usize,
+}
+
+impl Secret {
+    /// A secret the server cannot run without; `how` tells the operator where to get one.
+    pub(crate) fn required(how: &'static str) -> Self {
+        Self { required: Some(how), min_chars: 1 }
+    }
+
+    /// A secret that turns a feature on.
+    pub(crate) fn optional() -> Self {
+        Self { required: None, min_chars: 1 }
+    }
+
+    /// At least `min_chars` characters, so that it cannot be guessed.
+    pub(crate) fn min_chars(self, min_chars: usize) -> Self {
+        Self { min_chars, ..self }
+    }
+}
+
+/// A secret given inline (`key`) or in a file (`key_file`), at most one of the two, trimmed,
+/// checked against `rule`. `None` when it is absent or wrong; wrong (and absent but required)
+/// is noted in `problems`, never quoting the value.
+pub(crate) fn secret_from(
     key: &str,
     inline: Option<&SecretString>,
     file: Option<&Path>,
     base_dir: &Path,
-    how: &str,
-) -> Result<SecretString, (String, String)> {
-    match (inline, file) {
+    rule: Secret,
+    problems: &mut Problems,
+) -> Option<SecretString> {
+    let file_key = format!("{key}_file");
+    let how = rule.required.map(|how| format!("; {how}")).unwrap_or_default();
+    let (value, from) = match (inline, file) {
         (Some(_), Some(_)) => {
-            Err((key.into(), format!("is set both inline and in {key}_file; keep one")))
+            problems.add(key, format!("is set both inline and in {file_key}; keep one"));
+            return None;
         }
-        (Some(value), None) if value.expose_secret().trim().is_empty() => {
-            Err((key.into(), format!("is empty; {how}")))
-        }
-        (Some(value), None) => Ok(SecretString::from(value.expose_secret().trim().to_owned())),
+        (Some(value), None) => (value.expose_secret().trim().to_owned(), key.to_owned()),
         (None, Some(path)) => {
             let path = base_dir.join(path);
             match std::fs::read_to_string(&path) {
-                Ok(text) if !text.trim().is_empty() => {
-                    Ok(SecretString::from(text.trim().to_owned()))
-                }
-                Ok(_) => Err((format!("{key}_file"), format!("{} is empty", path.display()))),
+                Ok(text) => (text.trim().to_owned(), file_key),
                 Err(e) => {
-                    Err((format!("{key}_file"), format!("cannot read {}: {e}", path.display())))
+                    problems.add(file_key, format!("cannot read {}: {e}", path.display()));
+                    return None;
                 }
             }
         }
-        (None, None) => Err((key.into(), format!("is required; {how}"))),
+        (None, None) => {
+            if let Some(how) = rule.required {
+                problems.add(key, format!("is required; {how}"));
+            }
+            return None;
+        }
+    };
+    let length = value.chars().count();
+    if length == 0 {
+        problems.add(from, format!("is empty{how}"));
+        return None;
     }
+    if length < rule.min_chars {
+        let min = rule.min_chars;
+        problems
+            .add(from, format!("must be at least {min} characters (e.g. `openssl rand -hex 32`)"));
+        return None;
+    }
+    Some(SecretString::from(value))
 }

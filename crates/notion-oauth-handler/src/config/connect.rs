@@ -2,9 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use url::{Origin, Url};
+
+use super::Problems;
+use super::checks::{Secret, is_secure_or_loopback, secret_from};
 
 /// Longest `return_to`: it travels in the state, which has a size limit of its own.
 pub const MAX_RETURN_TO_BYTES: usize = 1024;
@@ -12,6 +15,7 @@ pub const MAX_RETURN_TO_BYTES: usize = 1024;
 /// Placeholders a redirect template may use; values are URL-encoded when filled in.
 pub const PLACEHOLDERS: [&str; 4] = ["bot_id", "workspace_id", "ref", "outcome"];
 
+/// `[connect]` as written.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectSettings {
@@ -25,16 +29,22 @@ pub struct ConnectSettings {
     pub require_signed_ref: bool,
     /// The secret your app signs connect links with.
     pub link_secret: Option<SecretString>,
+    /// A file holding the link secret, instead of `link_secret`.
     pub link_secret_file: Option<PathBuf>,
 }
 
 /// `[connect]`, checked.
 #[derive(Clone, Debug, Default)]
 pub struct Connect {
+    /// Where the browser goes after connecting, instead of the success page.
     pub success_redirect: Option<String>,
+    /// Where the browser goes after cancelling, instead of the denied page.
     pub denied_redirect: Option<String>,
+    /// Origins `return_to` may point at.
     pub return_to_origins: Vec<Origin>,
+    /// Whether a `ref` or `return_to` needs a signature (or a one-time link).
     pub require_signed_ref: bool,
+    /// The secret connect links are signed with.
     pub link_secret: Option<SecretString>,
 }
 
@@ -66,55 +76,44 @@ pub fn check_return_to(raw: &str, allowed: &[Origin]) -> Option<Url> {
     (plain && allowed.contains(&url.origin())).then_some(url)
 }
 
-fn check_template(key: &str, template: &str, problems: &mut Vec<(String, String)>) {
+fn check_template(key: &str, template: &str, problems: &mut Problems) {
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         let Some(end) = rest[start..].find('}') else { break };
         let name = &rest[start + 1..start + end];
         if !PLACEHOLDERS.contains(&name) {
-            problems.push((
-                key.into(),
+            problems.add(
+                key,
                 format!(
                     "`{{{name}}}` is not a placeholder; use {}",
                     PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
                 ),
-            ));
+            );
         }
         rest = &rest[start + end + 1..];
     }
     let sample = |value: &str| Url::parse(&fill(template, &PLACEHOLDERS.map(|p| (p, value)))).ok();
+    let not_https =
+        || format!("`{template}` must be an absolute https URL (plain http only for localhost)");
     match (sample("x"), sample(".y")) {
-        (Some(url), _)
-            if !(url.scheme() == "https"
-                || (url.scheme() == "http" && super::is_loopback_host(&url))) =>
-        {
-            problems.push((
-                key.into(),
-                format!(
-                    "`{template}` must be an absolute https URL (plain http only for localhost)"
-                ),
-            ));
-        }
+        (Some(url), _) if !is_secure_or_loopback(&url) => problems.add(key, not_https()),
         // Values come from links anyone can edit: they may not move the host.
         (Some(one), Some(other)) if one.origin() == other.origin() => {}
-        (Some(_), _) => problems.push((
-            key.into(),
+        (Some(_), _) => problems.add(
+            key,
             format!(
                 "`{template}`: placeholders may appear in the path, query or fragment, not the host"
             ),
-        )),
-        (None, _) => problems.push((
-            key.into(),
-            format!("`{template}` must be an absolute https URL (plain http only for localhost)"),
-        )),
+        ),
+        (None, _) => problems.add(key, not_https()),
     }
 }
 
-/// Checks `[connect]`, adding `(key, message)` problems.
-pub fn validate(
+/// Checks `[connect]`.
+pub(super) fn validate(
     settings: &ConnectSettings,
     base_dir: &Path,
-    problems: &mut Vec<(String, String)>,
+    problems: &mut Problems,
 ) -> Connect {
     for (key, template) in [
         ("connect.success_redirect", &settings.success_redirect),
@@ -126,50 +125,29 @@ pub fn validate(
     }
     let mut origins = Vec::new();
     for (index, origin) in settings.return_to_origins.iter().enumerate() {
-        let key = format!("connect.return_to_origins[{index}]");
         match Url::parse(origin) {
             Ok(url)
-                if (url.scheme() == "https"
-                    || (url.scheme() == "http" && super::is_loopback_host(&url)))
+                if is_secure_or_loopback(&url)
                     && url.username().is_empty()
                     && url.path() == "/"
                     && url.query().is_none() =>
             {
                 origins.push(url.origin());
             }
-            _ => problems.push((
-                key,
+            _ => problems.add(
+                format!("connect.return_to_origins[{index}]"),
                 format!("`{origin}` must be an origin such as https://app.example.com (no path)"),
-            )),
+            ),
         }
     }
-    let link_secret = match (&settings.link_secret, &settings.link_secret_file) {
-        (Some(_), Some(_)) => {
-            problems.push((
-                "connect.link_secret".into(),
-                "is set both inline and in link_secret_file; keep one".into(),
-            ));
-            None
-        }
-        (Some(secret), None) => Some(secret.clone()),
-        (None, Some(path)) => match std::fs::read_to_string(base_dir.join(path)) {
-            Ok(text) => Some(SecretString::from(text.trim().to_owned())),
-            Err(error) => {
-                problems.push((
-                    "connect.link_secret_file".into(),
-                    format!("cannot read {}: {error}", path.display()),
-                ));
-                None
-            }
-        },
-        (None, None) => None,
-    };
-    if link_secret.as_ref().is_some_and(|s| s.expose_secret().len() < 32) {
-        problems.push((
-            "connect.link_secret".into(),
-            "must be at least 32 characters: `openssl rand -hex 32`".into(),
-        ));
-    }
+    let link_secret = secret_from(
+        "connect.link_secret",
+        settings.link_secret.as_ref(),
+        settings.link_secret_file.as_deref(),
+        base_dir,
+        Secret::optional().min_chars(32),
+        problems,
+    );
     Connect {
         success_redirect: settings.success_redirect.clone(),
         denied_redirect: settings.denied_redirect.clone(),
@@ -226,21 +204,22 @@ mod tests {
 
     #[test]
     fn a_placeholder_may_not_move_the_host() {
-        let mut problems = Vec::new();
+        let problems_of = |settings: &ConnectSettings| {
+            let mut problems = Problems::default();
+            validate(settings, Path::new("."), &mut problems);
+            problems.or_value(Some(())).err().map_or(0, |e| e.0.len())
+        };
         let settings = ConnectSettings {
             success_redirect: Some("https://app.example.com{ref}/done".into()),
             denied_redirect: Some("https://{ref}/x".into()),
             ..ConnectSettings::default()
         };
-        validate(&settings, Path::new("."), &mut problems);
-        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems_of(&settings), 2);
         let fine = ConnectSettings {
             success_redirect: Some("https://app.example.com/{ref}?b={bot_id}#{outcome}".into()),
             ..ConnectSettings::default()
         };
-        let mut problems = Vec::new();
-        validate(&fine, Path::new("."), &mut problems);
-        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(problems_of(&fine), 0);
     }
 
     #[test]

@@ -1,29 +1,28 @@
-//! `[[webhooks]]`, `[command_hook]` and `[delivery]`: where each connection event is sent.
+//! `[[webhooks]]`, `[command_hook]` and `[delivery]`: where each connection event is sent, and
+//! how often a failed delivery is tried again.
 
 use std::path::Path;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-/// Every event a target can ask for.
-pub const EVENT_TYPES: [&str; 6] = [
-    "connection.created",
-    "connection.updated",
-    "connection.refreshed",
-    "connection.needs_reauth",
-    "connection.revoked",
-    "connection.denied",
-];
+use super::checks::{Secret, is_secure_or_loopback, secret_from};
+use super::{Problems, Settings, in_range};
+use crate::domain::EventType;
 
+/// One `[[webhooks]]` entry.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
     /// A short name, shown in delivery listings; stable across restarts.
     pub name: String,
+    /// Where to POST each event.
     pub url: String,
+    /// The key receivers verify each delivery's signature with.
     pub secret: Option<SecretString>,
+    /// A file holding the secret, instead of `secret`.
     pub secret_file: Option<std::path::PathBuf>,
     /// Which events; all of them when absent.
     pub events: Option<Vec<String>>,
@@ -32,13 +31,16 @@ pub struct WebhookSettings {
     pub include_tokens: bool,
 }
 
+/// `[command_hook]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandHookSettings {
     /// The program and its arguments; the event's JSON arrives on its standard input.
     pub command: Vec<String>,
+    /// How long one run may take before it is stopped.
     #[serde(default = "default_command_timeout")]
     pub timeout_seconds: u64,
+    /// Which events; all of them when absent.
     pub events: Option<Vec<String>>,
     /// Environment variables passed on to the hook (beyond PATH, HOME and LANG).
     #[serde(default)]
@@ -49,6 +51,7 @@ fn default_command_timeout() -> u64 {
     30
 }
 
+/// `[delivery]`: retries.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliverySettings {
@@ -66,101 +69,89 @@ impl Default for DeliverySettings {
     }
 }
 
-/// Where events go, checked.
+/// A target events are delivered to, checked.
 #[derive(Clone, Debug)]
 pub struct Target {
+    /// Its name in delivery listings.
     pub name: String,
-    pub events: Vec<String>,
+    /// The events it hears.
+    pub events: Vec<EventType>,
+    /// How it is reached.
     pub kind: TargetKind,
 }
 
+/// How a target is reached.
 #[derive(Clone, Debug)]
 pub enum TargetKind {
+    /// A signed POST.
     Webhook {
+        /// Where to.
         url: Url,
+        /// What the signature is made with.
         secret: SecretString,
+        /// Whether the body carries the connection's current tokens.
         include_tokens: bool,
     },
+    /// A program run with the event on its standard input.
     Command {
+        /// The program.
         program: String,
+        /// Its arguments.
         args: Vec<String>,
+        /// Environment variables passed on to it.
         env: Vec<String>,
+        /// How long one run may take.
         timeout: Duration,
     },
-    /// A Rust function in the same process (see [`crate::embed`]).
-    InProcess(HookHandle),
-}
-
-/// An in-process hook, for the target list.
-#[derive(Clone)]
-pub struct HookHandle(pub std::sync::Arc<dyn crate::hooks::ConnectionHook>);
-
-impl std::fmt::Debug for HookHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HookHandle")
-    }
 }
 
 /// Name of the command hook in delivery listings.
 pub const COMMAND_TARGET: &str = "command";
 
-#[derive(Clone, Debug)]
-pub struct Deliveries {
-    pub targets: Vec<Target>,
+/// `[delivery]`, checked: how failed deliveries are retried.
+#[derive(Clone, Copy, Debug)]
+pub struct DeliveryPolicy {
+    /// Attempts before a delivery is dead-lettered.
     pub max_attempts: u32,
+    /// The first retry waits about this long; each next one twice as long (capped at an hour).
     pub retry_base: Duration,
+    /// Limit for one webhook call or in-process hook.
     pub timeout: Duration,
 }
 
-impl Deliveries {
-    /// No targets: events are recorded but delivered nowhere.
-    pub fn none() -> Self {
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
         let defaults = DeliverySettings::default();
         Self {
-            targets: Vec::new(),
             max_attempts: defaults.max_attempts,
             retry_base: Duration::from_millis(defaults.retry_base_ms),
             timeout: Duration::from_secs(defaults.timeout_seconds),
         }
-    }
-
-    /// The names of the targets that want `event_type`.
-    pub fn targets_for(&self, event_type: &str) -> impl Iterator<Item = &str> {
-        self.targets
-            .iter()
-            .filter(move |t| t.events.iter().any(|e| e == event_type))
-            .map(|t| t.name.as_str())
-    }
-
-    pub fn target(&self, name: &str) -> Option<&Target> {
-        self.targets.iter().find(|t| t.name == name)
     }
 }
 
 fn check_events(
     key: &str,
     events: Option<&Vec<String>>,
-    problems: &mut Vec<(String, String)>,
-) -> Vec<String> {
+    problems: &mut Problems,
+) -> Vec<EventType> {
     let Some(events) = events else {
-        return EVENT_TYPES.iter().map(|e| (*e).to_owned()).collect();
+        return EventType::ALL.to_vec();
     };
-    for event in events {
-        if !EVENT_TYPES.contains(&event.as_str()) {
-            problems.push((
-                key.into(),
-                format!("`{event}` is not an event; use some of {}", EVENT_TYPES.join(", ")),
-            ));
-        }
-    }
-    events.clone()
+    events
+        .iter()
+        .filter_map(|event| {
+            problems
+                .check(key, event.parse().map_err(|e: crate::domain::UnknownWord| e.to_string()))
+        })
+        .collect()
 }
 
 /// A target's name: letters, digits, `-`, `_` or `.`, not the command hook's, not taken.
 ///
 /// # Errors
 /// What is wrong with it.
-pub fn check_target_name<'a>(
+pub(crate) fn check_target_name<'a>(
     name: &str,
     taken: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), String> {
@@ -178,126 +169,97 @@ pub fn check_target_name<'a>(
     Ok(())
 }
 
-/// Checks the delivery sections, adding `(key, message)` problems.
-pub fn validate(
-    webhooks: &[WebhookSettings],
-    command_hook: Option<&CommandHookSettings>,
-    settings: &DeliverySettings,
+/// Checks `[[webhooks]]`, `[command_hook]` and `[delivery]`.
+pub(super) fn validate(
+    settings: &Settings,
     base_dir: &Path,
-    problems: &mut Vec<(String, String)>,
-) -> Deliveries {
+    problems: &mut Problems,
+) -> (Vec<Target>, DeliveryPolicy) {
     let mut targets = Vec::new();
     let mut names: Vec<&str> = Vec::new();
-    for (index, webhook) in webhooks.iter().enumerate() {
-        let key = |field: &str| format!("webhooks[{index}].{field}");
+    for (index, webhook) in settings.webhooks.iter().enumerate() {
         let name = webhook.name.trim();
+        // A clashing name is reported, and the target still checked for its other problems.
         if let Err(message) = check_target_name(name, names.iter().copied()) {
-            problems.push((key("name"), message));
+            problems.add(format!("webhooks[{index}].name"), message);
         }
         names.push(name);
-        let url = match Url::parse(&webhook.url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
-            _ => {
-                problems.push((key("url"), format!("`{}` is not an http(s) URL", webhook.url)));
-                None
-            }
-        };
-        if webhook.include_tokens
-            && url
-                .as_ref()
-                .is_some_and(|url| url.scheme() != "https" && !super::is_loopback_host(url))
-        {
-            problems.push((key("include_tokens"), "tokens are sent only to https URLs (or loopback): fix the URL or turn include_tokens off".into()));
+        targets.extend(webhook_target(index, webhook, base_dir, problems));
+    }
+    if let Some(hook) = &settings.command_hook {
+        targets.extend(command_target(hook, problems));
+    }
+    let delivery = &settings.delivery;
+    let max_attempts = problems
+        .check("delivery.max_attempts", in_range(delivery.max_attempts.into(), 1..=100, ""));
+    let timeout = problems
+        .check("delivery.timeout_seconds", in_range(delivery.timeout_seconds, 1..=120, "seconds"));
+    let policy = DeliveryPolicy {
+        max_attempts: max_attempts.map_or(1, |n| u32::try_from(n).unwrap_or(1)),
+        retry_base: Duration::from_millis(delivery.retry_base_ms.max(1)),
+        timeout: Duration::from_secs(timeout.unwrap_or(1)),
+    };
+    (targets, policy)
+}
+
+fn webhook_target(
+    index: usize,
+    webhook: &WebhookSettings,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<Target> {
+    let key = |field: &str| format!("webhooks[{index}].{field}");
+    let url = match Url::parse(&webhook.url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+        _ => {
+            problems.add(key("url"), format!("`{}` is not an http(s) URL", webhook.url));
+            None
         }
-        let secret = match (&webhook.secret, &webhook.secret_file) {
-            (Some(secret), None) if secret.expose_secret().trim().len() >= 16 => {
-                Some(secret.clone())
-            }
-            (Some(_), None) => {
-                problems.push((
-                    key("secret"),
-                    "must be at least 16 characters: e.g. `openssl rand -hex 32`".into(),
-                ));
-                None
-            }
-            (None, Some(path)) => match std::fs::read_to_string(base_dir.join(path)) {
-                Ok(text) if text.trim().len() >= 16 => {
-                    Some(SecretString::from(text.trim().to_owned()))
-                }
-                Ok(_) => {
-                    problems.push((key("secret_file"), "holds fewer than 16 characters".into()));
-                    None
-                }
-                Err(error) => {
-                    problems.push((
-                        key("secret_file"),
-                        format!("cannot read {}: {error}", path.display()),
-                    ));
-                    None
-                }
-            },
-            (Some(_), Some(_)) => {
-                problems.push((
-                    key("secret"),
-                    "is set both inline and in secret_file; keep one".into(),
-                ));
-                None
-            }
-            (None, None) => {
-                problems.push((
-                    key("secret"),
-                    "is required: receivers verify each delivery with it (`openssl rand -hex 32`)"
-                        .into(),
-                ));
-                None
-            }
-        };
-        let events = check_events(&key("events"), webhook.events.as_ref(), problems);
-        if let (Some(url), Some(secret)) = (url, secret) {
-            targets.push(Target {
-                name: name.to_owned(),
-                events,
-                kind: TargetKind::Webhook { url, secret, include_tokens: webhook.include_tokens },
-            });
-        }
+    };
+    if webhook.include_tokens && url.as_ref().is_some_and(|url| !is_secure_or_loopback(url)) {
+        problems.add(key("include_tokens"), "tokens are sent only to https URLs (or loopback): fix the URL or turn include_tokens off");
     }
-    if let Some(hook) = command_hook {
-        let events = check_events("command_hook.events", hook.events.as_ref(), problems);
-        match hook.command.split_first() {
-            Some((program, args)) if !program.trim().is_empty() => {
-                if !(1..=600).contains(&hook.timeout_seconds) {
-                    problems.push((
-                        "command_hook.timeout_seconds".into(),
-                        "must be between 1 and 600".into(),
-                    ));
-                }
-                targets.push(Target {
-                    name: COMMAND_TARGET.into(),
-                    events,
-                    kind: TargetKind::Command {
-                        program: program.clone(),
-                        args: args.to_vec(),
-                        env: hook.env.clone(),
-                        timeout: Duration::from_secs(hook.timeout_seconds),
-                    },
-                });
-            }
-            _ => problems.push((
-                "command_hook.command".into(),
-                "must name a program, e.g. [\"/usr/local/bin/on-notion-event\"]".into(),
-            )),
-        }
-    }
-    if !(1..=100).contains(&settings.max_attempts) {
-        problems.push(("delivery.max_attempts".into(), "must be between 1 and 100".into()));
-    }
-    if !(1..=120).contains(&settings.timeout_seconds) {
-        problems.push(("delivery.timeout_seconds".into(), "must be between 1 and 120".into()));
-    }
-    Deliveries {
-        targets,
-        max_attempts: settings.max_attempts,
-        retry_base: Duration::from_millis(settings.retry_base_ms.max(1)),
-        timeout: Duration::from_secs(settings.timeout_seconds),
-    }
+    let secret = secret_from(
+        &key("secret"),
+        webhook.secret.as_ref(),
+        webhook.secret_file.as_deref(),
+        base_dir,
+        Secret::required("receivers verify each delivery with it (`openssl rand -hex 32`)")
+            .min_chars(16),
+        problems,
+    );
+    let events = check_events(&key("events"), webhook.events.as_ref(), problems);
+    Some(Target {
+        name: webhook.name.trim().to_owned(),
+        events,
+        kind: TargetKind::Webhook {
+            url: url?,
+            secret: secret?,
+            include_tokens: webhook.include_tokens,
+        },
+    })
+}
+
+fn command_target(hook: &CommandHookSettings, problems: &mut Problems) -> Option<Target> {
+    let events = check_events("command_hook.events", hook.events.as_ref(), problems);
+    let timeout =
+        problems.check("command_hook.timeout_seconds", in_range(hook.timeout_seconds, 1..=600, ""));
+    let Some((program, args)) = hook.command.split_first().filter(|(p, _)| !p.trim().is_empty())
+    else {
+        problems.add(
+            "command_hook.command",
+            "must name a program, e.g. [\"/usr/local/bin/on-notion-event\"]",
+        );
+        return None;
+    };
+    Some(Target {
+        name: COMMAND_TARGET.into(),
+        events,
+        kind: TargetKind::Command {
+            program: program.clone(),
+            args: args.to_vec(),
+            env: hook.env.clone(),
+            timeout: Duration::from_secs(timeout?),
+        },
+    })
 }

@@ -5,28 +5,52 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::Problems;
 use super::checks::check_base_path;
 
 /// Paths the server itself answers; documents may not take them.
 const RESERVED_PATHS: [&str; 5] = ["/", "/connect", "/callback", "/healthz", "/readyz"];
 
+/// One `[[documents]]` entry.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentSettings {
+    /// Where it is served, e.g. `/privacy`.
     pub path: String,
+    /// The file, relative to the configuration file's folder.
     pub file: PathBuf,
+    /// Its type; guessed from the file's extension when absent.
     pub content_type: Option<String>,
 }
 
 /// A document served as is, such as the privacy policy Notion requires of public integrations.
 #[derive(Debug, Clone)]
 pub struct Document {
+    /// Where it is served.
     pub path: String,
+    /// The file's bytes, read at start.
     pub body: Vec<u8>,
+    /// Its `Content-Type`.
     pub content_type: String,
 }
 
-pub(super) fn load_document(
+/// Loads every document, noting each problem under `documents[i].field`.
+pub(super) fn load_all(
+    documents: &[DocumentSettings],
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Vec<Document> {
+    let mut loaded = Vec::new();
+    for (index, document) in documents.iter().enumerate() {
+        match load_document(document, base_dir, &loaded) {
+            Ok(document) => loaded.push(document),
+            Err((field, message)) => problems.add(format!("documents[{index}].{field}"), message),
+        }
+    }
+    loaded
+}
+
+fn load_document(
     document: &DocumentSettings,
     base_dir: &Path,
     earlier: &[Document],

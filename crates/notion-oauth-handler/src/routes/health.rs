@@ -1,23 +1,26 @@
 //! Liveness and readiness, for load balancers and orchestrators.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::startup::AppState;
+use crate::store::Store;
+use crate::telemetry::Chain;
 
 /// The process is up and serving.
-pub async fn healthz() -> Json<Value> {
+pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// The process can do its job: the database answers.
-pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
-    match app.store.ping().await {
+pub(super) async fn readyz(State(store): State<Arc<dyn Store>>) -> (StatusCode, Json<Value>) {
+    match store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(error) => {
-            tracing::error!(error = %error, "readiness check failed");
+            tracing::error!(error = %Chain(&error), "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({ "status": "unavailable", "reason": "database unreachable" })),

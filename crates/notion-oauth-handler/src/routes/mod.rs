@@ -5,19 +5,20 @@ mod callback;
 mod connect;
 mod health;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, RawQuery, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderValue, header};
 use axum::routing::get;
-use minijinja::context;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::pages::Page;
-use crate::startup::AppState;
+use crate::config::Config;
+use crate::pages::{Page, Pages};
+use crate::state::AppState;
 
 /// Pages a browser walks through hold codes and states: keep them out of caches, frames and
 /// Referer headers, and let them load nothing from elsewhere (the workspace icon excepted).
@@ -32,8 +33,8 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
     (header::CACHE_CONTROL, "no-store"),
 ];
 
-/// The whole application, mounted under `base_path`.
-pub fn router(app: AppState) -> Router {
+/// The whole application, mounted under `config.base_path`, with `config.documents` served.
+pub(crate) fn router(state: AppState, config: &Config) -> Router {
     let mut pages = Router::new()
         .route("/", get(landing_page))
         .route("/connect", get(connect::start_connect))
@@ -46,7 +47,7 @@ pub fn router(app: AppState) -> Router {
     let mut routes =
         pages.route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
     // Documents are the operator's own files, served as written, without our page policy.
-    for document in &app.config.documents {
+    for document in &config.documents {
         let (body, content_type) =
             (Bytes::from(document.body.clone()), document.content_type.clone());
         routes = routes.route(
@@ -54,8 +55,9 @@ pub fn router(app: AppState) -> Router {
             get(move || async move { ([(header::CONTENT_TYPE, content_type)], body) }),
         );
     }
-    let routes = routes.nest("/api/v1", api::router(app.clone())).with_state(app.clone());
-    let routes = match app.config.base_path.as_str() {
+    let api = api::router(state.clone(), config.public_link("/api/v1"));
+    let routes = routes.nest("/api/v1", api).with_state(state);
+    let routes = match config.base_path.as_str() {
         "" => routes,
         base => Router::new().nest(base, routes),
     };
@@ -75,34 +77,10 @@ pub fn router(app: AppState) -> Router {
 
 /// The landing page passes its query (`ref`, `return_to`, a signed or one-time link) on to its
 /// button unchanged: `/connect` checks it, and nothing is used up by viewing this page.
-async fn landing_page(State(app): State<AppState>, RawQuery(query): RawQuery) -> Page {
-    let query = query.filter(|q| !q.is_empty() && q.len() <= 4096);
-    app.pages.render(StatusCode::OK, "landing.html", context! { query })
+async fn landing_page(State(pages): State<Arc<Pages>>, RawQuery(query): RawQuery) -> Page {
+    pages.landing(query)
 }
 
-/// The response for a flow that could not go on: the embedding app's view if it answers, else
-/// our error page.
-pub(crate) fn flow_error(
-    app: &AppState,
-    error: &crate::flow::FlowError,
-) -> axum::response::Response {
-    let ttl_minutes = app.config.state_ttl.as_secs() / 60;
-    let (status, reason, _, message) = crate::pages::describe(error, ttl_minutes);
-    let outcome = crate::hooks::Outcome::Failed {
-        reason,
-        status: status.as_u16(),
-        message: &message,
-        request_id: error.request_id(),
-    };
-    app.view_response(&outcome)
-        .unwrap_or_else(|| app.pages.error(error, ttl_minutes).into_response())
-}
-
-async fn not_found(State(app): State<AppState>) -> impl IntoResponse {
-    let values = context! {
-        reason => "not_found",
-        title => "Page not found",
-        message => "There is nothing at this address. To connect Notion, start from the button below.",
-    };
-    app.pages.render(StatusCode::NOT_FOUND, "error.html", values)
+async fn not_found(State(pages): State<Arc<Pages>>) -> Page {
+    pages.not_found()
 }

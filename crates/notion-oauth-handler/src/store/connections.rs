@@ -3,44 +3,58 @@
 use notion_oauth::{AccessToken, RefreshToken, TokenResponse};
 use sqlx::Row;
 
-use super::events::record;
-use super::summary::{SUMMARY_COLUMNS, summary};
-use super::{SqlStore, StoreError, now};
-
-pub use super::summary::ConnectionSummary;
-use crate::config::Deliveries;
+use super::events::{HistoryEntry, record};
+use super::summary::{ConnectionSummary, SUMMARY_COLUMNS, summary};
+use super::{SqlStore, StoreError, now, word};
+use crate::domain::{BotId, ConnectionStatus, Upserted, WorkspaceId};
 use crate::vault::Vault;
 
 /// Which connections to list.
 #[derive(Debug, Default, Clone)]
 pub struct ConnectionFilter {
-    pub workspace_id: Option<String>,
+    /// Only connections in this workspace.
+    pub workspace_id: Option<WorkspaceId>,
+    /// Only connections started with this `ref`.
     pub reference: Option<String>,
-    pub status: Option<String>,
+    /// Only connections in this state.
+    pub status: Option<ConnectionStatus>,
     /// Only bots whose id sorts after this one (the previous page's last).
-    pub after: Option<String>,
+    pub after: Option<BotId>,
+    /// At most this many.
     pub limit: i64,
 }
 
 /// A connection's tokens, opened, with what a refresh needs to know.
 #[derive(Debug)]
 pub struct StoredTokens {
+    /// `None` once revoked.
     pub access_token: Option<AccessToken>,
+    /// `None` once revoked, or when Notion gave none.
     pub refresh_token: Option<RefreshToken>,
-    pub status: String,
+    /// Where the connection stands.
+    pub status: ConnectionStatus,
+    /// Why it is not active.
     pub status_reason: Option<String>,
+    /// Goes up with every new pair and with the end of the tokens.
     pub generation: i64,
+    /// When the pair was last refreshed.
     pub refreshed_at: Option<i64>,
 }
 
 /// A connection's tokens as a store keeps them: sealed, with what a refresh needs to know.
 #[derive(Clone)]
 pub struct SealedTokens {
+    /// The sealed access token; `None` once revoked.
     pub access_token: Option<Vec<u8>>,
+    /// The sealed refresh token; `None` once revoked, or when Notion gave none.
     pub refresh_token: Option<Vec<u8>>,
-    pub status: String,
+    /// Where the connection stands.
+    pub status: ConnectionStatus,
+    /// Why it is not active.
     pub status_reason: Option<String>,
+    /// Goes up with every new pair and with the end of the tokens.
     pub generation: i64,
+    /// When the pair was last refreshed.
     pub refreshed_at: Option<i64>,
 }
 
@@ -49,6 +63,7 @@ pub struct SealedTokens {
 /// up rows or columns hands back ciphertexts that refuse to open rather than another bot's token.
 #[derive(Clone)]
 pub struct SealedPair {
+    /// The sealed access token.
     pub access_token: Vec<u8>,
     /// `None` when Notion sent none: a refresh keeps the one stored before, a re-authorization
     /// stores none.
@@ -72,15 +87,8 @@ impl std::fmt::Debug for SealedPair {
     }
 }
 
-/// What an upsert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upserted {
-    Created,
-    Reauthorized,
-}
-
 /// Binds a ciphertext to its row and column.
-fn context(bot_id: &str, column: &str) -> Vec<u8> {
+fn context(bot_id: &BotId, column: &str) -> Vec<u8> {
     format!("connections/{bot_id}/{column}").into_bytes()
 }
 
@@ -88,21 +96,31 @@ fn context(bot_id: &str, column: &str) -> Vec<u8> {
 /// the tokens sealed.
 #[derive(Debug, Clone)]
 pub struct SealedGrant {
-    pub bot_id: String,
-    pub workspace_id: String,
+    /// The connection's bot.
+    pub bot_id: BotId,
+    /// The workspace it was installed in.
+    pub workspace_id: WorkspaceId,
+    /// The workspace's name, if it has one.
     pub workspace_name: Option<String>,
+    /// The workspace's icon, usually a URL.
     pub workspace_icon: Option<String>,
     /// `user` or `workspace`.
     pub owner_type: String,
+    /// The Notion user who authorized it.
     pub owner_user_id: Option<String>,
+    /// That user's name.
     pub owner_name: Option<String>,
+    /// That user's email, when the integration may read it.
     pub owner_email: Option<String>,
+    /// The page duplicated from the integration's template, if the user chose to.
     pub duplicated_template_id: Option<String>,
+    /// Always `bearer` in practice.
     pub token_type: String,
     /// Notion's whole answer as JSON, tokens left out.
     pub response_json: String,
     /// Notion's id for the request that granted it.
     pub request_id: Option<String>,
+    /// The tokens, sealed.
     pub tokens: SealedPair,
 }
 
@@ -110,12 +128,12 @@ impl SealedGrant {
     /// Seals the tokens in `response` with the vault's active key, and keeps the rest.
     ///
     /// # Errors
-    /// Encryption failures.
+    /// Encryption failures (no randomness).
     pub fn seal(vault: &Vault, response: &TokenResponse) -> Result<Self, StoreError> {
         let user = response.owner.user();
         Ok(Self {
-            bot_id: response.bot_id.as_str().to_owned(),
-            workspace_id: response.workspace_id.as_str().to_owned(),
+            bot_id: response.bot_id.clone(),
+            workspace_id: response.workspace_id.clone(),
             workspace_name: response.workspace_name.clone(),
             workspace_icon: response.workspace_icon.clone(),
             owner_type: response.owner.kind().to_owned(),
@@ -134,7 +152,7 @@ impl SealedGrant {
 
 impl SealedPair {
     fn seal(vault: &Vault, response: &TokenResponse) -> Result<Self, StoreError> {
-        let bot_id = response.bot_id.as_str();
+        let bot_id = &response.bot_id;
         let access_token = vault.seal(
             response.access_token.expose_secret().as_bytes(),
             &context(bot_id, "access_token"),
@@ -154,7 +172,7 @@ impl SealedTokens {
     ///
     /// # Errors
     /// A ciphertext that does not open (wrong key, tampering, another bot's or column's).
-    pub fn open(self, vault: &Vault, bot_id: &str) -> Result<StoredTokens, StoreError> {
+    pub fn open(self, vault: &Vault, bot_id: &BotId) -> Result<StoredTokens, StoreError> {
         let open = |sealed: Option<Vec<u8>>, column: &str| -> Result<Option<String>, StoreError> {
             sealed
                 .map(|sealed| {
@@ -178,43 +196,31 @@ impl SealedTokens {
 #[async_trait::async_trait]
 pub trait Connections: Send + Sync {
     /// Stores the connection Notion just granted, with its history entry (`connected` or
-    /// `reconnected`) and its event queued for `deliveries`, in one transaction.
+    /// `reconnected`) and its event queued for the routed targets, in one transaction: on an
+    /// error nothing is written.
     ///
     /// A first authorization of the bot creates it (`Created`: `authorizations` 1, generation
     /// 1). A later one (`Reauthorized`) replaces the whole pair (a `None` refresh token too),
     /// increments `authorizations` and the generation, makes it `active` again, and clears the
     /// refresh lease and the interrupted marker; `reference` replaces the stored one only when
     /// given, and so does `duplicated_template_id`.
-    ///
-    /// # Errors
-    /// Storage failures; nothing is written then.
     async fn upsert_connection(
         &self,
         grant: &SealedGrant,
         reference: Option<&str>,
-        deliveries: &Deliveries,
     ) -> Result<Upserted, StoreError>;
 
     /// Connections matching `filter`, ordered by bot id (stable for paging), without tokens.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn list_connections(
         &self,
         filter: &ConnectionFilter,
     ) -> Result<Vec<ConnectionSummary>, StoreError>;
 
     /// One connection, without tokens.
-    ///
-    /// # Errors
-    /// Database failures.
-    async fn connection(&self, bot_id: &str) -> Result<Option<ConnectionSummary>, StoreError>;
+    async fn connection(&self, bot_id: &BotId) -> Result<Option<ConnectionSummary>, StoreError>;
 
     /// A connection's sealed tokens; `None` when there is no such connection.
-    ///
-    /// # Errors
-    /// Database failures.
-    async fn sealed_tokens(&self, bot_id: &str) -> Result<Option<SealedTokens>, StoreError>;
+    async fn sealed_tokens(&self, bot_id: &BotId) -> Result<Option<SealedTokens>, StoreError>;
 }
 
 #[async_trait::async_trait]
@@ -223,7 +229,6 @@ impl Connections for SqlStore {
         &self,
         grant: &SealedGrant,
         reference: Option<&str>,
-        deliveries: &Deliveries,
     ) -> Result<Upserted, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let row = sqlx::query(
@@ -248,8 +253,8 @@ impl Connections for SqlStore {
                  last_request_id = excluded.last_request_id, updated_at = excluded.updated_at
              RETURNING authorizations",
         )
-        .bind(&grant.bot_id)
-        .bind(&grant.workspace_id)
+        .bind(grant.bot_id.as_str())
+        .bind(grant.workspace_id.as_str())
         .bind(grant.workspace_name.as_deref())
         .bind(grant.workspace_icon.as_deref())
         .bind(&grant.owner_type)
@@ -269,16 +274,12 @@ impl Connections for SqlStore {
         .await?;
         let authorizations: i64 = row.try_get("authorizations")?;
         let outcome = if authorizations == 1 { Upserted::Created } else { Upserted::Reauthorized };
-        let kind = if outcome == Upserted::Created { "connected" } else { "reconnected" };
-        record(
-            &mut transaction,
-            deliveries,
-            &grant.bot_id,
-            kind,
-            None,
-            grant.request_id.as_deref(),
-        )
-        .await?;
+        let entry = HistoryEntry {
+            kind: outcome.history_kind(),
+            message: None,
+            request_id: grant.request_id.as_deref(),
+        };
+        record(&mut transaction, &self.routing, &grant.bot_id, entry).await?;
         transaction.commit().await?;
         Ok(outcome)
     }
@@ -294,36 +295,38 @@ impl Connections for SqlStore {
              ORDER BY bot_id LIMIT $5"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(filter.workspace_id.as_deref())
+            .bind(filter.workspace_id.as_ref().map(WorkspaceId::as_str))
             .bind(filter.reference.as_deref())
-            .bind(filter.status.as_deref())
-            .bind(filter.after.as_deref())
+            .bind(filter.status.map(ConnectionStatus::as_str))
+            .bind(filter.after.as_ref().map(BotId::as_str))
             .bind(filter.limit)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
     }
 
-    async fn connection(&self, bot_id: &str) -> Result<Option<ConnectionSummary>, StoreError> {
+    async fn connection(&self, bot_id: &BotId) -> Result<Option<ConnectionSummary>, StoreError> {
         let sql = format!("SELECT {SUMMARY_COLUMNS} FROM connections WHERE bot_id = $1");
-        let row =
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bot_id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(bot_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.as_ref().map(summary).transpose()?)
     }
 
-    async fn sealed_tokens(&self, bot_id: &str) -> Result<Option<SealedTokens>, StoreError> {
+    async fn sealed_tokens(&self, bot_id: &BotId) -> Result<Option<SealedTokens>, StoreError> {
         let row = sqlx::query(
             "SELECT access_token, refresh_token, status, status_reason, generation, refreshed_at
              FROM connections WHERE bot_id = $1",
         )
-        .bind(bot_id)
+        .bind(bot_id.as_str())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(SealedTokens {
             access_token: row.try_get("access_token")?,
             refresh_token: row.try_get("refresh_token")?,
-            status: row.try_get("status")?,
+            status: word(&row, "status")?,
             status_reason: row.try_get("status_reason")?,
             generation: row.try_get("generation")?,
             refreshed_at: row.try_get("refreshed_at")?,

@@ -5,18 +5,22 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 use utoipa::ToSchema;
 
+use super::routing::Routing;
 use super::summary::{ConnectionSummary, SUMMARY_COLUMNS, summary};
-use super::{SqlStore, StoreError, now};
-use crate::config::Deliveries;
+use super::{SqlStore, StoreError, now, word};
+use crate::domain::{BotId, EventType, HistoryKind};
 
 /// One thing that happened to a connection.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Event {
+    /// Increases with each entry.
     pub id: i64,
-    pub bot_id: String,
-    /// `connected`, `reconnected`, `refreshed`, `refresh_failed`, `refresh_interrupted`,
-    /// `needs_reauth`, `checked`, `revoked`.
-    pub kind: String,
+    /// The connection's bot.
+    #[schema(value_type = String)]
+    pub bot_id: BotId,
+    /// What happened.
+    pub kind: HistoryKind,
+    /// In words, for people.
     pub message: Option<String>,
     /// Notion's id for the request behind the event, when there was one.
     pub request_id: Option<String>,
@@ -24,16 +28,15 @@ pub struct Event {
     pub created_at: i64,
 }
 
-/// The event type delivered for a history entry, if it is one the app hears about.
-pub fn delivered_as(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "connected" => "connection.created",
-        "reconnected" => "connection.updated",
-        "refreshed" => "connection.refreshed",
-        "needs_reauth" => "connection.needs_reauth",
-        "revoked" => "connection.revoked",
-        _ => return None,
-    })
+/// A history entry to write.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryEntry<'a> {
+    /// What happened.
+    pub kind: HistoryKind,
+    /// In words, for people.
+    pub message: Option<&'a str>,
+    /// Notion's id for the request behind it.
+    pub request_id: Option<&'a str>,
 }
 
 fn rfc3339(unix: i64) -> String {
@@ -47,11 +50,14 @@ fn rfc3339(unix: i64) -> String {
 /// `event_id` (receivers deduplicate by it). Built here so that every store sends the same body.
 #[derive(Debug, Clone)]
 pub struct QueuedEvent {
+    /// `evt_…`, the same for every target and every retry.
     pub event_id: String,
-    pub event_type: &'static str,
+    /// What the app hears.
+    pub event_type: EventType,
     /// Deliveries with the same key and target go out in the order they were queued.
     pub ordering_key: String,
-    pub bot_id: Option<String>,
+    /// The connection, for events about one.
+    pub bot_id: Option<BotId>,
     /// The body webhooks receive: `{id, type, created_at, data}`.
     pub payload: String,
     /// Seconds since the Unix epoch.
@@ -60,9 +66,9 @@ pub struct QueuedEvent {
 
 impl QueuedEvent {
     fn new(
-        event_type: &'static str,
+        event_type: EventType,
         ordering_key: String,
-        bot_id: Option<String>,
+        bot_id: Option<BotId>,
         data: serde_json::Value,
     ) -> Result<Self, StoreError> {
         let created_at = now();
@@ -73,18 +79,18 @@ impl QueuedEvent {
     }
 
     /// The event for a history entry of `kind`, with the connection as it is after the change
-    /// (`None` for the kinds apps do not hear about: see [`delivered_as`]).
+    /// (`None` for the kinds apps do not hear about: see [`HistoryKind::event_type`]).
     ///
     /// # Errors
     /// A connection that does not serialize (not expected).
     pub fn for_change(
-        kind: &str,
+        kind: HistoryKind,
         connection: &ConnectionSummary,
     ) -> Result<Option<Self>, StoreError> {
-        let Some(event_type) = delivered_as(kind) else { return Ok(None) };
+        let Some(event_type) = kind.event_type() else { return Ok(None) };
         let data = serde_json::to_value(connection).map_err(StoreError::Serialize)?;
         let bot_id = connection.bot_id.clone();
-        Self::new(event_type, bot_id.clone(), Some(bot_id), data).map(Some)
+        Self::new(event_type, bot_id.to_string(), Some(bot_id), data).map(Some)
     }
 
     /// `connection.denied`: there is no connection, only the app's `ref`.
@@ -94,26 +100,26 @@ impl QueuedEvent {
     pub fn denied(reference: Option<&str>) -> Result<Self, StoreError> {
         let data = serde_json::json!({ "ref": reference, "error": "access_denied" });
         let ordering_key = format!("denied:{}", reference.unwrap_or(""));
-        Self::new("connection.denied", ordering_key, None, data)
+        Self::new(EventType::Denied, ordering_key, None, data)
     }
 }
 
 /// Queues an event for every target that wants its type, inside the caller's transaction.
 async fn enqueue(
     connection: &mut AnyConnection,
-    deliveries: &Deliveries,
+    routing: &Routing,
     event: &QueuedEvent,
 ) -> Result<(), StoreError> {
-    for target in deliveries.targets_for(event.event_type) {
+    for target in routing.targets_for(event.event_type) {
         sqlx::query(
             "INSERT INTO outbox (event_id, target, event_type, ordering_key, bot_id, payload, next_attempt_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
         )
         .bind(&event.event_id)
         .bind(target)
-        .bind(event.event_type)
+        .bind(event.event_type.as_str())
         .bind(&event.ordering_key)
-        .bind(event.bot_id.as_deref())
+        .bind(event.bot_id.as_ref().map(BotId::as_str))
         .bind(&event.payload)
         .bind(event.created_at)
         .execute(&mut *connection)
@@ -126,108 +132,81 @@ async fn enqueue(
 /// with the change they report, or neither is.
 pub(super) async fn record(
     connection: &mut AnyConnection,
-    deliveries: &Deliveries,
-    bot_id: &str,
-    kind: &str,
-    message: Option<&str>,
-    request_id: Option<&str>,
+    routing: &Routing,
+    bot_id: &BotId,
+    entry: HistoryEntry<'_>,
 ) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO connection_events (bot_id, kind, message, request_id, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(bot_id)
-        .bind(kind)
-        .bind(message)
-        .bind(request_id)
+        .bind(bot_id.as_str())
+        .bind(entry.kind.as_str())
+        .bind(entry.message)
+        .bind(entry.request_id)
         .bind(now())
         .execute(&mut *connection)
         .await?;
     // Nothing to queue: spare the read of the connection and the body.
-    let wanted = delivered_as(kind).is_some_and(|t| deliveries.targets_for(t).next().is_some());
-    if !wanted {
+    if !entry.kind.event_type().is_some_and(|event| routing.wants(event)) {
         return Ok(());
     }
     let sql = format!("SELECT {SUMMARY_COLUMNS} FROM connections WHERE bot_id = $1");
-    let row =
-        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bot_id).fetch_one(&mut *connection).await?;
-    match QueuedEvent::for_change(kind, &summary(&row)?)? {
-        Some(event) => enqueue(connection, deliveries, &event).await,
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(bot_id.as_str())
+        .fetch_one(&mut *connection)
+        .await?;
+    match QueuedEvent::for_change(entry.kind, &summary(&row)?)? {
+        Some(event) => enqueue(connection, routing, &event).await,
         None => Ok(()),
     }
 }
 
 /// Each connection's history, and the events queued with it.
 ///
-/// Every method that writes a history entry of a kind that [`delivered_as`] names also queues
-/// [`QueuedEvent::for_change`], built from the connection as it is after the change, once for
-/// each target `deliveries.targets_for(event_type)` names, in the same transaction.
+/// Every method that writes a history entry of a kind apps hear of
+/// ([`HistoryKind::event_type`]) also queues [`QueuedEvent::for_change`], built from the
+/// connection as it is after the change, once for each target the store's [`Routing`] names for
+/// that event type, in the same transaction.
 #[async_trait::async_trait]
 pub trait History: Send + Sync {
     /// Records a history entry on its own (for changes that touch nothing else), with its event
-    /// (see [`QueuedEvent::for_change`]) queued for `deliveries` in the same transaction.
-    ///
-    /// # Errors
-    /// Database failures.
-    async fn record_event(
-        &self,
-        bot_id: &str,
-        kind: &str,
-        message: Option<&str>,
-        request_id: Option<&str>,
-        deliveries: &Deliveries,
-    ) -> Result<(), StoreError>;
+    /// (see [`QueuedEvent::for_change`]) queued in the same transaction.
+    async fn record_event(&self, bot_id: &BotId, entry: HistoryEntry<'_>)
+    -> Result<(), StoreError>;
 
-    /// Queues [`QueuedEvent::denied`] for `deliveries`, for a flow the user cancelled on Notion's
-    /// page: there is no connection, so no history entry, only the app's `ref` (when the state
-    /// carried one).
-    ///
-    /// # Errors
-    /// Database failures.
-    async fn record_denied(
-        &self,
-        reference: Option<&str>,
-        deliveries: &Deliveries,
-    ) -> Result<(), StoreError>;
+    /// Queues [`QueuedEvent::denied`] for a flow the user cancelled on Notion's page: there is no
+    /// connection, so no history entry, only the app's `ref` (when the state carried one).
+    async fn record_denied(&self, reference: Option<&str>) -> Result<(), StoreError>;
 
     /// A connection's events, newest first.
-    ///
-    /// # Errors
-    /// Database failures.
-    async fn events(&self, bot_id: &str, limit: i64) -> Result<Vec<Event>, StoreError>;
+    async fn events(&self, bot_id: &BotId, limit: i64) -> Result<Vec<Event>, StoreError>;
 }
 
 #[async_trait::async_trait]
 impl History for SqlStore {
     async fn record_event(
         &self,
-        bot_id: &str,
-        kind: &str,
-        message: Option<&str>,
-        request_id: Option<&str>,
-        deliveries: &Deliveries,
+        bot_id: &BotId,
+        entry: HistoryEntry<'_>,
     ) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
-        record(&mut transaction, deliveries, bot_id, kind, message, request_id).await?;
+        record(&mut transaction, &self.routing, bot_id, entry).await?;
         transaction.commit().await?;
         Ok(())
     }
 
-    async fn record_denied(
-        &self,
-        reference: Option<&str>,
-        deliveries: &Deliveries,
-    ) -> Result<(), StoreError> {
+    async fn record_denied(&self, reference: Option<&str>) -> Result<(), StoreError> {
         let event = QueuedEvent::denied(reference)?;
         let mut transaction = self.pool.begin().await?;
-        enqueue(&mut transaction, deliveries, &event).await?;
+        enqueue(&mut transaction, &self.routing, &event).await?;
         transaction.commit().await?;
         Ok(())
     }
 
-    async fn events(&self, bot_id: &str, limit: i64) -> Result<Vec<Event>, StoreError> {
+    async fn events(&self, bot_id: &BotId, limit: i64) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, bot_id, kind, message, request_id, created_at FROM connection_events
              WHERE bot_id = $1 ORDER BY id DESC LIMIT $2",
         )
-        .bind(bot_id)
+        .bind(bot_id.as_str())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -235,8 +214,8 @@ impl History for SqlStore {
             .map(|row| {
                 Ok(Event {
                     id: row.try_get("id")?,
-                    bot_id: row.try_get("bot_id")?,
-                    kind: row.try_get("kind")?,
+                    bot_id: BotId::new(row.try_get::<String, _>("bot_id")?),
+                    kind: word(row, "kind")?,
                     message: row.try_get("message")?,
                     request_id: row.try_get("request_id")?,
                     created_at: row.try_get("created_at")?,

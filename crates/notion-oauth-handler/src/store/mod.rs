@@ -11,7 +11,8 @@
 //! ([`SealedTokens`]); a store never holds the key. Webhook bodies are built by [`QueuedEvent`],
 //! so that every store sends the same.
 //!
-//! An embedding app picks the store when it builds the flow:
+//! A store is given its [`Routing`] (which targets hear which events) once, when it is made. An
+//! embedding app that picks the store gets the routing from the flow it builds:
 //!
 //! ```no_run
 //! # async fn run(config: notion_oauth_handler::config::Config) -> anyhow::Result<()> {
@@ -20,7 +21,8 @@
 //!
 //! // The built-in store, in a database the app chose at run time.
 //! let store = SqlStore::connect("postgres://app@127.0.0.1/app").await?;
-//! let notion = NotionOAuth::new(config).with_store(store).build().await?;
+//! let notion =
+//!     NotionOAuth::new(config).with_store(|routing| store.with_routing(routing)).build().await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -37,31 +39,32 @@ mod events;
 mod links;
 mod outbox;
 mod refresh;
+mod routing;
 mod summary;
 
 use std::time::Duration;
 
-use sqlx::AnyPool;
-use sqlx::Executor;
-use sqlx::SqlSafeStr;
-use sqlx::any::AnyPoolOptions;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
 pub use api_keys::{ApiKeys, StoredApiKey};
 /// For implementing [`Store`] without depending on `async-trait` yourself.
 pub use async_trait::async_trait;
 pub use connections::{
-    ConnectionFilter, ConnectionSummary, Connections, SealedGrant, SealedPair, SealedTokens,
-    StoredTokens, Upserted,
+    ConnectionFilter, Connections, SealedGrant, SealedPair, SealedTokens, StoredTokens,
 };
-pub use events::{Event, History, QueuedEvent, delivered_as};
+pub use events::{Event, History, HistoryEntry, QueuedEvent};
 pub use links::ConnectLinks;
-pub use outbox::{Delivery, DeliverySummary, Outbox};
-pub use refresh::{Claim, RefreshFailure, Refreshes};
+pub use outbox::{Delivery, DeliverySummary, Outbox, Retry};
+pub use refresh::{Claim, LeaseFor, RefreshFailure, RefreshFailureKind, Refreshes};
+pub use routing::Routing;
+pub use summary::ConnectionSummary;
 
 use std::sync::Arc;
 
 use crate::config::Backend;
+use crate::domain::BotId;
 use crate::vault::{Vault, VaultError};
 
 /// Why storage failed.
@@ -119,13 +122,14 @@ impl dyn Store {
     pub async fn tokens(
         &self,
         vault: &Vault,
-        bot_id: &str,
+        bot_id: &BotId,
     ) -> Result<Option<StoredTokens>, StoreError> {
         self.sealed_tokens(bot_id).await?.map(|sealed| sealed.open(vault, bot_id)).transpose()
     }
 }
 
-/// Opens (creating if needed) the database at `url` and brings its schema up to date.
+/// Opens (creating if needed) the database at `url`, with no event routing: for tools that read
+/// and do not report changes.
 ///
 /// # Errors
 /// See [`SqlStore::connect`].
@@ -133,7 +137,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(SqlStore::connect(url).await?))
 }
 
-/// Opens a database that must exist already (see [`SqlStore::open_existing`]).
+/// Opens a database that must exist already (see [`SqlStore::open_existing`]), with no event
+/// routing.
 ///
 /// # Errors
 /// See [`SqlStore::open_existing`].
@@ -145,6 +150,27 @@ pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     pool: AnyPool,
+    routing: Routing,
+}
+
+/// Whether opening a database may create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenMode {
+    CreateIfMissing,
+    /// For inspection commands, which should not leave an empty database behind a mistyped path.
+    MustExist,
+}
+
+/// A text column read as one of the domain's words; an unknown one is a decoding error.
+fn word<T>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error>
+where
+    T: std::str::FromStr<Err = crate::domain::UnknownWord>,
+{
+    let text: String = row.try_get(column)?;
+    text.parse().map_err(|error| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(error),
+    })
 }
 
 fn migrator(backend: Backend) -> Migrator {
@@ -165,8 +191,11 @@ fn migrator(backend: Backend) -> Migrator {
 }
 
 /// A SQLite URL that creates the file (or refuses to), whatever else it says.
-fn sqlite_url(url: &str, create: bool) -> String {
-    let mode = if create { "rwc" } else { "rw" };
+fn sqlite_url(url: &str, mode: OpenMode) -> String {
+    let mode = match mode {
+        OpenMode::CreateIfMissing => "rwc",
+        OpenMode::MustExist => "rw",
+    };
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let kept: Vec<&str> =
         query.split('&').filter(|p| !p.is_empty() && !p.starts_with("mode=")).collect();
@@ -189,7 +218,7 @@ impl SqlStore {
     /// # Errors
     /// An unusable URL or file, or a failed migration.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::open(url, true).await
+        Self::open(url, OpenMode::CreateIfMissing).await
     }
 
     /// Opens a database that must exist already (for inspection commands, which should not
@@ -198,17 +227,23 @@ impl SqlStore {
     /// # Errors
     /// A missing file, or see [`SqlStore::connect`].
     pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
-        Self::open(url, false).await
+        Self::open(url, OpenMode::MustExist).await
     }
 
-    async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
+    /// The same database, queueing each event for the targets `routing` names.
+    #[must_use]
+    pub fn with_routing(self, routing: Routing) -> Self {
+        Self { routing, ..self }
+    }
+
+    async fn open(url: &str, mode: OpenMode) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url).ok_or(StoreError::UnknownBackend)?;
         if url.contains(":memory:") || url.contains("mode=memory") {
             return Err(StoreError::UnknownBackend);
         }
         let url = match backend {
-            Backend::Sqlite => sqlite_url(url, create),
+            Backend::Sqlite => sqlite_url(url, mode),
             Backend::Postgres => url.to_owned(),
         };
         let pool = AnyPoolOptions::new()
@@ -244,7 +279,7 @@ impl SqlStore {
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok(Self { pool })
+        Ok(Self { pool, routing: Routing::none() })
     }
 }
 

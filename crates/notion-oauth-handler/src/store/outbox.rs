@@ -5,16 +5,23 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
-use super::{SqlStore, StoreError, now};
+use super::{SqlStore, StoreError, now, word};
+use crate::domain::{BotId, DeliveryStatus, EventType};
 
 /// A delivery claimed by a worker.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// The outbox row.
     pub id: i64,
+    /// The event's id, the same for every target and retry: receivers deduplicate by it.
     pub event_id: String,
+    /// The target's name.
     pub target: String,
-    pub event_type: String,
-    pub bot_id: Option<String>,
+    /// What the app hears.
+    pub event_type: EventType,
+    /// The connection, for events about one.
+    pub bot_id: Option<BotId>,
+    /// The body, as built when the event was queued.
     pub payload: String,
     /// Attempts before this one.
     pub attempts: i64,
@@ -23,19 +30,39 @@ pub struct Delivery {
 /// A delivery as operators see it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeliverySummary {
+    /// The outbox row: redeliver by it.
     pub id: i64,
+    /// The event's id, the same for every target and retry.
     pub event_id: String,
+    /// The target's name.
     pub target: String,
-    pub event_type: String,
-    pub bot_id: Option<String>,
+    /// What the app hears.
+    pub event_type: EventType,
+    /// The connection, for events about one.
+    #[schema(value_type = Option<String>)]
+    pub bot_id: Option<BotId>,
     /// `pending`, `delivered` or `dead`.
-    pub status: String,
+    pub status: DeliveryStatus,
+    /// Attempts so far.
     pub attempts: i64,
+    /// Why the last attempt failed.
     pub last_error: Option<String>,
     /// Seconds since the Unix epoch.
     pub next_attempt_at: i64,
+    /// Seconds since the Unix epoch.
     pub created_at: i64,
+    /// Seconds since the Unix epoch.
     pub delivered_at: Option<i64>,
+}
+
+/// What becomes of a delivery whose attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Try again at this time (seconds since the Unix epoch).
+    At(i64),
+    /// No more attempts: it waits, holding back its connection's later events for the target,
+    /// until an operator redelivers it.
+    DeadLetter,
 }
 
 fn delivery_summary(row: &AnyRow) -> Result<DeliverySummary, sqlx::Error> {
@@ -43,9 +70,9 @@ fn delivery_summary(row: &AnyRow) -> Result<DeliverySummary, sqlx::Error> {
         id: row.try_get("id")?,
         event_id: row.try_get("event_id")?,
         target: row.try_get("target")?,
-        event_type: row.try_get("event_type")?,
-        bot_id: row.try_get("bot_id")?,
-        status: row.try_get("status")?,
+        event_type: word(row, "event_type")?,
+        bot_id: row.try_get::<Option<String>, _>("bot_id")?.map(BotId::new),
+        status: word(row, "status")?,
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
         next_attempt_at: row.try_get("next_attempt_at")?,
@@ -63,9 +90,6 @@ pub trait Outbox: Send + Sync {
     /// order per connection is strict, so a dead letter holds back what came after it until it
     /// is redelivered. Targets this process does not know stay queued for one that does. One
     /// statement, so two workers or processes never claim the same row.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn claim_delivery(
         &self,
         worker: &str,
@@ -75,30 +99,20 @@ pub trait Outbox: Send + Sync {
 
     /// Marks a claimed delivery done, counting the attempt, and unlocks it; `false` when `worker`
     /// no longer held it.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn mark_delivered(&self, id: i64, worker: &str) -> Result<bool, StoreError>;
 
     /// Records a failed attempt (counted in `attempts`, which the worker's limit reads) and
-    /// unlocks it: retried at `next_attempt_at`, or dead-lettered. `false` when `worker` no
+    /// unlocks it, to be retried or dead-lettered as `retry` says. `false` when `worker` no
     /// longer held it.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn mark_failed(
         &self,
         id: i64,
         worker: &str,
         error: &str,
-        next_attempt_at: i64,
-        dead: bool,
+        retry: Retry,
     ) -> Result<bool, StoreError>;
 
     /// Extends `worker`'s lock on a delivery (a command hook with a long timeout).
-    ///
-    /// # Errors
-    /// Database failures.
     async fn extend_delivery_lock(
         &self,
         id: i64,
@@ -108,32 +122,20 @@ pub trait Outbox: Send + Sync {
 
     /// Frees every delivery locked by a worker of this process (`worker_prefix`), so that a
     /// restart does not wait out leases of attempts a shutdown cut short.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn release_delivery_locks(&self, worker_prefix: &str) -> Result<u64, StoreError>;
 
     /// Deliveries, newest first, optionally only those in `status`.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn deliveries(
         &self,
-        status: Option<&str>,
+        status: Option<DeliveryStatus>,
         limit: i64,
     ) -> Result<Vec<DeliverySummary>, StoreError>;
 
     /// Puts a dead (or delivered) delivery back in the queue, due now, with a fresh count of
     /// attempts. `false` when there is no such delivery or it is still pending.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn redeliver(&self, id: i64) -> Result<bool, StoreError>;
 
     /// Puts every dead delivery back in the queue; returns how many.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn redeliver_dead(&self) -> Result<u64, StoreError>;
 }
 
@@ -176,8 +178,8 @@ impl Outbox for SqlStore {
                 id: row.try_get("id")?,
                 event_id: row.try_get("event_id")?,
                 target: row.try_get("target")?,
-                event_type: row.try_get("event_type")?,
-                bot_id: row.try_get("bot_id")?,
+                event_type: word(&row, "event_type")?,
+                bot_id: row.try_get::<Option<String>, _>("bot_id")?.map(BotId::new),
                 payload: row.try_get("payload")?,
                 attempts: row.try_get("attempts")?,
             })
@@ -191,7 +193,7 @@ impl Outbox for SqlStore {
                  locked_by = NULL, locked_until = NULL
              WHERE id = $1 AND locked_by = $2",
         )
-                .bind(id)
+        .bind(id)
         .bind(worker)
         .bind(now())
         .execute(&self.pool)
@@ -204,18 +206,22 @@ impl Outbox for SqlStore {
         id: i64,
         worker: &str,
         error: &str,
-        next_attempt_at: i64,
-        dead: bool,
+        retry: Retry,
     ) -> Result<bool, StoreError> {
+        let (next_attempt_at, dead) = match retry {
+            Retry::At(at) => (Some(at), false),
+            Retry::DeadLetter => (None, true),
+        };
         let done = sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4,
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $3,
+                 next_attempt_at = COALESCE($4, next_attempt_at),
                  status = CASE WHEN $5 THEN 'dead' ELSE status END, locked_by = NULL, locked_until = NULL
              WHERE id = $1 AND locked_by = $2",
         )
         .bind(id)
         .bind(worker)
         .bind(error)
-                .bind(next_attempt_at)
+        .bind(next_attempt_at)
         .bind(dead)
         .execute(&self.pool)
         .await?;
@@ -249,13 +255,13 @@ impl Outbox for SqlStore {
 
     async fn deliveries(
         &self,
-        status: Option<&str>,
+        status: Option<DeliveryStatus>,
         limit: i64,
     ) -> Result<Vec<DeliverySummary>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM outbox WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC LIMIT $2",
         )
-        .bind(status)
+        .bind(status.map(DeliveryStatus::as_str))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -4,9 +4,9 @@
 use sqlx::Row;
 
 use super::connections::SealedGrant;
-use super::events::record;
+use super::events::{HistoryEntry, record};
 use super::{SqlStore, StoreError, now};
-use crate::config::Deliveries;
+use crate::domain::{BotId, ConnectionStatus, HistoryKind};
 
 /// The outcome of asking for a connection's refresh lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,15 +20,35 @@ pub enum Claim {
     Moved,
 }
 
+/// What a lease is taken for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseFor {
+    /// A refresh: only an active connection can be refreshed.
+    Refresh,
+    /// A revocation, which ends a connection in whatever state it is.
+    Revoke,
+}
+
+/// How a refresh failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshFailureKind {
+    /// Notion refused the refresh token for good: the connection becomes `needs_reauth`.
+    Refused,
+    /// Notion failed, and the stored pair is known to be as it was.
+    Failed,
+    /// Notion may have rotated the pair before its answer was lost: the interrupted marker
+    /// stays, so the next refresh can tell what a refusal means.
+    OutcomeUnknown,
+}
+
 /// Why a refresh failed, as [`Refreshes::fail_refresh`] records it.
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshFailure<'a> {
-    /// Notion refused the refresh token for good: the connection becomes `needs_reauth`.
-    pub needs_reauth: bool,
-    /// Notion may have rotated the pair before its answer was lost: the interrupted marker
-    /// stays, so the next refresh can tell what a refusal means.
-    pub outcome_unknown: bool,
+    /// How it failed.
+    pub kind: RefreshFailureKind,
+    /// In words, for the history and the status reason.
     pub message: &'a str,
+    /// Notion's id for the request that failed.
     pub request_id: Option<&'a str>,
 }
 
@@ -43,52 +63,37 @@ pub struct RefreshFailure<'a> {
 pub trait Refreshes: Send + Sync {
     /// Active connections that have a refresh token, whose pair was issued at or before
     /// `cutoff`, with their generation, oldest first.
-    ///
-    /// # Errors
-    /// Database failures.
-    async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(String, i64)>, StoreError>;
+    async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(BotId, i64)>, StoreError>;
 
     /// Active connections not checked since `cutoff` (or never), least recently checked first.
-    ///
-    /// # Errors
-    /// Database failures.
-    async fn due_for_check(&self, cutoff: i64) -> Result<Vec<String>, StoreError>;
+    async fn due_for_check(&self, cutoff: i64) -> Result<Vec<BotId>, StoreError>;
 
     /// Takes the connection's lock for `owner` until `lease_until`, if it is free (never taken,
-    /// released, or its lease ran out) and the tokens are still at `generation` (and, with
-    /// `require_active`, the connection is active). One statement, so two processes can never
-    /// both win. Notes the time the refresh started; taking over a lease that ran out while its
-    /// refresh was under way returns that refresh's start as `interrupted`, which stays until a
-    /// pair is stored. `Held` when another owner has it, `Moved` when the generation or status
-    /// no longer match (or there is no such connection).
-    ///
-    /// # Errors
-    /// Database failures.
+    /// released, or its lease ran out) and the tokens are still at `generation` (and, for a
+    /// refresh, the connection is active). One statement, so two processes can never both win.
+    /// Notes the time the refresh started; taking over a lease that ran out while its refresh
+    /// was under way returns that refresh's start as `interrupted`, which stays until a pair is
+    /// stored. `Held` when another owner has it, `Moved` when the generation or status no longer
+    /// match (or there is no such connection).
     async fn claim_lease(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         generation: i64,
         owner: &str,
         lease_until: i64,
-        require_active: bool,
+        purpose: LeaseFor,
     ) -> Result<Claim, StoreError>;
 
     /// Extends `owner`'s lease; `false` when it is no longer the owner.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn renew_lease(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         owner: &str,
         lease_until: i64,
     ) -> Result<bool, StoreError>;
 
     /// Gives the lock back without changing anything else (a revoke that Notion failed).
-    ///
-    /// # Errors
-    /// Database failures.
-    async fn release_lease(&self, bot_id: &str, owner: &str) -> Result<(), StoreError>;
+    async fn release_lease(&self, bot_id: &BotId, owner: &str) -> Result<(), StoreError>;
 
     /// Stores a refreshed pair and releases the lock, with its history entry (`refreshed`) and
     /// event, in one transaction, if the connection is still at `from_generation` and not
@@ -102,65 +107,52 @@ pub trait Refreshes: Send + Sync {
     /// own, so a refresh token kept from before (Notion sent none) still opens.
     ///
     /// # Errors
-    /// Database failures; the lock then stays until it expires, and the next refresher learns
+    /// Storage failures; the lock then stays until it expires, and the next refresher learns
     /// that this one was interrupted.
     async fn complete_refresh(
         &self,
         grant: &SealedGrant,
         from_generation: i64,
-        deliveries: &Deliveries,
     ) -> Result<Option<i64>, StoreError>;
 
     /// Releases the refresh lock after a failed refresh, with its history (`refresh_failed`, and
-    /// `needs_reauth` with its event when `failure.needs_reauth`), if the connection is still at
+    /// for a refusal `needs_reauth` with its event), if the connection is still at
     /// `from_generation` (returns whether it was). The generation does not change: the pair did
-    /// not. Unless `failure.outcome_unknown`, the interrupted marker is kept as it was.
-    ///
-    /// # Errors
-    /// Database failures.
+    /// not. Unless the outcome is unknown, the interrupted marker is kept as it was.
     async fn fail_refresh(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         from_generation: i64,
         failure: RefreshFailure<'_>,
-        deliveries: &Deliveries,
     ) -> Result<bool, StoreError>;
 
     /// Notes an introspection: `checked_at` and a `checked` history entry, whatever the
     /// generation. An inactive token (that could not be refreshed) means the user removed the
     /// connection in Notion: it becomes revoked (a `revoked` entry and event, the generation
     /// goes up), unless it changed since `from_generation` (a re-authorization meanwhile wins).
-    ///
-    /// # Errors
-    /// Database failures.
     async fn record_check(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         active: bool,
         from_generation: i64,
         request_id: Option<&str>,
-        deliveries: &Deliveries,
     ) -> Result<(), StoreError>;
 
     /// Forgets a connection's tokens, marks it revoked, releases any lease, and records a
-    /// `revoked` entry and event, if it is still at `from_generation` (returns whether it was: a
-    /// re-authorization meanwhile brought a new pair to revoke).
-    ///
-    /// # Errors
-    /// Database failures.
+    /// `revoked` entry (with `reason`) and event, if it is still at `from_generation` (returns
+    /// whether it was: a re-authorization meanwhile brought a new pair to revoke).
     async fn revoke_connection(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         from_generation: i64,
-        message: &str,
+        reason: &str,
         request_id: Option<&str>,
-        deliveries: &Deliveries,
     ) -> Result<bool, StoreError>;
 }
 
 #[async_trait::async_trait]
 impl Refreshes for SqlStore {
-    async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(BotId, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT bot_id, generation FROM connections
              WHERE status = 'active' AND refresh_token IS NOT NULL AND tokens_issued_at <= $1
@@ -169,10 +161,14 @@ impl Refreshes for SqlStore {
         .bind(cutoff)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|row| Ok((row.try_get("bot_id")?, row.try_get("generation")?))).collect()
+        rows.iter()
+            .map(|row| {
+                Ok((BotId::new(row.try_get::<String, _>("bot_id")?), row.try_get("generation")?))
+            })
+            .collect()
     }
 
-    async fn due_for_check(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+    async fn due_for_check(&self, cutoff: i64) -> Result<Vec<BotId>, StoreError> {
         let rows = sqlx::query(
             "SELECT bot_id FROM connections WHERE status = 'active' AND COALESCE(checked_at, 0) <= $1
              ORDER BY COALESCE(checked_at, 0) LIMIT 500",
@@ -180,18 +176,19 @@ impl Refreshes for SqlStore {
         .bind(cutoff)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|row| Ok(row.try_get("bot_id")?)).collect()
+        rows.iter().map(|row| Ok(BotId::new(row.try_get::<String, _>("bot_id")?))).collect()
     }
 
     async fn claim_lease(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         generation: i64,
         owner: &str,
         lease_until: i64,
-        require_active: bool,
+        purpose: LeaseFor,
     ) -> Result<Claim, StoreError> {
         let now = now();
+        let require_active = purpose == LeaseFor::Refresh;
         // SET expressions read the row as it was, so refresh_interrupted_at receives the
         // previous holder's start time: set only if that holder never finished.
         let claimed = sqlx::query(
@@ -201,7 +198,7 @@ impl Refreshes for SqlStore {
                AND (refresh_lease_until IS NULL OR refresh_lease_until < $5)
              RETURNING refresh_interrupted_at",
         )
-        .bind(bot_id)
+        .bind(bot_id.as_str())
         .bind(generation)
         .bind(owner)
         .bind(lease_until)
@@ -213,13 +210,15 @@ impl Refreshes for SqlStore {
             return Ok(Claim::Claimed { interrupted: row.try_get("refresh_interrupted_at")? });
         }
         let current = sqlx::query("SELECT generation, status FROM connections WHERE bot_id = $1")
-            .bind(bot_id)
+            .bind(bot_id.as_str())
             .fetch_optional(&self.pool)
             .await?;
         Ok(match current {
             Some(row)
                 if row.try_get::<i64, _>("generation")? == generation
-                    && (!require_active || row.try_get::<String, _>("status")? == "active") =>
+                    && (!require_active
+                        || super::word::<ConnectionStatus>(&row, "status")?
+                            == ConnectionStatus::Active) =>
             {
                 Claim::Held
             }
@@ -229,25 +228,27 @@ impl Refreshes for SqlStore {
 
     async fn renew_lease(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         owner: &str,
         lease_until: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE connections SET refresh_lease_until = $3 WHERE bot_id = $1 AND refresh_lease_owner = $2")
-            .bind(bot_id)
-            .bind(owner)
-            .bind(lease_until)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE connections SET refresh_lease_until = $3 WHERE bot_id = $1 AND refresh_lease_owner = $2",
+        )
+        .bind(bot_id.as_str())
+        .bind(owner)
+        .bind(lease_until)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn release_lease(&self, bot_id: &str, owner: &str) -> Result<(), StoreError> {
+    async fn release_lease(&self, bot_id: &BotId, owner: &str) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL, refresh_started_at = NULL
              WHERE bot_id = $1 AND refresh_lease_owner = $2",
         )
-        .bind(bot_id)
+        .bind(bot_id.as_str())
         .bind(owner)
         .execute(&self.pool)
         .await?;
@@ -258,19 +259,18 @@ impl Refreshes for SqlStore {
         &self,
         grant: &SealedGrant,
         from_generation: i64,
-        deliveries: &Deliveries,
     ) -> Result<Option<i64>, StoreError> {
         let now = now();
         let mut transaction = self.pool.begin().await?;
         let row = sqlx::query(
-            "UPDATE connections SET access_token = $2,
-                                  refresh_token = COALESCE($3, refresh_token), key_id = $4, generation = generation + 1,
+            "UPDATE connections SET access_token = $2, refresh_token = COALESCE($3, refresh_token),
+                 key_id = $4, generation = generation + 1,
                  status = 'active', status_reason = NULL, refresh_lease_owner = NULL,
                  refresh_lease_until = NULL, refresh_started_at = NULL, refresh_interrupted_at = NULL,
                  refreshed_at = $5, tokens_issued_at = $5, updated_at = $5, last_request_id = $6
              WHERE bot_id = $1 AND generation = $7 AND status != 'revoked' RETURNING generation",
         )
-        .bind(&grant.bot_id)
+        .bind(grant.bot_id.as_str())
         .bind(&grant.tokens.access_token)
         .bind(grant.tokens.refresh_token.as_deref())
         .bind(&grant.tokens.key_id)
@@ -282,27 +282,24 @@ impl Refreshes for SqlStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        record(
-            &mut transaction,
-            deliveries,
-            &grant.bot_id,
-            "refreshed",
-            None,
-            grant.request_id.as_deref(),
-        )
-        .await?;
+        let entry = HistoryEntry {
+            kind: HistoryKind::Refreshed,
+            message: None,
+            request_id: grant.request_id.as_deref(),
+        };
+        record(&mut transaction, &self.routing, &grant.bot_id, entry).await?;
         transaction.commit().await?;
         Ok(Some(row.try_get("generation")?))
     }
 
     async fn fail_refresh(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         from_generation: i64,
         failure: RefreshFailure<'_>,
-        deliveries: &Deliveries,
     ) -> Result<bool, StoreError> {
-        let RefreshFailure { needs_reauth, outcome_unknown, message, request_id } = failure;
+        let RefreshFailure { kind, message, request_id } = failure;
+        let refused = kind == RefreshFailureKind::Refused;
         let mut transaction = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL,
@@ -314,10 +311,10 @@ impl Refreshes for SqlStore {
                  updated_at = $6
              WHERE bot_id = $1 AND generation = $2",
         )
-        .bind(bot_id)
+        .bind(bot_id.as_str())
         .bind(from_generation)
-        .bind(outcome_unknown)
-        .bind(needs_reauth)
+        .bind(kind == RefreshFailureKind::OutcomeUnknown)
+        .bind(refused)
         .bind(message)
         .bind(now())
         .execute(&mut *transaction)
@@ -325,11 +322,12 @@ impl Refreshes for SqlStore {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        record(&mut transaction, deliveries, bot_id, "refresh_failed", Some(message), request_id)
-            .await?;
-        if needs_reauth {
-            record(&mut transaction, deliveries, bot_id, "needs_reauth", Some(message), request_id)
-                .await?;
+        let entry =
+            HistoryEntry { kind: HistoryKind::RefreshFailed, message: Some(message), request_id };
+        record(&mut transaction, &self.routing, bot_id, entry).await?;
+        if refused {
+            let entry = HistoryEntry { kind: HistoryKind::NeedsReauth, ..entry };
+            record(&mut transaction, &self.routing, bot_id, entry).await?;
         }
         transaction.commit().await?;
         Ok(true)
@@ -337,36 +335,37 @@ impl Refreshes for SqlStore {
 
     async fn record_check(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         active: bool,
         from_generation: i64,
         request_id: Option<&str>,
-        deliveries: &Deliveries,
     ) -> Result<(), StoreError> {
         let reason = "Notion reports the token inactive: the user removed the connection in Notion";
         let now = now();
         let mut transaction = self.pool.begin().await?;
         sqlx::query("UPDATE connections SET checked_at = $2 WHERE bot_id = $1")
-            .bind(bot_id)
+            .bind(bot_id.as_str())
             .bind(now)
             .execute(&mut *transaction)
             .await?;
         let message = if active { "Notion reports the token active" } else { reason };
-        record(&mut transaction, deliveries, bot_id, "checked", Some(message), request_id).await?;
+        let entry = HistoryEntry { kind: HistoryKind::Checked, message: Some(message), request_id };
+        record(&mut transaction, &self.routing, bot_id, entry).await?;
         if !active {
             let revoked = sqlx::query(
                 "UPDATE connections SET status = 'revoked', status_reason = $3, generation = generation + 1, updated_at = $4
                  WHERE bot_id = $1 AND generation = $2",
             )
-            .bind(bot_id)
+            .bind(bot_id.as_str())
             .bind(from_generation)
             .bind(reason)
             .bind(now)
             .execute(&mut *transaction)
             .await?;
             if revoked.rows_affected() == 1 {
-                record(&mut transaction, deliveries, bot_id, "revoked", Some(reason), request_id)
-                    .await?;
+                let entry =
+                    HistoryEntry { kind: HistoryKind::Revoked, message: Some(reason), request_id };
+                record(&mut transaction, &self.routing, bot_id, entry).await?;
             }
         }
         transaction.commit().await?;
@@ -375,11 +374,10 @@ impl Refreshes for SqlStore {
 
     async fn revoke_connection(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         from_generation: i64,
-        message: &str,
+        reason: &str,
         request_id: Option<&str>,
-        deliveries: &Deliveries,
     ) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let done = sqlx::query(
@@ -388,16 +386,17 @@ impl Refreshes for SqlStore {
                  refresh_lease_until = NULL, refresh_started_at = NULL, updated_at = $4
              WHERE bot_id = $1 AND generation = $2",
         )
-        .bind(bot_id)
+        .bind(bot_id.as_str())
         .bind(from_generation)
-        .bind(message)
+        .bind(reason)
         .bind(now())
         .execute(&mut *transaction)
         .await?;
         let changed = done.rows_affected() == 1;
         if changed {
-            record(&mut transaction, deliveries, bot_id, "revoked", Some(message), request_id)
-                .await?;
+            let entry =
+                HistoryEntry { kind: HistoryKind::Revoked, message: Some(reason), request_id };
+            record(&mut transaction, &self.routing, bot_id, entry).await?;
         }
         transaction.commit().await?;
         Ok(changed)

@@ -6,19 +6,29 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
-use super::now;
+use super::{now, word};
+use crate::domain::{BotId, ConnectionStatus, WorkspaceId};
 
 /// A connection as shown to operators and the API: everything but the tokens.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConnectionSummary {
-    pub bot_id: String,
-    pub workspace_id: String,
+    /// The connection's bot: one user's authorization in one workspace.
+    #[schema(value_type = String)]
+    pub bot_id: BotId,
+    /// The workspace it was installed in.
+    #[schema(value_type = String)]
+    pub workspace_id: WorkspaceId,
+    /// The workspace's name, if it has one.
     pub workspace_name: Option<String>,
+    /// The workspace's icon, usually a URL.
     pub workspace_icon: Option<String>,
     /// `user` (a person authorized it) or `workspace` (legacy).
     pub owner_type: String,
+    /// The Notion user who authorized it.
     pub owner_user_id: Option<String>,
+    /// That user's name.
     pub owner_name: Option<String>,
+    /// That user's email, when the integration may read it.
     pub owner_email: Option<String>,
     /// The page duplicated from the integration's template, if the user chose to.
     pub duplicated_template_id: Option<String>,
@@ -27,7 +37,7 @@ pub struct ConnectionSummary {
     #[schema(rename = "ref")]
     pub reference: Option<String>,
     /// `active`, `needs_reauth` (send the user to connect again) or `revoked`.
-    pub status: String,
+    pub status: ConnectionStatus,
     /// Why the status is not `active`.
     pub status_reason: Option<String>,
     /// How many times the user authorized (re-authorizations replace the token pair).
@@ -35,11 +45,15 @@ pub struct ConnectionSummary {
     /// Set when a refresh was under way and its process stopped before storing the answer:
     /// Notion may have rotated the pair, so the stored one may no longer work.
     pub refresh_interrupted_at: Option<i64>,
+    /// When the pair was last refreshed, in seconds since the Unix epoch.
     pub refreshed_at: Option<i64>,
+    /// When Notion was last asked whether the token works.
     pub checked_at: Option<i64>,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
+    /// Seconds since the Unix epoch.
     pub updated_at: i64,
+    /// The vault key that sealed the newest token.
     #[serde(skip)]
     #[schema(ignore)]
     pub key_id: String,
@@ -64,8 +78,8 @@ fn interrupted_at(row: &AnyRow) -> Result<Option<i64>, sqlx::Error> {
 
 pub(super) fn summary(row: &AnyRow) -> Result<ConnectionSummary, sqlx::Error> {
     Ok(ConnectionSummary {
-        bot_id: row.try_get("bot_id")?,
-        workspace_id: row.try_get("workspace_id")?,
+        bot_id: BotId::new(row.try_get::<String, _>("bot_id")?),
+        workspace_id: WorkspaceId::new(row.try_get::<String, _>("workspace_id")?),
         workspace_name: row.try_get("workspace_name")?,
         workspace_icon: row.try_get("workspace_icon")?,
         owner_type: row.try_get("owner_type")?,
@@ -74,7 +88,7 @@ pub(super) fn summary(row: &AnyRow) -> Result<ConnectionSummary, sqlx::Error> {
         owner_email: row.try_get("owner_email")?,
         duplicated_template_id: row.try_get("duplicated_template_id")?,
         reference: row.try_get("ref")?,
-        status: row.try_get("status")?,
+        status: word(row, "status")?,
         status_reason: row.try_get("status_reason")?,
         authorizations: row.try_get("authorizations")?,
         refresh_interrupted_at: interrupted_at(row)?,

@@ -138,7 +138,8 @@ async fn a_panicking_hook_fails_its_delivery_not_the_workers() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(*seen.lock().unwrap(), ["fine"]);
-    let failed = embedded.state().store.deliveries(Some("pending"), 10).await.unwrap();
+    let pending = Some(notion_oauth_handler::domain::DeliveryStatus::Pending);
+    let failed = embedded.store().deliveries(pending, 10).await.unwrap();
     assert!(
         failed
             .iter()

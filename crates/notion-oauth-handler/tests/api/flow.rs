@@ -46,7 +46,7 @@ async fn add_to_notion_stores_the_whole_connection_encrypted() {
     assert_eq!(connection.workspace_name.as_deref(), Some("Acme Corp"));
     assert_eq!(connection.owner_type, "user");
     assert_eq!(connection.owner_name.as_deref(), Some("Ada Lovelace"));
-    assert_eq!(connection.status, "active");
+    assert_eq!(connection.status.as_str(), "active");
 
     // The stored tokens open to exactly what Notion issued, and Notion says they work.
     let tokens = app.tokens(&connection.bot_id).await;

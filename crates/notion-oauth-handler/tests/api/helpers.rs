@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use base64::Engine;
 use mock_notion::{Emulator, EmulatorConfig, Endpoint, RunningEmulator};
+use notion_oauth_handler::Application;
 use notion_oauth_handler::config::connect::ConnectSettings;
 use notion_oauth_handler::config::delivery::{
     CommandHookSettings, DeliverySettings, WebhookSettings,
 };
 use notion_oauth_handler::config::{DocumentSettings, PagesSettings, Settings};
-use notion_oauth_handler::startup::Application;
+use notion_oauth_handler::domain::BotId;
+use notion_oauth_handler::embed::{Embedded, NotionOAuth};
 use notion_oauth_handler::store::{self, ConnectionFilter, ConnectionSummary, Store, StoredTokens};
 use notion_oauth_handler::vault::{MasterKey, Vault};
 use reqwest::cookie::{CookieStore, Jar};
@@ -257,8 +259,10 @@ impl TestApp {
         )
     }
 
-    pub async fn tokens(&self, bot_id: &str) -> StoredTokens {
-        self.store().await.tokens(&self.vault(), bot_id).await.unwrap().unwrap()
+    /// A connection's tokens, opened as the server opens them.
+    pub async fn tokens(&self, bot_id: impl std::fmt::Display) -> StoredTokens {
+        let bot_id = BotId::new(bot_id.to_string());
+        self.store().await.tokens(&self.vault(), &bot_id).await.unwrap().unwrap()
     }
 
     pub fn token_requests(&self) -> usize {
@@ -377,7 +381,8 @@ impl TestApp {
         let page = self.add_to_notion(&Browser::new(), user, reference).await;
         assert_eq!(page.status, 200, "{}", page.body);
         let connections = self.connections().await;
-        connections.iter().find(|c| c.owner_name.as_deref() == Some(user)).unwrap().bot_id.clone()
+        let connection = connections.iter().find(|c| c.owner_name.as_deref() == Some(user));
+        connection.unwrap().bot_id.to_string()
     }
 
     /// Refresh-grant requests the emulator received.
@@ -390,10 +395,10 @@ impl TestApp {
     }
 
     /// A second instance of the app on the same database and emulator, as another process
-    /// would be (its own pool and locks), without a listener.
-    pub async fn second_instance(&self) -> notion_oauth_handler::startup::AppState {
+    /// would be (its own pool and locks), embedded in no app: its lifecycle is what tests use.
+    pub async fn second_instance(&self) -> Embedded {
         let config = self.settings.clone().validate(self.dir.path()).unwrap();
-        notion_oauth_handler::startup::open_app(config).await.unwrap()
+        NotionOAuth::new(config).build().await.unwrap()
     }
 }
 

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use mock_notion::{Endpoint, Fault};
-use notion_oauth_handler::config::Deliveries;
+use notion_oauth_handler::domain::BotId;
+use notion_oauth_handler::lifecycle::Coalesce;
 use notion_oauth_handler::store::SealedGrant;
 
 use crate::helpers::{Answer, TestOptions, http, spawn_app, spawn_app_with};
@@ -75,11 +76,12 @@ async fn callers_that_need_a_newer_pair_share_one_refresh() {
     let (first, second) = (app.second_instance().await, app.second_instance().await);
     let seen = app.tokens(&bot).await.generation;
     app.emulator().set_fault(Endpoint::Token, Fault::Delay(Duration::from_millis(300)));
-    let only_newer = notion_oauth_handler::lifecycle::Coalesce::OnlyNewer;
+    let only_newer = Coalesce::OnlyNewer;
+    let bot_id = BotId::new(&bot);
 
     let grants = futures_all((0..20).map(|i| {
         let instance = if i % 2 == 0 { &first } else { &second };
-        notion_oauth_handler::lifecycle::refresh_after(instance, &bot, seen, only_newer)
+        instance.lifecycle().refresh_after(&bot_id, seen, only_newer)
     }))
     .await;
 
@@ -122,8 +124,7 @@ async fn a_check_during_a_notion_outage_changes_nothing() {
     }))
     .unwrap();
     let grant = SealedGrant::seal(&app.vault(), &expired).unwrap();
-    let nowhere = Deliveries::none();
-    app.store().await.complete_refresh(&grant, generation, &nowhere).await.unwrap().unwrap();
+    app.store().await.complete_refresh(&grant, generation).await.unwrap().unwrap();
     app.emulator().set_fault(
         Endpoint::Token,
         Fault::Error { status: 503, code: "service_unavailable".into(), message: "down".into() },
@@ -171,7 +172,7 @@ async fn a_revoke_racing_a_refresh_revokes_the_refreshed_pair() {
         "the pair the refresh obtained was revoked"
     );
     let stored = app.tokens(&bot).await;
-    assert!(stored.access_token.is_none() && stored.status == "revoked");
+    assert!(stored.access_token.is_none() && stored.status.as_str() == "revoked");
 }
 
 #[tokio::test]
@@ -308,14 +309,10 @@ pub(crate) async fn instances_refresh_once_between_them(postgres: Option<String>
 
     let path = format!("/connections/{bot}/token?force_refresh=true");
     let over_http = futures_all((0..20).map(|_| api.get(&path)));
-    let in_other = futures_all((0..20).map(|_| {
-        notion_oauth_handler::lifecycle::refresh_after(
-            &other,
-            &bot,
-            seen,
-            notion_oauth_handler::lifecycle::Coalesce::WithRecent,
-        )
-    }));
+    let bot_id = BotId::new(&bot);
+    let in_other = futures_all(
+        (0..20).map(|_| other.lifecycle().refresh_after(&bot_id, seen, Coalesce::WithRecent)),
+    );
     let (over_http, in_other) = tokio::join!(over_http, in_other);
 
     assert_eq!(app.refresh_requests(), 1);
@@ -389,7 +386,8 @@ async fn a_reauthorization_during_a_refresh_wins() {
     assert_eq!(refreshed.status, 200, "{}", refreshed.body);
     let stored = app.tokens(&bot).await;
     assert_eq!(
-        stored.status, "active",
+        stored.status.as_str(),
+        "active",
         "a refused refresh of the old pair must not undo the re-authorization"
     );
     let access = stored.access_token.unwrap().expose_secret().to_owned();
@@ -531,12 +529,12 @@ async fn background_passes_refresh_old_tokens_and_check_connections() {
     let before = app.tokens(&bot).await.generation;
     // A check in between must not make the pair look younger than it is.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    notion_oauth_handler::lifecycle::check_connections(&worker, Duration::ZERO).await;
+    worker.lifecycle().check_connections(Duration::ZERO).await;
 
-    notion_oauth_handler::lifecycle::refresh_old_tokens(&worker, Duration::from_secs(1)).await;
+    worker.lifecycle().refresh_old_tokens(Duration::from_secs(1)).await;
     assert_eq!(app.tokens(&bot).await.generation, before + 1);
     app.emulator().revoke_all_for_bot(&bot);
-    notion_oauth_handler::lifecycle::check_connections(&worker, Duration::ZERO).await;
+    worker.lifecycle().check_connections(Duration::ZERO).await;
 
     assert_eq!(
         app.refresh_requests(),
@@ -544,7 +542,7 @@ async fn background_passes_refresh_old_tokens_and_check_connections() {
         "one refresh, then one attempt to revive the inactive token"
     );
     assert_eq!(app.emulator().requests_to(Endpoint::Introspect).len(), 2);
-    assert_eq!(app.connections().await[0].status, "revoked");
+    assert_eq!(app.connections().await[0].status.as_str(), "revoked");
 }
 
 #[tokio::test]

@@ -66,8 +66,8 @@ async fn return_to_brings_the_browser_back_with_the_outcome() {
     assert_eq!(connected.path(), "/notion/done");
     assert_eq!(query_param(&connected, "session").as_deref(), Some("7"));
     let bot = &app.connections().await[0];
-    assert_eq!(query_param(&connected, "bot_id"), Some(bot.bot_id.clone()));
-    assert_eq!(query_param(&connected, "workspace_id"), Some(bot.workspace_id.clone()));
+    assert_eq!(query_param(&connected, "bot_id"), Some(bot.bot_id.to_string()));
+    assert_eq!(query_param(&connected, "workspace_id"), Some(bot.workspace_id.to_string()));
     assert_eq!(query_param(&connected, "ref").as_deref(), Some("ada"));
     assert_eq!(query_param(&connected, "outcome").as_deref(), Some("created"));
     assert_eq!(query_param(&denied, "outcome").as_deref(), Some("denied"));
@@ -127,7 +127,7 @@ async fn redirect_templates_replace_our_pages() {
         "values are URL-encoded into the template"
     );
     assert_eq!(query_param(&connected, "o").as_deref(), Some("created"));
-    assert_eq!(query_param(&connected, "bot"), Some(app.connections().await[0].bot_id.clone()));
+    assert_eq!(query_param(&connected, "bot"), Some(app.connections().await[0].bot_id.to_string()));
     assert_eq!(denied.as_str(), "https://app.example.com/denied?ref=grace");
 }
 

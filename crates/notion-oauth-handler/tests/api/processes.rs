@@ -173,7 +173,8 @@ impl Deployment {
             &MasterKey::from_base64(&SecretString::from(self.master_key.clone())).unwrap(),
             &[],
         );
-        let tokens = store.tokens(&vault, bot_id).await.unwrap().unwrap();
+        let bot_id = notion_oauth_handler::domain::BotId::new(bot_id);
+        let tokens = store.tokens(&vault, &bot_id).await.unwrap().unwrap();
         tokens.access_token.map(|t| t.expose_secret().to_owned())
     }
 

@@ -6,12 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::future::join_all;
 use notion_oauth::TokenResponse;
-use notion_oauth_handler::config::{Deliveries, Target, TargetKind};
+use notion_oauth_handler::domain::{
+    BotId, ConnectionStatus, DeliveryStatus, EventType, HistoryKind, Upserted,
+};
 use notion_oauth_handler::embed::{ConnectionHook, HookEvent, HookFuture, NotionOAuth};
 use notion_oauth_handler::store::{
     self, ApiKeys, Claim, ConnectLinks, ConnectionFilter, ConnectionSummary, Connections, Delivery,
-    DeliverySummary, Event, History, Outbox, RefreshFailure, Refreshes, SealedGrant, SealedTokens,
-    SqlStore, Store, StoreError, StoredApiKey, Upserted, now,
+    DeliverySummary, Event, History, HistoryEntry, LeaseFor, Outbox, RefreshFailure,
+    RefreshFailureKind, Refreshes, Retry, Routing, SealedGrant, SealedTokens, SqlStore, Store,
+    StoreError, StoredApiKey, now,
 };
 use notion_oauth_handler::vault::{MasterKey, Vault};
 use secrecy::SecretString;
@@ -29,39 +32,37 @@ fn grant(bot_id: &str, access: &str, refresh: Option<&str>) -> TokenResponse {
     .unwrap()
 }
 
-fn target(name: &str, events: &[&str]) -> Target {
-    Target {
-        name: name.into(),
-        events: events.iter().map(|e| (*e).to_owned()).collect(),
-        kind: TargetKind::Webhook {
-            url: "https://app.example.com/hook".parse().unwrap(),
-            secret: SecretString::from("whsec"),
-            include_tokens: false,
-        },
-    }
+fn bot(id: &str) -> BotId {
+    BotId::new(id)
 }
 
 /// `app` hears everything; `audit` only revocations.
-fn routing() -> Deliveries {
-    let mut deliveries = Deliveries::none();
-    deliveries.targets = vec![
-        target("app", &notion_oauth_handler::config::delivery::EVENT_TYPES),
-        target("audit", &["connection.revoked"]),
-    ];
-    deliveries
+fn routing() -> Routing {
+    Routing::none().with_target("app", EventType::ALL).with_target("audit", &[EventType::Revoked])
+}
+
+/// The built-in store at `url`, routed as [`routing`] says.
+async fn routed(url: &str) -> Arc<dyn Store> {
+    Arc::new(SqlStore::connect(url).await.unwrap().with_routing(routing()))
 }
 
 async fn queued(store: &dyn Store) -> Vec<(String, String, Option<String>)> {
     let mut rows = store.deliveries(None, 100).await.unwrap();
     rows.reverse();
-    rows.into_iter().map(|d| (d.target, d.event_type, d.bot_id)).collect()
+    rows.into_iter()
+        .map(|d| (d.target, d.event_type.to_string(), d.bot_id.map(|b| b.to_string())))
+        .collect()
 }
 
-/// Every promise the server relies on, asked of `store` through the trait.
+fn failure(kind: RefreshFailureKind, message: &str) -> RefreshFailure<'_> {
+    RefreshFailure { kind, message, request_id: None }
+}
+
+/// Every promise the server relies on, asked of `store` (routed as [`routing`] says) through
+/// the trait.
 async fn holds_the_contract(store: Arc<dyn Store>) {
     let vault =
         Vault::new(&MasterKey::from_base64(&SecretString::from(random_key())).unwrap(), &[]);
-    let routes = routing();
     store.ping().await.unwrap();
 
     // A state's nonce is used once, even by racing callbacks.
@@ -72,29 +73,30 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
     // Created, then re-authorized: the ref stays when the second flow had none.
     let first = grant("bot-1", "ntn_access_one", Some("ntn_refresh_one"));
     let sealed = SealedGrant::seal(&vault, &first).unwrap();
-    let outcome = store.upsert_connection(&sealed, Some("user-1"), &routes).await.unwrap();
+    let outcome = store.upsert_connection(&sealed, Some("user-1")).await.unwrap();
     assert_eq!(outcome, Upserted::Created);
     let second = grant("bot-1", "ntn_access_two", Some("ntn_refresh_two"));
     let sealed = SealedGrant::seal(&vault, &second).unwrap();
-    let outcome = store.upsert_connection(&sealed, None, &routes).await.unwrap();
+    let outcome = store.upsert_connection(&sealed, None).await.unwrap();
     assert_eq!(outcome, Upserted::Reauthorized);
-    let connection = store.connection("bot-1").await.unwrap().unwrap();
+    let connection = store.connection(&bot("bot-1")).await.unwrap().unwrap();
     assert_eq!(
         (connection.reference.as_deref(), connection.authorizations, connection.status.as_str()),
         (Some("user-1"), 2, "active")
     );
 
     // Tokens come back sealed, and open to the newest pair.
-    let sealed = store.sealed_tokens("bot-1").await.unwrap().unwrap();
+    let sealed = store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap();
     let raw = sealed.access_token.clone().unwrap();
     assert!(!raw.windows(b"ntn_access_two".len()).any(|w| w == b"ntn_access_two"));
-    let tokens = sealed.open(&vault, "bot-1").unwrap();
+    let tokens = sealed.open(&vault, &bot("bot-1")).unwrap();
     assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_access_two");
     assert_eq!(tokens.refresh_token.unwrap().expose_secret(), "ntn_refresh_two");
     // Bound to their bot: another bot's name does not open them.
-    let stolen = store.sealed_tokens("bot-1").await.unwrap().unwrap().open(&vault, "bot-2");
+    let stolen =
+        store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap().open(&vault, &bot("bot-2"));
     assert!(matches!(stolen, Err(StoreError::Vault(_))), "{stolen:?}");
-    assert!(store.sealed_tokens("bot-unknown").await.unwrap().is_none());
+    assert!(store.sealed_tokens(&bot("bot-unknown")).await.unwrap().is_none());
     let generation = tokens.generation;
 
     // Each event is queued, with its change, for the targets that want it.
@@ -109,12 +111,12 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
     // Deliveries go in order per connection: a claimed or dead one holds back the next.
     let until = now() + 60;
     let created = store.claim_delivery("w1", until, &["app"]).await.unwrap().unwrap();
-    assert_eq!(created.event_type, "connection.created");
+    assert_eq!(created.event_type.as_str(), "connection.created");
     assert!(store.claim_delivery("w2", until, &["app"]).await.unwrap().is_none());
     assert!(store.claim_delivery("w2", until, &["audit"]).await.unwrap().is_none());
-    assert!(store.mark_failed(created.id, "w1", "boom", now() - 1, true).await.unwrap());
+    assert!(store.mark_failed(created.id, "w1", "boom", Retry::DeadLetter).await.unwrap());
     assert!(store.claim_delivery("w2", until, &["app"]).await.unwrap().is_none(), "dead holds");
-    assert_eq!(store.deliveries(Some("dead"), 10).await.unwrap().len(), 1);
+    assert_eq!(store.deliveries(Some(DeliveryStatus::Dead), 10).await.unwrap().len(), 1);
     assert!(store.redeliver(created.id).await.unwrap());
     assert!(!store.redeliver(created.id).await.unwrap(), "pending already");
     let again = store.claim_delivery("w2", until, &["app"]).await.unwrap().unwrap();
@@ -122,7 +124,7 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
     assert!(!store.mark_delivered(again.id, "w1").await.unwrap(), "w1 lost it");
     assert!(store.mark_delivered(again.id, "w2").await.unwrap());
     let updated = store.claim_delivery("w2", until, &["app"]).await.unwrap().unwrap();
-    assert_eq!(updated.event_type, "connection.updated");
+    assert_eq!(updated.event_type.as_str(), "connection.updated");
     // A stopping process frees what its workers held.
     assert_eq!(store.release_delivery_locks("w2").await.unwrap(), 1);
     let freed = store.claim_delivery("w3", until, &["app"]).await.unwrap().unwrap();
@@ -130,51 +132,56 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
     assert!(store.mark_delivered(freed.id, "w3").await.unwrap());
 
     // One refresher at a time, and only from the generation it read.
+    let bot_1 = bot("bot-1");
     let owners: Vec<String> = (0..4).map(|i| format!("o{i}")).collect();
-    let claims =
-        join_all(owners.iter().map(|o| store.claim_lease("bot-1", generation, o, until, true)))
-            .await;
+    let claims = join_all(
+        owners.iter().map(|o| store.claim_lease(&bot_1, generation, o, until, LeaseFor::Refresh)),
+    )
+    .await;
     let won: Vec<usize> =
         (0..4).filter(|i| matches!(claims[*i].as_ref().unwrap(), Claim::Claimed { .. })).collect();
     assert_eq!(won.len(), 1, "{claims:?}");
     assert!(claims.iter().all(|c| matches!(c, Ok(Claim::Claimed { .. } | Claim::Held))));
     let owner = format!("o{}", won[0]);
-    assert!(store.renew_lease("bot-1", &owner, until + 10).await.unwrap());
-    assert!(!store.renew_lease("bot-1", "stranger", until + 10).await.unwrap());
-    let stale = store.claim_lease("bot-1", generation - 1, "o9", until, true).await.unwrap();
+    assert!(store.renew_lease(&bot("bot-1"), &owner, until + 10).await.unwrap());
+    assert!(!store.renew_lease(&bot("bot-1"), "stranger", until + 10).await.unwrap());
+    let stale = store
+        .claim_lease(&bot("bot-1"), generation - 1, "o9", until, LeaseFor::Refresh)
+        .await
+        .unwrap();
     assert_eq!(stale, Claim::Moved);
 
     // A refresh from an old generation changes nothing; from the current one it rotates.
     let rotated = grant("bot-1", "ntn_access_three", Some("ntn_refresh_three"));
     let sealed = SealedGrant::seal(&vault, &rotated).unwrap();
-    let late = store.complete_refresh(&sealed, generation - 1, &routes).await;
+    let late = store.complete_refresh(&sealed, generation - 1).await;
     assert_eq!(late.unwrap(), None);
-    let next = store.complete_refresh(&sealed, generation, &routes).await.unwrap();
+    let next = store.complete_refresh(&sealed, generation).await.unwrap();
     assert_eq!(next, Some(generation + 1));
-    let tokens = store.sealed_tokens("bot-1").await.unwrap().unwrap().open(&vault, "bot-1");
+    let tokens =
+        store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap().open(&vault, &bot("bot-1"));
     assert_eq!(tokens.unwrap().access_token.unwrap().expose_secret(), "ntn_access_three");
 
     // A refused refresh token: needs_reauth, said once, and never from a stale generation.
     let failure = RefreshFailure {
-        needs_reauth: true,
-        outcome_unknown: false,
+        kind: RefreshFailureKind::Refused,
         message: "refresh token refused",
         request_id: Some("req-1"),
     };
-    assert!(!store.fail_refresh("bot-1", generation, failure, &routes).await.unwrap());
-    assert!(store.fail_refresh("bot-1", generation + 1, failure, &routes).await.unwrap());
-    let connection = store.connection("bot-1").await.unwrap().unwrap();
-    assert_eq!(connection.status, "needs_reauth");
+    assert!(!store.fail_refresh(&bot("bot-1"), generation, failure).await.unwrap());
+    assert!(store.fail_refresh(&bot("bot-1"), generation + 1, failure).await.unwrap());
+    let connection = store.connection(&bot("bot-1")).await.unwrap().unwrap();
+    assert_eq!(connection.status, ConnectionStatus::NeedsReauth);
 
     // Revoking forgets the tokens and tells both targets.
-    assert!(!store.revoke_connection("bot-1", generation, "gone", None, &routes).await.unwrap());
-    assert!(store.revoke_connection("bot-1", generation + 1, "gone", None, &routes).await.unwrap());
-    let sealed = store.sealed_tokens("bot-1").await.unwrap().unwrap();
+    assert!(!store.revoke_connection(&bot("bot-1"), generation, "gone", None).await.unwrap());
+    assert!(store.revoke_connection(&bot("bot-1"), generation + 1, "gone", None).await.unwrap());
+    let sealed = store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap();
     assert!(sealed.access_token.is_none() && sealed.refresh_token.is_none());
-    assert_eq!(sealed.status, "revoked");
+    assert_eq!(sealed.status, ConnectionStatus::Revoked);
 
     // A cancelled flow has no connection, only the app's ref.
-    store.record_denied(Some("user-2"), &routes).await.unwrap();
+    store.record_denied(Some("user-2")).await.unwrap();
 
     let events: Vec<(String, String)> = queued(&*store)
         .await
@@ -190,8 +197,13 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
         ("app", "connection.denied"),
     ];
     assert_eq!(events, expected.map(|(t, e)| (t.to_owned(), e.to_owned())));
-    let history: Vec<String> =
-        store.events("bot-1", 50).await.unwrap().into_iter().map(|e| e.kind).collect();
+    let history: Vec<String> = store
+        .events(&bot("bot-1"), 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .collect();
     assert_eq!(
         history,
         ["revoked", "needs_reauth", "refresh_failed", "refreshed", "reconnected", "connected"]
@@ -233,11 +245,11 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
     );
     assert!(!claimed.payload.contains("ntn_"), "{}", claimed.payload);
     // A dead letter holds back its own connection and target only.
-    assert!(store.mark_failed(claimed.id, "w4", "gone", now() - 1, true).await.unwrap());
+    assert!(store.mark_failed(claimed.id, "w4", "gone", Retry::DeadLetter).await.unwrap());
     let next = store.claim_delivery("w4", until, &["app"]).await.unwrap().unwrap();
-    assert_eq!(next.event_type, "connection.denied");
+    assert_eq!(next.event_type.as_str(), "connection.denied");
     let audit = store.claim_delivery("w4", until, &["audit"]).await.unwrap().unwrap();
-    assert_eq!(audit.event_type, "connection.revoked");
+    assert_eq!(audit.event_type.as_str(), "connection.revoked");
     assert_eq!(store.redeliver_dead().await.unwrap(), 1);
 
     holds_the_refresh_contract(&*store, &vault).await;
@@ -246,68 +258,100 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
 
 /// Leases that run out, pairs without a refresh token, checks: on connections with no targets.
 async fn holds_the_refresh_contract(store: &dyn Store, vault: &Vault) {
-    let quiet = Deliveries::none();
     let with_refresh = SealedGrant::seal(vault, &grant("bot-2", "ntn_a2", Some("ntn_r2"))).unwrap();
-    store.upsert_connection(&with_refresh, Some("user-2"), &quiet).await.unwrap();
+    store.upsert_connection(&with_refresh, Some("user-2")).await.unwrap();
     let without = SealedGrant::seal(vault, &grant("bot-3", "ntn_a3", None)).unwrap();
-    store.upsert_connection(&without, Some("user-3"), &quiet).await.unwrap();
-    let due: Vec<String> =
-        store.due_for_refresh(now() + 1).await.unwrap().into_iter().map(|(bot, _)| bot).collect();
+    store.upsert_connection(&without, Some("user-3")).await.unwrap();
+    let due: Vec<String> = store
+        .due_for_refresh(now() + 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(bot, _)| bot.to_string())
+        .collect();
     assert!(due.contains(&"bot-2".to_owned()) && !due.contains(&"bot-3".to_owned()), "{due:?}");
     assert!(store.due_for_refresh(now() - 3600).await.unwrap().is_empty());
     let to_check = store.due_for_check(now() + 1).await.unwrap();
-    assert!(to_check.contains(&"bot-2".to_owned()) && !to_check.contains(&"bot-1".to_owned()));
+    assert!(to_check.contains(&bot("bot-2")) && !to_check.contains(&bot("bot-1")));
 
     // A holder whose lease ran out loses it, and the next one learns its refresh was cut short.
-    let generation = store.sealed_tokens("bot-2").await.unwrap().unwrap().generation;
-    let first = store.claim_lease("bot-2", generation, "a", now() - 1, true).await.unwrap();
+    let generation = store.sealed_tokens(&bot("bot-2")).await.unwrap().unwrap().generation;
+    let first = store
+        .claim_lease(&bot("bot-2"), generation, "a", now() - 1, LeaseFor::Refresh)
+        .await
+        .unwrap();
     assert_eq!(first, Claim::Claimed { interrupted: None });
-    let second = store.claim_lease("bot-2", generation, "b", now() + 60, true).await.unwrap();
+    let second = store
+        .claim_lease(&bot("bot-2"), generation, "b", now() + 60, LeaseFor::Refresh)
+        .await
+        .unwrap();
     assert!(matches!(second, Claim::Claimed { interrupted: Some(_) }), "{second:?}");
-    assert!(!store.renew_lease("bot-2", "a", now() + 60).await.unwrap());
-    let summary = store.connection("bot-2").await.unwrap().unwrap();
+    assert!(!store.renew_lease(&bot("bot-2"), "a", now() + 60).await.unwrap());
+    let summary = store.connection(&bot("bot-2")).await.unwrap().unwrap();
     assert!(summary.refresh_interrupted_at.is_some());
 
     // A refresh that brings no refresh token keeps the stored one, clears the marker, frees the
     // lock.
     let rotated = SealedGrant::seal(vault, &grant("bot-2", "ntn_a2b", None)).unwrap();
-    let next = store.complete_refresh(&rotated, generation, &quiet).await.unwrap().unwrap();
-    let tokens = store.sealed_tokens("bot-2").await.unwrap().unwrap().open(vault, "bot-2").unwrap();
+    let next = store.complete_refresh(&rotated, generation).await.unwrap().unwrap();
+    let tokens = store
+        .sealed_tokens(&bot("bot-2"))
+        .await
+        .unwrap()
+        .unwrap()
+        .open(vault, &bot("bot-2"))
+        .unwrap();
     assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_a2b");
     assert_eq!(tokens.refresh_token.unwrap().expose_secret(), "ntn_r2");
-    assert!(store.connection("bot-2").await.unwrap().unwrap().refresh_interrupted_at.is_none());
-    let third = store.claim_lease("bot-2", next, "c", now() + 60, true).await.unwrap();
+    assert!(
+        store.connection(&bot("bot-2")).await.unwrap().unwrap().refresh_interrupted_at.is_none()
+    );
+    let third =
+        store.claim_lease(&bot("bot-2"), next, "c", now() + 60, LeaseFor::Refresh).await.unwrap();
     assert_eq!(third, Claim::Claimed { interrupted: None });
-    assert_eq!(store.claim_lease("bot-2", next, "d", now() + 60, true).await.unwrap(), Claim::Held);
-    store.release_lease("bot-2", "c").await.unwrap();
+    assert_eq!(
+        store.claim_lease(&bot("bot-2"), next, "d", now() + 60, LeaseFor::Refresh).await.unwrap(),
+        Claim::Held
+    );
+    store.release_lease(&bot("bot-2"), "c").await.unwrap();
     assert!(matches!(
-        store.claim_lease("bot-2", next, "d", now() + 60, true).await.unwrap(),
+        store.claim_lease(&bot("bot-2"), next, "d", now() + 60, LeaseFor::Refresh).await.unwrap(),
         Claim::Claimed { .. }
     ));
     // An unknown outcome keeps the marker for the next refresher.
-    let unknown = RefreshFailure {
-        needs_reauth: false,
-        outcome_unknown: true,
-        message: "timed out",
-        request_id: None,
-    };
-    assert!(store.fail_refresh("bot-2", next, unknown, &quiet).await.unwrap());
-    assert_eq!(store.sealed_tokens("bot-2").await.unwrap().unwrap().generation, next, "same pair");
-    let after = store.claim_lease("bot-2", next, "e", now() + 60, true).await.unwrap();
+    let unknown = failure(RefreshFailureKind::OutcomeUnknown, "timed out");
+    assert!(store.fail_refresh(&bot("bot-2"), next, unknown).await.unwrap());
+    assert_eq!(
+        store.sealed_tokens(&bot("bot-2")).await.unwrap().unwrap().generation,
+        next,
+        "same pair"
+    );
+    let after =
+        store.claim_lease(&bot("bot-2"), next, "e", now() + 60, LeaseFor::Refresh).await.unwrap();
     assert!(matches!(after, Claim::Claimed { interrupted: Some(_) }), "{after:?}");
-    store.release_lease("bot-2", "e").await.unwrap();
+    store.release_lease(&bot("bot-2"), "e").await.unwrap();
 
     // A check: noted whatever the generation; an inactive token revokes only at its generation.
-    store.record_check("bot-2", false, next - 1, None, &quiet).await.unwrap();
-    let checked = store.connection("bot-2").await.unwrap().unwrap();
-    assert_eq!(checked.status, "active");
+    store.record_check(&bot("bot-2"), false, next - 1, None).await.unwrap();
+    let checked = store.connection(&bot("bot-2")).await.unwrap().unwrap();
+    assert_eq!(checked.status, ConnectionStatus::Active);
     assert!(checked.checked_at.is_some());
-    store.record_check("bot-2", false, next, None, &quiet).await.unwrap();
-    let revoked = store.sealed_tokens("bot-2").await.unwrap().unwrap();
+    store.record_check(&bot("bot-2"), false, next, None).await.unwrap();
+    let revoked = store.sealed_tokens(&bot("bot-2")).await.unwrap().unwrap();
     assert_eq!((revoked.status.as_str(), revoked.generation), ("revoked", next + 1));
-    store.record_event("bot-3", "refresh_interrupted", Some("note"), None, &quiet).await.unwrap();
-    let history: Vec<String> =
-        store.events("bot-3", 1).await.unwrap().into_iter().map(|e| e.kind).collect();
+    let entry = HistoryEntry {
+        kind: HistoryKind::RefreshInterrupted,
+        message: Some("note"),
+        request_id: None,
+    };
+    store.record_event(&bot("bot-3"), entry).await.unwrap();
+    let history: Vec<String> = store
+        .events(&bot("bot-3"), 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .collect();
     assert_eq!(history, ["refresh_interrupted"]);
 
     // Listing: filtered, and paged by bot id.
@@ -316,13 +360,23 @@ async fn holds_the_refresh_contract(store: &dyn Store, vault: &Vault) {
         limit: 10,
         ..ConnectionFilter::default()
     };
-    let found: Vec<String> =
-        store.list_connections(&by_ref).await.unwrap().into_iter().map(|c| c.bot_id).collect();
+    let found: Vec<String> = store
+        .list_connections(&by_ref)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.bot_id.to_string())
+        .collect();
     assert_eq!(found, ["bot-3"]);
     let page =
-        ConnectionFilter { after: Some("bot-1".into()), limit: 1, ..ConnectionFilter::default() };
-    let found: Vec<String> =
-        store.list_connections(&page).await.unwrap().into_iter().map(|c| c.bot_id).collect();
+        ConnectionFilter { after: Some(bot("bot-1")), limit: 1, ..ConnectionFilter::default() };
+    let found: Vec<String> = store
+        .list_connections(&page)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.bot_id.to_string())
+        .collect();
     assert_eq!(found, ["bot-2"]);
 }
 
@@ -330,13 +384,13 @@ async fn holds_the_refresh_contract(store: &dyn Store, vault: &Vault) {
 async fn the_sqlite_store_holds_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("contract.db").display());
-    holds_the_contract(store::connect(&url).await.unwrap()).await;
+    holds_the_contract(routed(&url).await).await;
 }
 
 #[tokio::test]
 async fn the_postgres_store_holds_the_contract() {
     let Some(url) = postgres_url().await else { return };
-    holds_the_contract(store::connect(&url).await.unwrap()).await;
+    holds_the_contract(routed(&url).await).await;
 }
 
 /// An app's own store: the built-in one, except that writing a connection fails while `down`
@@ -353,12 +407,11 @@ impl Connections for FailingOver {
         &self,
         grant: &SealedGrant,
         reference: Option<&str>,
-        deliveries: &Deliveries,
     ) -> Result<Upserted, StoreError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(StoreError::Other("the database is failing over".into()));
         }
-        self.inner.upsert_connection(grant, reference, deliveries).await
+        self.inner.upsert_connection(grant, reference).await
     }
     async fn list_connections(
         &self,
@@ -366,10 +419,10 @@ impl Connections for FailingOver {
     ) -> Result<Vec<ConnectionSummary>, StoreError> {
         self.inner.list_connections(filter).await
     }
-    async fn connection(&self, bot_id: &str) -> Result<Option<ConnectionSummary>, StoreError> {
+    async fn connection(&self, bot_id: &BotId) -> Result<Option<ConnectionSummary>, StoreError> {
         self.inner.connection(bot_id).await
     }
-    async fn sealed_tokens(&self, bot_id: &str) -> Result<Option<SealedTokens>, StoreError> {
+    async fn sealed_tokens(&self, bot_id: &BotId) -> Result<Option<SealedTokens>, StoreError> {
         self.inner.sealed_tokens(bot_id).await
     }
 }
@@ -378,91 +431,80 @@ impl Connections for FailingOver {
 impl History for FailingOver {
     async fn record_event(
         &self,
-        bot_id: &str,
-        kind: &str,
-        message: Option<&str>,
-        request_id: Option<&str>,
-        deliveries: &Deliveries,
+        bot_id: &BotId,
+        entry: HistoryEntry<'_>,
     ) -> Result<(), StoreError> {
-        self.inner.record_event(bot_id, kind, message, request_id, deliveries).await
+        self.inner.record_event(bot_id, entry).await
     }
-    async fn record_denied(
-        &self,
-        reference: Option<&str>,
-        deliveries: &Deliveries,
-    ) -> Result<(), StoreError> {
-        self.inner.record_denied(reference, deliveries).await
+    async fn record_denied(&self, reference: Option<&str>) -> Result<(), StoreError> {
+        self.inner.record_denied(reference).await
     }
-    async fn events(&self, bot_id: &str, limit: i64) -> Result<Vec<Event>, StoreError> {
+    async fn events(&self, bot_id: &BotId, limit: i64) -> Result<Vec<Event>, StoreError> {
         self.inner.events(bot_id, limit).await
     }
 }
 
 #[store::async_trait]
 impl Refreshes for FailingOver {
-    async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn due_for_refresh(&self, cutoff: i64) -> Result<Vec<(BotId, i64)>, StoreError> {
         self.inner.due_for_refresh(cutoff).await
     }
-    async fn due_for_check(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+    async fn due_for_check(&self, cutoff: i64) -> Result<Vec<BotId>, StoreError> {
         self.inner.due_for_check(cutoff).await
     }
     async fn claim_lease(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         generation: i64,
         owner: &str,
         lease_until: i64,
-        require_active: bool,
+        purpose: LeaseFor,
     ) -> Result<Claim, StoreError> {
-        self.inner.claim_lease(bot_id, generation, owner, lease_until, require_active).await
+        self.inner.claim_lease(bot_id, generation, owner, lease_until, purpose).await
     }
     async fn renew_lease(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         owner: &str,
         lease_until: i64,
     ) -> Result<bool, StoreError> {
         self.inner.renew_lease(bot_id, owner, lease_until).await
     }
-    async fn release_lease(&self, bot_id: &str, owner: &str) -> Result<(), StoreError> {
+    async fn release_lease(&self, bot_id: &BotId, owner: &str) -> Result<(), StoreError> {
         self.inner.release_lease(bot_id, owner).await
     }
     async fn complete_refresh(
         &self,
         grant: &SealedGrant,
         from_generation: i64,
-        deliveries: &Deliveries,
     ) -> Result<Option<i64>, StoreError> {
-        self.inner.complete_refresh(grant, from_generation, deliveries).await
+        self.inner.complete_refresh(grant, from_generation).await
     }
     async fn fail_refresh(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         from_generation: i64,
         failure: RefreshFailure<'_>,
-        deliveries: &Deliveries,
     ) -> Result<bool, StoreError> {
-        self.inner.fail_refresh(bot_id, from_generation, failure, deliveries).await
+        self.inner.fail_refresh(bot_id, from_generation, failure).await
     }
     async fn record_check(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         active: bool,
         from_generation: i64,
         request_id: Option<&str>,
-        deliveries: &Deliveries,
     ) -> Result<(), StoreError> {
-        self.inner.record_check(bot_id, active, from_generation, request_id, deliveries).await
+        self.inner.record_check(bot_id, active, from_generation, request_id).await
     }
     async fn revoke_connection(
         &self,
-        bot_id: &str,
+        bot_id: &BotId,
         from_generation: i64,
-        message: &str,
+        reason: &str,
         request_id: Option<&str>,
-        deliveries: &Deliveries,
     ) -> Result<bool, StoreError> {
-        self.inner.revoke_connection(bot_id, from_generation, message, request_id, deliveries).await
+        self.inner.revoke_connection(bot_id, from_generation, reason, request_id).await
     }
 }
 
@@ -484,10 +526,9 @@ impl Outbox for FailingOver {
         id: i64,
         worker: &str,
         error: &str,
-        next_attempt_at: i64,
-        dead: bool,
+        retry: Retry,
     ) -> Result<bool, StoreError> {
-        self.inner.mark_failed(id, worker, error, next_attempt_at, dead).await
+        self.inner.mark_failed(id, worker, error, retry).await
     }
     async fn extend_delivery_lock(
         &self,
@@ -502,7 +543,7 @@ impl Outbox for FailingOver {
     }
     async fn deliveries(
         &self,
-        status: Option<&str>,
+        status: Option<DeliveryStatus>,
         limit: i64,
     ) -> Result<Vec<DeliverySummary>, StoreError> {
         self.inner.deliveries(status, limit).await
@@ -594,7 +635,9 @@ async fn an_embedding_app_brings_its_own_store_and_a_failed_write_saves_nothing(
     let own_dir = tempfile::tempdir().unwrap();
     let own_url = format!("sqlite://{}", own_dir.path().join("own.db").display());
     let down = Arc::new(AtomicBool::new(true));
-    let own = FailingOver { inner: SqlStore::connect(&own_url).await.unwrap(), down: down.clone() };
+    let inner = SqlStore::connect(&own_url).await.unwrap();
+    let failing = down.clone();
+    let own = move |routing| FailingOver { inner: inner.with_routing(routing), down: failing };
     let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut settings = app.settings.clone();
     settings.server.public_url = Some(origin.clone());
@@ -630,7 +673,7 @@ async fn an_embedding_app_brings_its_own_store_and_a_failed_write_saves_nothing(
         assert!(!page.contains(secret.as_str()), "a token on the error page");
     }
     let everything = ConnectionFilter { limit: 10, ..ConnectionFilter::default() };
-    let own = &embedded.state().store;
+    let own = embedded.store();
     assert!(own.list_connections(&everything).await.unwrap().is_empty());
     assert!(own.deliveries(None, 10).await.unwrap().is_empty());
     assert!(app.connections().await.is_empty(), "the configured database is not used");
@@ -658,12 +701,12 @@ async fn a_change_whose_delivery_cannot_be_queued_is_not_stored_either() {
     // Arrange: a connection, then an outbox that refuses every row (as a full disk would).
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("atomic.db").display());
-    let store = store::connect(&url).await.unwrap();
     let vault =
         Vault::new(&MasterKey::from_base64(&SecretString::from(random_key())).unwrap(), &[]);
-    let routes = routing();
     let first = SealedGrant::seal(&vault, &grant("bot-1", "ntn_one", Some("ntn_r1"))).unwrap();
-    store.upsert_connection(&first, Some("user-1"), &Deliveries::none()).await.unwrap();
+    // Set up with nothing routed, so the outbox starts empty.
+    store::connect(&url).await.unwrap().upsert_connection(&first, Some("user-1")).await.unwrap();
+    let store = routed(&url).await;
     let mut sqlite = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
     sqlx::query(
         "CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full'); END",
@@ -671,25 +714,20 @@ async fn a_change_whose_delivery_cannot_be_queued_is_not_stored_either() {
     .execute(&mut sqlite)
     .await
     .unwrap();
-    let before = store.connection("bot-1").await.unwrap().unwrap();
-    let generation = store.sealed_tokens("bot-1").await.unwrap().unwrap().generation;
+    let before = store.connection(&bot("bot-1")).await.unwrap().unwrap();
+    let generation = store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap().generation;
 
     // Act: every kind of change that reports itself.
     let other = SealedGrant::seal(&vault, &grant("bot-2", "ntn_two", None)).unwrap();
-    let created = store.upsert_connection(&other, Some("user-2"), &routes).await;
+    let created = store.upsert_connection(&other, Some("user-2")).await;
     let again = SealedGrant::seal(&vault, &grant("bot-1", "ntn_again", None)).unwrap();
-    let reauthorized = store.upsert_connection(&again, None, &routes).await;
-    let refreshed = store.complete_refresh(&again, generation, &routes).await;
-    let refused = RefreshFailure {
-        needs_reauth: true,
-        outcome_unknown: false,
-        message: "refused",
-        request_id: None,
-    };
-    let failed = store.fail_refresh("bot-1", generation, refused, &routes).await;
-    let revoked = store.revoke_connection("bot-1", generation, "gone", None, &routes).await;
-    let checked = store.record_check("bot-1", false, generation, None, &routes).await;
-    let denied = store.record_denied(Some("user-3"), &routes).await;
+    let reauthorized = store.upsert_connection(&again, None).await;
+    let refreshed = store.complete_refresh(&again, generation).await;
+    let refused = failure(RefreshFailureKind::Refused, "refused");
+    let failed = store.fail_refresh(&bot("bot-1"), generation, refused).await;
+    let revoked = store.revoke_connection(&bot("bot-1"), generation, "gone", None).await;
+    let checked = store.record_check(&bot("bot-1"), false, generation, None).await;
+    let denied = store.record_denied(Some("user-3")).await;
 
     // Assert: each failed, and left everything as it was.
     for (what, failed) in [
@@ -703,18 +741,23 @@ async fn a_change_whose_delivery_cannot_be_queued_is_not_stored_either() {
     ] {
         assert!(failed, "{what} succeeded without its delivery");
     }
-    assert!(store.connection("bot-2").await.unwrap().is_none());
-    let after = store.connection("bot-1").await.unwrap().unwrap();
+    assert!(store.connection(&bot("bot-2")).await.unwrap().is_none());
+    let after = store.connection(&bot("bot-1")).await.unwrap().unwrap();
     assert_eq!(
         (after.status.as_str(), after.authorizations, after.checked_at, after.updated_at),
         (before.status.as_str(), before.authorizations, before.checked_at, before.updated_at)
     );
-    let tokens = store.sealed_tokens("bot-1").await.unwrap().unwrap();
+    let tokens = store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap();
     assert_eq!(tokens.generation, generation);
-    let tokens = tokens.open(&vault, "bot-1").unwrap();
+    let tokens = tokens.open(&vault, &bot("bot-1")).unwrap();
     assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_one");
-    let history: Vec<String> =
-        store.events("bot-1", 10).await.unwrap().into_iter().map(|e| e.kind).collect();
+    let history: Vec<String> = store
+        .events(&bot("bot-1"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .collect();
     assert_eq!(history, ["connected"]);
     assert!(store.deliveries(None, 10).await.unwrap().is_empty());
 }

@@ -1,5 +1,7 @@
 //! `/api/v1/connections…`: the connections, their tokens and their history.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -7,61 +9,52 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ErrorBody, bad_query};
-use crate::lifecycle::{self, LifecycleError};
-use crate::startup::AppState;
-use crate::store::{ConnectionFilter, ConnectionSummary, Event};
+use super::responses::{Invalid, Keyed, LifecycleFailures, UnknownConnection};
+use super::{ApiError, bad_query};
+use crate::domain::{BotId, ConnectionStatus, WorkspaceId};
+use crate::lifecycle::{Freshness, Lifecycle, LifecycleError, Token};
+use crate::links::Links;
+use crate::store::{ConnectionFilter, ConnectionSummary, Event, Store};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     /// Only connections in this workspace.
-    workspace_id: Option<String>,
+    #[param(value_type = Option<String>)]
+    workspace_id: Option<WorkspaceId>,
     /// Only connections started with this `ref`.
     #[serde(rename = "ref")]
     #[param(rename = "ref")]
     reference: Option<String>,
-    /// Only connections in this state: `active`, `needs_reauth` or `revoked`.
-    status: Option<String>,
+    /// Only connections in this state.
+    status: Option<ConnectionStatus>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    cursor: Option<BotId>,
     /// Page size, 1 to 200 (default 50).
     limit: Option<i64>,
 }
 
+/// A page of connections.
 #[derive(Serialize, ToSchema)]
-pub struct ConnectionList {
+pub(super) struct ConnectionList {
     connections: Vec<ConnectionSummary>,
     /// Pass as `cursor` for the next page; absent on the last page.
-    next_cursor: Option<String>,
+    #[schema(value_type = Option<String>)]
+    next_cursor: Option<BotId>,
 }
 
 /// List connections (never tokens).
 #[utoipa::path(get, path = "/connections", params(ListQuery), tag = "connections",
-    responses((status = 500, description = "Something failed on our side", body = ErrorBody), (status = 200, description = "OK", body = ConnectionList), (status = 400, description = "The query is not valid", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = ConnectionList), Invalid, Keyed))]
 pub(super) async fn list_connections(
-    State(app): State<AppState>,
+    State(store): State<Arc<dyn Store>>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ConnectionList>, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "limit must be between 1 and 200",
-        ));
-    }
-    if query
-        .status
-        .as_deref()
-        .is_some_and(|status| !["active", "needs_reauth", "revoked"].contains(&status))
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "status must be active, needs_reauth or revoked",
-        ));
+        return Err(ApiError::invalid("limit must be between 1 and 200"));
     }
     let filter = ConnectionFilter {
         workspace_id: query.workspace_id,
@@ -71,7 +64,7 @@ pub(super) async fn list_connections(
         limit: limit + 1,
     };
     let mut connections =
-        app.store.list_connections(&filter).await.map_err(|e| ApiError::internal(&e))?;
+        store.list_connections(&filter).await.map_err(|e| ApiError::internal(&e))?;
     let next_cursor = if connections.len() as i64 > limit {
         connections.truncate(limit as usize);
         connections.last().map(|c| c.bot_id.clone())
@@ -83,33 +76,32 @@ pub(super) async fn list_connections(
 
 /// One connection's metadata (never tokens).
 #[utoipa::path(get, path = "/connections/{bot_id}", params(("bot_id" = String, Path)), tag = "connections",
-    responses((status = 500, description = "Something failed on our side", body = ErrorBody), (status = 200, description = "OK", body = ConnectionSummary), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = ConnectionSummary), UnknownConnection, Keyed))]
 pub(super) async fn get_connection(
-    State(app): State<AppState>,
-    Path(bot_id): Path<String>,
+    State(store): State<Arc<dyn Store>>,
+    Path(bot_id): Path<BotId>,
 ) -> Result<Json<ConnectionSummary>, ApiError> {
-    match app.store.connection(&bot_id).await {
+    match store.connection(&bot_id).await {
         Ok(Some(connection)) => Ok(Json(connection)),
-        Ok(None) => {
-            Err(ApiError::from_lifecycle(&app, &bot_id, LifecycleError::NotFound(bot_id.clone()))
-                .await)
-        }
+        Ok(None) => Err(LifecycleError::NotFound(bot_id).into()),
         Err(error) => Err(ApiError::internal(&error)),
     }
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct TokenQuery {
+pub(super) struct TokenQuery {
     /// Refresh first (coalesced with any refresh under way or just done).
     force_refresh: Option<bool>,
     /// Also return the refresh token. Only for apps that refresh by themselves.
     include_refresh_token: Option<bool>,
 }
 
+/// A connection's token.
 #[derive(Serialize, ToSchema)]
-pub struct TokenBody {
-    bot_id: String,
+pub(super) struct TokenBody {
+    #[schema(value_type = String)]
+    bot_id: BotId,
     /// Always `bearer`.
     token_type: &'static str,
     access_token: String,
@@ -122,64 +114,73 @@ pub struct TokenBody {
     refreshed: bool,
 }
 
-pub(super) fn token_body(
-    bot_id: String,
-    grant: lifecycle::Grant,
-    include_refresh_token: bool,
-) -> TokenBody {
+/// Whether an answer carries the refresh token too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefreshTokenShown {
+    Yes,
+    No,
+}
+
+fn token_body(bot_id: BotId, token: Token, shown: RefreshTokenShown) -> TokenBody {
     TokenBody {
         bot_id,
         token_type: "bearer",
-        access_token: grant.access_token.expose_secret().to_owned(),
-        refresh_token: grant
+        access_token: token.access_token.expose_secret().to_owned(),
+        refresh_token: token
             .refresh_token
-            .filter(|_| include_refresh_token)
+            .filter(|_| shown == RefreshTokenShown::Yes)
             .map(|t| t.expose_secret().to_owned()),
-        generation: grant.generation,
-        refreshed: grant.refreshed,
+        generation: token.generation,
+        refreshed: token.refreshed,
     }
 }
 
 /// The connection's current access token.
 #[utoipa::path(get, path = "/connections/{bot_id}/token", params(("bot_id" = String, Path), TokenQuery), tag = "tokens",
-    responses((status = 400, description = "The query is not valid", body = ErrorBody), (status = 500, description = "Something failed on our side", body = ErrorBody), (status = 200, description = "OK", body = TokenBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody),
-        (status = 409, description = "The user has to connect again: send them to connect_url", body = ErrorBody),
-        (status = 502, description = "Notion failed; the message says whether the stored pair is still usable", body = ErrorBody), (status = 503, description = "Busy, or Notion asks to slow down: see Retry-After", body = ErrorBody), (status = 503, description = "Busy, or Notion asks to slow down: see Retry-After", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = TokenBody), Invalid, LifecycleFailures, Keyed))]
 pub(super) async fn get_token(
-    State(app): State<AppState>,
-    Path(bot_id): Path<String>,
+    State(lifecycle): State<Arc<Lifecycle>>,
+    State(links): State<Arc<Links>>,
+    Path(bot_id): Path<BotId>,
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Json<TokenBody>, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
-    match lifecycle::token(&app, &bot_id, query.force_refresh.unwrap_or(false)).await {
-        Ok(grant) => {
-            Ok(Json(token_body(bot_id, grant, query.include_refresh_token.unwrap_or(false))))
-        }
-        Err(error) => Err(ApiError::from_lifecycle(&app, &bot_id, error).await),
+    let freshness =
+        if query.force_refresh == Some(true) { Freshness::Refreshed } else { Freshness::Stored };
+    let shown = if query.include_refresh_token == Some(true) {
+        RefreshTokenShown::Yes
+    } else {
+        RefreshTokenShown::No
+    };
+    match lifecycle.token(&bot_id, freshness).await {
+        Ok(token) => Ok(Json(token_body(bot_id, token, shown))),
+        Err(error) => Err(ApiError::from_lifecycle(&links, &bot_id, error).await),
     }
 }
 
 /// Refresh the connection's token pair now.
 #[utoipa::path(post, path = "/connections/{bot_id}/refresh", params(("bot_id" = String, Path)), tag = "tokens",
-    responses((status = 500, description = "Something failed on our side", body = ErrorBody), (status = 200, description = "OK", body = TokenBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody),
-        (status = 409, description = "The user has to connect again: send them to connect_url", body = ErrorBody), (status = 502, description = "Notion failed; the message says whether the stored pair is still usable", body = ErrorBody), (status = 503, description = "Busy, or Notion asks to slow down: see Retry-After", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = TokenBody), LifecycleFailures, Keyed))]
 pub(super) async fn refresh_connection(
-    State(app): State<AppState>,
-    Path(bot_id): Path<String>,
+    State(lifecycle): State<Arc<Lifecycle>>,
+    State(links): State<Arc<Links>>,
+    Path(bot_id): Path<BotId>,
 ) -> Result<Json<TokenBody>, ApiError> {
-    match lifecycle::token(&app, &bot_id, true).await {
-        Ok(grant) => Ok(Json(token_body(bot_id, grant, false))),
-        Err(error) => Err(ApiError::from_lifecycle(&app, &bot_id, error).await),
+    match lifecycle.token(&bot_id, Freshness::Refreshed).await {
+        Ok(token) => Ok(Json(token_body(bot_id, token, RefreshTokenShown::No))),
+        Err(error) => Err(ApiError::from_lifecycle(&links, &bot_id, error).await),
     }
 }
 
+/// What Notion says of a connection's token.
 #[derive(Serialize, ToSchema)]
-pub struct CheckBody {
-    bot_id: String,
+pub(super) struct CheckBody {
+    #[schema(value_type = String)]
+    bot_id: BotId,
     /// Whether Notion considers the token usable (after refreshing one that had expired).
     active: bool,
     /// The connection's status after the check.
-    status: String,
+    status: ConnectionStatus,
     /// The connection's capabilities, as Notion reports them.
     scope: Option<String>,
     /// When Notion issued the token, in milliseconds since the Unix epoch.
@@ -188,13 +189,13 @@ pub struct CheckBody {
 
 /// Ask Notion whether the connection still works; an inactive one becomes `revoked`.
 #[utoipa::path(post, path = "/connections/{bot_id}/check", params(("bot_id" = String, Path)), tag = "connections",
-    responses((status = 500, description = "Something failed on our side", body = ErrorBody), (status = 200, description = "OK", body = CheckBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody),
-        (status = 409, description = "The user has to connect again: send them to connect_url", body = ErrorBody), (status = 502, description = "Notion failed; the message says whether the stored pair is still usable", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = CheckBody), LifecycleFailures, Keyed))]
 pub(super) async fn check_connection(
-    State(app): State<AppState>,
-    Path(bot_id): Path<String>,
+    State(lifecycle): State<Arc<Lifecycle>>,
+    State(links): State<Arc<Links>>,
+    Path(bot_id): Path<BotId>,
 ) -> Result<Json<CheckBody>, ApiError> {
-    match lifecycle::check(&app, &bot_id).await {
+    match lifecycle.check(&bot_id).await {
         Ok(checked) => Ok(Json(CheckBody {
             bot_id,
             active: checked.active,
@@ -202,49 +203,43 @@ pub(super) async fn check_connection(
             scope: checked.scope,
             iat: checked.issued_at_ms,
         })),
-        Err(error) => Err(ApiError::from_lifecycle(&app, &bot_id, error).await),
+        Err(error) => Err(ApiError::from_lifecycle(&links, &bot_id, error).await),
     }
 }
 
 /// Revoke the connection at Notion and forget its tokens. Repeating it changes nothing.
 #[utoipa::path(delete, path = "/connections/{bot_id}", params(("bot_id" = String, Path)), tag = "connections",
-    responses((status = 500, description = "Something failed on our side", body = ErrorBody), (status = 204, description = "Revoked (or already revoked)"), (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such connection", body = ErrorBody), (status = 502, description = "Notion failed; the message says whether the stored pair is still usable", body = ErrorBody), (status = 503, description = "Busy, or Notion asks to slow down: see Retry-After", body = ErrorBody), (status = 504, description = "Notion did not answer in time", body = ErrorBody)))]
+    responses((status = 204, description = "Revoked (or already revoked)"), LifecycleFailures, Keyed))]
 pub(super) async fn revoke_connection(
-    State(app): State<AppState>,
-    Path(bot_id): Path<String>,
+    State(lifecycle): State<Arc<Lifecycle>>,
+    State(links): State<Arc<Links>>,
+    Path(bot_id): Path<BotId>,
 ) -> Result<StatusCode, ApiError> {
-    match lifecycle::revoke(&app, &bot_id, "revoked through the API").await {
+    match lifecycle.revoke(&bot_id, "revoked through the API").await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(error) => Err(ApiError::from_lifecycle(&app, &bot_id, error).await),
+        Err(error) => Err(ApiError::from_lifecycle(&links, &bot_id, error).await),
     }
 }
 
+/// A connection's history.
 #[derive(Serialize, ToSchema)]
-pub struct EventList {
+pub(super) struct EventList {
     /// Newest first.
     events: Vec<Event>,
 }
 
 /// What happened to the connection: connected, refreshed, checked, revoked…
 #[utoipa::path(get, path = "/connections/{bot_id}/events", params(("bot_id" = String, Path)), tag = "connections",
-    responses((status = 500, description = "Something failed on our side", body = ErrorBody), (status = 200, description = "OK", body = EventList), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such connection", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EventList), UnknownConnection, Keyed))]
 pub(super) async fn connection_events(
-    State(app): State<AppState>,
-    Path(bot_id): Path<String>,
+    State(store): State<Arc<dyn Store>>,
+    Path(bot_id): Path<BotId>,
 ) -> Result<Json<EventList>, ApiError> {
-    match app.store.connection(&bot_id).await {
+    match store.connection(&bot_id).await {
         Ok(Some(_)) => {}
-        Ok(None) => {
-            return Err(ApiError::from_lifecycle(
-                &app,
-                &bot_id,
-                LifecycleError::NotFound(bot_id.clone()),
-            )
-            .await);
-        }
+        Ok(None) => return Err(LifecycleError::NotFound(bot_id).into()),
         Err(error) => return Err(ApiError::internal(&error)),
     }
-    let events = app.store.events(&bot_id, 200).await.map_err(|e| ApiError::internal(&e))?;
+    let events = store.events(&bot_id, 200).await.map_err(|e| ApiError::internal(&e))?;
     Ok(Json(EventList { events }))
 }

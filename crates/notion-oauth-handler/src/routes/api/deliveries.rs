@@ -1,73 +1,62 @@
 //! `/api/v1/deliveries…` and `/api/v1/connect-links`: what the app is told, and links it can hand out.
 
+use std::sync::Arc;
+
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ErrorBody, bad_query};
-use crate::startup::AppState;
+use super::responses::{Invalid, Keyed};
+use super::{ApiError, bad_query};
+use crate::domain::{DeliveryStatus, Reference};
+use crate::links::Links;
+use crate::store::{DeliverySummary, Store, now};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct DeliveryQuery {
-    /// Only deliveries in this state: `pending`, `delivered` or `dead`.
-    status: Option<String>,
+pub(super) struct DeliveryQuery {
+    /// Only deliveries in this state.
+    status: Option<DeliveryStatus>,
     /// How many, newest first (1 to 500, default 100).
     limit: Option<i64>,
 }
 
+/// Deliveries, newest first.
 #[derive(Serialize, ToSchema)]
-pub struct DeliveryList {
-    deliveries: Vec<crate::store::DeliverySummary>,
+pub(super) struct DeliveryList {
+    deliveries: Vec<DeliverySummary>,
 }
 
 /// Deliveries of connection events to webhooks and the command hook, newest first.
 #[utoipa::path(get, path = "/deliveries", params(DeliveryQuery), tag = "deliveries",
-    responses((status = 200, description = "OK", body = DeliveryList), (status = 400, description = "The query is not valid", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody), (status = 500, description = "Something failed on our side", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = DeliveryList), Invalid, Keyed))]
 pub(super) async fn list_deliveries(
-    State(app): State<AppState>,
+    State(store): State<Arc<dyn Store>>,
     query: Result<Query<DeliveryQuery>, QueryRejection>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "limit must be between 1 and 500",
-        ));
+        return Err(ApiError::invalid("limit must be between 1 and 500"));
     }
-    if query.status.as_deref().is_some_and(|s| !["pending", "delivered", "dead"].contains(&s)) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "status must be pending, delivered or dead",
-        ));
-    }
-    let deliveries = app
-        .store
-        .deliveries(query.status.as_deref(), limit)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let deliveries =
+        store.deliveries(query.status, limit).await.map_err(|e| ApiError::internal(&e))?;
     Ok(Json(DeliveryList { deliveries }))
 }
 
 /// Queue a delivered or dead delivery again, due now, with a fresh count of attempts.
 #[utoipa::path(post, path = "/deliveries/{id}/redeliver", params(("id" = i64, Path)), tag = "deliveries",
-        responses((status = 202, description = "Queued again"), (status = 400, description = "The id is not a number", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No delivered or dead delivery with this id", body = ErrorBody), (status = 500, description = "Something failed on our side", body = ErrorBody)))]
+    responses((status = 202, description = "Queued again"), Invalid,
+        (status = 404, description = "No delivered or dead delivery with this id", body = super::ErrorBody), Keyed))]
 pub(super) async fn redeliver(
-    State(app): State<AppState>,
-    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    State(store): State<Arc<dyn Store>>,
+    id: Result<Path<i64>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Path(id) = id.map_err(|_| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "the delivery id is a number")
-    })?;
-    match app.store.redeliver(id).await {
+    let Path(id) = id.map_err(|_| ApiError::invalid("the delivery id is a number"))?;
+    match store.redeliver(id).await {
         Ok(true) => Ok(StatusCode::ACCEPTED),
         Ok(false) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -78,9 +67,10 @@ pub(super) async fn redeliver(
     }
 }
 
+/// What a one-time link is for.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewConnectLink {
+pub(super) struct NewConnectLink {
     /// Your own id for the user, stored with the connection.
     #[serde(rename = "ref")]
     #[schema(rename = "ref")]
@@ -91,8 +81,9 @@ pub struct NewConnectLink {
     ttl_seconds: Option<i64>,
 }
 
+/// A one-time link.
 #[derive(Serialize, ToSchema)]
-pub struct ConnectLink {
+pub(super) struct ConnectLink {
     /// Send the user here; it works once.
     url: String,
     /// Seconds since the Unix epoch.
@@ -101,41 +92,36 @@ pub struct ConnectLink {
 
 /// A one-time link to /connect bound to your user's `ref` (and `return_to`).
 #[utoipa::path(post, path = "/connect-links", request_body = NewConnectLink, tag = "connect",
-    responses((status = 201, description = "Created", body = ConnectLink), (status = 400, description = "The body is not valid", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody), (status = 500, description = "Something failed on our side", body = ErrorBody)))]
+    responses((status = 201, description = "Created", body = ConnectLink), Invalid, Keyed))]
 pub(super) async fn create_connect_link(
-    State(app): State<AppState>,
-    body: Result<Json<NewConnectLink>, axum::extract::rejection::JsonRejection>,
+    State(links): State<Arc<Links>>,
+    body: Result<Json<NewConnectLink>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ConnectLink>), ApiError> {
-    let invalid = |message: &str| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message.to_owned())
-    };
-    let Json(body) = body.map_err(|rejection| invalid(&rejection.body_text()))?;
-    let reference = body.reference.filter(|r| !r.is_empty());
-    if reference.as_ref().is_some_and(|r| {
-        r.chars().count() > crate::flow::MAX_REF_CHARS || r.chars().any(char::is_control)
-    }) {
-        return Err(invalid("ref must be at most 256 characters, without control characters"));
-    }
+    let Json(body) = body.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
+    let reference = body
+        .reference
+        .filter(|r| !r.is_empty())
+        .map(Reference::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let return_to = match body.return_to.filter(|r| !r.is_empty()) {
-        Some(raw) => Some(
-            crate::config::connect::check_return_to(&raw, &app.config.connect.return_to_origins)
-                .ok_or_else(|| invalid("return_to must be a URL of at most 1024 bytes at one of connect.return_to_origins"))?
-                .to_string(),
-        ),
+        Some(raw) => Some(links.check_return_to(&raw).ok_or_else(|| {
+            ApiError::invalid(
+                "return_to must be a URL of at most 1024 bytes at one of connect.return_to_origins",
+            )
+        })?),
         None => None,
     };
     let ttl = body.ttl_seconds.unwrap_or(3600);
     if !(60..=604_800).contains(&ttl) {
-        return Err(invalid("ttl_seconds must be between 60 and 604800"));
+        return Err(ApiError::invalid("ttl_seconds must be between 60 and 604800"));
     }
-    let (token, digest) = crate::links::new_token().map_err(|e| ApiError::internal(&e))?;
-    let expires_at = crate::store::now() + ttl;
-    app.store
-        .insert_connect_link(&digest, reference.as_deref(), return_to.as_deref(), expires_at)
+    let expires_at = now() + ttl;
+    let reference = reference.as_ref().map(Reference::as_str);
+    let return_to = return_to.as_ref().map(url::Url::as_str);
+    let url = links
+        .one_time(reference, return_to, expires_at)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    let mut url = app.config.public_link("/connect");
-    url.query_pairs_mut().append_pair("link", &token);
     Ok((StatusCode::CREATED, Json(ConnectLink { url: url.to_string(), expires_at })))
 }

@@ -2,7 +2,11 @@
 //!
 //! Every error is `{"error": {"code", "message"}}`; a connection that needs its user again
 //! answers 409 with the `connect_url` to send them to. The OpenAPI document is generated from
-//! these handlers, so it cannot drift from them.
+//! these handlers, and the error statuses each route lists come from the shared sets in
+//! [`responses`], which a test holds to the error mapping, so the document cannot drift from the
+//! answers.
+
+use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Request, State};
@@ -11,12 +15,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use notion_oauth::NotionError;
 use serde::Serialize;
+use url::Url;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 mod connections;
 mod deliveries;
+mod responses;
 
 use connections::{
     CheckBody, ConnectionList, EventList, TokenBody, check_connection, connection_events,
@@ -27,12 +34,19 @@ use deliveries::{
 };
 
 use crate::api_keys;
+use crate::domain::BotId;
 use crate::lifecycle::LifecycleError;
-use crate::startup::AppState;
-use crate::store::{ConnectionSummary, Event};
+use crate::links::Links;
+use crate::state::AppState;
+use crate::store::{ConnectionSummary, DeliverySummary, Event, Store, now};
+use crate::telemetry::Chain;
 
-/// The API, to be nested at `/api/v1`.
-pub fn router(app: AppState) -> Router<AppState> {
+/// The API, to be nested at `/api/v1`, which the public reaches at `api_url`.
+pub(super) fn router(state: AppState, api_url: Url) -> Router<AppState> {
+    // Built once: it is the same for every request.
+    let mut document = ApiDoc::openapi();
+    document.servers = Some(vec![utoipa::openapi::Server::new(api_url.to_string())]);
+    let document = Arc::new(document);
     Router::new()
         .route("/connections", get(list_connections))
         .route("/connections/{bot_id}", get(get_connection).delete(revoke_connection))
@@ -43,8 +57,8 @@ pub fn router(app: AppState) -> Router<AppState> {
         .route("/connect-links", post(create_connect_link))
         .route("/deliveries", get(list_deliveries))
         .route("/deliveries/{id}/redeliver", post(redeliver))
-        .layer(axum::middleware::from_fn_with_state(app, require_api_key))
-        .route("/openapi.json", get(openapi_document))
+        .layer(axum::middleware::from_fn_with_state(state, require_api_key))
+        .route("/openapi.json", get(move || openapi_document(document.clone())))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -63,7 +77,7 @@ pub fn router(app: AppState) -> Router<AppState> {
 
 /// An API error, as every route answers it.
 #[derive(Debug)]
-pub struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
@@ -71,13 +85,15 @@ pub struct ApiError {
     retry_after: Option<u64>,
 }
 
+/// Every error's body.
 #[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
+pub(super) struct ErrorBody {
     error: ErrorDetail,
 }
 
+/// What went wrong.
 #[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
+pub(super) struct ErrorDetail {
     /// Stable: `unauthorized`, `not_found`, `invalid_request`, `needs_reauth`, `revoked`,
     /// `busy`, `notion_unavailable`, `notion_timeout`, `notion_rejected`, `internal`.
     code: String,
@@ -93,6 +109,10 @@ impl ApiError {
         Self { status, code, message: message.into(), connect_url: None, retry_after: None }
     }
 
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
     fn unauthorized() -> Self {
         // Nothing about why: a wrong key, a revoked key and no key look the same from outside.
         Self::new(
@@ -102,8 +122,8 @@ impl ApiError {
         )
     }
 
-    fn internal(error: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %error, "an API request failed");
+    fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %Chain(error), "an API request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -111,57 +131,52 @@ impl ApiError {
         )
     }
 
-    /// Maps a lifecycle failure, naming the page that reconnects the user where that helps.
-    async fn from_lifecycle(app: &AppState, bot_id: &str, error: LifecycleError) -> Self {
-        let connect_url = || async {
-            let reference =
-                app.store.connection(bot_id).await.ok().flatten().and_then(|c| c.reference);
-            crate::links::reconnect_url(app, reference.as_deref())
-                .await
-                .ok()
-                .map(|url| url.to_string())
+    /// A lifecycle failure of `bot_id`'s connection, naming the page that reconnects the user
+    /// where that helps.
+    async fn from_lifecycle(links: &Links, bot_id: &BotId, error: LifecycleError) -> Self {
+        let reconnect =
+            matches!(error, LifecycleError::NeedsReauth(_) | LifecycleError::Revoked(_));
+        let mut api_error = Self::from(error);
+        if reconnect {
+            let url = links.reconnect_url_for(bot_id).await;
+            api_error.connect_url = url.map(|url| url.to_string());
+        }
+        api_error
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(error: LifecycleError) -> Self {
+        let message = match error.request_id() {
+            Some(id) => format!("{error} (Notion request id {id})"),
+            None => error.to_string(),
         };
-        match error {
-            LifecycleError::NotFound(_) => {
-                Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+        match &error {
+            LifecycleError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            LifecycleError::NeedsReauth(_) => {
+                Self::new(StatusCode::CONFLICT, "needs_reauth", message)
             }
-            LifecycleError::NeedsReauth(_) => Self {
-                connect_url: connect_url().await,
-                ..Self::new(StatusCode::CONFLICT, "needs_reauth", error.to_string())
-            },
-            LifecycleError::Revoked(_) => Self {
-                connect_url: connect_url().await,
-                ..Self::new(StatusCode::CONFLICT, "revoked", error.to_string())
-            },
+            LifecycleError::Revoked(_) => Self::new(StatusCode::CONFLICT, "revoked", message),
             LifecycleError::Busy => Self {
                 retry_after: Some(5),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", error.to_string())
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
             },
-            LifecycleError::Notion(ref notion) | LifecycleError::NotionUncertain(ref notion) => {
+            LifecycleError::Notion(notion) | LifecycleError::NotionUncertain(notion) => {
                 let retry_after = match notion {
-                    notion_oauth::NotionError::Api(api) => api.retry_after.map(|d| d.as_secs()),
+                    NotionError::Api(api) => api.retry_after.map(|d| d.as_secs()),
                     _ => None,
                 };
                 let (status, code) = match notion {
-                    notion_oauth::NotionError::Timeout(_) => {
-                        (StatusCode::GATEWAY_TIMEOUT, "notion_timeout")
-                    }
+                    NotionError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "notion_timeout"),
                     e if e.is_invalid_client() => (StatusCode::BAD_GATEWAY, "notion_rejected"),
-                    notion_oauth::NotionError::Api(api)
-                        if api.status == 429 || api.status == 503 =>
-                    {
+                    NotionError::Api(api) if api.status == 429 || api.status == 503 => {
                         (StatusCode::SERVICE_UNAVAILABLE, "notion_unavailable")
                     }
                     _ => (StatusCode::BAD_GATEWAY, "notion_unavailable"),
                 };
-                let message = match notion.request_id() {
-                    Some(id) => format!("{error} (Notion request id {id})"),
-                    None => error.to_string(),
-                };
                 Self { retry_after, ..Self::new(status, code, message) }
             }
-            LifecycleError::Store(error) => Self::internal(&error),
-            LifecycleError::Task => Self::internal(&error),
+            LifecycleError::Store(_) | LifecycleError::Task => Self::internal(&error),
         }
     }
 }
@@ -189,10 +204,14 @@ impl IntoResponse for ApiError {
 }
 
 fn bad_query(rejection: QueryRejection) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text())
+    ApiError::invalid(rejection.body_text())
 }
 
-async fn require_api_key(State(app): State<AppState>, request: Request, next: Next) -> Response {
+async fn require_api_key(
+    State(store): State<Arc<dyn Store>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -203,7 +222,7 @@ async fn require_api_key(State(app): State<AppState>, request: Request, next: Ne
     let Some((id, secret)) = presented else {
         return ApiError::unauthorized().into_response();
     };
-    let key = match app.store.api_key(id).await {
+    let key = match store.api_key(id).await {
         Ok(key) => key,
         Err(error) => return ApiError::internal(&error).into_response(),
     };
@@ -214,10 +233,10 @@ async fn require_api_key(State(app): State<AppState>, request: Request, next: Ne
         return ApiError::unauthorized().into_response();
     };
     // Noting the use is a write: at most once a minute per key, not on every call of a hot path.
-    if key.last_used_at.is_none_or(|at| crate::store::now() - at >= 60)
-        && let Err(error) = app.store.touch_api_key(id).await
+    if key.last_used_at.is_none_or(|at| now() - at >= 60)
+        && let Err(error) = store.touch_api_key(id).await
     {
-        tracing::warn!(error = %error, "could not record an API key's use");
+        tracing::warn!(error = %Chain(&error), "could not record an API key's use");
     }
     let mut response = next.run(request).await;
     // Answers can hold tokens: no cache may keep them.
@@ -246,17 +265,16 @@ impl Modify for ApiKeyAuth {
 #[openapi(
     info(title = "notion-oauth-handler API", description = "Tokens and lifecycle of the Notion connections this server stores."),
     paths(connections::list_connections, connections::get_connection, connections::get_token, connections::refresh_connection, connections::check_connection, connections::revoke_connection, connections::connection_events, deliveries::list_deliveries, deliveries::redeliver, deliveries::create_connect_link, openapi_document),
-    components(schemas(ConnectionList, ConnectionSummary, TokenBody, CheckBody, EventList, Event, ErrorBody, ErrorDetail, DeliveryList, crate::store::DeliverySummary, NewConnectLink, ConnectLink)),
+    components(schemas(ConnectionList, ConnectionSummary, TokenBody, CheckBody, EventList, Event, ErrorBody, ErrorDetail, DeliveryList, DeliverySummary, NewConnectLink, ConnectLink)),
     modifiers(&ApiKeyAuth),
     security(("api_key" = []))
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
 /// The OpenAPI 3.1 document of this API, with this server's address.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta", security(()), responses((status = 200, description = "This document")))]
-async fn openapi_document(State(app): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
-    let mut document = ApiDoc::openapi();
-    document.servers =
-        Some(vec![utoipa::openapi::Server::new(app.config.public_link("/api/v1").to_string())]);
-    Json(document)
+async fn openapi_document(
+    document: Arc<utoipa::openapi::OpenApi>,
+) -> Json<utoipa::openapi::OpenApi> {
+    Json(document.as_ref().clone())
 }

@@ -1,0 +1,236 @@
+//! The configuration file as written, and how it is read: a TOML file, then environment
+//! variables. `NOH_<SECTION>__<KEY>` overrides any key (`NOH_SERVER__BIND`); `NOTION_CLIENT_ID`,
+//! `NOTION_CLIENT_SECRET` and `NOH_MASTER_KEY` are accepted as well, because that is how users of
+//! other Notion tools already keep them.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use notion_oauth::{DEFAULT_API_BASE_URL, DEFAULT_NOTION_VERSION};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::connect::ConnectSettings;
+use super::delivery::{CommandHookSettings, DeliverySettings, WebhookSettings};
+use super::documents::DocumentSettings;
+use super::problems::{ConfigError, Problem};
+
+/// The configuration file as written, one field per section.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `[server]`
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// `[notion]`
+    #[serde(default)]
+    pub notion: NotionSettings,
+    /// `[storage]`
+    #[serde(default)]
+    pub storage: StorageSettings,
+    /// `[security]`
+    #[serde(default)]
+    pub security: SecuritySettings,
+    /// `[lifecycle]`
+    #[serde(default)]
+    pub lifecycle: LifecycleSettings,
+    /// `[[documents]]`
+    #[serde(default)]
+    pub documents: Vec<DocumentSettings>,
+    /// `[[webhooks]]`
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSettings>,
+    /// `[command_hook]`
+    pub command_hook: Option<CommandHookSettings>,
+    /// `[delivery]`
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+    /// `[connect]`
+    #[serde(default)]
+    pub connect: ConnectSettings,
+    /// `[pages]`
+    #[serde(default)]
+    pub pages: PagesSettings,
+}
+
+/// `[pages]`: the look of the pages.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagesSettings {
+    /// A folder whose `landing.html`, `success.html`, `denied.html`, `error.html` or `base.html`
+    /// replace the built-in ones.
+    pub templates_dir: Option<PathBuf>,
+}
+
+/// `[lifecycle]`: refreshes and checks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleSettings {
+    /// A forced refresh this soon after the last one returns that one's token instead.
+    pub min_refresh_interval_seconds: u64,
+    /// Refresh connections whose tokens are older than this, in the background (0: off).
+    pub refresh_older_than_seconds: u64,
+    /// Introspect every connection this often, in the background (0: off).
+    pub check_interval_seconds: u64,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        Self {
+            min_refresh_interval_seconds: 5,
+            refresh_older_than_seconds: 0,
+            check_interval_seconds: 0,
+        }
+    }
+}
+
+/// `[server]`: where the server listens and is reached.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// The address to listen on, e.g. `127.0.0.1:8080`.
+    pub bind: String,
+    /// The https address users reach this server at; the redirect URI is built from it.
+    pub public_url: Option<String>,
+    /// The path every route lives under, e.g. `/notion`.
+    pub base_path: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:8080".into(), public_url: None, base_path: "/".into() }
+    }
+}
+
+/// `[notion]`: the integration's credentials and how Notion is called.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotionSettings {
+    /// The OAuth client ID from the integration's page in Notion's Developer portal.
+    pub client_id: Option<String>,
+    /// The OAuth client secret.
+    pub client_secret: Option<SecretString>,
+    /// A file holding the client secret, instead of `client_secret`.
+    pub client_secret_file: Option<PathBuf>,
+    /// Notion's API, or an emulator's.
+    pub api_base_url: String,
+    /// The `Notion-Version` sent with each call.
+    pub version: String,
+    /// How long one call to Notion may take.
+    pub timeout_seconds: u64,
+}
+
+impl Default for NotionSettings {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            client_secret: None,
+            client_secret_file: None,
+            api_base_url: DEFAULT_API_BASE_URL.into(),
+            version: DEFAULT_NOTION_VERSION.into(),
+            timeout_seconds: 10,
+        }
+    }
+}
+
+/// `[storage]`: the database.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// `sqlite://file.db` or `postgres://…`.
+    pub url: String,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { url: "sqlite://notion-oauth-handler.db".into() }
+    }
+}
+
+/// `[security]`: the master key and the flow's limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    /// The key tokens are sealed with, base64 of 32 bytes.
+    pub master_key: Option<SecretString>,
+    /// A file holding the master key, instead of `master_key`.
+    pub master_key_file: Option<PathBuf>,
+    /// Keys that sealed older rows, still used to open them.
+    pub previous_master_keys: Vec<SecretString>,
+    /// How long a flow may take from `/connect` to the callback.
+    pub state_ttl_seconds: u64,
+    /// Accept installs started from Notion's own pages, which carry no state.
+    pub allow_notion_initiated: bool,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        Self {
+            master_key: None,
+            master_key_file: None,
+            previous_master_keys: Vec::new(),
+            state_ttl_seconds: 600,
+            allow_notion_initiated: false,
+        }
+    }
+}
+
+/// Reads `path` (if given) and the environment into [`Settings`].
+///
+/// # Errors
+/// Unreadable TOML, unknown keys and wrong types, each as a [`Problem`].
+pub fn load_settings(path: Option<&Path>) -> Result<Settings, ConfigError> {
+    let mut figment = Figment::new();
+    if let Some(path) = path {
+        if !path.exists() {
+            return Err(ConfigError(vec![Problem {
+                key: "--config".into(),
+                message: format!(
+                    "{} does not exist; create one with `notion-oauth-handler init`",
+                    path.display()
+                ),
+            }]));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    let figment = figment
+        .merge(Env::raw().only(&["NOTION_CLIENT_ID"]).map(|_| "notion.client_id".into()))
+        .merge(Env::raw().only(&["NOTION_CLIENT_SECRET"]).map(|_| "notion.client_secret".into()))
+        .merge(Env::raw().only(&["NOH_MASTER_KEY"]).map(|_| "security.master_key".into()))
+        // Only NOH_SECTION__KEY names are settings, so NOH_MASTER_KEY and NOH_LOG_FORMAT are not
+        // mistaken for unknown top-level keys.
+        .merge(Env::prefixed("NOH_").filter(|key| key.as_str().contains("__")).split("__"));
+    figment
+        .extract()
+        .map_err(|error| ConfigError(error.into_iter().map(describe_load_error).collect()))
+}
+
+/// A figment error as a problem that never quotes a value: figment quotes the value it found, and
+/// a TOML syntax error quotes the source line, either of which can be a secret.
+fn describe_load_error(error: figment::Error) -> Problem {
+    use figment::error::Kind;
+    let key = if error.path.is_empty() { "(file)".into() } else { error.path.join(".") };
+    let mut message = match &error.kind {
+        Kind::InvalidType(_, expected) => format!("has the wrong type: expected {expected}"),
+        Kind::InvalidValue(_, expected) => format!("has an invalid value: expected {expected}"),
+        Kind::Message(text) => {
+            // TOML syntax errors read "TOML parse error at line L, column C", the offending
+            // line, a caret, then the reason: keep the first and last lines only.
+            let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            match (lines.first(), lines.last()) {
+                (Some(first), Some(last)) if lines.len() > 1 => format!("{first}: {last}"),
+                _ => text.clone(),
+            }
+        }
+        other => other.to_string(),
+    };
+    let origin = error
+        .metadata
+        .as_ref()
+        .map(|m| m.source.as_ref().map_or_else(|| m.name.to_string(), ToString::to_string));
+    if let Some(origin) = origin {
+        message.push_str(&format!(" (in {origin})"));
+    }
+    Problem { key, message }
+}

@@ -1,0 +1,66 @@
+//! What request handlers reach: the services, each extracted on its own (axum `FromRef`
+//! substates), so a handler names the one it uses and cannot reach the others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+
+use crate::config::Config;
+use crate::flow::Flow;
+use crate::lifecycle::Lifecycle;
+use crate::links::Links;
+use crate::pages::Pages;
+use crate::store::Store;
+
+/// The cookie that ties a flow to the browser that started it. One per browser, not per flow,
+/// so that several tabs can each run a flow at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BrowserCookie {
+    /// Over https it carries the `__Host-` prefix, which browsers only accept from this exact
+    /// host: a sibling subdomain cannot plant a value it knows.
+    pub(crate) name: &'static str,
+    pub(crate) secure: bool,
+    /// The state's lifetime plus a margin: the cookie outlives every flow it can finish.
+    pub(crate) max_age: Duration,
+}
+
+impl BrowserCookie {
+    pub(crate) fn new(config: &Config) -> Self {
+        let secure = config.is_https();
+        Self {
+            name: if secure { "__Host-noh_browser" } else { "noh_browser" },
+            secure,
+            max_age: config.state_ttl + Duration::from_secs(60),
+        }
+    }
+}
+
+/// The request state: every service a handler may extract.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) flow: Arc<Flow>,
+    pub(crate) links: Arc<Links>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) pages: Arc<Pages>,
+    pub(crate) browser_cookie: BrowserCookie,
+}
+
+/// Lets a handler extract `State<$type>` for one field of the state.
+macro_rules! substate {
+    ($field:ident: $type:ty) => {
+        impl FromRef<AppState> for $type {
+            fn from_ref(state: &AppState) -> Self {
+                state.$field.clone()
+            }
+        }
+    };
+}
+
+substate!(flow: Arc<Flow>);
+substate!(links: Arc<Links>);
+substate!(lifecycle: Arc<Lifecycle>);
+substate!(store: Arc<dyn Store>);
+substate!(pages: Arc<Pages>);
+substate!(browser_cookie: BrowserCookie);
