@@ -16,8 +16,9 @@ use notion_oauth_handler::embed::{
 use sqlx::SqlitePool;
 
 /// Keeps the app's own table in step with Notion connections.
-pub struct RememberConnection {
-    pub pool: SqlitePool,
+pub(crate) struct RememberConnection {
+    /// The app's own database.
+    pub(crate) pool: SqlitePool,
 }
 
 impl ConnectionHook for RememberConnection {
@@ -50,7 +51,7 @@ impl ConnectionHook for RememberConnection {
 }
 
 /// The app's own page after a successful connection; the other pages stay built in.
-pub struct AppPages;
+pub(crate) struct AppPages;
 
 impl ConnectView for AppPages {
     fn respond(&self, outcome: &Outcome<'_>) -> Option<Response> {
@@ -95,7 +96,7 @@ async fn home(State(pool): State<SqlitePool>) -> Html<String> {
 
 /// The whole app: its own routes and table, plus the flow (`settings.server.base_path` is
 /// where the flow's pages live, "/notion" here).
-pub async fn build(
+pub(crate) async fn build(
     settings: Settings,
     base_dir: &Path,
     app_db: SqlitePool,

@@ -13,8 +13,11 @@ const PREFIX: &str = "noh_";
 
 /// A freshly made key: shown once, then only its digest exists.
 pub struct NewApiKey {
+    /// The public part, which finds the row: shown in listings, used to revoke.
     pub id: String,
+    /// The whole key, `noh_<id>_<secret>`, for the app's secrets.
     pub key: SecretString,
+    /// What is stored of the secret.
     pub digest: [u8; 32],
 }
 

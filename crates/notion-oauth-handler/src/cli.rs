@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::domain::{ConnectionStatus, DeliveryStatus};
 use crate::telemetry::LogFormat;
 
+/// The `notion-oauth-handler` command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "notion-oauth-handler",

@@ -217,6 +217,7 @@ impl Flow {
     ///
     /// # Errors
     /// No randomness, or a state too long for the callback to accept.
+    #[tracing::instrument(name = "flow.start", skip_all)]
     pub(crate) fn start(
         &self,
         existing_cookie: Option<&str>,

@@ -4,15 +4,17 @@ use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
+    /// One readable line per event.
     #[default]
     Pretty,
+    /// One JSON object per event, for log pipelines.
     Json,
 }
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default filter; the default keeps
 /// the database driver quiet, since statement logs say nothing an operator needs.
-pub fn init(format: LogFormat) {
+pub(crate) fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);

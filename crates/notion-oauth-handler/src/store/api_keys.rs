@@ -8,12 +8,18 @@ use super::{SqlStore, StoreError, now};
 /// An API key as stored: never the secret.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredApiKey {
+    /// The key's public part.
     pub id: String,
+    /// What the key is for, as its creator said.
     pub name: String,
+    /// The digest of its secret.
     #[serde(skip)]
     pub secret_hash: Vec<u8>,
+    /// Seconds since the Unix epoch.
     pub created_at: i64,
+    /// Last use, to the minute.
     pub last_used_at: Option<i64>,
+    /// When it stopped opening the API.
     pub revoked_at: Option<i64>,
 }
 
@@ -33,8 +39,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<StoredApiKey, sqlx::Error> {
 pub trait ApiKeys: Send + Sync {
     /// Stores a new key's id, name and secret digest.
     ///
-    /// # Errors
-    /// Database failures (an id collision among 2^60 is not worth handling).
+    /// An id collision among 2^48 ids fails as any database error would.
     async fn insert_api_key(
         &self,
         id: &str,
@@ -43,27 +48,15 @@ pub trait ApiKeys: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Every key, newest first.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError>;
 
     /// One key by id.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn api_key(&self, id: &str) -> Result<Option<StoredApiKey>, StoreError>;
 
     /// Revokes a key; `false` when there is no such key or it was revoked already.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError>;
 
     /// Notes a key's use, at most once a minute so busy keys do not turn reads into writes.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn touch_api_key(&self, id: &str) -> Result<(), StoreError>;
 }
 

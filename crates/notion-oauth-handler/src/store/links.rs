@@ -8,9 +8,6 @@ use super::{SqlStore, StoreError, now};
 #[async_trait::async_trait]
 pub trait ConnectLinks: Send + Sync {
     /// Stores a one-time link by its token's digest.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn insert_connect_link(
         &self,
         token_digest: &[u8],
@@ -21,9 +18,6 @@ pub trait ConnectLinks: Send + Sync {
 
     /// Uses a one-time link: its `ref` and `return_to`, or `None` when it is unknown, used or
     /// expired. One statement, so two clicks cannot both use it.
-    ///
-    /// # Errors
-    /// Database failures.
     async fn use_connect_link(
         &self,
         token_digest: &[u8],

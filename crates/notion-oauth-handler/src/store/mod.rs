@@ -70,16 +70,22 @@ use crate::vault::{Vault, VaultError};
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database refused, or could not be reached.
     #[error("the database failed: {0}")]
     Database(#[from] sqlx::Error),
+    /// The schema could not be created or upgraded.
     #[error("the database schema could not be brought up to date: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored token does not open (wrong key, tampering), or one could not be sealed.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// A stored token opened to bytes that are not text.
     #[error("a stored token is not valid text")]
     Corrupt,
+    /// Notion's answer could not be turned into JSON (not expected).
     #[error("Notion's answer could not be serialized for storage: {0}")]
     Serialize(#[source] serde_json::Error),
+    /// The URL names no database this build knows, or an in-memory one.
     #[error("storage.url must be a SQLite file (sqlite:…) or a PostgreSQL database (postgres://…)")]
     UnknownBackend,
     /// A failure of a store other than the built-in one.
@@ -97,17 +103,11 @@ pub enum StoreError {
 pub trait Store:
     Connections + History + Refreshes + Outbox + ApiKeys + ConnectLinks + std::fmt::Debug + 'static
 {
-    /// Whether the storage answers.
-    ///
-    /// # Errors
-    /// When it does not.
+    /// Whether the storage answers (an error when it does not).
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Records a state's nonce as used until `expires_at`. `false` when it was used before: a
     /// replay. Two concurrent calls with one nonce must not both get `true`.
-    ///
-    /// # Errors
-    /// Storage failures.
     async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError>;
 
     /// Lets go of the storage (for SQLite, flushing its write-ahead log).

@@ -11,9 +11,12 @@ use crate::domain::{BotId, ConnectionStatus, HistoryKind};
 /// The outcome of asking for a connection's refresh lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// This caller holds the lock; `interrupted` is when an earlier refresh started and never
-    /// finished (its process died with the lock).
-    Claimed { interrupted: Option<i64> },
+    /// This caller holds the lock.
+    Claimed {
+        /// When an earlier refresh started and never finished (its process died with the
+        /// lock).
+        interrupted: Option<i64>,
+    },
     /// Another caller holds it.
     Held,
     /// The tokens changed since the caller looked: re-read instead of refreshing.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::helpers::{http, spawn_app};
+use crate::helpers::{eventually, http, spawn_app};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -37,12 +37,11 @@ async fn browser() -> Option<(fantoccini::Client, tokio::process::Child, tempfil
         .spawn()
         .unwrap();
     let webdriver = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if http().build().unwrap().get(format!("{webdriver}/status")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = format!("{webdriver}/status");
+    eventually("chromedriver answering", Duration::from_secs(10), || async {
+        http().build().unwrap().get(&status).send().await.ok().map(drop)
+    })
+    .await;
     let profile = tempfile::tempdir().unwrap();
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(

@@ -6,7 +6,8 @@ use std::time::Duration;
 use notion_oauth_handler::config::delivery::{CommandHookSettings, DeliverySettings};
 
 use crate::helpers::{
-    Browser, Receiver, TestApp, TestOptions, WEBHOOK_SECRET, accepted, spawn_app_with, webhook,
+    Browser, Receiver, TestApp, TestOptions, WEBHOOK_SECRET, accepted, eventually, spawn_app_with,
+    webhook,
 };
 
 fn run_verifier(
@@ -244,15 +245,13 @@ async fn the_command_hook_gets_each_event_on_stdin() {
     .await;
     let bot = app.connected("Ada Lovelace", None).await;
 
-    let mut lines = Vec::new();
-    for _ in 0..200 {
-        lines =
-            std::fs::read_to_string(&out).unwrap_or_default().lines().map(str::to_owned).collect();
-        if !lines.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let lines: Vec<String> =
+        eventually("the hook writing its input", Duration::from_secs(10), || {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            std::future::ready((!lines.is_empty()).then_some(lines))
+        })
+        .await;
     let event: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(
         (event["type"].as_str(), event["data"]["bot_id"].as_str()),

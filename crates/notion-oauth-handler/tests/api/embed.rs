@@ -9,7 +9,9 @@ use notion_oauth_handler::config::Settings;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::helpers::{Browser, random_key};
+use std::time::Duration;
+
+use crate::helpers::{Browser, eventually, random_key};
 
 #[tokio::test]
 async fn the_embedding_example_connects_a_user_into_the_apps_own_table() {
@@ -60,18 +62,15 @@ async fn the_embedding_example_connects_a_user_into_the_apps_own_table() {
 
     // Assert: the app's page, and the hook's row in the app's own table.
     assert!(page.contains("You're all set: Acme Corp is connected."), "{page}");
-    let mut row: Option<(String, String, bool)> = None;
-    for _ in 0..100 {
-        row = sqlx::query_as("SELECT user_ref, workspace, connected FROM notion_links")
-            .fetch_optional(&app_db)
-            .await
-            .unwrap();
-        if row.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(row, Some(("user-1".into(), "Acme Corp".into(), true)));
+    let row: (String, String, bool) =
+        eventually("the hook's row", Duration::from_secs(5), || async {
+            sqlx::query_as("SELECT user_ref, workspace, connected FROM notion_links")
+                .fetch_optional(&app_db)
+                .await
+                .unwrap()
+        })
+        .await;
+    assert_eq!(row, ("user-1".into(), "Acme Corp".into(), true));
     let home = browser.get(&format!("{origin}/")).await.text().await.unwrap();
     assert!(home.contains("user-1: Acme Corp (connected)"), "{home}");
     // Errors keep the built-in pages.
@@ -131,12 +130,10 @@ async fn a_panicking_hook_fails_its_delivery_not_the_workers() {
         assert_eq!(browser.get(back.as_str()).await.status().as_u16(), 200);
     }
 
-    for _ in 0..200 {
-        if seen.lock().unwrap().contains(&"fine".to_owned()) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually("the good event delivered", Duration::from_secs(10), || {
+        std::future::ready(seen.lock().unwrap().contains(&"fine".to_owned()).then_some(()))
+    })
+    .await;
     assert_eq!(*seen.lock().unwrap(), ["fine"]);
     let pending = Some(notion_oauth_handler::domain::DeliveryStatus::Pending);
     let failed = embedded.store().deliveries(pending, 10).await.unwrap();

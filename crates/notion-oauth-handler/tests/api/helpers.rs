@@ -1,6 +1,7 @@
 //! `spawn_app` and a `TestApp` with one method per step a browser takes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use mock_notion::{Emulator, EmulatorConfig, Endpoint, RunningEmulator};
@@ -344,14 +345,13 @@ impl Api {
 
     /// The deliveries in `status` once there is at least one (within 15 s).
     pub async fn wait_for_deliveries(&self, status: &str) -> serde_json::Value {
-        for _ in 0..300 {
-            let listed = self.get(&format!("/deliveries?status={status}")).await.body;
-            if listed["deliveries"].as_array().is_some_and(|d| !d.is_empty()) {
-                return listed["deliveries"].clone();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("no {status} delivery appeared");
+        let path = format!("/deliveries?status={status}");
+        eventually(&format!("a {status} delivery"), Duration::from_secs(15), || async {
+            let listed = self.get(&path).await.body;
+            let deliveries = &listed["deliveries"];
+            deliveries.as_array().is_some_and(|d| !d.is_empty()).then(|| deliveries.clone())
+        })
+        .await
     }
 
     pub fn with_key(&self, key: &str) -> Api {
@@ -407,6 +407,23 @@ impl Drop for TestApp {
         if let Some(server) = &self.server {
             server.abort();
         }
+    }
+}
+
+/// What `check` finds once it finds something (`Some`), polling every 50 ms for at most
+/// `within`; panics naming `what` if it never does. For what happens in the background: a
+/// delivery, a process coming up, a lease running out.
+pub async fn eventually<T, F>(what: &str, within: Duration, mut check: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -492,14 +509,12 @@ impl Receiver {
 
     /// What was received once `done` holds (within 20 s).
     pub async fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        for _ in 0..400 {
+        let what = format!("the receiver seeing {what}");
+        eventually(&what, Duration::from_secs(20), || {
             let received = self.received();
-            if done(&received) {
-                return received;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("the receiver never saw {what}: {:?}", self.received());
+            std::future::ready(done(&received).then_some(received))
+        })
+        .await
     }
 }
 

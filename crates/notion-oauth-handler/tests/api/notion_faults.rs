@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use mock_notion::{EmulatorConfig, Endpoint, ErrorShape, Fault};
 
 use crate::helpers::{
-    Browser, CLIENT_SECRET, Page, TestApp, TestOptions, spawn_app, spawn_app_with,
+    Browser, CLIENT_SECRET, Page, TestApp, TestOptions, eventually, spawn_app, spawn_app_with,
 };
 
 /// Runs a flow whose exchange meets `fault`, returning the callback page.
@@ -104,12 +104,10 @@ async fn notion_unreachable_is_reported_as_unavailable() {
     let callback = app.decide(&authorize, "allow", "Ada Lovelace").await;
     app.notion.stop();
     // Wait until nothing listens on the emulator's port any more.
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(app.notion.addr).await.is_err() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the emulator's port closing", Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(app.notion.addr).await.is_err().then_some(())
+    })
+    .await;
     assert!(tokio::net::TcpStream::connect(app.notion.addr).await.is_err());
 
     let page = app.callback(&browser, callback.as_str()).await;

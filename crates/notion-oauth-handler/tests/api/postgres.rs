@@ -65,7 +65,7 @@ async fn the_flow_stores_an_encrypted_connection_in_postgres() {
 #[tokio::test]
 async fn instances_sharing_postgres_refresh_exactly_once() {
     let Some(url) = postgres_url().await else { return };
-    crate::lifecycle::instances_refresh_once_between_them(Some(url)).await;
+    crate::tokens::instances_refresh_once_between_them(Some(url)).await;
 }
 
 #[tokio::test]

@@ -13,7 +13,8 @@ use secrecy::SecretString;
 use tokio::process::{Child, Command};
 
 use crate::helpers::{
-    Browser, CLIENT_SECRET, HANG, Receiver, WEBHOOK_SECRET, accepted, http, query_param, random_key,
+    Browser, CLIENT_SECRET, HANG, Receiver, WEBHOOK_SECRET, accepted, eventually, http,
+    query_param, random_key,
 };
 
 const CLIENT_ID: &str = "4a1e0f4e-0000-4000-8000-0000000000aa";
@@ -95,13 +96,11 @@ impl Deployment {
             .spawn()
             .unwrap();
         let health = format!("{}/healthz", self.url(index));
-        for _ in 0..200 {
-            if http().build().unwrap().get(&health).send().await.is_ok() {
-                return child;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("instance {index} did not come up");
+        eventually(&format!("instance {index} coming up"), Duration::from_secs(10), || async {
+            http().build().unwrap().get(&health).send().await.ok().map(drop)
+        })
+        .await;
+        child
     }
 
     /// Runs an operator command against instance 0's configuration.
@@ -237,12 +236,10 @@ async fn a_refresh_interrupted_by_kill_9_is_reported_not_lost_silently() {
     let in_flight = tokio::spawn(async move {
         http().build().unwrap().post(url).bearer_auth(key_for_call).send().await
     });
-    for _ in 0..100 {
-        if deployment.refresh_requests() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the refresh reaching Notion", Duration::from_secs(5), || {
+        std::future::ready((deployment.refresh_requests() == 1).then_some(()))
+    })
+    .await;
     assert_eq!(deployment.refresh_requests(), 1, "the refresh reached Notion");
     server.start_kill().unwrap();
     let _ = server.wait().await;
@@ -252,15 +249,13 @@ async fn a_refresh_interrupted_by_kill_9_is_reported_not_lost_silently() {
     let _restarted = deployment.start(0).await;
 
     // Assert: once the dead holder's lease runs out, the interruption is visible...
-    let mut connection = serde_json::Value::Null;
     // The dead holder's lease is no longer renewed and lapses within 15 s.
-    for _ in 0..300 {
-        connection = deployment.get(0, &key, &format!("/connections/{bot}")).await.1;
-        if !connection["refresh_interrupted_at"].is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let path = format!("/connections/{bot}");
+    let connection = eventually("the lease lapsing", Duration::from_secs(30), || async {
+        let connection = deployment.get(0, &key, &path).await.1;
+        (!connection["refresh_interrupted_at"].is_null()).then_some(connection)
+    })
+    .await;
     assert!(connection["refresh_interrupted_at"].is_i64(), "{connection}");
     // ...and the next refresh says what it means: Notion rotated the pair, the user must reconnect.
     let (status, body) =

@@ -185,18 +185,10 @@ async fn the_log_never_shows_a_token_code_or_secret() {
 }
 
 async fn wait_until_up(url: &str) {
-    for _ in 0..200 {
-        if crate::helpers::http()
-            .build()
-            .unwrap()
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server at {url} did not come up");
+    let what = format!("the server at {url} coming up");
+    crate::helpers::eventually(&what, Duration::from_secs(10), || async {
+        let answer = crate::helpers::http().build().unwrap().get(url).send().await;
+        answer.is_ok_and(|r| r.status().is_success()).then_some(())
+    })
+    .await;
 }

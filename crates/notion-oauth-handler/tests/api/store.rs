@@ -21,7 +21,7 @@ use secrecy::SecretString;
 
 use url::Url;
 
-use crate::helpers::{Browser, postgres_url, random_key};
+use crate::helpers::{Browser, eventually, postgres_url, random_key};
 
 fn grant(bot_id: &str, access: &str, refresh: Option<&str>) -> TokenResponse {
     serde_json::from_value(serde_json::json!({
@@ -685,12 +685,10 @@ async fn an_embedding_app_brings_its_own_store_and_a_failed_write_saves_nothing(
     let connections = own.list_connections(&everything).await.unwrap();
     assert_eq!(connections.len(), 1);
     assert_eq!(connections[0].reference.as_deref(), Some("user-1"));
-    for _ in 0..100 {
-        if !heard.lock().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually("the hook hearing of it", std::time::Duration::from_secs(5), || {
+        std::future::ready((!heard.lock().unwrap().is_empty()).then_some(()))
+    })
+    .await;
     assert_eq!(*heard.lock().unwrap(), ["connection.created user-1"]);
     assert!(app.connections().await.is_empty(), "the configured database is not used");
     embedded.shutdown().await;
@@ -760,4 +758,14 @@ async fn a_change_whose_delivery_cannot_be_queued_is_not_stored_either() {
         .collect();
     assert_eq!(history, ["connected"]);
     assert!(store.deliveries(None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn processes_opening_a_new_database_at_once_all_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let opened =
+        futures_util::future::join_all((0..6).map(|_| notion_oauth_handler::store::connect(&url)))
+            .await;
+    assert!(opened.iter().all(Result::is_ok), "{:?}", opened.iter().find_map(|r| r.as_ref().err()));
 }

@@ -278,3 +278,68 @@ async fn openapi_document(
 ) -> Json<utoipa::openapi::OpenApi> {
     Json(document.as_ref().clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use notion_oauth::NotionApiError;
+
+    use super::responses::{Keyed, LifecycleFailures};
+    use super::*;
+
+    fn api(status: u16, code: &str) -> NotionError {
+        NotionError::Api(NotionApiError {
+            status,
+            code: code.into(),
+            message: String::new(),
+            request_id: None,
+            retry_after: None,
+        })
+    }
+
+    /// Every kind of lifecycle failure, with each way Notion can fail.
+    fn examples() -> Vec<LifecycleError> {
+        use LifecycleError as L;
+        let garbled =
+            NotionError::InvalidResponse { status: 200, reason: "x".into(), request_id: None };
+        vec![
+            L::NotFound(BotId::new("b")),
+            L::NeedsReauth(String::new()),
+            L::Revoked(String::new()),
+            L::Busy,
+            L::Notion(NotionError::Timeout(Duration::from_secs(1))),
+            L::Notion(api(401, "invalid_client")),
+            L::Notion(api(429, "rate_limited")),
+            L::NotionUncertain(api(503, "service_unavailable")),
+            L::Notion(api(500, "internal_server_error")),
+            L::Notion(NotionError::UnexpectedStatus { status: 502, request_id: None }),
+            L::NotionUncertain(garbled),
+            L::Store(crate::store::StoreError::Corrupt),
+            L::Task,
+        ]
+    }
+
+    /// Fails to compile when a variant is added, as a reminder to give it an example above.
+    fn _every_variant_has_an_example(error: &LifecycleError) {
+        use LifecycleError as L;
+        match error {
+            L::NotFound(_) | L::NeedsReauth(_) | L::Revoked(_) | L::Busy => {}
+            L::Notion(_) | L::NotionUncertain(_) | L::Store(_) | L::Task => {}
+        }
+    }
+
+    #[test]
+    fn the_documented_lifecycle_answers_are_exactly_those_given() {
+        let given: BTreeSet<u16> =
+            examples().into_iter().map(|e| ApiError::from(e).status.as_u16()).collect();
+        let documented: BTreeSet<u16> = LifecycleFailures::TABLE
+            .iter()
+            .chain(Keyed::TABLE)
+            .map(|(status, _)| *status)
+            .filter(|status| *status != 401)
+            .collect();
+        assert_eq!(given, documented);
+    }
+}

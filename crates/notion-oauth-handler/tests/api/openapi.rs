@@ -1,0 +1,112 @@
+//! The API's description: the OpenAPI document, held to the routes and checked by the reference
+//! validator, and the JSON answer of a route asked with the wrong method.
+
+use std::collections::BTreeSet;
+
+use crate::helpers::{http, spawn_app};
+
+#[tokio::test]
+async fn a_wrong_method_gets_a_json_error() {
+    let app = spawn_app().await;
+    let answer = app.api().await.post("/connections").await;
+    assert_eq!((answer.status, answer.error_code()), (405, "method_not_allowed"));
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_validates() {
+    let app = spawn_app().await;
+    let response = http()
+        .build()
+        .unwrap()
+        .get(format!("{}/api/v1/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200, "the document needs no key");
+    let document: serde_json::Value = response.json().await.unwrap();
+
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(document["servers"][0]["url"], format!("{}/api/v1", app.address));
+    assert_eq!(document["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
+    let mut routes = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            routes.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "GET /connections",
+        "GET /connections/{bot_id}",
+        "DELETE /connections/{bot_id}",
+        "GET /connections/{bot_id}/token",
+        "POST /connections/{bot_id}/refresh",
+        "POST /connections/{bot_id}/check",
+        "GET /connections/{bot_id}/events",
+        "GET /deliveries",
+        "POST /connect-links",
+        "POST /deliveries/{id}/redeliver",
+        "GET /openapi.json",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(routes, expected);
+    // The routes that go through the lifecycle list every answer it can give, once.
+    for (path, method) in [
+        ("/connections/{bot_id}/token", "get"),
+        ("/connections/{bot_id}/refresh", "post"),
+        ("/connections/{bot_id}/check", "post"),
+        ("/connections/{bot_id}", "delete"),
+    ] {
+        let responses = document["paths"][path][method]["responses"].as_object().unwrap();
+        for status in ["401", "404", "409", "500", "502", "503", "504"] {
+            assert!(responses.contains_key(status), "{method} {path} omits {status}");
+        }
+    }
+
+    // Every documented route answers (with a key) rather than falling through to 404.
+    let api = app.api().await;
+    for route in &expected {
+        let (method, path) = route.split_once(' ').unwrap();
+        let path = path.replace("{bot_id}", "unknown-bot").replace("{id}", "424242");
+        let answer = api.call(method.parse().unwrap(), &path).await;
+        assert!(
+            answer.status != 404
+                || answer.error_code() == "not_found" && path.contains("unknown-bot")
+                || path.contains("424242"),
+            "{route}"
+        );
+        assert!(answer.status != 405, "{route}");
+    }
+
+    validate_with_openapi_spec_validator(&document, &app.dir);
+}
+
+/// The reference validator, from PyPI (`.ci/run` installs it). Skipped on a laptop without it,
+/// required under CI=true.
+fn validate_with_openapi_spec_validator(document: &serde_json::Value, dir: &tempfile::TempDir) {
+    let path = dir.path().join("openapi.json");
+    std::fs::write(&path, document.to_string()).unwrap();
+    let output = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&path)
+        .output();
+    let available = output
+        .as_ref()
+        .is_ok_and(|o| !String::from_utf8_lossy(&o.stderr).contains("No module named"));
+    if !available {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3 -m openapi_spec_validator is missing: pip install openapi-spec-validator"
+        );
+        eprintln!("SKIPPED: openapi-spec-validator is not installed");
+        return;
+    }
+    let output = output.unwrap();
+    assert!(
+        output.status.success(),
+        "the OpenAPI document does not validate:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
