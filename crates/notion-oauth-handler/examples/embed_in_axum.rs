@@ -5,14 +5,17 @@
 //! http://127.0.0.1:3000/ and click the link.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, extract::State};
 use notion_oauth_handler::config::Settings;
+use notion_oauth_handler::domain::{BotId, EventType};
 use notion_oauth_handler::embed::{
     ConnectView, ConnectionHook, Embedded, HookEvent, HookFuture, NotionOAuth, Outcome,
 };
+use notion_oauth_handler::lifecycle::{Freshness, Lifecycle};
 use sqlx::SqlitePool;
 
 /// Keeps the app's own table in step with Notion connections.
@@ -25,10 +28,10 @@ impl ConnectionHook for RememberConnection {
     fn on_event<'a>(&'a self, event: &'a HookEvent) -> HookFuture<'a> {
         Box::pin(async move {
             let data = &event.data;
-            let connected = match event.event_type.as_str() {
-                "connection.created" | "connection.updated" | "connection.refreshed" => true,
-                "connection.revoked" | "connection.needs_reauth" => false,
-                _ => return Ok(()),
+            let connected = match event.event_type {
+                EventType::Created | EventType::Updated | EventType::Refreshed => true,
+                EventType::Revoked | EventType::NeedsReauth => false,
+                EventType::Denied => return Ok(()),
             };
             // The app's user is the `ref` it put on the connect link.
             let Some(user) = data["ref"].as_str() else { return Ok(()) };
@@ -42,9 +45,8 @@ impl ConnectionHook for RememberConnection {
             .bind(data["workspace_name"].as_str())
             .bind(connected)
             .execute(&self.pool)
-            .await
             // An error is retried, like a failed webhook.
-            .map_err(|e| e.to_string())?;
+            .await?;
             Ok(())
         })
     }
@@ -72,23 +74,38 @@ fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-async fn home(State(pool): State<SqlitePool>) -> Html<String> {
-    let rows: Vec<(String, Option<String>, bool)> =
-        sqlx::query_as("SELECT user_ref, workspace, connected FROM notion_links ORDER BY user_ref")
-            .fetch_all(&pool)
-            .await
-            .unwrap_or_default();
-    let list: String = rows
-        .iter()
-        .map(|(user, workspace, connected)| {
-            format!(
-                "<li>{}: {} ({})</li>",
-                html_escape(user),
-                html_escape(workspace.as_deref().unwrap_or("-")),
-                if *connected { "connected" } else { "not connected" }
-            )
-        })
-        .collect();
+/// What the app's own routes reach: its table, and the flow's tokens.
+#[derive(Clone)]
+struct AppState {
+    pool: SqlitePool,
+    notion: Arc<Lifecycle>,
+}
+
+async fn home(State(app): State<AppState>) -> Html<String> {
+    let rows: Vec<(String, Option<String>, Option<String>, bool)> = sqlx::query_as(
+        "SELECT user_ref, bot_id, workspace, connected FROM notion_links ORDER BY user_ref",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap_or_default();
+    let mut list = String::new();
+    for (user, bot_id, workspace, connected) in rows {
+        // Where the app would call Notion for this user, it asks for the token the same way.
+        let token = match bot_id.filter(|_| connected) {
+            Some(bot_id) => match app.notion.token(&BotId::new(bot_id), Freshness::Stored).await {
+                Ok(token) => format!("token generation {}", token.generation),
+                Err(error) => format!("no token: {error}"),
+            },
+            None => "no token".to_owned(),
+        };
+        list.push_str(&format!(
+            "<li>{}: {} ({}), {}</li>",
+            html_escape(&user),
+            html_escape(workspace.as_deref().unwrap_or("-")),
+            if connected { "connected" } else { "not connected" },
+            html_escape(&token),
+        ));
+    }
     Html(format!(
         "<h1>My app</h1><p><a href=\"/notion/connect?ref=user-1\">Connect Notion</a></p><ul>{list}</ul>"
     ))
@@ -112,7 +129,8 @@ pub(crate) async fn build(
         .with_view(AppPages)
         .build()
         .await?;
-    let app = Router::new().route("/", get(home)).with_state(app_db).merge(notion.router());
+    let state = AppState { pool: app_db, notion: notion.lifecycle().clone() };
+    let app = Router::new().route("/", get(home)).with_state(state).merge(notion.router());
     Ok((app, notion))
 }
 

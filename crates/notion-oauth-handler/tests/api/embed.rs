@@ -73,6 +73,7 @@ async fn the_embedding_example_connects_a_user_into_the_apps_own_table() {
     assert_eq!(row, ("user-1".into(), "Acme Corp".into(), true));
     let home = browser.get(&format!("{origin}/")).await.text().await.unwrap();
     assert!(home.contains("user-1: Acme Corp (connected)"), "{home}");
+    assert!(home.contains("token generation 1"), "the app reads the token: {home}");
     // Errors keep the built-in pages.
     let refused =
         browser.get(&format!("{origin}/notion/callback?code=x")).await.text().await.unwrap();
