@@ -54,6 +54,30 @@ for module in edges:
     if cycle:
         bad.append("cycle: " + " -> ".join(cycle))
         break
+# Cycles between sibling files of one folder (a module and its own children are one unit).
+for dirpath, _, names in os.walk(root):
+    siblings = {n.removesuffix(".rs") for n in names if n.endswith(".rs") and n != "mod.rs"}
+    if "mod.rs" not in names or not siblings:
+        continue
+    uses = collections.defaultdict(set)
+    for sibling in siblings:
+        text = open(os.path.join(dirpath, sibling + ".rs")).read().split("#[cfg(test)]")[0]
+        found = set(re.findall(r"super::(\w+)", text))
+        for group in re.findall(r"super::\{([^}]*)\}", text):
+            found |= {part.strip().split("::")[0] for part in group.split(",")}
+        uses[sibling] = (found & siblings) - {sibling}
+    for start in siblings:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in uses[node]:
+                if nxt == start:
+                    bad.append(f"cycle in {os.path.relpath(dirpath, root)}/: " + " -> ".join(path + [start]))
+                    stack = []
+                    break
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, path + [nxt]))
 for i, (name, modules) in enumerate(LAYERS):
     for module in modules:
         below = sorted(edges.get(module, ()), key=lambda t: (layer_of.get(t, 99), t))

@@ -352,3 +352,25 @@ async fn spawn_serves_on_loopback() {
     assert!(reply.starts_with("HTTP/1.1 400"));
     assert!(reply.contains("x-notion-request-id"));
 }
+
+#[tokio::test]
+async fn an_expired_access_token_is_refused_and_its_refresh_token_still_works() {
+    let emulator = emulator(|_| {});
+    let code = code_for(&emulator, "").await;
+    let tokens = json_of(exchange(&emulator, &code).await).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+
+    emulator.expire_access_token(access);
+
+    assert!(!emulator.is_access_token_active(access));
+    assert_eq!(users_me(&emulator, access).await.status(), StatusCode::UNAUTHORIZED);
+    let intro = json!({"token": access});
+    let intro = post_json(&emulator, "/v1/oauth/introspect", &basic(&emulator), intro).await;
+    assert_eq!(json_of(intro).await["active"], false);
+    assert!(emulator.is_refresh_token_active(refresh));
+    let body = json!({"grant_type": "refresh_token", "refresh_token": refresh});
+    let rotated = post_json(&emulator, "/v1/oauth/token", &basic(&emulator), body).await;
+    let rotated = json_of(rotated).await;
+    assert!(emulator.is_access_token_active(rotated["access_token"].as_str().unwrap()));
+}

@@ -253,6 +253,13 @@ impl Emulator {
         self.with(|s| s.store.is_refresh_token_active(token))
     }
 
+    /// Simulates an access token expiring: Notion no longer accepts it (introspection calls it
+    /// inactive), while the refresh token of its pair still works, so a refresh revives the
+    /// connection.
+    pub fn expire_access_token(&self, token: &str) {
+        self.with(|s| s.store.expire_access_token(token));
+    }
+
     /// Simulates the user removing the connection in Notion: every token of the bot dies.
     pub fn revoke_all_for_bot(&self, bot_id: &str) {
         self.with(|s| s.store.revoke_bot(bot_id));

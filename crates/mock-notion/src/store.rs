@@ -79,6 +79,8 @@ struct Bot {
 struct AccessInfo {
     bot_id: Uuid,
     issued_at_ms: u64,
+    /// No longer accepted, though still the bot's current pair: its refresh token still works.
+    expired: bool,
 }
 
 #[derive(Default)]
@@ -148,8 +150,10 @@ impl Store {
             access_token: random::access_token(),
             refresh_token: random::refresh_token(),
         };
-        self.access
-            .insert(pair.access_token.clone(), AccessInfo { bot_id, issued_at_ms: now_ms() });
+        self.access.insert(
+            pair.access_token.clone(),
+            AccessInfo { bot_id, issued_at_ms: now_ms(), expired: false },
+        );
         self.refresh.insert(pair.refresh_token.clone(), bot_id);
         self.issued.push(pair.access_token.clone());
         self.issued.push(pair.refresh_token.clone());
@@ -160,7 +164,7 @@ impl Store {
     }
 
     fn live_access_bot(&self, token: &str) -> Option<&Bot> {
-        let info = self.access.get(token)?;
+        let info = self.access.get(token).filter(|info| !info.expired)?;
         let bot = self.bots.get(&info.bot_id)?;
         let live = bot.current.as_ref().is_some_and(|p| p.access_token == token);
         live.then_some(bot)
@@ -186,6 +190,14 @@ impl Store {
 
     pub(crate) fn is_refresh_token_active(&self, token: &str) -> bool {
         self.live_refresh_bot(token).is_some()
+    }
+
+    /// Lets an access token expire: it is no longer accepted, while its pair's refresh token
+    /// still works.
+    pub(crate) fn expire_access_token(&mut self, token: &str) {
+        if let Some(info) = self.access.get_mut(token) {
+            info.expired = true;
+        }
     }
 
     /// Kills a live access token together with its refresh token; anything else is a no-op.

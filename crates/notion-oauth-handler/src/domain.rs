@@ -10,7 +10,7 @@ pub use notion_oauth::{BotId, WorkspaceId};
 
 /// A text that is not one of a word's spellings: from the database, a query or a config file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{text}` is not a {what}; use {expected}")]
+#[error("`{text}` is not a known {what}; use {expected}")]
 pub struct UnknownWord {
     what: &'static str,
     /// The text, cut short and stripped of control characters, fit for a message.
@@ -197,7 +197,7 @@ pub struct Reference(String);
 
 /// Why a `ref` was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("ref must be at most 256 characters, without control characters")]
+#[error("ref must be at most {} characters, without control characters", Reference::MAX_CHARS)]
 pub struct InvalidReference;
 
 impl Reference {
@@ -246,7 +246,7 @@ mod tests {
             assert_eq!(serde_json::from_str::<EventType>(&json).unwrap(), *event);
         }
         let unknown = "bogus\n".parse::<DeliveryStatus>().unwrap_err().to_string();
-        assert_eq!(unknown, "`bogus` is not a delivery status; use pending, delivered, dead");
+        assert_eq!(unknown, "`bogus` is not a known delivery status; use pending, delivered, dead");
     }
 
     #[test]

@@ -46,16 +46,17 @@
 //! # }
 //! ```
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
 
 use crate::config::Config;
-use crate::config::delivery::check_target_name;
+use crate::config::check_target_name;
 pub use crate::hooks::{ConnectView, ConnectionHook, HookError, HookEvent, HookFuture, Outcome};
 use crate::lifecycle::Lifecycle;
 use crate::startup::{Additions, Background, Services};
-use crate::store::{Routing, Store};
+use crate::store::{Routing, Store, StoreError};
 
 /// Builds the embeddable flow.
 pub struct NotionOAuth {
@@ -93,16 +94,20 @@ impl NotionOAuth {
         self
     }
 
-    /// Keeps connections, their history and deliveries in the store `make` returns instead of
+    /// Keeps connections, their history and deliveries in the store `open` makes instead of
     /// the database that `storage.url` names: the app's own, say (see [`crate::store`] for
-    /// what it must uphold). `make` is given the event routing the store must follow: which
-    /// targets (webhooks, the command hook, this app's hooks) hear which events.
+    /// what it must uphold). `open` is given the event routing the store must follow (which
+    /// targets: webhooks, the command hook, this app's hooks, hear which events), and is run by
+    /// [`NotionOAuth::build`], which reports its failure.
     #[must_use]
-    pub fn with_store<S: Store>(
-        mut self,
-        make: impl FnOnce(Routing) -> S + Send + 'static,
-    ) -> Self {
-        self.additions.store = Some(Box::new(move |routing| Arc::new(make(routing))));
+    pub fn with_store<S, F>(mut self, open: impl FnOnce(Routing) -> F + Send + 'static) -> Self
+    where
+        S: Store,
+        F: Future<Output = Result<S, StoreError>> + Send + 'static,
+    {
+        self.additions.store = Some(Box::new(move |routing| {
+            Box::pin(async move { Ok(Arc::new(open(routing).await?) as Arc<dyn Store>) })
+        }));
         self
     }
 

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::Config;
-use crate::domain::{Reference, Upserted};
+use crate::domain::{InvalidReference, Reference, Upserted};
 use crate::store::{SealedGrant, Store, StoreError};
 use crate::vault::Vault;
 
@@ -62,11 +62,8 @@ pub(crate) enum FlowError {
     OtherBrowser,
     #[error("the state was used before")]
     Replayed,
-    #[error(
-        "the ref is longer than {} characters or holds control characters",
-        Reference::MAX_CHARS
-    )]
-    BadRef,
+    #[error(transparent)]
+    BadRef(#[from] InvalidReference),
     #[error("return_to is not at one of connect.return_to_origins")]
     ReturnToNotAllowed,
     #[error(

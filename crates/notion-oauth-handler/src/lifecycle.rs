@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use notion_oauth::{AccessToken, NotionError, OAuthClient, RefreshToken, TokenResponse};
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::LifecyclePolicy;
@@ -103,16 +104,27 @@ pub struct Token {
 }
 
 impl Token {
-    fn from_stored(tokens: StoredTokens, refreshed: bool) -> Result<Self, LifecycleError> {
+    /// The stored pair, as the caller found it.
+    fn as_stored(tokens: StoredTokens) -> Result<Self, LifecycleError> {
         let access_token =
             tokens.access_token.ok_or_else(|| LifecycleError::Revoked(String::new()))?;
-        Ok(Self {
-            access_token,
-            refresh_token: tokens.refresh_token,
-            generation: tokens.generation,
-            refreshed,
-        })
+        let (refresh_token, generation) = (tokens.refresh_token, tokens.generation);
+        Ok(Self { access_token, refresh_token, generation, refreshed: false })
     }
+
+    /// The stored pair, newer than the one the caller saw.
+    fn newer(tokens: StoredTokens) -> Result<Self, LifecycleError> {
+        Ok(Self { refreshed: true, ..Self::as_stored(tokens)? })
+    }
+}
+
+/// Whether every attempt's answer reached us. An answer lost to a timeout or a broken
+/// connection may hide a rotation Notion made: then the stored refresh token may be dead, and a
+/// refusal of it means the rotation happened rather than that the user left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answers {
+    AllReceived,
+    SomeLost,
 }
 
 /// The result of asking Notion about a connection's token.
@@ -193,17 +205,14 @@ fn new_owner() -> Result<String, LifecycleError> {
     Ok(crate::crypto::hex(&bytes))
 }
 
-/// After a claim that lost: look again at once (the tokens moved), or after a moment (another
-/// holder), or give up once the holder has kept it past `deadline`.
-async fn lost_claim(claim: Claim, deadline: Instant) -> Result<(), LifecycleError> {
-    match claim {
-        Claim::Held if Instant::now() >= deadline => Err(LifecycleError::Busy),
-        Claim::Held => {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok(())
-        }
-        Claim::Moved | Claim::Claimed { .. } => Ok(()),
+/// Another holder has the lease: look again after a moment, or give up once it has kept it past
+/// `deadline`.
+async fn wait_for_holder(deadline: Instant) -> Result<(), LifecycleError> {
+    if Instant::now() >= deadline {
+        return Err(LifecycleError::Busy);
     }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(())
 }
 
 /// Stops the renewal with the work, however the work ends: a leaked renewer would hold the
@@ -260,7 +269,7 @@ impl Lifecycle {
     ) -> Result<Token, LifecycleError> {
         let tokens = self.stored(bot_id).await?;
         match freshness {
-            Freshness::Stored => Token::from_stored(tokens, false),
+            Freshness::Stored => Token::as_stored(tokens),
             Freshness::Refreshed => {
                 self.refresh_after(bot_id, tokens.generation, Coalesce::WithRecent).await
             }
@@ -300,9 +309,11 @@ impl Lifecycle {
             let interval = i64::try_from(self.min_refresh_interval.as_secs()).unwrap_or(i64::MAX);
             let recently = coalesce == Coalesce::WithRecent
                 && tokens.refreshed_at.is_some_and(|at| now() - at < interval);
-            if tokens.generation > seen || recently {
-                let newer = tokens.generation > seen;
-                return Token::from_stored(tokens, newer);
+            if tokens.generation > seen {
+                return Token::newer(tokens);
+            }
+            if recently {
+                return Token::as_stored(tokens);
             }
             let from = tokens.generation;
             let refresh_token = tokens.refresh_token.ok_or_else(|| {
@@ -316,7 +327,8 @@ impl Lifecycle {
                     let refresh = self.refresh_now(bot_id, &refresh_token, from, interrupted);
                     return self.holding_lease(bot_id, &owner, refresh).await;
                 }
-                lost => lost_claim(lost, deadline).await?,
+                Claim::Moved => {}
+                Claim::Held => wait_for_holder(deadline).await?,
             }
         }
     }
@@ -361,21 +373,23 @@ impl Lifecycle {
             };
             self.store.record_event(bot_id, entry).await?;
         }
-        match self.call_refresh(bot_id, refresh_token, interrupted.is_some()).await {
+        // A refresh cut short before may have rotated the pair already.
+        let answers = if interrupted.is_some() { Answers::SomeLost } else { Answers::AllReceived };
+        match self.call_refresh(bot_id, refresh_token, answers).await {
             Ok(response) => self.store_refreshed(bot_id, response, from).await,
-            Err((error, uncertain)) => self.refresh_failed(bot_id, from, error, uncertain).await,
+            Err((error, answers)) => self.refresh_failed(bot_id, from, error, answers).await,
         }
     }
 
     /// Asks Notion for a new pair, retrying the failures after which the stored pair is still
-    /// usable. On failure, also says whether an attempt may have reached Notion without its
-    /// answer reaching us (`uncertain` starts true after an interrupted refresh).
+    /// usable. On failure, also says whether every attempt's answer arrived (`answers` is how
+    /// it stood before the first).
     async fn call_refresh(
         &self,
         bot_id: &BotId,
         refresh_token: &RefreshToken,
-        mut uncertain: bool,
-    ) -> Result<TokenResponse, (NotionError, bool)> {
+        mut answers: Answers,
+    ) -> Result<TokenResponse, (NotionError, Answers)> {
         let mut attempt = 0;
         loop {
             let error = match self.client.refresh(refresh_token).await {
@@ -387,9 +401,11 @@ impl Lifecycle {
                 },
                 Err(error) => error,
             };
-            uncertain |= may_have_rotated(&error);
+            if may_have_rotated(&error) {
+                answers = Answers::SomeLost;
+            }
             if error.is_invalid_grant() || attempt >= RETRIES || !is_retryable(&error) {
-                return Err((error, uncertain));
+                return Err((error, answers));
             }
             attempt += 1;
             let wait = backoff(attempt, &error);
@@ -404,10 +420,10 @@ impl Lifecycle {
         bot_id: &BotId,
         from: i64,
         error: NotionError,
-        uncertain: bool,
+        answers: Answers,
     ) -> Result<Token, LifecycleError> {
         if error.is_invalid_grant() {
-            let reason = if uncertain {
+            let reason = if answers == Answers::SomeLost {
                 "Notion refused the refresh token after a refresh whose answer was lost (Notion had rotated the pair); send the user to connect again"
             } else {
                 "Notion refused the refresh token (invalid_grant): the user removed the connection or the token was used elsewhere; send the user to connect again"
@@ -426,10 +442,11 @@ impl Lifecycle {
             );
             return Err(LifecycleError::NeedsReauth(reason.into()));
         }
-        let (failure, kind) = if uncertain {
-            (LifecycleError::NotionUncertain(error), RefreshFailureKind::OutcomeUnknown)
-        } else {
-            (LifecycleError::Notion(error), RefreshFailureKind::Failed)
+        let (failure, kind) = match answers {
+            Answers::SomeLost => {
+                (LifecycleError::NotionUncertain(error), RefreshFailureKind::OutcomeUnknown)
+            }
+            Answers::AllReceived => (LifecycleError::Notion(error), RefreshFailureKind::Failed),
         };
         let message = format!("refresh failed: {failure}");
         let recorded = RefreshFailure { kind, message: &message, request_id: failure.request_id() };
@@ -484,7 +501,7 @@ impl Lifecycle {
     /// The connection was re-authorized or revoked while a refresh was at Notion: what it is now.
     async fn changed_meanwhile(&self, bot_id: &BotId) -> Result<Token, LifecycleError> {
         tracing::info!("the connection changed during its refresh; its new state wins");
-        Token::from_stored(self.stored(bot_id).await?, true)
+        Token::newer(self.stored(bot_id).await?)
     }
 
     /// Asks Notion whether the token still works. An inactive token is first refreshed (in case
@@ -496,7 +513,7 @@ impl Lifecycle {
     pub async fn check(self: &Arc<Self>, bot_id: &BotId) -> Result<Checked, LifecycleError> {
         let tokens = self.stored(bot_id).await?;
         let from = tokens.generation;
-        let access = Token::from_stored(tokens, false)?;
+        let access = Token::as_stored(tokens)?;
         let introspection =
             self.client.introspect(&access.access_token).await.map_err(LifecycleError::Notion)?;
         let active = match (introspection.active, &access.refresh_token) {
@@ -542,8 +559,9 @@ impl Lifecycle {
                 self.store.claim_lease(bot_id, generation, &owner, lease_until(), LeaseFor::Revoke);
             match claim.await? {
                 Claim::Claimed { .. } => {}
-                lost => {
-                    lost_claim(lost, deadline).await?;
+                Claim::Moved => continue,
+                Claim::Held => {
+                    wait_for_holder(deadline).await?;
                     continue;
                 }
             }
@@ -605,26 +623,21 @@ impl Lifecycle {
         }
     }
 
-    /// Runs the passes `policy` turns on, each every quarter of its period (at most every five
-    /// minutes), until the returned handle is dropped.
+    /// Runs the passes `policy` turns on until the returned handle is dropped.
     pub(crate) fn spawn_passes(self: &Arc<Self>, policy: &LifecyclePolicy) -> Passes {
         let mut tasks = Vec::new();
         if let Some(older_than) = policy.refresh_older_than {
             let lifecycle = self.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    lifecycle.refresh_old_tokens(older_than).await;
-                    tokio::time::sleep((older_than / 4).min(Duration::from_secs(300))).await;
-                }
+            tasks.push(repeat(older_than, move || {
+                let lifecycle = lifecycle.clone();
+                async move { lifecycle.refresh_old_tokens(older_than).await }
             }));
         }
         if let Some(interval) = policy.check_interval {
             let lifecycle = self.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    lifecycle.check_connections(interval).await;
-                    tokio::time::sleep((interval / 4).min(Duration::from_secs(300))).await;
-                }
+            tasks.push(repeat(interval, move || {
+                let lifecycle = lifecycle.clone();
+                async move { lifecycle.check_connections(interval).await }
             }));
         }
         Passes(tasks)
@@ -637,8 +650,22 @@ impl Lifecycle {
     }
 }
 
+/// Runs `pass` over and over, a quarter of `period` apart (at most five minutes): a connection
+/// falls due at most that long before a pass finds it.
+fn repeat<F>(period: Duration, mut pass: impl FnMut() -> F + Send + 'static) -> JoinHandle<()>
+where
+    F: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            pass().await;
+            tokio::time::sleep((period / 4).min(Duration::from_secs(300))).await;
+        }
+    })
+}
+
 /// The background passes; they stop when this is dropped.
-pub(crate) struct Passes(Vec<tokio::task::JoinHandle<()>>);
+pub(crate) struct Passes(Vec<JoinHandle<()>>);
 
 impl Drop for Passes {
     fn drop(&mut self) {

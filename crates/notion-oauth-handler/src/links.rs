@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::Config;
-use crate::config::connect::{Connect, check_return_to};
+use crate::config::{Connect, check_return_to};
 use crate::domain::{BotId, Reference};
 use crate::flow::{ConnectRequest, FlowError};
 use crate::signatures::{connect_link, connect_link_matches};
@@ -122,9 +122,7 @@ impl Links {
         }
         let [reference, return_to, expires, sig, link] = found;
         // Checked first: a bad ref is refused whatever form the link has.
-        let parse = |reference: Option<String>| {
-            reference.map(Reference::parse).transpose().map_err(|_| FlowError::BadRef)
-        };
+        let parse = |reference: Option<String>| reference.map(Reference::parse).transpose();
         let reference = parse(reference)?;
         let (reference, return_to) = match (link, sig) {
             (Some(_), _) if reference.is_some() || return_to.is_some() || expires.is_some() => {

@@ -11,7 +11,7 @@ use notion_oauth::{NotionError, StateError};
 use url::Url;
 
 use crate::config::Config;
-use crate::config::connect::fill;
+use crate::config::fill;
 use crate::domain::Reference;
 use crate::flow::{Connected, FlowError};
 use crate::hooks::{ConnectView, Outcome};
@@ -295,7 +295,7 @@ impl FlowError {
                 "This link was already used",
                 "Each link works once. If connecting worked the first time, you are done; otherwise start again.".into(),
             ),
-            F::BadRef => page(
+            F::BadRef(_) => page(
                 StatusCode::BAD_REQUEST,
                 "invalid_ref",
                 bad_link,

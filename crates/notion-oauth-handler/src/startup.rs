@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +20,15 @@ use crate::lifecycle::{Lifecycle, Passes};
 use crate::links::Links;
 use crate::pages::Pages;
 use crate::state::{AppState, BrowserCookie};
-use crate::store::{Routing, SqlStore, Store};
+use crate::store::{Routing, SqlStore, Store, StoreError};
 use crate::vault::Vault;
 
-/// Makes the store an embedding app brings, given the event routing it must follow.
-pub(crate) type StoreFactory = Box<dyn FnOnce(Routing) -> Arc<dyn Store> + Send>;
+/// Opens the store an embedding app brings, given the event routing it must follow.
+pub(crate) type StoreFactory = Box<dyn FnOnce(Routing) -> OpeningStore + Send>;
+
+/// A store being opened.
+pub(crate) type OpeningStore =
+    Pin<Box<dyn Future<Output = Result<Arc<dyn Store>, StoreError>> + Send>>;
 
 /// What an embedding app adds to a configuration.
 #[derive(Default)]
@@ -53,12 +58,13 @@ impl Services {
         let Additions { hooks, view, store } = additions;
         let routing = routing(config, &hooks);
         let store = match store {
-            Some(make) => make(routing),
+            Some(open) => open(routing).await.context("the app's own store cannot be opened")?,
             None => {
-                let opened = SqlStore::connect(&config.storage_url).await.with_context(|| {
-                    format!("cannot open the database at {}", config.storage_url)
+                let url = &config.storage_url;
+                let opened = SqlStore::connect(url, routing).await.with_context(|| {
+                    format!("cannot open the database at {}", crate::config::redacted_url(url))
                 })?;
-                Arc::new(opened.with_routing(routing))
+                Arc::new(opened)
             }
         };
         let vault = Arc::new(Vault::new(&config.master_key, &config.previous_master_keys));

@@ -7,17 +7,19 @@ use secrecy::ExposeSecret;
 
 use super::{base_dir, load_config};
 use crate::cli::{ApiKeysCommand, ConfigArg, ConnectionsCommand, DeliveriesCommand};
-use crate::config::{load_settings, resolve_sqlite_url};
+use crate::config::{load_settings, redacted_url, resolve_sqlite_url};
 use crate::domain::{BotId, WorkspaceId};
 use crate::lifecycle::{Coalesce, Freshness, Lifecycle};
 use crate::startup::{Additions, Services};
-use crate::store::{self, ConnectionFilter, Store};
+use crate::store::{self, ApiKeys, ConnectionFilter, Routing, SqlStore, Store};
 
 /// The store alone: listing needs neither the master key nor Notion's credentials.
 async fn open_store(args: &ConfigArg) -> anyhow::Result<Arc<dyn Store>> {
     let settings = load_settings(args.config.as_deref())?;
     let url = resolve_sqlite_url(&settings.storage.url, &base_dir(args.config.as_deref()));
-    store::open_existing(&url).await.with_context(|| format!("cannot open the database at {url}"))
+    store::open_existing(&url)
+        .await
+        .with_context(|| format!("cannot open the database at {}", redacted_url(&url)))
 }
 
 fn time(unix: Option<i64>) -> String {
@@ -173,9 +175,9 @@ pub(super) async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
             let url =
                 resolve_sqlite_url(&settings.storage.url, &base_dir(config.config.as_deref()));
             // Creating a key is often the first thing done on a new database: create it.
-            let store = store::connect(&url)
+            let store = SqlStore::connect(&url, Routing::none())
                 .await
-                .with_context(|| format!("cannot open the database at {url}"))?;
+                .with_context(|| format!("cannot open the database at {}", redacted_url(&url)))?;
             let made =
                 crate::api_keys::generate().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
             store.insert_api_key(&made.id, name, &made.digest).await?;

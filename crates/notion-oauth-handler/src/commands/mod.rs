@@ -15,6 +15,7 @@ use crate::config::{Config, load_settings};
 use crate::links::ConnectLink;
 use crate::startup::Application;
 use crate::store::now;
+use crate::telemetry::Chain;
 
 /// Runs one command of the `notion-oauth-handler` binary, with logging set up as it asks; a
 /// failure is printed with its whole chain of causes.
@@ -34,8 +35,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // `{:#}` prints the whole context chain on one line: "cannot open …: unable to open …".
-            eprintln!("error: {error:#}");
+            // The whole chain on one line ("cannot open …: unable to open …"), each cause once.
+            eprintln!("error: {}", Chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -81,8 +82,7 @@ fn connect_link(args: &ConnectLinkArgs) -> anyhow::Result<()> {
         bail!("connect.link_secret is not set: add one (`openssl rand -hex 32`) to sign links");
     };
     if let Some(return_to) = &args.return_to
-        && crate::config::connect::check_return_to(return_to, &config.connect.return_to_origins)
-            .is_none()
+        && crate::config::check_return_to(return_to, &config.connect.return_to_origins).is_none()
     {
         bail!("{return_to} is not at one of connect.return_to_origins");
     }

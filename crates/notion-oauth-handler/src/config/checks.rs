@@ -7,12 +7,12 @@ use notion_oauth::DEFAULT_API_BASE_URL;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::Problems;
+use super::problems::Problems;
 
 /// Which database a `storage.url` names. Answered here, with the other checks of URLs, so that
 /// validating the configuration does not reach up to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// A SQLite file: one instance, or several processes on one machine.
     Sqlite,
     /// A PostgreSQL database: several instances.
@@ -21,7 +21,7 @@ pub enum Backend {
 
 impl Backend {
     /// `sqlite:` or `postgres:`/`postgresql:` URLs; `None` for anything else.
-    pub fn of(url: &str) -> Option<Self> {
+    pub(crate) fn of(url: &str) -> Option<Self> {
         if url.starts_with("sqlite:") {
             Some(Self::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -32,8 +32,22 @@ impl Backend {
     }
 }
 
+/// `url` fit for a message: a password in it is replaced by `***` (a PostgreSQL URL may carry
+/// one).
+pub(crate) fn redacted_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Not a URL: nothing can be told apart from a password in it.
+        Err(_) => "(the configured storage.url)".to_owned(),
+    }
+}
+
 /// A relative SQLite path is relative to the configuration file, like every other path in it.
-pub fn resolve_sqlite_url(url: &str, base_dir: &Path) -> String {
+pub(crate) fn resolve_sqlite_url(url: &str, base_dir: &Path) -> String {
     let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
         return url.to_owned();
     };
@@ -44,7 +58,7 @@ pub fn resolve_sqlite_url(url: &str, base_dir: &Path) -> String {
 }
 
 /// Whether `url` names this machine: `localhost` or a loopback address.
-pub fn is_loopback_host(url: &Url) -> bool {
+pub(super) fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(domain)) => domain == "localhost",
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -53,8 +67,21 @@ pub fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
+/// `value` if it is within `range` (of `unit`s, if any).
+pub(super) fn in_range(
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> Result<u64, String> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+    Err(format!("must be between {} and {}{unit}", range.start(), range.end()))
+}
+
 /// Whether secrets may travel to `url`: https, or plain http to this machine.
-pub fn is_secure_or_loopback(url: &Url) -> bool {
+pub(super) fn is_secure_or_loopback(url: &Url) -> bool {
     url.scheme() == "https" || (url.scheme() == "http" && is_loopback_host(url))
 }
 
@@ -167,7 +194,7 @@ pub(crate) fn secret_from(
         }
         (None, None) => {
             if let Some(how) = rule.required {
-                problems.add(key, format!("is required; {how}"));
+                problems.add(key, format!("is required: {how}"));
             }
             return None;
         }
@@ -184,4 +211,17 @@ pub(crate) fn secret_from(
         return None;
     }
     Some(SecretString::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_a_database_url_is_never_shown() {
+        let shown = redacted_url("postgres://app:s3cret@db.example.com/notion");
+        assert_eq!(shown, "postgres://app:***@db.example.com/notion");
+        assert_eq!(redacted_url("sqlite://notion.db"), "sqlite://notion.db");
+        assert!(!redacted_url("postgres://app:s3cret@[bad").contains("s3cret"));
+    }
 }

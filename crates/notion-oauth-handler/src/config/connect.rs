@@ -1,37 +1,19 @@
 //! `[connect]`: where the browser goes after the flow, and how links to `/connect` are trusted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use secrecy::SecretString;
-use serde::Deserialize;
 use url::{Origin, Url};
 
-use super::Problems;
 use super::checks::{Secret, is_secure_or_loopback, secret_from};
+use super::problems::Problems;
+use super::settings::ConnectSettings;
 
 /// Longest `return_to`: it travels in the state, which has a size limit of its own.
-pub const MAX_RETURN_TO_BYTES: usize = 1024;
+pub(crate) const MAX_RETURN_TO_BYTES: usize = 1024;
 
 /// Placeholders a redirect template may use; values are URL-encoded when filled in.
-pub const PLACEHOLDERS: [&str; 4] = ["bot_id", "workspace_id", "ref", "outcome"];
-
-/// `[connect]` as written.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ConnectSettings {
-    /// Instead of the success page: e.g. `https://app.example.com/notion/done?bot={bot_id}&ref={ref}`.
-    pub success_redirect: Option<String>,
-    /// Instead of the "access was not granted" page.
-    pub denied_redirect: Option<String>,
-    /// Origins `return_to` may point at, e.g. `["https://app.example.com"]`; none: `return_to` is refused.
-    pub return_to_origins: Vec<String>,
-    /// Refuse links that carry `ref` or `return_to` without a valid signature (or one-time link).
-    pub require_signed_ref: bool,
-    /// The secret your app signs connect links with.
-    pub link_secret: Option<SecretString>,
-    /// A file holding the link secret, instead of `link_secret`.
-    pub link_secret_file: Option<PathBuf>,
-}
+pub(crate) const PLACEHOLDERS: [&str; 4] = ["bot_id", "workspace_id", "ref", "outcome"];
 
 /// `[connect]`, checked.
 #[derive(Clone, Debug, Default)]
@@ -50,7 +32,7 @@ pub struct Connect {
 
 /// Fills `{placeholder}`s with URL-encoded values; unknown ones are left as they are (validation
 /// refuses them up front).
-pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+pub(crate) fn fill(template: &str, values: &[(&str, &str)]) -> String {
     let mut filled = template.to_owned();
     for (name, value) in values {
         let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
@@ -62,7 +44,7 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
 /// Whether `raw` may be a `return_to`: an absolute http(s) URL, without user info, at exactly
 /// one of `allowed`. Backslashes, whitespace and control characters are refused before parsing,
 /// because parsers (browsers' among them) read them in ways that move the host.
-pub fn check_return_to(raw: &str, allowed: &[Origin]) -> Option<Url> {
+pub(crate) fn check_return_to(raw: &str, allowed: &[Origin]) -> Option<Url> {
     if raw.is_empty()
         || raw.len() > MAX_RETURN_TO_BYTES
         || raw.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\')

@@ -5,74 +5,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Deserialize;
 use url::Url;
 
-use super::checks::{Secret, is_secure_or_loopback, secret_from};
-use super::{Problems, Settings, in_range};
+use super::checks::{Secret, in_range, is_secure_or_loopback, secret_from};
+use super::problems::Problems;
+use super::settings::{CommandHookSettings, DeliverySettings, Settings, WebhookSettings};
 use crate::domain::EventType;
-
-/// One `[[webhooks]]` entry.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSettings {
-    /// A short name, shown in delivery listings; stable across restarts.
-    pub name: String,
-    /// Where to POST each event.
-    pub url: String,
-    /// The key receivers verify each delivery's signature with.
-    pub secret: Option<SecretString>,
-    /// A file holding the secret, instead of `secret`.
-    pub secret_file: Option<std::path::PathBuf>,
-    /// Which events; all of them when absent.
-    pub events: Option<Vec<String>>,
-    /// Add the connection's current tokens to each body (https or loopback URLs only).
-    #[serde(default)]
-    pub include_tokens: bool,
-}
-
-/// `[command_hook]`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandHookSettings {
-    /// The program and its arguments; the event's JSON arrives on its standard input.
-    pub command: Vec<String>,
-    /// How long one run may take before it is stopped.
-    #[serde(default = "default_command_timeout")]
-    pub timeout_seconds: u64,
-    /// Which events; all of them when absent.
-    pub events: Option<Vec<String>>,
-    /// Environment variables passed on to the hook (beyond PATH, HOME and LANG).
-    #[serde(default)]
-    pub env: Vec<String>,
-}
-
-fn default_command_timeout() -> u64 {
-    30
-}
-
-/// `[delivery]`: retries.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeliverySettings {
-    /// Attempts before a delivery is dead-lettered.
-    pub max_attempts: u32,
-    /// The first retry waits about this long; each next one twice as long (capped at an hour).
-    pub retry_base_ms: u64,
-    /// Limit for one webhook call.
-    pub timeout_seconds: u64,
-}
-
-impl Default for DeliverySettings {
-    fn default() -> Self {
-        Self { max_attempts: 12, retry_base_ms: 5_000, timeout_seconds: 10 }
-    }
-}
 
 /// A target events are delivered to, checked.
 #[derive(Clone, Debug)]
 pub struct Target {
-    /// Its name in delivery listings.
+    /// Its name in delivery listings, which outbox rows are queued under: renaming a target
+    /// leaves its queued rows to nobody.
     pub name: String,
     /// The events it hears.
     pub events: Vec<EventType>,
@@ -83,30 +27,31 @@ pub struct Target {
 /// How a target is reached.
 #[derive(Clone, Debug)]
 pub enum TargetKind {
-    /// A signed POST.
+    /// A signed POST of the event's JSON.
     Webhook {
-        /// Where to.
+        /// The receiver; https, or loopback, whenever the body carries tokens.
         url: Url,
-        /// What the signature is made with.
+        /// The key receivers check the `Notion-OAuth-Signature` header with.
         secret: SecretString,
-        /// Whether the body carries the connection's current tokens.
+        /// Whether the body carries the connection's current tokens, read at send time.
         include_tokens: bool,
     },
-    /// A program run with the event on its standard input.
+    /// A program run once per event, the event's JSON on its standard input.
     Command {
-        /// The program.
+        /// Run without a shell, so nothing in an event is ever interpreted.
         program: String,
-        /// Its arguments.
+        /// Passed as given.
         args: Vec<String>,
-        /// Environment variables passed on to it.
+        /// Variables passed on from the server's environment; nothing else is (the server's
+        /// holds the master key and the client secret).
         env: Vec<String>,
-        /// How long one run may take.
+        /// How long one run may take before it is stopped and counted as failed.
         timeout: Duration,
     },
 }
 
 /// Name of the command hook in delivery listings.
-pub const COMMAND_TARGET: &str = "command";
+pub(super) const COMMAND_TARGET: &str = "command";
 
 /// `[delivery]`, checked: how failed deliveries are retried.
 #[derive(Clone, Copy, Debug)]
@@ -117,17 +62,6 @@ pub struct DeliveryPolicy {
     pub retry_base: Duration,
     /// Limit for one webhook call or in-process hook.
     pub timeout: Duration,
-}
-
-impl Default for DeliveryPolicy {
-    fn default() -> Self {
-        let defaults = DeliverySettings::default();
-        Self {
-            max_attempts: defaults.max_attempts,
-            retry_base: Duration::from_millis(defaults.retry_base_ms),
-            timeout: Duration::from_secs(defaults.timeout_seconds),
-        }
-    }
 }
 
 fn check_events(
@@ -169,12 +103,13 @@ pub(crate) fn check_target_name<'a>(
     Ok(())
 }
 
-/// Checks `[[webhooks]]`, `[command_hook]` and `[delivery]`.
+/// Checks `[[webhooks]]`, `[command_hook]` and `[delivery]`: the targets, and how deliveries
+/// to them are retried.
 pub(super) fn validate(
     settings: &Settings,
     base_dir: &Path,
     problems: &mut Problems,
-) -> (Vec<Target>, DeliveryPolicy) {
+) -> (Vec<Target>, Option<DeliveryPolicy>) {
     let mut targets = Vec::new();
     let mut names: Vec<&str> = Vec::new();
     for (index, webhook) in settings.webhooks.iter().enumerate() {
@@ -189,17 +124,19 @@ pub(super) fn validate(
     if let Some(hook) = &settings.command_hook {
         targets.extend(command_target(hook, problems));
     }
-    let delivery = &settings.delivery;
+    (targets, policy(&settings.delivery, problems))
+}
+
+fn policy(delivery: &DeliverySettings, problems: &mut Problems) -> Option<DeliveryPolicy> {
     let max_attempts = problems
         .check("delivery.max_attempts", in_range(delivery.max_attempts.into(), 1..=100, ""));
     let timeout = problems
         .check("delivery.timeout_seconds", in_range(delivery.timeout_seconds, 1..=120, "seconds"));
-    let policy = DeliveryPolicy {
-        max_attempts: max_attempts.map_or(1, |n| u32::try_from(n).unwrap_or(1)),
+    Some(DeliveryPolicy {
+        max_attempts: u32::try_from(max_attempts?).ok()?,
         retry_base: Duration::from_millis(delivery.retry_base_ms.max(1)),
-        timeout: Duration::from_secs(timeout.unwrap_or(1)),
-    };
-    (targets, policy)
+        timeout: Duration::from_secs(timeout?),
+    })
 }
 
 fn webhook_target(

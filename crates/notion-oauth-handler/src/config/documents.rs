@@ -1,27 +1,14 @@
 //! `[[documents]]`: files served as written, such as the privacy policy and terms of use Notion
 //! requires of public integrations.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Deserialize;
-
-use super::Problems;
 use super::checks::check_base_path;
+use super::problems::Problems;
+use super::settings::DocumentSettings;
 
 /// Paths the server itself answers; documents may not take them.
 const RESERVED_PATHS: [&str; 5] = ["/", "/connect", "/callback", "/healthz", "/readyz"];
-
-/// One `[[documents]]` entry.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DocumentSettings {
-    /// Where it is served, e.g. `/privacy`.
-    pub path: String,
-    /// The file, relative to the configuration file's folder.
-    pub file: PathBuf,
-    /// Its type; guessed from the file's extension when absent.
-    pub content_type: Option<String>,
-}
 
 /// A document served as is, such as the privacy policy Notion requires of public integrations.
 #[derive(Debug, Clone)]
@@ -42,38 +29,39 @@ pub(super) fn load_all(
 ) -> Vec<Document> {
     let mut loaded = Vec::new();
     for (index, document) in documents.iter().enumerate() {
-        match load_document(document, base_dir, &loaded) {
-            Ok(document) => loaded.push(document),
-            Err((field, message)) => problems.add(format!("documents[{index}].{field}"), message),
+        let key = |field: &str| format!("documents[{index}].{field}");
+        // One problem per document: when its path is wrong, its file is beside the point.
+        let Some(path) = problems.check(&key("path"), check_path(&document.path, &loaded)) else {
+            continue;
+        };
+        let file = base_dir.join(&document.file);
+        let body = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()));
+        let Some(body) = problems.check(&key("file"), body) else { continue };
+        let content_type = problems.check(&key("content_type"), content_type(document, &file));
+        if let Some(content_type) = content_type {
+            loaded.push(Document { path, body, content_type });
         }
     }
     loaded
 }
 
-fn load_document(
-    document: &DocumentSettings,
-    base_dir: &Path,
-    earlier: &[Document],
-) -> Result<Document, (&'static str, String)> {
-    let path = document.path.trim_end_matches('/');
-    if !document.path.starts_with('/')
-        || check_base_path(&document.path).is_err()
-        || path.is_empty()
-    {
-        return Err(("path", format!("`{}` must be a path such as /privacy", document.path)));
+/// Where a document is served: a path of its own, not one of the server's, not taken.
+fn check_path(path: &str, earlier: &[Document]) -> Result<String, String> {
+    let trimmed = path.trim_end_matches('/');
+    if !path.starts_with('/') || check_base_path(path).is_err() || trimmed.is_empty() {
+        return Err(format!("`{path}` must be a path such as /privacy"));
     }
-    if RESERVED_PATHS.contains(&path) || path == "/api" || path.starts_with("/api/") {
-        return Err((
-            "path",
-            format!("`{path}` is one of the server's own pages; pick another path"),
-        ));
+    if RESERVED_PATHS.contains(&trimmed) || trimmed == "/api" || trimmed.starts_with("/api/") {
+        return Err(format!("`{trimmed}` is one of the server's own pages; pick another path"));
     }
-    if earlier.iter().any(|d| d.path == path) {
-        return Err(("path", format!("`{path}` is served by an earlier document already")));
+    if earlier.iter().any(|d| d.path == trimmed) {
+        return Err(format!("`{trimmed}` is served by an earlier document already"));
     }
-    let file = base_dir.join(&document.file);
-    let body = std::fs::read(&file)
-        .map_err(|e| ("file", format!("cannot read {}: {e}", file.display())))?;
+    Ok(trimmed.to_owned())
+}
+
+/// The document's `Content-Type`: as configured, else guessed from the file's extension.
+fn content_type(document: &DocumentSettings, file: &Path) -> Result<String, String> {
     let content_type = match &document.content_type {
         Some(content_type) => content_type.clone(),
         None => match file.extension().and_then(|e| e.to_str()) {
@@ -81,18 +69,18 @@ fn load_document(
             Some("txt" | "md") => "text/plain; charset=utf-8".into(),
             Some("pdf") => "application/pdf".into(),
             _ => {
-                return Err((
-                    "content_type",
-                    format!("cannot guess the type of {}; set content_type", file.display()),
+                return Err(format!(
+                    "cannot guess the type of {}; set content_type",
+                    file.display()
                 ));
             }
         },
     };
     if axum::http::HeaderValue::from_str(&content_type).is_err() {
-        return Err((
-            "content_type",
-            format!("`{}` is not a valid Content-Type header value", content_type.escape_debug()),
+        return Err(format!(
+            "`{}` is not a valid Content-Type header value",
+            content_type.escape_debug()
         ));
     }
-    Ok(Document { path: path.to_owned(), body, content_type })
+    Ok(content_type)
 }

@@ -17,24 +17,28 @@ use url::Url;
 use crate::vault::MasterKey;
 
 mod checks;
-pub mod connect;
-pub mod delivery;
+mod connect;
+mod delivery;
 mod documents;
 mod problems;
 mod settings;
 
-pub use checks::{Backend, is_loopback_host, is_secure_or_loopback, resolve_sqlite_url};
+pub(crate) use checks::{Backend, redacted_url, resolve_sqlite_url};
 use checks::{
-    Secret, check_api_base_url, check_base_path, check_public_url, is_notion_version, secret_from,
+    Secret, check_api_base_url, check_base_path, check_public_url, in_range, is_loopback_host,
+    is_notion_version, secret_from,
 };
 pub use connect::Connect;
+pub(crate) use connect::{check_return_to, fill};
+pub(crate) use delivery::check_target_name;
 pub use delivery::{DeliveryPolicy, Target, TargetKind};
-pub use documents::{Document, DocumentSettings};
-pub(crate) use problems::Problems;
+pub use documents::Document;
+use problems::Problems;
 pub use problems::{ConfigError, Problem};
 pub use settings::{
-    LifecycleSettings, NotionSettings, PagesSettings, SecuritySettings, ServerSettings, Settings,
-    StorageSettings, load_settings,
+    CommandHookSettings, ConnectSettings, DeliverySettings, DocumentSettings, LifecycleSettings,
+    NotionSettings, PagesSettings, SecuritySettings, ServerSettings, Settings, StorageSettings,
+    WebhookSettings, load_settings,
 };
 
 /// The checked configuration the server runs with: plain data, nothing running.
@@ -139,7 +143,8 @@ impl Settings {
             Some((master_key, previous_master_keys)),
             Some(state_ttl),
             Some(lifecycle),
-        ) = (server, notion, storage_url, keys, state_ttl, lifecycle)
+            Some(delivery),
+        ) = (server, notion, storage_url, keys, state_ttl, lifecycle, delivery)
         else {
             return problems.or_value(None);
         };
@@ -161,19 +166,6 @@ impl Settings {
             templates_dir,
         }))
     }
-}
-
-/// `value` if it is within `range` (of `unit`s, if any).
-pub(crate) fn in_range(
-    value: u64,
-    range: std::ops::RangeInclusive<u64>,
-    unit: &str,
-) -> Result<u64, String> {
-    if range.contains(&value) {
-        return Ok(value);
-    }
-    let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
-    Err(format!("must be between {} and {}{unit}", range.start(), range.end()))
 }
 
 fn server(

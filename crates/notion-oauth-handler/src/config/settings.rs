@@ -11,45 +11,43 @@ use notion_oauth::{DEFAULT_API_BASE_URL, DEFAULT_NOTION_VERSION};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::connect::ConnectSettings;
-use super::delivery::{CommandHookSettings, DeliverySettings, WebhookSettings};
-use super::documents::DocumentSettings;
 use super::problems::{ConfigError, Problem};
 
-/// The configuration file as written, one field per section.
+/// The configuration file as written, one field per section. Only the integration's
+/// credentials, the master key and `server.public_url` have no default.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// `[server]`
+    /// `[server]`: where it listens and is reached.
     #[serde(default)]
     pub server: ServerSettings,
-    /// `[notion]`
+    /// `[notion]`: the integration's credentials.
     #[serde(default)]
     pub notion: NotionSettings,
-    /// `[storage]`
+    /// `[storage]`: the database.
     #[serde(default)]
     pub storage: StorageSettings,
-    /// `[security]`
+    /// `[security]`: the master key and the flow's limits.
     #[serde(default)]
     pub security: SecuritySettings,
-    /// `[lifecycle]`
+    /// `[lifecycle]`: refreshes and checks.
     #[serde(default)]
     pub lifecycle: LifecycleSettings,
-    /// `[[documents]]`
+    /// `[[documents]]`: files served as written.
     #[serde(default)]
     pub documents: Vec<DocumentSettings>,
-    /// `[[webhooks]]`
+    /// `[[webhooks]]`: signed POSTs of each event.
     #[serde(default)]
     pub webhooks: Vec<WebhookSettings>,
-    /// `[command_hook]`
+    /// `[command_hook]`: a program run for each event.
     pub command_hook: Option<CommandHookSettings>,
-    /// `[delivery]`
+    /// `[delivery]`: retries.
     #[serde(default)]
     pub delivery: DeliverySettings,
-    /// `[connect]`
+    /// `[connect]`: where the browser goes afterwards, and which links are trusted.
     #[serde(default)]
     pub connect: ConnectSettings,
-    /// `[pages]`
+    /// `[pages]`: the look of the pages.
     #[serde(default)]
     pub pages: PagesSettings,
 }
@@ -174,6 +172,93 @@ impl Default for SecuritySettings {
             allow_notion_initiated: false,
         }
     }
+}
+
+/// One `[[webhooks]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// A short name, shown in delivery listings; stable across restarts.
+    pub name: String,
+    /// Where to POST each event.
+    pub url: String,
+    /// The key receivers verify each delivery's signature with.
+    pub secret: Option<SecretString>,
+    /// A file holding the secret, instead of `secret`.
+    pub secret_file: Option<std::path::PathBuf>,
+    /// Which events; all of them when absent.
+    pub events: Option<Vec<String>>,
+    /// Add the connection's current tokens to each body (https or loopback URLs only).
+    #[serde(default)]
+    pub include_tokens: bool,
+}
+
+/// `[command_hook]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandHookSettings {
+    /// The program and its arguments; the event's JSON arrives on its standard input.
+    pub command: Vec<String>,
+    /// How long one run may take before it is stopped.
+    #[serde(default = "default_command_timeout")]
+    pub timeout_seconds: u64,
+    /// Which events; all of them when absent.
+    pub events: Option<Vec<String>>,
+    /// Environment variables passed on to the hook (beyond PATH, HOME and LANG).
+    #[serde(default)]
+    pub env: Vec<String>,
+}
+
+fn default_command_timeout() -> u64 {
+    30
+}
+
+/// `[delivery]`: retries.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySettings {
+    /// Attempts before a delivery is dead-lettered.
+    pub max_attempts: u32,
+    /// The first retry waits about this long; each next one twice as long (capped at an hour).
+    pub retry_base_ms: u64,
+    /// Limit for one webhook call.
+    pub timeout_seconds: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self { max_attempts: 12, retry_base_ms: 5_000, timeout_seconds: 10 }
+    }
+}
+
+/// `[connect]` as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectSettings {
+    /// Instead of the success page: e.g. `https://app.example.com/notion/done?bot={bot_id}&ref={ref}`.
+    pub success_redirect: Option<String>,
+    /// Instead of the "access was not granted" page.
+    pub denied_redirect: Option<String>,
+    /// Origins `return_to` may point at, e.g. `["https://app.example.com"]`; none: `return_to` is refused.
+    pub return_to_origins: Vec<String>,
+    /// Refuse links that carry `ref` or `return_to` without a valid signature (or one-time link).
+    pub require_signed_ref: bool,
+    /// The secret your app signs connect links with.
+    pub link_secret: Option<SecretString>,
+    /// A file holding the link secret, instead of `link_secret`.
+    pub link_secret_file: Option<PathBuf>,
+}
+
+/// One `[[documents]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentSettings {
+    /// Where it is served, e.g. `/privacy`.
+    pub path: String,
+    /// The file, relative to the configuration file's folder.
+    pub file: PathBuf,
+    /// Its type; guessed from the file's extension when absent.
+    pub content_type: Option<String>,
 }
 
 /// Reads `path` (if given) and the environment into [`Settings`].

@@ -49,7 +49,7 @@ impl Command<'_> {
         }
         let mut child = command
             .env("NOH_EVENT_ID", &delivery.event_id)
-            .env("NOH_EVENT_TYPE", delivery.event_type.as_str())
+            .env("NOH_EVENT_TYPE", &delivery.event_type)
             .env("NOH_DELIVERY_ATTEMPT", (delivery.attempts + 1).to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

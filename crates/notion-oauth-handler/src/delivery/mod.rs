@@ -51,7 +51,7 @@ enum AttemptError {
 #[derive(Debug, thiserror::Error)]
 enum HookFailure {
     #[error("{0}")]
-    Returned(HookError),
+    Returned(#[source] HookError),
     #[error("the hook panicked")]
     Panicked,
     #[error("the hook ran longer than {0} s")]
@@ -159,7 +159,7 @@ impl Deliverer {
                 tracing::info!(
                     event_id = delivery.event_id,
                     target = delivery.target,
-                    event_type = %delivery.event_type,
+                    event_type = delivery.event_type,
                     "event delivered"
                 );
                 self.store.mark_delivered(delivery.id, worker).await?

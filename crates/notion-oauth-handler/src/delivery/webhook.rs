@@ -30,7 +30,7 @@ pub(super) async fn send(
         .header("content-type", "application/json")
         .header(WEBHOOK_SIGNATURE_HEADER, sign(secret, now(), body))
         .header("Notion-OAuth-Event-Id", &delivery.event_id)
-        .header("Notion-OAuth-Event-Type", delivery.event_type.as_str())
+        .header("Notion-OAuth-Event-Type", &delivery.event_type)
         .header("Notion-OAuth-Delivery-Attempt", (delivery.attempts + 1).to_string())
         .body(body.to_owned())
         .send()

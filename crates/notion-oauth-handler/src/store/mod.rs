@@ -12,7 +12,7 @@
 //! so that every store sends the same.
 //!
 //! A store is given its [`Routing`] (which targets hear which events) once, when it is made. An
-//! embedding app that picks the store gets the routing from the flow it builds:
+//! embedding app that picks the store makes it from the routing the flow hands it:
 //!
 //! ```no_run
 //! # async fn run(config: notion_oauth_handler::config::Config) -> anyhow::Result<()> {
@@ -20,9 +20,10 @@
 //! use notion_oauth_handler::store::SqlStore;
 //!
 //! // The built-in store, in a database the app chose at run time.
-//! let store = SqlStore::connect("postgres://app@127.0.0.1/app").await?;
-//! let notion =
-//!     NotionOAuth::new(config).with_store(|routing| store.with_routing(routing)).build().await?;
+//! let notion = NotionOAuth::new(config)
+//!     .with_store(|routing| SqlStore::connect("postgres://app@127.0.0.1/app", routing))
+//!     .build()
+//!     .await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -128,17 +129,7 @@ impl dyn Store {
     }
 }
 
-/// Opens (creating if needed) the database at `url`, with no event routing: for tools that read
-/// and do not report changes.
-///
-/// # Errors
-/// See [`SqlStore::connect`].
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(SqlStore::connect(url).await?))
-}
-
-/// Opens a database that must exist already (see [`SqlStore::open_existing`]), with no event
-/// routing.
+/// Opens a database that must exist already, for tools (see [`SqlStore::open_existing`]).
 ///
 /// # Errors
 /// See [`SqlStore::open_existing`].
@@ -213,30 +204,27 @@ pub fn now() -> i64 {
 }
 
 impl SqlStore {
-    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    /// Opens (creating if needed) the database at `url`, brings its schema up to date, and
+    /// queues each event for the targets `routing` names. [`Routing::none`] is for tools that
+    /// make changes nobody hears of.
     ///
     /// # Errors
     /// An unusable URL or file, or a failed migration.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::open(url, OpenMode::CreateIfMissing).await
+    pub async fn connect(url: &str, routing: Routing) -> Result<Self, StoreError> {
+        Self::open(url, OpenMode::CreateIfMissing, routing).await
     }
 
-    /// Opens a database that must exist already (for inspection commands, which should not
-    /// leave an empty database behind a mistyped path).
+    /// Opens a database that must exist already, for tools that inspect it: they should not
+    /// leave an empty database behind a mistyped path, and the few changes they make
+    /// (redelivering, revoking an API key) are heard by nobody.
     ///
     /// # Errors
     /// A missing file, or see [`SqlStore::connect`].
     pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
-        Self::open(url, OpenMode::MustExist).await
+        Self::open(url, OpenMode::MustExist, Routing::none()).await
     }
 
-    /// The same database, queueing each event for the targets `routing` names.
-    #[must_use]
-    pub fn with_routing(self, routing: Routing) -> Self {
-        Self { routing, ..self }
-    }
-
-    async fn open(url: &str, mode: OpenMode) -> Result<Self, StoreError> {
+    async fn open(url: &str, mode: OpenMode, routing: Routing) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url).ok_or(StoreError::UnknownBackend)?;
         if url.contains(":memory:") || url.contains("mode=memory") {
@@ -279,7 +267,7 @@ impl SqlStore {
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok(Self { pool, routing: Routing::none() })
+        Ok(Self { pool, routing })
     }
 }
 

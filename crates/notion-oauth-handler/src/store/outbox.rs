@@ -1,4 +1,8 @@
 //! The outbox: claiming due deliveries (in order per connection and target), and their fate.
+//!
+//! An outbox row keeps its event type as the text it was queued with: in a fleet being upgraded,
+//! a newer instance may queue a type this one does not know, and it must still be delivered
+//! (webhooks and the command hook pass it on as it is) and listed, not jam the queue.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -6,7 +10,7 @@ use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
 use super::{SqlStore, StoreError, now, word};
-use crate::domain::{BotId, DeliveryStatus, EventType};
+use crate::domain::{BotId, DeliveryStatus};
 
 /// A delivery claimed by a worker.
 #[derive(Debug, Clone)]
@@ -17,8 +21,8 @@ pub struct Delivery {
     pub event_id: String,
     /// The target's name.
     pub target: String,
-    /// What the app hears.
-    pub event_type: EventType,
+    /// What the app hears: an [`crate::domain::EventType`]'s text, as queued.
+    pub event_type: String,
     /// The connection, for events about one.
     pub bot_id: Option<BotId>,
     /// The body, as built when the event was queued.
@@ -36,8 +40,8 @@ pub struct DeliverySummary {
     pub event_id: String,
     /// The target's name.
     pub target: String,
-    /// What the app hears.
-    pub event_type: EventType,
+    /// What the app hears, e.g. `connection.created`.
+    pub event_type: String,
     /// The connection, for events about one.
     #[schema(value_type = Option<String>)]
     pub bot_id: Option<BotId>,
@@ -70,7 +74,7 @@ fn delivery_summary(row: &AnyRow) -> Result<DeliverySummary, sqlx::Error> {
         id: row.try_get("id")?,
         event_id: row.try_get("event_id")?,
         target: row.try_get("target")?,
-        event_type: word(row, "event_type")?,
+        event_type: row.try_get("event_type")?,
         bot_id: row.try_get::<Option<String>, _>("bot_id")?.map(BotId::new),
         status: word(row, "status")?,
         attempts: row.try_get("attempts")?,
@@ -178,7 +182,7 @@ impl Outbox for SqlStore {
                 id: row.try_get("id")?,
                 event_id: row.try_get("event_id")?,
                 target: row.try_get("target")?,
-                event_type: word(&row, "event_type")?,
+                event_type: row.try_get("event_type")?,
                 bot_id: row.try_get::<Option<String>, _>("bot_id")?.map(BotId::new),
                 payload: row.try_get("payload")?,
                 attempts: row.try_get("attempts")?,

@@ -5,7 +5,7 @@ use crate::domain::EventType;
 
 /// The targets that want each event type: the configured webhooks and command hook, and an
 /// embedding app's hooks.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Routing {
     targets: Vec<(String, Vec<EventType>)>,
 }
@@ -13,7 +13,7 @@ pub struct Routing {
 impl Routing {
     /// No targets: history is kept, nothing is queued.
     pub fn none() -> Self {
-        Self::default()
+        Self { targets: Vec::new() }
     }
 
     /// `self` with the target `name` hearing `events`.

@@ -448,6 +448,22 @@ async fn dev_runs_the_whole_flow_with_nothing_configured_and_keeps_it_across_res
 }
 
 #[tokio::test]
+async fn a_database_password_is_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    // An option the driver refuses fails at once, and the error names the database.
+    let url = "postgres://noh:Pa55w0rd-never-shown@127.0.0.1:1/noh?sslmode=bogus";
+    std::fs::write(&config, format!("[storage]\nurl = \"{url}\"\n")).unwrap();
+    for command in [["connections", "list"], ["api-keys", "list"], ["deliveries", "list"]] {
+        let (output, stdout, stderr) =
+            run(binary().args(command).arg("--config").arg(&config)).await;
+        assert!(!output.status.success(), "{command:?}");
+        assert!(stderr.contains("cannot open the database at postgres://noh:***@"), "{stderr}");
+        assert!(!(stdout + &stderr).contains("Pa55w0rd"), "{command:?} printed the password");
+    }
+}
+
+#[tokio::test]
 async fn connections_list_prints_a_table_and_refuses_a_missing_database() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");

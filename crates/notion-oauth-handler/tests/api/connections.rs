@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use mock_notion::{Endpoint, Fault};
-use notion_oauth_handler::store::SealedGrant;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{eventually, spawn_app};
 
 #[tokio::test]
 async fn connections_can_be_listed_filtered_and_paged_without_tokens() {
@@ -61,16 +60,9 @@ async fn a_check_during_a_notion_outage_changes_nothing() {
     let app = spawn_app().await;
     let api = app.api().await;
     let bot = app.connected("Ada Lovelace", None).await;
-    // The access token is dead (say it expired) but the refresh token still works.
-    let generation = app.tokens(&bot).await.generation;
-    let expired: notion_oauth::TokenResponse = serde_json::from_value(serde_json::json!({
-        "access_token": "ntn_expired_token_000000000000000000000000000000", "token_type": "bearer",
-        "refresh_token": null, "bot_id": bot, "workspace_id": "w",
-        "owner": {"type": "workspace", "workspace": true}
-    }))
-    .unwrap();
-    let grant = SealedGrant::seal(&app.vault(), &expired).unwrap();
-    app.store().await.complete_refresh(&grant, generation).await.unwrap().unwrap();
+    // The access token is dead (it expired) but the refresh token still works.
+    let stored = api.get(&format!("/connections/{bot}/token")).await;
+    app.emulator().expire_access_token(stored.body["access_token"].as_str().unwrap());
     app.emulator().set_fault(
         Endpoint::Token,
         Fault::Error { status: 503, code: "service_unavailable".into(), message: "down".into() },
@@ -126,9 +118,10 @@ async fn a_revoke_racing_a_refresh_revokes_the_refreshed_pair() {
     let refresh_path = format!("/connections/{bot}/refresh");
     let delete_path = format!("/connections/{bot}");
     let (refreshed, deleted) = tokio::join!(api.post(&refresh_path), async {
-        while app.refresh_requests() == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually("the refresh reaching Notion", Duration::from_secs(5), || {
+            std::future::ready((app.refresh_requests() > 0).then_some(()))
+        })
+        .await;
         api.delete(&delete_path).await
     });
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use notion_oauth_handler::config::delivery::{CommandHookSettings, DeliverySettings};
+use notion_oauth_handler::config::{CommandHookSettings, DeliverySettings};
 
 use crate::helpers::{
     Browser, Receiver, TestApp, TestOptions, WEBHOOK_SECRET, accepted, eventually, spawn_app_with,

@@ -6,11 +6,10 @@ use std::time::Duration;
 use base64::Engine;
 use mock_notion::{Emulator, EmulatorConfig, Endpoint, RunningEmulator};
 use notion_oauth_handler::Application;
-use notion_oauth_handler::config::connect::ConnectSettings;
-use notion_oauth_handler::config::delivery::{
-    CommandHookSettings, DeliverySettings, WebhookSettings,
+use notion_oauth_handler::config::{
+    CommandHookSettings, ConnectSettings, DeliverySettings, DocumentSettings, PagesSettings,
+    Settings, WebhookSettings,
 };
-use notion_oauth_handler::config::{DocumentSettings, PagesSettings, Settings};
 use notion_oauth_handler::domain::BotId;
 use notion_oauth_handler::embed::{Embedded, NotionOAuth};
 use notion_oauth_handler::store::{self, ConnectionFilter, ConnectionSummary, Store, StoredTokens};
@@ -411,9 +410,14 @@ impl Drop for TestApp {
 }
 
 /// What `check` finds once it finds something (`Some`), polling every 50 ms for at most
-/// `within`; panics naming `what` if it never does. For what happens in the background: a
-/// delivery, a process coming up, a lease running out.
-pub async fn eventually<T, F>(what: &str, within: Duration, mut check: impl FnMut() -> F) -> T
+/// `within`; panics naming `what` (written out then, so it can show what was seen) if it never
+/// does. For what happens in the background: a delivery, a process coming up, a lease running
+/// out.
+pub async fn eventually<T, F>(
+    what: impl std::fmt::Display,
+    within: Duration,
+    mut check: impl FnMut() -> F,
+) -> T
 where
     F: std::future::Future<Output = Option<T>>,
 {
@@ -509,12 +513,24 @@ impl Receiver {
 
     /// What was received once `done` holds (within 20 s).
     pub async fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let what = format!("the receiver seeing {what}");
-        eventually(&what, Duration::from_secs(20), || {
+        let what = Seeing { receiver: self, what };
+        eventually(what, Duration::from_secs(20), || {
             let received = self.received();
             std::future::ready(done(&received).then_some(received))
         })
         .await
+    }
+}
+
+/// "The receiver seeing …", with what it did see when that is written out.
+struct Seeing<'a> {
+    receiver: &'a Receiver,
+    what: &'a str,
+}
+
+impl std::fmt::Display for Seeing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the receiver seeing {} (it saw {:?})", self.what, self.receiver.received())
     }
 }
 

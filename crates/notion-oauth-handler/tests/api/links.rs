@@ -1,7 +1,7 @@
 //! The browser afterwards (return_to, redirect templates) and links to /connect the app vouches
 //! for (signed links, one-time links).
 
-use notion_oauth_handler::config::connect::ConnectSettings;
+use notion_oauth_handler::config::ConnectSettings;
 use secrecy::SecretString;
 use url::Url;
 

@@ -43,7 +43,7 @@ fn routing() -> Routing {
 
 /// The built-in store at `url`, routed as [`routing`] says.
 async fn routed(url: &str) -> Arc<dyn Store> {
-    Arc::new(SqlStore::connect(url).await.unwrap().with_routing(routing()))
+    Arc::new(SqlStore::connect(url, routing()).await.unwrap())
 }
 
 async fn queued(store: &dyn Store) -> Vec<(String, String, Option<String>)> {
@@ -635,9 +635,10 @@ async fn an_embedding_app_brings_its_own_store_and_a_failed_write_saves_nothing(
     let own_dir = tempfile::tempdir().unwrap();
     let own_url = format!("sqlite://{}", own_dir.path().join("own.db").display());
     let down = Arc::new(AtomicBool::new(true));
-    let inner = SqlStore::connect(&own_url).await.unwrap();
     let failing = down.clone();
-    let own = move |routing| FailingOver { inner: inner.with_routing(routing), down: failing };
+    let own = move |routing| async move {
+        Ok(FailingOver { inner: SqlStore::connect(&own_url, routing).await?, down: failing })
+    };
     let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut settings = app.settings.clone();
     settings.server.public_url = Some(origin.clone());
@@ -703,7 +704,8 @@ async fn a_change_whose_delivery_cannot_be_queued_is_not_stored_either() {
         Vault::new(&MasterKey::from_base64(&SecretString::from(random_key())).unwrap(), &[]);
     let first = SealedGrant::seal(&vault, &grant("bot-1", "ntn_one", Some("ntn_r1"))).unwrap();
     // Set up with nothing routed, so the outbox starts empty.
-    store::connect(&url).await.unwrap().upsert_connection(&first, Some("user-1")).await.unwrap();
+    let unrouted = SqlStore::connect(&url, Routing::none()).await.unwrap();
+    unrouted.upsert_connection(&first, Some("user-1")).await.unwrap();
     let store = routed(&url).await;
     let mut sqlite = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
     sqlx::query(
@@ -765,7 +767,7 @@ async fn processes_opening_a_new_database_at_once_all_start() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
     let opened =
-        futures_util::future::join_all((0..6).map(|_| notion_oauth_handler::store::connect(&url)))
+        futures_util::future::join_all((0..6).map(|_| SqlStore::connect(&url, Routing::none())))
             .await;
     assert!(opened.iter().all(Result::is_ok), "{:?}", opened.iter().find_map(|r| r.as_ref().err()));
 }

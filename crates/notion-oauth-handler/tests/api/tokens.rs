@@ -9,7 +9,7 @@ use mock_notion::{Endpoint, Fault};
 use notion_oauth_handler::domain::BotId;
 use notion_oauth_handler::lifecycle::Coalesce;
 
-use crate::helpers::{Answer, TestOptions, spawn_app, spawn_app_with};
+use crate::helpers::{Answer, TestOptions, eventually, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_connection_and_its_token_are_served_and_the_refresh_token_only_on_request() {
@@ -197,9 +197,10 @@ async fn a_reauthorization_during_a_refresh_wins() {
 
     let path = format!("/connections/{bot}/refresh");
     let (refreshed, ()) = tokio::join!(api.post(&path), async {
-        while app.refresh_requests() == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually("the refresh reaching Notion", Duration::from_secs(5), || {
+            std::future::ready((app.refresh_requests() > 0).then_some(()))
+        })
+        .await;
         app.connected("Ada Lovelace", None).await;
     });
 

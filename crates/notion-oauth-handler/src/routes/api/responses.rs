@@ -24,62 +24,48 @@ fn responses(table: Table) -> BTreeMap<String, RefOr<Response>> {
         .collect()
 }
 
-/// Every route behind an API key.
-pub(super) struct Keyed;
+/// Declares a shared set: a type whose `IntoResponses` lists its table.
+macro_rules! response_set {
+    ($(#[$doc:meta])* $name:ident: [$(($status:literal, $description:literal)),+ $(,)?]) => {
+        $(#[$doc])*
+        pub(super) struct $name;
 
-impl Keyed {
-    pub(super) const TABLE: Table =
-        &[(401, "No valid API key"), (500, "Something failed on our side")];
+        impl $name {
+            pub(super) const TABLE: Table = &[$(($status, $description)),+];
+        }
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                responses(Self::TABLE)
+            }
+        }
+    };
 }
 
-impl IntoResponses for Keyed {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        responses(Self::TABLE)
-    }
+response_set! {
+    /// Every route behind an API key.
+    Keyed: [(401, "No valid API key"), (500, "Something failed on our side")]
 }
 
-/// Routes with a query string or a body to check.
-pub(super) struct Invalid;
-
-impl Invalid {
-    pub(super) const TABLE: Table = &[(400, "The query or body is not valid")];
+response_set! {
+    /// Routes with a query string or a body to check.
+    Invalid: [(400, "The query or body is not valid")]
 }
 
-impl IntoResponses for Invalid {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        responses(Self::TABLE)
-    }
+response_set! {
+    /// Routes on one connection that only read it.
+    UnknownConnection: [(404, "No such connection")]
 }
 
-/// Routes on one connection that only read it.
-pub(super) struct UnknownConnection;
-
-impl UnknownConnection {
-    pub(super) const TABLE: Table = &[(404, "No such connection")];
-}
-
-impl IntoResponses for UnknownConnection {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        responses(Self::TABLE)
-    }
-}
-
-/// Routes that go through the token lifecycle: every answer a lifecycle failure can become
-/// (besides 500, in [`Keyed`]).
-pub(super) struct LifecycleFailures;
-
-impl LifecycleFailures {
-    pub(super) const TABLE: Table = &[
+response_set! {
+    /// Routes that go through the token lifecycle: every answer a lifecycle failure can become
+    /// (besides 500, in [`Keyed`]). Revoking never needs the user, so it never answers 409; it
+    /// lists it with the others rather than keep a set of its own that could drift.
+    LifecycleFailures: [
         (404, "No such connection"),
         (409, "The user has to connect again: send them to connect_url"),
         (502, "Notion failed; the message says whether the stored pair is still usable"),
         (503, "Busy, or Notion asks to slow down: see Retry-After"),
         (504, "Notion did not answer in time"),
-    ];
-}
-
-impl IntoResponses for LifecycleFailures {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        responses(Self::TABLE)
-    }
+    ]
 }
