@@ -214,7 +214,7 @@ impl Flow {
     ///
     /// # Errors
     /// No randomness, or a state too long for the callback to accept.
-    #[tracing::instrument(name = "flow.start", skip_all)]
+    #[tracing::instrument(name = "flow.start", level = "debug", skip_all)]
     pub(crate) fn start(
         &self,
         existing_cookie: Option<&str>,
@@ -246,7 +246,7 @@ impl Flow {
     ///
     /// # Errors
     /// See [`FlowError`]; nothing is stored unless Notion granted a connection.
-    #[tracing::instrument(name = "flow.finish", skip_all)]
+    #[tracing::instrument(name = "flow.finish", level = "debug", skip_all)]
     pub(crate) async fn finish(
         &self,
         params: CallbackParams,

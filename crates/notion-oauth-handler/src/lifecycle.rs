@@ -10,6 +10,10 @@
 //! looked, someone else already refreshed, and that pair is returned instead. Every outcome is
 //! written only if the connection is still at the generation the lease was taken at, so a
 //! re-authorization or revoke that lands meanwhile wins.
+//!
+//! Refreshes, checks and revocations run in a span naming the bot at the default log level, so
+//! every line they log says which connection it is about; asking for a token is the hot path,
+//! and its span is recorded only at debug level.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -261,7 +265,7 @@ impl Lifecycle {
     ///
     /// # Errors
     /// See [`LifecycleError`].
-    #[tracing::instrument(name = "lifecycle.token", skip_all, fields(bot_id = %bot_id, ?freshness))]
+    #[tracing::instrument(name = "lifecycle.token", level = "debug", skip_all, fields(bot_id = %bot_id, ?freshness))]
     pub async fn token(
         self: &Arc<Self>,
         bot_id: &BotId,

@@ -108,7 +108,7 @@ impl Links {
     /// # Errors
     /// A link that is malformed, unsigned where signatures are required, tampered, expired or
     /// used, or whose `return_to` is not an allowed origin.
-    #[tracing::instrument(name = "links.read", skip_all)]
+    #[tracing::instrument(name = "links.read", level = "debug", skip_all)]
     pub(crate) async fn read(&self, query: Option<&str>) -> Result<ConnectRequest, FlowError> {
         let mut found: [Option<String>; 5] = Default::default();
         const NAMES: [&str; 5] = ["ref", "return_to", "expires", "sig", "link"];
@@ -181,7 +181,7 @@ impl Links {
     ///
     /// # Errors
     /// Storing a one-time link failed, or no randomness.
-    #[tracing::instrument(name = "links.reconnect_url", skip_all)]
+    #[tracing::instrument(name = "links.reconnect_url", level = "debug", skip_all)]
     pub(crate) async fn reconnect_url(&self, reference: Option<&str>) -> Result<Url, FlowError> {
         let expires = now() + RECONNECT_TTL_SECONDS;
         let link = match (reference, &self.trust.link_secret) {
@@ -220,7 +220,7 @@ impl Links {
     ///
     /// # Errors
     /// Storing it failed, or no randomness.
-    #[tracing::instrument(name = "links.one_time", skip_all)]
+    #[tracing::instrument(name = "links.one_time", level = "debug", skip_all)]
     pub(crate) async fn one_time(
         &self,
         reference: Option<&str>,

@@ -138,7 +138,7 @@ impl Deliverer {
     ///
     /// # Errors
     /// Storage failures.
-    #[tracing::instrument(name = "delivery.try_deliver_one", skip_all)]
+    #[tracing::instrument(name = "delivery.try_deliver_one", level = "debug", skip_all)]
     async fn try_deliver_one(&self, worker: &str) -> Result<Polled, StoreError> {
         let names = self.names();
         let Some(delivery) = self.store.claim_delivery(worker, self.lock_for(None), &names).await?
