@@ -644,6 +644,17 @@ impl Lifecycle {
                 async move { lifecycle.check_connections(interval).await }
             }));
         }
+        // Used state nonces and connect links pile up with every flow; deleting them on the
+        // flow's own write would take the write lock for nothing most of the time.
+        let store = self.store.clone();
+        tasks.push(repeat(Duration::from_secs(40 * 60), move || {
+            let store = store.clone();
+            async move {
+                if let Err(error) = store.forget_expired().await {
+                    tracing::warn!(error = %Chain(&error), "could not delete expired states and links");
+                }
+            }
+        }));
         Passes(tasks)
     }
 

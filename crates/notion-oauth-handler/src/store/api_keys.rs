@@ -68,21 +68,28 @@ impl ApiKeys for SqlStore {
         name: &str,
         secret_hash: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(name)
-        .bind(secret_hash)
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let (id, name, secret_hash) = (id.to_owned(), name.to_owned(), secret_hash.to_vec());
+        self.writer
+            .statement(move |connection| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(id)
+                    .bind(name)
+                    .bind(secret_hash)
+                    .bind(now())
+                    .execute(connection)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
         let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at DESC, id")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
@@ -90,29 +97,44 @@ impl ApiKeys for SqlStore {
     async fn api_key(&self, id: &str) -> Result<Option<StoredApiKey>, StoreError> {
         let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
     async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(id)
-                .bind(now())
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() == 1)
+        let id = id.to_owned();
+        self.writer
+            .statement(move |connection| {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                    )
+                    .bind(id)
+                    .bind(now())
+                    .execute(connection)
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
     }
 
     async fn touch_api_key(&self, id: &str) -> Result<(), StoreError> {
-        let now = now();
-        sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)")
-            .bind(id)
-            .bind(now)
-            .bind(now - 60)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let id = id.to_owned();
+        self.writer
+            .statement(move |connection| {
+                Box::pin(async move {
+                    let now = now();
+                    sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)")
+                        .bind(id)
+                        .bind(now)
+                        .bind(now - 60)
+                        .execute(connection)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 }

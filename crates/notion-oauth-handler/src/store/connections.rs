@@ -230,7 +230,9 @@ impl Connections for SqlStore {
         grant: &SealedGrant,
         reference: Option<&str>,
     ) -> Result<Upserted, StoreError> {
-        let mut transaction = self.pool.begin().await?;
+        let (grant, reference) = (grant.clone(), reference.map(str::to_owned));
+        let routing = self.routing.clone();
+        self.writer.transaction(move |transaction| Box::pin(async move {
         let row = sqlx::query(
             "INSERT INTO connections (bot_id, workspace_id, workspace_name, workspace_icon, owner_type,
                  owner_user_id, owner_name, owner_email, duplicated_template_id, token_type, access_token,
@@ -267,7 +269,7 @@ impl Connections for SqlStore {
         .bind(grant.tokens.refresh_token.as_deref())
         .bind(&grant.tokens.key_id)
         .bind(&grant.response_json)
-        .bind(reference)
+        .bind(reference.as_deref())
         .bind(grant.request_id.as_deref())
         .bind(now())
         .fetch_one(&mut *transaction)
@@ -279,9 +281,9 @@ impl Connections for SqlStore {
             message: None,
             request_id: grant.request_id.as_deref(),
         };
-        record(&mut transaction, &self.routing, &grant.bot_id, entry).await?;
-        transaction.commit().await?;
+        record(&mut *transaction, &routing, &grant.bot_id, entry).await?;
         Ok(outcome)
+        })).await
     }
 
     async fn list_connections(
@@ -300,7 +302,7 @@ impl Connections for SqlStore {
             .bind(filter.status.map(ConnectionStatus::as_str))
             .bind(filter.after.as_ref().map(BotId::as_str))
             .bind(filter.limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
     }
@@ -309,7 +311,7 @@ impl Connections for SqlStore {
         let sql = format!("SELECT {SUMMARY_COLUMNS} FROM connections WHERE bot_id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(bot_id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         Ok(row.as_ref().map(summary).transpose()?)
     }
@@ -320,7 +322,7 @@ impl Connections for SqlStore {
              FROM connections WHERE bot_id = $1",
         )
         .bind(bot_id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(SealedTokens {

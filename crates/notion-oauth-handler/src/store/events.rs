@@ -187,18 +187,33 @@ impl History for SqlStore {
         bot_id: &BotId,
         entry: HistoryEntry<'_>,
     ) -> Result<(), StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        record(&mut transaction, &self.routing, bot_id, entry).await?;
-        transaction.commit().await?;
-        Ok(())
+        let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
+        let (kind, message, request_id) =
+            (entry.kind, entry.message.map(str::to_owned), entry.request_id.map(str::to_owned));
+        self.writer
+            .transaction(move |transaction| {
+                Box::pin(async move {
+                    let entry = HistoryEntry {
+                        kind,
+                        message: message.as_deref(),
+                        request_id: request_id.as_deref(),
+                    };
+                    record(transaction, &routing, &bot_id, entry).await
+                })
+            })
+            .await
     }
 
     async fn record_denied(&self, reference: Option<&str>) -> Result<(), StoreError> {
-        let event = QueuedEvent::denied(reference)?;
-        let mut transaction = self.pool.begin().await?;
-        enqueue(&mut transaction, &self.routing, &event).await?;
-        transaction.commit().await?;
-        Ok(())
+        if !self.routing.wants(EventType::Denied) {
+            return Ok(());
+        }
+        let (event, routing) = (QueuedEvent::denied(reference)?, self.routing.clone());
+        self.writer
+            .transaction(move |transaction| {
+                Box::pin(async move { enqueue(transaction, &routing, &event).await })
+            })
+            .await
     }
 
     async fn events(&self, bot_id: &BotId, limit: i64) -> Result<Vec<Event>, StoreError> {
@@ -208,7 +223,7 @@ impl History for SqlStore {
         )
         .bind(bot_id.as_str())
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|row| {

@@ -33,35 +33,44 @@ impl ConnectLinks for SqlStore {
         return_to: Option<&str>,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        // Used and expired links can never be used again, so they can go.
-        sqlx::query("DELETE FROM connect_links WHERE expires_at < $1 OR used_at IS NOT NULL")
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("INSERT INTO connect_links (token_hash, ref, return_to, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(token_digest)
-            .bind(reference)
-            .bind(return_to)
-            .bind(expires_at)
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let digest = token_digest.to_vec();
+        let (reference, return_to) = (reference.map(str::to_owned), return_to.map(str::to_owned));
+        self.writer
+            .statement(move |connection| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO connect_links (token_hash, ref, return_to, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(digest)
+                        .bind(reference)
+                        .bind(return_to)
+                        .bind(expires_at)
+                        .bind(now())
+                        .execute(connection)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn use_connect_link(
         &self,
         token_digest: &[u8],
     ) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
-        let now = now();
-        let row = sqlx::query(
-            "UPDATE connect_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
-             RETURNING ref, return_to",
-        )
-        .bind(token_digest)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| Ok((row.try_get("ref")?, row.try_get("return_to")?))).transpose()
+        let digest = token_digest.to_vec();
+        self.writer
+            .statement(move |connection| {
+                Box::pin(async move {
+                    let row = sqlx::query(
+                        "UPDATE connect_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
+                         RETURNING ref, return_to",
+                    )
+                    .bind(digest)
+                    .bind(now())
+                    .fetch_optional(connection)
+                    .await?;
+                    row.map(|row| Ok((row.try_get("ref")?, row.try_get("return_to")?))).transpose()
+                })
+            })
+            .await
     }
 }

@@ -42,12 +42,13 @@ mod outbox;
 mod refresh;
 mod routing;
 mod summary;
+mod writer;
 
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row, SqlSafeStr};
 
 pub use api_keys::{ApiKeys, StoredApiKey};
 /// For implementing [`Store`] without depending on `async-trait` yourself.
@@ -67,6 +68,7 @@ use std::sync::Arc;
 use crate::config::Backend;
 use crate::domain::BotId;
 use crate::vault::{Vault, VaultError};
+use writer::Writer;
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,13 @@ pub enum StoreError {
     /// The URL names no database this build knows, or an in-memory one.
     #[error("storage.url must be a SQLite file (sqlite:…) or a PostgreSQL database (postgres://…)")]
     UnknownBackend,
+    /// A write ran, but the transaction it was part of did not commit (SQLite commits several
+    /// writes together; all of them get this).
+    #[error("the database did not commit the write: {0}")]
+    Commit(#[source] Arc<sqlx::Error>),
+    /// The task that writes to SQLite has stopped (the store was closed).
+    #[error("the store is closed")]
+    WriterStopped,
     /// A failure of a store other than the built-in one.
     #[error("the store failed: {0}")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -110,6 +119,10 @@ pub trait Store:
     /// Records a state's nonce as used until `expires_at`. `false` when it was used before: a
     /// replay. Two concurrent calls with one nonce must not both get `true`.
     async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError>;
+
+    /// Deletes what can never be used again: state nonces past their expiry, used or expired
+    /// connect links. Run now and then by a background pass; returns how many rows went.
+    async fn forget_expired(&self) -> Result<u64, StoreError>;
 
     /// Lets go of the storage (for SQLite, flushing its write-ahead log).
     async fn close(&self);
@@ -140,9 +153,23 @@ pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// The built-in store: a SQLite file or a PostgreSQL database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SqlStore {
-    pool: AnyPool,
-    routing: Routing,
+    /// Reads. On SQLite these connections refuse to write (`query_only`), so a write that
+    /// bypasses the writer fails loudly instead of bringing back the lock convoy.
+    reads: AnyPool,
+    writer: Writer,
+    routing: Arc<Routing>,
 }
+
+/// Read connections. On SQLite, readers never wait for the writer (WAL), so a few are enough,
+/// and each costs a thread and a page cache.
+const READERS: u32 = 4;
+
+/// Connections on PostgreSQL, where reads and writes share the pool.
+const POSTGRES_CONNECTIONS: u32 = 8;
+
+/// How long a SQLite connection waits for another process's write lock (the CLI, a second
+/// instance) before failing.
+const BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
 
 /// Whether opening a database may create it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,70 +257,126 @@ impl SqlStore {
         if url.contains(":memory:") || url.contains("mode=memory") {
             return Err(StoreError::UnknownBackend);
         }
-        let url = match backend {
-            Backend::Sqlite => sqlite_url(url, mode),
-            Backend::Postgres => url.to_owned(),
-        };
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .after_connect(move |connection, _| {
+        let routing = Arc::new(routing);
+        match backend {
+            Backend::Sqlite => Self::open_sqlite(&sqlite_url(url, mode), routing).await,
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(POSTGRES_CONNECTIONS)
+                    // A dead connection fails its query and leaves the pool; a ping before
+                    // every checkout cost the token path a fifth of its time to find that out
+                    // sooner.
+                    .test_before_acquire(false)
+                    .connect(url)
+                    .await?;
+                migrate(Backend::Postgres, &pool).await?;
+                Ok(Self { reads: pool.clone(), writer: Writer::Pool(pool), routing })
+            }
+        }
+    }
+
+    async fn open_sqlite(url: &str, routing: Arc<Routing>) -> Result<Self, StoreError> {
+        // The migrator takes a pool (given one connection, its future is not `Send`, which an
+        // embedding app's store factory needs); a pool of one, for the migration only.
+        let setup = AnyPoolOptions::new().max_connections(1).connect(url).await?;
+        setup.execute(BUSY_TIMEOUT).await?;
+        let migrated = migrate(Backend::Sqlite, &setup).await;
+        setup.close().await;
+        migrated?;
+        let mut writing = AnyConnection::connect(url).await?;
+        // WAL lets readers run beside the writer and is a property of the file. FULL makes each
+        // commit durable before it is answered; with one fsync per batch it costs little.
+        for pragma in [
+            BUSY_TIMEOUT,
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = FULL",
+            "PRAGMA foreign_keys = ON",
+        ] {
+            writing.execute(pragma).await?;
+        }
+        let reads = AnyPoolOptions::new()
+            .max_connections(READERS)
+            .test_before_acquire(false)
+            .after_connect(|connection, _| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // Wait for a busy writer rather than failing at once: several processes
-                        // can share the file.
-                        connection.execute("PRAGMA busy_timeout = 5000").await?;
-                        connection.execute("PRAGMA foreign_keys = ON").await?;
-                    }
+                    connection.execute(BUSY_TIMEOUT).await?;
+                    connection.execute("PRAGMA query_only = ON").await?;
                     Ok(())
                 })
             })
-            .connect(&url)
+            .connect(url)
             .await?;
-        if backend == Backend::Sqlite {
-            // WAL lets readers (readiness checks, listings) run beside the writer; it is a
-            // property of the file, so once is enough.
-            pool.execute("PRAGMA journal_mode = WAL").await?;
-        }
-        // sqlx's SQLite migrator takes no lock: two processes opening a new database at once can
-        // both try the first migration, and one fails. A second look finds it applied.
-        let mut attempt = 0;
-        loop {
-            match migrator(backend).run(&pool).await {
-                Ok(()) => break,
-                Err(_) if attempt < 3 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                }
-                Err(error) => return Err(error.into()),
+        Ok(Self { reads, writer: Writer::sqlite(writing), routing })
+    }
+}
+
+/// Brings the schema up to date.
+async fn migrate(backend: Backend, pool: &AnyPool) -> Result<(), StoreError> {
+    // sqlx's SQLite migrator takes no lock: two processes opening a new database at once can
+    // both try the first migration, and one fails. A second look finds it applied.
+    let mut attempt = 0;
+    loop {
+        match migrator(backend).run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(_) if attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
             }
+            Err(error) => return Err(error.into()),
         }
-        Ok(Self { pool, routing })
     }
 }
 
 #[async_trait::async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.reads).await?;
         Ok(())
     }
 
     async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {
-        // Expired nonces can never verify again (their state is too old), so they can go.
-        sqlx::query("DELETE FROM used_states WHERE expires_at < $1")
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
-        let inserted =
-            sqlx::query("INSERT INTO used_states (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING")
-                .bind(nonce)
-                .bind(expires_at)
-                .execute(&self.pool)
-                .await?;
-        Ok(inserted.rows_affected() == 1)
+        let nonce = nonce.to_owned();
+        self.writer
+            .statement(move |connection| {
+                Box::pin(async move {
+                    let inserted = sqlx::query(
+                        "INSERT INTO used_states (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+                    )
+                    .bind(nonce)
+                    .bind(expires_at)
+                    .execute(connection)
+                    .await?;
+                    Ok(inserted.rows_affected() == 1)
+                })
+            })
+            .await
+    }
+
+    async fn forget_expired(&self) -> Result<u64, StoreError> {
+        self.writer
+            .transaction(|connection| {
+                Box::pin(async move {
+                    let now = now();
+                    // Expired nonces can never verify again (their state is too old), and used
+                    // or expired links can never be used again.
+                    let states = sqlx::query("DELETE FROM used_states WHERE expires_at < $1")
+                        .bind(now)
+                        .execute(&mut *connection)
+                        .await?;
+                    let links = sqlx::query(
+                        "DELETE FROM connect_links WHERE expires_at < $1 OR used_at IS NOT NULL",
+                    )
+                    .bind(now)
+                    .execute(&mut *connection)
+                    .await?;
+                    Ok(states.rows_affected() + links.rows_affected())
+                })
+            })
+            .await
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        self.writer.close().await;
+        self.reads.close().await;
     }
 }

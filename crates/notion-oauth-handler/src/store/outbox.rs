@@ -171,12 +171,23 @@ impl Outbox for SqlStore {
              RETURNING id, event_id, target, event_type, bot_id, payload, attempts",
             names.join(", ")
         );
-        let mut query =
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker).bind(locked_until).bind(now());
-        for target in targets {
-            query = query.bind(*target);
-        }
-        let row = query.fetch_optional(&self.pool).await?;
+        let worker = worker.to_owned();
+        let targets: Vec<String> = targets.iter().map(|&target| target.to_owned()).collect();
+        let row = self
+            .writer
+            .statement(move |connection| {
+                Box::pin(async move {
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(worker)
+                        .bind(locked_until)
+                        .bind(now());
+                    for target in targets {
+                        query = query.bind(target);
+                    }
+                    Ok(query.fetch_optional(connection).await?)
+                })
+            })
+            .await?;
         row.map(|row| {
             Ok(Delivery {
                 id: row.try_get("id")?,
@@ -192,6 +203,10 @@ impl Outbox for SqlStore {
     }
 
     async fn mark_delivered(&self, id: i64, worker: &str) -> Result<bool, StoreError> {
+        let worker = worker.to_owned();
+        self.writer
+            .statement(move |connection| {
+                Box::pin(async move {
         let done = sqlx::query(
             "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = $3, last_error = NULL,
                  locked_by = NULL, locked_until = NULL
@@ -200,9 +215,12 @@ impl Outbox for SqlStore {
         .bind(id)
         .bind(worker)
         .bind(now())
-        .execute(&self.pool)
+        .execute(connection)
         .await?;
-        Ok(done.rows_affected() == 1)
+Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
     }
 
     async fn mark_failed(
@@ -216,6 +234,10 @@ impl Outbox for SqlStore {
             Retry::At(at) => (Some(at), false),
             Retry::DeadLetter => (None, true),
         };
+        let (worker, error) = (worker.to_owned(), error.to_owned());
+        self.writer
+            .statement(move |connection| {
+                Box::pin(async move {
         let done = sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $3,
                  next_attempt_at = COALESCE($4, next_attempt_at),
@@ -227,9 +249,12 @@ impl Outbox for SqlStore {
         .bind(error)
         .bind(next_attempt_at)
         .bind(dead)
-        .execute(&self.pool)
+        .execute(connection)
         .await?;
-        Ok(done.rows_affected() == 1)
+Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
     }
 
     async fn extend_delivery_lock(
@@ -238,23 +263,39 @@ impl Outbox for SqlStore {
         worker: &str,
         locked_until: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET locked_until = $3 WHERE id = $1 AND locked_by = $2")
-            .bind(id)
-            .bind(worker)
-            .bind(locked_until)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let worker = worker.to_owned();
+        self.writer
+            .statement(move |connection| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE outbox SET locked_until = $3 WHERE id = $1 AND locked_by = $2",
+                    )
+                    .bind(id)
+                    .bind(worker)
+                    .bind(locked_until)
+                    .execute(connection)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn release_delivery_locks(&self, worker_prefix: &str) -> Result<u64, StoreError> {
+        let worker_prefix = worker_prefix.to_owned();
+        self.writer
+            .statement(move |connection| {
+                Box::pin(async move {
         let done = sqlx::query(
             "UPDATE outbox SET locked_by = NULL, locked_until = NULL WHERE status = 'pending' AND substr(locked_by, 1, length($1)) = $1",
         )
         .bind(worker_prefix)
-        .execute(&self.pool)
+        .execute(connection)
         .await?;
-        Ok(done.rows_affected())
+Ok(done.rows_affected())
+                })
+            })
+            .await
     }
 
     async fn deliveries(
@@ -267,30 +308,42 @@ impl Outbox for SqlStore {
         )
         .bind(status.map(DeliveryStatus::as_str))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows.iter().map(delivery_summary).collect::<Result<_, _>>()?)
     }
 
     async fn redeliver(&self, id: i64) -> Result<bool, StoreError> {
+        self.writer
+            .statement(move |connection| {
+                Box::pin(async move {
         let done = sqlx::query(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $2, last_error = NULL
              WHERE id = $1 AND status != 'pending'",
         )
         .bind(id)
         .bind(now())
-        .execute(&self.pool)
+        .execute(connection)
         .await?;
-        Ok(done.rows_affected() == 1)
+Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
     }
 
     async fn redeliver_dead(&self) -> Result<u64, StoreError> {
+        self.writer
+            .statement(move |connection| {
+                Box::pin(async move {
         let done = sqlx::query(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL WHERE status = 'dead'",
         )
         .bind(now())
-        .execute(&self.pool)
+        .execute(connection)
         .await?;
-        Ok(done.rows_affected())
+Ok(done.rows_affected())
+                })
+            })
+            .await
     }
 }

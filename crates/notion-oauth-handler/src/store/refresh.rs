@@ -162,7 +162,7 @@ impl Refreshes for SqlStore {
              ORDER BY tokens_issued_at LIMIT 500",
         )
         .bind(cutoff)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|row| {
@@ -177,7 +177,7 @@ impl Refreshes for SqlStore {
              ORDER BY COALESCE(checked_at, 0) LIMIT 500",
         )
         .bind(cutoff)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter().map(|row| Ok(BotId::new(row.try_get::<String, _>("bot_id")?))).collect()
     }
@@ -190,6 +190,8 @@ impl Refreshes for SqlStore {
         lease_until: i64,
         purpose: LeaseFor,
     ) -> Result<Claim, StoreError> {
+        let (bot_id, owner) = (bot_id.clone(), owner.to_owned());
+        self.writer.statement(move |connection| Box::pin(async move {
         let now = now();
         let require_active = purpose == LeaseFor::Refresh;
         // SET expressions read the row as it was, so refresh_interrupted_at receives the
@@ -207,14 +209,14 @@ impl Refreshes for SqlStore {
         .bind(lease_until)
         .bind(now)
         .bind(require_active)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *connection)
         .await?;
         if let Some(row) = claimed {
             return Ok(Claim::Claimed { interrupted: row.try_get("refresh_interrupted_at")? });
         }
         let current = sqlx::query("SELECT generation, status FROM connections WHERE bot_id = $1")
             .bind(bot_id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *connection)
             .await?;
         Ok(match current {
             Some(row)
@@ -227,6 +229,7 @@ impl Refreshes for SqlStore {
             }
             _ => Claim::Moved,
         })
+        })).await
     }
 
     async fn renew_lease(
@@ -235,27 +238,33 @@ impl Refreshes for SqlStore {
         owner: &str,
         lease_until: i64,
     ) -> Result<bool, StoreError> {
+        let (bot_id, owner) = (bot_id.clone(), owner.to_owned());
+        self.writer.statement(move |connection| Box::pin(async move {
         let done = sqlx::query(
             "UPDATE connections SET refresh_lease_until = $3 WHERE bot_id = $1 AND refresh_lease_owner = $2",
         )
         .bind(bot_id.as_str())
         .bind(owner)
         .bind(lease_until)
-        .execute(&self.pool)
+        .execute(connection)
         .await?;
         Ok(done.rows_affected() == 1)
+        })).await
     }
 
     async fn release_lease(&self, bot_id: &BotId, owner: &str) -> Result<(), StoreError> {
+        let (bot_id, owner) = (bot_id.clone(), owner.to_owned());
+        self.writer.statement(move |connection| Box::pin(async move {
         sqlx::query(
             "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL, refresh_started_at = NULL
              WHERE bot_id = $1 AND refresh_lease_owner = $2",
         )
         .bind(bot_id.as_str())
         .bind(owner)
-        .execute(&self.pool)
+        .execute(connection)
         .await?;
         Ok(())
+        })).await
     }
 
     async fn complete_refresh(
@@ -263,8 +272,9 @@ impl Refreshes for SqlStore {
         grant: &SealedGrant,
         from_generation: i64,
     ) -> Result<Option<i64>, StoreError> {
+        let (grant, routing) = (grant.clone(), self.routing.clone());
+        self.writer.transaction(move |transaction| Box::pin(async move {
         let now = now();
-        let mut transaction = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE connections SET access_token = $2, refresh_token = COALESCE($3, refresh_token),
                  key_id = $4, generation = generation + 1,
@@ -290,9 +300,9 @@ impl Refreshes for SqlStore {
             message: None,
             request_id: grant.request_id.as_deref(),
         };
-        record(&mut transaction, &self.routing, &grant.bot_id, entry).await?;
-        transaction.commit().await?;
+        record(&mut *transaction, &routing, &grant.bot_id, entry).await?;
         Ok(Some(row.try_get("generation")?))
+        })).await
     }
 
     async fn fail_refresh(
@@ -303,7 +313,10 @@ impl Refreshes for SqlStore {
     ) -> Result<bool, StoreError> {
         let RefreshFailure { kind, message, request_id } = failure;
         let refused = kind == RefreshFailureKind::Refused;
-        let mut transaction = self.pool.begin().await?;
+        let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
+        let (message, request_id) = (message.to_owned(), request_id.map(str::to_owned));
+        self.writer.transaction(move |transaction| Box::pin(async move {
+        let (message, request_id) = (message.as_str(), request_id.as_deref());
         let done = sqlx::query(
             "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL,
                  refresh_interrupted_at = CASE WHEN $3 THEN COALESCE(refresh_started_at, refresh_interrupted_at)
@@ -327,13 +340,13 @@ impl Refreshes for SqlStore {
         }
         let entry =
             HistoryEntry { kind: HistoryKind::RefreshFailed, message: Some(message), request_id };
-        record(&mut transaction, &self.routing, bot_id, entry).await?;
+        record(&mut *transaction, &routing, &bot_id, entry).await?;
         if refused {
             let entry = HistoryEntry { kind: HistoryKind::NeedsReauth, ..entry };
-            record(&mut transaction, &self.routing, bot_id, entry).await?;
+            record(&mut *transaction, &routing, &bot_id, entry).await?;
         }
-        transaction.commit().await?;
         Ok(true)
+        })).await
     }
 
     async fn record_check(
@@ -344,8 +357,11 @@ impl Refreshes for SqlStore {
         request_id: Option<&str>,
     ) -> Result<(), StoreError> {
         let reason = "Notion reports the token inactive: the user removed the connection in Notion";
+        let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
+        let request_id = request_id.map(str::to_owned);
+        self.writer.transaction(move |transaction| Box::pin(async move {
+        let request_id = request_id.as_deref();
         let now = now();
-        let mut transaction = self.pool.begin().await?;
         sqlx::query("UPDATE connections SET checked_at = $2 WHERE bot_id = $1")
             .bind(bot_id.as_str())
             .bind(now)
@@ -353,7 +369,7 @@ impl Refreshes for SqlStore {
             .await?;
         let message = if active { "Notion reports the token active" } else { reason };
         let entry = HistoryEntry { kind: HistoryKind::Checked, message: Some(message), request_id };
-        record(&mut transaction, &self.routing, bot_id, entry).await?;
+        record(&mut *transaction, &routing, &bot_id, entry).await?;
         if !active {
             let revoked = sqlx::query(
                 "UPDATE connections SET status = 'revoked', status_reason = $3, generation = generation + 1, updated_at = $4
@@ -368,11 +384,11 @@ impl Refreshes for SqlStore {
             if revoked.rows_affected() == 1 {
                 let entry =
                     HistoryEntry { kind: HistoryKind::Revoked, message: Some(reason), request_id };
-                record(&mut transaction, &self.routing, bot_id, entry).await?;
+                record(&mut *transaction, &routing, &bot_id, entry).await?;
             }
         }
-        transaction.commit().await?;
         Ok(())
+        })).await
     }
 
     async fn revoke_connection(
@@ -382,8 +398,13 @@ impl Refreshes for SqlStore {
         reason: &str,
         request_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        let done = sqlx::query(
+        let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
+        let (reason, request_id) = (reason.to_owned(), request_id.map(str::to_owned));
+        self.writer
+            .transaction(move |transaction| {
+                Box::pin(async move {
+                    let (reason, request_id) = (reason.as_str(), request_id.as_deref());
+                    let done = sqlx::query(
             "UPDATE connections SET access_token = NULL, refresh_token = NULL, status = 'revoked',
                  generation = generation + 1, status_reason = $3, refresh_lease_owner = NULL,
                  refresh_lease_until = NULL, refresh_started_at = NULL, updated_at = $4
@@ -395,13 +416,18 @@ impl Refreshes for SqlStore {
         .bind(now())
         .execute(&mut *transaction)
         .await?;
-        let changed = done.rows_affected() == 1;
-        if changed {
-            let entry =
-                HistoryEntry { kind: HistoryKind::Revoked, message: Some(reason), request_id };
-            record(&mut transaction, &self.routing, bot_id, entry).await?;
-        }
-        transaction.commit().await?;
-        Ok(changed)
+                    let changed = done.rows_affected() == 1;
+                    if changed {
+                        let entry = HistoryEntry {
+                            kind: HistoryKind::Revoked,
+                            message: Some(reason),
+                            request_id,
+                        };
+                        record(&mut *transaction, &routing, &bot_id, entry).await?;
+                    }
+                    Ok(changed)
+                })
+            })
+            .await
     }
 }

@@ -607,6 +607,9 @@ impl Store for FailingOver {
     async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {
         self.inner.consume_state(nonce, expires_at).await
     }
+    async fn forget_expired(&self) -> Result<u64, StoreError> {
+        self.inner.forget_expired().await
+    }
     async fn close(&self) {
         self.inner.close().await;
     }

@@ -1,0 +1,302 @@
+//! Where the built-in store's writes go: on SQLite one connection fed by a queue, committing
+//! whatever queued up meanwhile in one transaction (group commit); on PostgreSQL the pool.
+//!
+//! Why SQLite gets one writer: SQLite lets one transaction write at a time, and a connection that
+//! finds the lock taken sleeps and retries (1, 2, 5 … 100 ms) instead of being woken when it
+//! frees. With every pooled connection writing, a busy server spent more time asleep in that
+//! retry loop than working, and each transaction paid its own fsync. A single writer never meets
+//! its own lock, takes it up front (`BEGIN IMMEDIATE`) so a transaction never fails half-way to
+//! upgrade a read lock, and one fsync serves every write of a batch. Each write of a batch runs
+//! inside a savepoint, so one that fails is undone alone; nobody is answered before the batch is
+//! committed, so an answer still means "on disk".
+//!
+//! Why PostgreSQL does not: it has row locks and commits concurrent transactions together by
+//! itself, so its writes run on the pool, and a single statement runs without a transaction
+//! around it (two round trips fewer).
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use sqlx::{AnyConnection, AnyPool, Connection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// Writes waiting for the SQLite writer. Enough to absorb a burst; beyond it callers wait to
+/// queue, which is the backpressure a full disk or a slow fsync needs.
+const QUEUE: usize = 1024;
+
+/// The most writes committed together. Bounded so the first in a batch does not wait long for
+/// the last.
+const BATCH: usize = 128;
+
+/// A write: statements run on the connection it is given, which is inside a transaction unless
+/// the write is a [`Writer::statement`] on PostgreSQL.
+pub(super) trait Work<T>:
+    for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static
+{
+}
+
+impl<T, F> Work<T> for F where
+    F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, StoreError>>
+        + Send
+        + 'static
+{
+}
+
+/// Where writes go.
+#[derive(Clone, Debug)]
+pub(super) enum Writer {
+    /// PostgreSQL: each write on a pooled connection.
+    Pool(AnyPool),
+    /// SQLite: the queue of the one writing connection.
+    Queue(mpsc::Sender<Message>),
+}
+
+/// What the SQLite writer is asked to do.
+pub(super) enum Message {
+    Write(Box<dyn Job>),
+    /// Finish what is queued before, close the connection, then say so.
+    Close(oneshot::Sender<()>),
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Write(_) => "Write",
+            Self::Close(_) => "Close",
+        })
+    }
+}
+
+impl Writer {
+    /// Starts the task that owns SQLite's writing connection. It ends, closing the connection,
+    /// when every clone of the writer is dropped.
+    pub(super) fn sqlite(connection: AnyConnection) -> Self {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        tokio::spawn(write_in_batches(connection, jobs));
+        Self::Queue(queue)
+    }
+
+    /// Closes SQLite's writing connection once the writes queued before are done (SQLite
+    /// checkpoints its write-ahead log when the last connection closes). Later writes fail with
+    /// [`StoreError::WriterStopped`].
+    pub(super) async fn close(&self) {
+        if let Self::Queue(queue) = self {
+            let (closed, done) = oneshot::channel();
+            if queue.send(Message::Close(closed)).await.is_ok() {
+                let _ = done.await;
+            }
+        }
+    }
+
+    /// Runs `work` in a transaction of its own (PostgreSQL) or of its batch (SQLite); answers
+    /// once it is committed.
+    pub(super) async fn transaction<T: Send + 'static>(
+        &self,
+        work: impl Work<T>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Self::Pool(pool) => {
+                let mut transaction = pool.begin().await?;
+                let value = work(&mut transaction).await?;
+                transaction.commit().await?;
+                Ok(value)
+            }
+            Self::Queue(queue) => queued(queue, work).await,
+        }
+    }
+
+    /// Runs `work`, a single statement: on its own on PostgreSQL (a statement is atomic by
+    /// itself), in a batch on SQLite.
+    pub(super) async fn statement<T: Send + 'static>(
+        &self,
+        work: impl Work<T>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Self::Pool(pool) => work(&mut *pool.acquire().await?).await,
+            Self::Queue(queue) => queued(queue, work).await,
+        }
+    }
+}
+
+async fn queued<T: Send + 'static>(
+    queue: &mpsc::Sender<Message>,
+    work: impl Work<T>,
+) -> Result<T, StoreError> {
+    let (reply, answer) = oneshot::channel();
+    queue
+        .send(Message::Write(Box::new(Queued { work, reply })))
+        .await
+        .map_err(|_| StoreError::WriterStopped)?;
+    // A write already queued runs and commits even if the caller stops waiting: its caller may
+    // be gone, but what it reported (a consumed state, a stored pair) must not be half-done.
+    answer.await.map_err(|_| StoreError::WriterStopped)?
+}
+
+/// A queued write, its result type erased.
+pub(super) trait Job: Send {
+    /// Runs the write's statements; what it returns is answered after the commit.
+    fn run(self: Box<Self>, connection: &mut AnyConnection) -> BoxFuture<'_, Box<dyn Ran>>;
+
+    /// Answers without running: the batch could not start.
+    fn abandon(self: Box<Self>, error: Arc<sqlx::Error>);
+
+    /// Answers without running: the writer has stopped.
+    fn abandon_stopped(self: Box<Self>);
+}
+
+impl std::fmt::Debug for dyn Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+/// A write that ran, waiting for its batch's commit.
+pub(super) trait Ran: Send {
+    /// Whether its statements are to be kept.
+    fn succeeded(&self) -> bool;
+
+    /// Answers the caller: its own result once committed, or why the commit failed.
+    fn answer(self: Box<Self>, committed: Result<(), Arc<sqlx::Error>>);
+}
+
+struct Queued<T, F> {
+    work: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+struct Outcome<T> {
+    result: Result<T, StoreError>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T: Send + 'static, F: Work<T>> Job for Queued<T, F> {
+    fn run(self: Box<Self>, connection: &mut AnyConnection) -> BoxFuture<'_, Box<dyn Ran>> {
+        let Queued { work, reply } = *self;
+        Box::pin(async move {
+            let result = work(connection).await;
+            Box::new(Outcome { result, reply }) as Box<dyn Ran>
+        })
+    }
+
+    fn abandon(self: Box<Self>, error: Arc<sqlx::Error>) {
+        // The caller may have gone; then nobody needs the answer.
+        let _ = self.reply.send(Err(StoreError::Commit(error)));
+    }
+
+    fn abandon_stopped(self: Box<Self>) {
+        let _ = self.reply.send(Err(StoreError::WriterStopped));
+    }
+}
+
+impl<T: Send> Ran for Outcome<T> {
+    fn succeeded(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), Arc<sqlx::Error>>) {
+        let answer = match (self.result, committed) {
+            (Ok(_), Err(error)) => Err(StoreError::Commit(error)),
+            (result, _) => result,
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+async fn write_in_batches(mut connection: AnyConnection, mut messages: mpsc::Receiver<Message>) {
+    let mut received = Vec::with_capacity(BATCH);
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut closed = None;
+    while closed.is_none() && messages.recv_many(&mut received, BATCH).await > 0 {
+        for message in received.drain(..) {
+            match message {
+                Message::Write(job) if closed.is_none() => batch.push(job),
+                // Behind a close: the writer will be gone.
+                Message::Write(job) => job.abandon_stopped(),
+                Message::Close(reply) => closed = Some(reply),
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&mut connection, &mut batch).await;
+        }
+    }
+    // Later writes find the queue closed rather than waiting on a writer that is gone.
+    messages.close();
+    while let Ok(message) = messages.try_recv() {
+        match message {
+            Message::Write(job) => job.abandon_stopped(),
+            Message::Close(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+    if let Err(error) = connection.close().await {
+        tracing::warn!(error = %crate::telemetry::Chain(&error), "the SQLite writer did not close cleanly");
+    }
+    if let Some(reply) = closed {
+        let _ = reply.send(());
+    }
+}
+
+/// Runs and commits one batch, then answers each of its writes.
+async fn commit_batch(connection: &mut AnyConnection, batch: &mut Vec<Box<dyn Job>>) {
+    let mut transaction = match connection.begin_with("BEGIN IMMEDIATE").await {
+        Ok(transaction) => transaction,
+        Err(error) => {
+            let error = Arc::new(error);
+            batch.drain(..).for_each(|job| job.abandon(error.clone()));
+            return;
+        }
+    };
+    let mut ran: Vec<Box<dyn Ran>> = Vec::with_capacity(batch.len());
+    let mut broken = None;
+    if batch.len() == 1 {
+        // Alone in its batch, a write needs no savepoint: a failure rolls back the transaction.
+        for job in batch.drain(..) {
+            ran.push(job.run(&mut transaction).await);
+        }
+    } else {
+        let mut jobs = batch.drain(..);
+        for job in jobs.by_ref() {
+            let mut savepoint = match transaction.begin().await {
+                Ok(savepoint) => savepoint,
+                Err(error) => {
+                    let error = Arc::new(error);
+                    job.abandon(error.clone());
+                    broken = Some(error);
+                    break;
+                }
+            };
+            let outcome = job.run(&mut savepoint).await;
+            let kept = if outcome.succeeded() {
+                savepoint.commit().await
+            } else {
+                savepoint.rollback().await
+            };
+            ran.push(outcome);
+            if let Err(error) = kept {
+                broken = Some(Arc::new(error));
+                break;
+            }
+        }
+        // A savepoint that could not be set or ended leaves the transaction in doubt: undo it
+        // all, and answer the writes not yet run with the same error.
+        if let Some(error) = &broken {
+            jobs.for_each(|job| job.abandon(error.clone()));
+        }
+    }
+    let only_failures = ran.iter().all(|outcome| !outcome.succeeded());
+    let committed = match broken {
+        Some(error) => {
+            let _ = transaction.rollback().await;
+            Err(error)
+        }
+        // Nothing to keep: a rollback spares the fsync.
+        None if only_failures => transaction.rollback().await.map_err(Arc::new),
+        None => transaction.commit().await.map_err(Arc::new),
+    };
+    for outcome in ran {
+        outcome.answer(committed.clone());
+    }
+}
