@@ -306,9 +306,13 @@ impl Flow {
             let code = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             return Err(FlowError::NotionReported(code));
         }
-        // Only a flow we started is reported: anyone can request this URL.
+        // Only a flow we started is reported (and logged at info, as a flow's end): anyone can
+        // request this URL.
         if accepted {
             self.store.record_denied(reference.as_deref()).await?;
+            tracing::info!("the user did not grant access");
+        } else {
+            tracing::debug!("a denial with no state of ours");
         }
         Ok(Finished::Denied { reference, return_to })
     }

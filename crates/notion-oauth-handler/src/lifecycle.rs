@@ -271,10 +271,15 @@ impl Lifecycle {
         bot_id: &BotId,
         freshness: Freshness,
     ) -> Result<Token, LifecycleError> {
-        let tokens = self.stored(bot_id).await?;
         match freshness {
-            Freshness::Stored => Token::as_stored(tokens),
+            // What a caller asks for most, so it may come from the store's recent copy (at most
+            // `store::RECENT` old, and never older than this process's own last write).
+            Freshness::Stored => Token::as_stored(usable(
+                bot_id,
+                self.store.recent_tokens(&self.vault, bot_id).await?,
+            )?),
             Freshness::Refreshed => {
+                let tokens = self.stored(bot_id).await?;
                 self.refresh_after(bot_id, tokens.generation, Coalesce::WithRecent).await
             }
         }

@@ -28,7 +28,6 @@ pub(super) async fn oauth_callback(
     match finished {
         Ok(Finished::Connected(connected)) => pages.connected(&connected),
         Ok(Finished::Denied { reference, return_to }) => {
-            tracing::info!("the user did not grant access");
             denied_response(&pages, &links, reference.as_deref(), return_to.as_deref()).await
         }
         Err(error) => {

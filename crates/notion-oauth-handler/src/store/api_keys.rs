@@ -3,6 +3,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use super::recent::Lookup;
 use super::{SqlStore, StoreError, now};
 
 /// An API key as stored: never the secret.
@@ -58,18 +59,38 @@ pub trait ApiKeys: Send + Sync {
 
     /// Notes a key's use, at most once a minute so busy keys do not turn reads into writes.
     async fn touch_api_key(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Like [`api_key`](Self::api_key), but a store may answer with what it read up to
+    /// [`RECENT`](super::RECENT) ago, provided it drops that copy whenever it writes the key
+    /// itself: a key revoked elsewhere stops opening the API within that bound.
+    async fn recent_api_key(&self, id: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        self.api_key(id).await
+    }
 }
 
 #[async_trait::async_trait]
 impl ApiKeys for SqlStore {
+    async fn recent_api_key(&self, id: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        let key = id.to_owned();
+        match self.keys.get(&key) {
+            Lookup::Hit(stored) => Ok(stored),
+            Lookup::Miss(miss) => {
+                let stored = self.api_key(id).await?;
+                self.keys.store(&key, miss, stored.clone());
+                Ok(stored)
+            }
+        }
+    }
+
     async fn insert_api_key(
         &self,
         id: &str,
         name: &str,
         secret_hash: &[u8],
     ) -> Result<(), StoreError> {
+        let key = id.to_owned();
         let (id, name, secret_hash) = (id.to_owned(), name.to_owned(), secret_hash.to_vec());
-        self.writer
+        let written = self.writer
             .statement(move |connection| {
                 Box::pin(async move {
                     sqlx::query(
@@ -84,7 +105,9 @@ impl ApiKeys for SqlStore {
                     Ok(())
                 })
             })
-            .await
+            .await;
+        self.keys.forget(&key);
+        written
     }
 
     async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
@@ -103,8 +126,10 @@ impl ApiKeys for SqlStore {
     }
 
     async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        let key = id.to_owned();
         let id = id.to_owned();
-        self.writer
+        let written = self
+            .writer
             .statement(move |connection| {
                 Box::pin(async move {
                     let done = sqlx::query(
@@ -117,12 +142,15 @@ impl ApiKeys for SqlStore {
                     Ok(done.rows_affected() == 1)
                 })
             })
-            .await
+            .await;
+        self.keys.forget(&key);
+        written
     }
 
     async fn touch_api_key(&self, id: &str) -> Result<(), StoreError> {
+        let key = id.to_owned();
         let id = id.to_owned();
-        self.writer
+        let written = self.writer
             .statement(move |connection| {
                 Box::pin(async move {
                     let now = now();
@@ -135,6 +163,8 @@ impl ApiKeys for SqlStore {
                     Ok(())
                 })
             })
-            .await
+            .await;
+        self.keys.forget(&key);
+        written
     }
 }

@@ -4,6 +4,7 @@ use notion_oauth::{AccessToken, RefreshToken, TokenResponse};
 use sqlx::Row;
 
 use super::events::{HistoryEntry, record};
+use super::recent::Lookup;
 use super::summary::{ConnectionSummary, SUMMARY_COLUMNS, summary};
 use super::{SqlStore, StoreError, now, word};
 use crate::domain::{BotId, ConnectionStatus, Upserted, WorkspaceId};
@@ -221,6 +222,16 @@ pub trait Connections: Send + Sync {
 
     /// A connection's sealed tokens; `None` when there is no such connection.
     async fn sealed_tokens(&self, bot_id: &BotId) -> Result<Option<SealedTokens>, StoreError>;
+
+    /// Like [`sealed_tokens`](Self::sealed_tokens), but a store may answer with what it read
+    /// up to [`RECENT`](super::RECENT) ago, provided it drops that copy whenever it writes the
+    /// connection itself. Used to answer the token API, never to decide about a refresh.
+    async fn recent_sealed_tokens(
+        &self,
+        bot_id: &BotId,
+    ) -> Result<Option<SealedTokens>, StoreError> {
+        self.sealed_tokens(bot_id).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -231,8 +242,9 @@ impl Connections for SqlStore {
         reference: Option<&str>,
     ) -> Result<Upserted, StoreError> {
         let (grant, reference) = (grant.clone(), reference.map(str::to_owned));
-        let routing = self.routing.clone();
-        self.writer.transaction(move |transaction| Box::pin(async move {
+        let (routing, bot_id) = (self.routing.clone(), grant.bot_id.clone());
+        let upserted = self
+            .writer.transaction(move |transaction| Box::pin(async move {
         let row = sqlx::query(
             "INSERT INTO connections (bot_id, workspace_id, workspace_name, workspace_icon, owner_type,
                  owner_user_id, owner_name, owner_email, duplicated_template_id, token_type, access_token,
@@ -283,7 +295,9 @@ impl Connections for SqlStore {
         };
         record(&mut *transaction, &routing, &grant.bot_id, entry).await?;
         Ok(outcome)
-        })).await
+        })).await;
+        self.tokens.forget(&bot_id);
+        upserted
     }
 
     async fn list_connections(
@@ -325,13 +339,31 @@ impl Connections for SqlStore {
         .fetch_optional(&self.reads)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(SealedTokens {
-            access_token: row.try_get("access_token")?,
-            refresh_token: row.try_get("refresh_token")?,
-            status: word(&row, "status")?,
-            status_reason: row.try_get("status_reason")?,
-            generation: row.try_get("generation")?,
-            refreshed_at: row.try_get("refreshed_at")?,
-        }))
+        Ok(Some(sealed_tokens(&row)?))
     }
+
+    async fn recent_sealed_tokens(
+        &self,
+        bot_id: &BotId,
+    ) -> Result<Option<SealedTokens>, StoreError> {
+        match self.tokens.get(bot_id) {
+            Lookup::Hit(tokens) => Ok(tokens),
+            Lookup::Miss(miss) => {
+                let tokens = self.sealed_tokens(bot_id).await?;
+                self.tokens.store(bot_id, miss, tokens.clone());
+                Ok(tokens)
+            }
+        }
+    }
+}
+
+fn sealed_tokens(row: &sqlx::any::AnyRow) -> Result<SealedTokens, sqlx::Error> {
+    Ok(SealedTokens {
+        access_token: row.try_get("access_token")?,
+        refresh_token: row.try_get("refresh_token")?,
+        status: word(row, "status")?,
+        status_reason: row.try_get("status_reason")?,
+        generation: row.try_get("generation")?,
+        refreshed_at: row.try_get("refreshed_at")?,
+    })
 }

@@ -39,6 +39,7 @@ mod connections;
 mod events;
 mod links;
 mod outbox;
+mod recent;
 mod refresh;
 mod routing;
 mod summary;
@@ -59,6 +60,7 @@ pub use connections::{
 pub use events::{Event, History, HistoryEntry, QueuedEvent};
 pub use links::ConnectLinks;
 pub use outbox::{Delivery, DeliverySummary, Outbox, Retry};
+pub use recent::MAX_AGE as RECENT;
 pub use refresh::{Claim, LeaseFor, RefreshFailure, RefreshFailureKind, Refreshes};
 pub use routing::Routing;
 pub use summary::ConnectionSummary;
@@ -68,6 +70,7 @@ use std::sync::Arc;
 use crate::config::Backend;
 use crate::domain::BotId;
 use crate::vault::{Vault, VaultError};
+use recent::Recent;
 use writer::Writer;
 
 /// Why storage failed.
@@ -140,6 +143,22 @@ impl dyn Store {
     ) -> Result<Option<StoredTokens>, StoreError> {
         self.sealed_tokens(bot_id).await?.map(|sealed| sealed.open(vault, bot_id)).transpose()
     }
+
+    /// Like [`tokens`](Self::tokens), from [`Connections::recent_sealed_tokens`]: for answering
+    /// a caller, never for deciding whether to refresh.
+    ///
+    /// # Errors
+    /// See [`tokens`](Self::tokens).
+    pub async fn recent_tokens(
+        &self,
+        vault: &Vault,
+        bot_id: &BotId,
+    ) -> Result<Option<StoredTokens>, StoreError> {
+        self.recent_sealed_tokens(bot_id)
+            .await?
+            .map(|sealed| sealed.open(vault, bot_id))
+            .transpose()
+    }
 }
 
 /// Opens a database that must exist already, for tools (see [`SqlStore::open_existing`]).
@@ -158,6 +177,10 @@ pub struct SqlStore {
     reads: AnyPool,
     writer: Writer,
     routing: Arc<Routing>,
+    /// Tokens read a moment ago, for the token API (see [`recent`] for why they stay honest).
+    tokens: Arc<Recent<BotId, Option<SealedTokens>>>,
+    /// API keys read a moment ago, for every API call.
+    keys: Arc<Recent<String, Option<StoredApiKey>>>,
 }
 
 /// Read connections. On SQLite, readers never wait for the writer (WAL), so a few are enough,
@@ -270,7 +293,7 @@ impl SqlStore {
                     .connect(url)
                     .await?;
                 migrate(Backend::Postgres, &pool).await?;
-                Ok(Self { reads: pool.clone(), writer: Writer::Pool(pool), routing })
+                Ok(Self::new(pool.clone(), Writer::Pool(pool), routing))
             }
         }
     }
@@ -306,7 +329,12 @@ impl SqlStore {
             })
             .connect(url)
             .await?;
-        Ok(Self { reads, writer: Writer::sqlite(writing), routing })
+        Ok(Self::new(reads, Writer::sqlite(writing), routing))
+    }
+
+    fn new(reads: AnyPool, writer: Writer, routing: Arc<Routing>) -> Self {
+        let (tokens, keys) = (Arc::new(Recent::new()), Arc::new(Recent::new()));
+        Self { reads, writer, routing, tokens, keys }
     }
 }
 

@@ -273,7 +273,8 @@ impl Refreshes for SqlStore {
         from_generation: i64,
     ) -> Result<Option<i64>, StoreError> {
         let (grant, routing) = (grant.clone(), self.routing.clone());
-        self.writer.transaction(move |transaction| Box::pin(async move {
+        let forgotten = grant.bot_id.clone();
+        let written = self.writer.transaction(move |transaction| Box::pin(async move {
         let now = now();
         let row = sqlx::query(
             "UPDATE connections SET access_token = $2, refresh_token = COALESCE($3, refresh_token),
@@ -302,7 +303,9 @@ impl Refreshes for SqlStore {
         };
         record(&mut *transaction, &routing, &grant.bot_id, entry).await?;
         Ok(Some(row.try_get("generation")?))
-        })).await
+        })).await;
+        self.tokens.forget(&forgotten);
+        written
     }
 
     async fn fail_refresh(
@@ -313,9 +316,10 @@ impl Refreshes for SqlStore {
     ) -> Result<bool, StoreError> {
         let RefreshFailure { kind, message, request_id } = failure;
         let refused = kind == RefreshFailureKind::Refused;
+        let forgotten = bot_id.clone();
         let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
         let (message, request_id) = (message.to_owned(), request_id.map(str::to_owned));
-        self.writer.transaction(move |transaction| Box::pin(async move {
+        let written = self.writer.transaction(move |transaction| Box::pin(async move {
         let (message, request_id) = (message.as_str(), request_id.as_deref());
         let done = sqlx::query(
             "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL,
@@ -346,7 +350,9 @@ impl Refreshes for SqlStore {
             record(&mut *transaction, &routing, &bot_id, entry).await?;
         }
         Ok(true)
-        })).await
+        })).await;
+        self.tokens.forget(&forgotten);
+        written
     }
 
     async fn record_check(
@@ -357,9 +363,10 @@ impl Refreshes for SqlStore {
         request_id: Option<&str>,
     ) -> Result<(), StoreError> {
         let reason = "Notion reports the token inactive: the user removed the connection in Notion";
+        let forgotten = bot_id.clone();
         let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
         let request_id = request_id.map(str::to_owned);
-        self.writer.transaction(move |transaction| Box::pin(async move {
+        let written = self.writer.transaction(move |transaction| Box::pin(async move {
         let request_id = request_id.as_deref();
         let now = now();
         sqlx::query("UPDATE connections SET checked_at = $2 WHERE bot_id = $1")
@@ -388,7 +395,9 @@ impl Refreshes for SqlStore {
             }
         }
         Ok(())
-        })).await
+        })).await;
+        self.tokens.forget(&forgotten);
+        written
     }
 
     async fn revoke_connection(
@@ -398,9 +407,11 @@ impl Refreshes for SqlStore {
         reason: &str,
         request_id: Option<&str>,
     ) -> Result<bool, StoreError> {
+        let forgotten = bot_id.clone();
         let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
         let (reason, request_id) = (reason.to_owned(), request_id.map(str::to_owned));
-        self.writer
+        let written = self
+            .writer
             .transaction(move |transaction| {
                 Box::pin(async move {
                     let (reason, request_id) = (reason.as_str(), request_id.as_deref());
@@ -428,6 +439,8 @@ impl Refreshes for SqlStore {
                     Ok(changed)
                 })
             })
-            .await
+            .await;
+        self.tokens.forget(&forgotten);
+        written
     }
 }

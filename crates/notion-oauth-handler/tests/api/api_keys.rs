@@ -1,6 +1,6 @@
 //! The API's keys: what opens it, and how every refusal looks alike.
 
-use crate::helpers::{http, spawn_app};
+use crate::helpers::{eventually, http, spawn_app};
 
 #[tokio::test]
 async fn the_api_refuses_missing_wrong_and_revoked_keys_alike() {
@@ -51,4 +51,27 @@ async fn the_bearer_scheme_is_case_insensitive() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_key_revoked_by_another_process_stops_opening_the_api_within_the_bound() {
+    let app = spawn_app().await;
+    let key = app.api_key().await;
+    let api = app.api().await.with_key(&key);
+    // Used, so the server holds a recent copy of it.
+    assert_eq!(api.get("/connections").await.status, 200);
+    assert_eq!(api.get("/connections").await.status, 200);
+
+    // `app.store()` is another store on the same database, as the CLI in another process is.
+    let id = key.split('_').nth(1).unwrap();
+    assert!(app.store().await.revoke_api_key(id).await.unwrap());
+
+    let bound = notion_oauth_handler::store::RECENT + std::time::Duration::from_millis(500);
+    eventually("the revoked key is refused", bound, || async {
+        (api.get("/connections").await.status == 401).then_some(())
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(api.get("/connections").await.status, 401, "a refused key came back");
+    }
 }

@@ -774,3 +774,84 @@ async fn processes_opening_a_new_database_at_once_all_start() {
             .await;
     assert!(opened.iter().all(Result::is_ok), "{:?}", opened.iter().find_map(|r| r.as_ref().err()));
 }
+
+/// The recent copies the API reads (its key, the token asked for): a store's own write shows at
+/// once, a write by another process within `store::RECENT`; on both backends.
+async fn recent_copies_are_honest(url: &str) {
+    let vault =
+        Vault::new(&MasterKey::from_base64(&SecretString::from(random_key())).unwrap(), &[]);
+    let here: Arc<dyn Store> = Arc::new(SqlStore::connect(url, Routing::none()).await.unwrap());
+    let elsewhere: Arc<dyn Store> = Arc::new(SqlStore::open_existing(url).await.unwrap());
+    let revoked = |key: Option<StoredApiKey>| key.unwrap().revoked_at.is_some();
+
+    // Keys: revoked here, refused at once; revoked elsewhere, refused within the bound.
+    here.insert_api_key("0123456789ab", "here", &[1; 32]).await.unwrap();
+    here.insert_api_key("ba9876543210", "elsewhere", &[2; 32]).await.unwrap();
+    for id in ["0123456789ab", "ba9876543210"] {
+        assert!(!revoked(here.recent_api_key(id).await.unwrap()), "a new key is not revoked");
+    }
+    assert!(here.revoke_api_key("0123456789ab").await.unwrap());
+    assert!(revoked(here.recent_api_key("0123456789ab").await.unwrap()), "stale after own write");
+    assert!(elsewhere.revoke_api_key("ba9876543210").await.unwrap());
+    let bound = store::RECENT + std::time::Duration::from_millis(500);
+    eventually("a key revoked elsewhere is seen revoked", bound, || async {
+        revoked(here.recent_api_key("ba9876543210").await.unwrap()).then_some(())
+    })
+    .await;
+
+    // Tokens: a refresh here shows at once, one elsewhere within the bound.
+    let bot_id = bot("bot-recent");
+    let sealed = SealedGrant::seal(&vault, &grant("bot-recent", "ntn_a1", Some("ntn_r1"))).unwrap();
+    here.upsert_connection(&sealed, None).await.unwrap();
+    let generation = |tokens: Option<SealedTokens>| tokens.unwrap().generation;
+    assert_eq!(generation(here.recent_sealed_tokens(&bot_id).await.unwrap()), 1);
+    let sealed = SealedGrant::seal(&vault, &grant("bot-recent", "ntn_a2", Some("ntn_r2"))).unwrap();
+    assert_eq!(here.complete_refresh(&sealed, 1).await.unwrap(), Some(2));
+    let served = here.recent_tokens(&vault, &bot_id).await.unwrap().unwrap();
+    assert_eq!(served.access_token.unwrap().expose_secret(), "ntn_a2", "stale after own refresh");
+    let sealed = SealedGrant::seal(&vault, &grant("bot-recent", "ntn_a3", Some("ntn_r3"))).unwrap();
+    assert_eq!(elsewhere.complete_refresh(&sealed, 2).await.unwrap(), Some(3));
+    eventually("a token refreshed elsewhere is served", bound, || async {
+        (generation(here.recent_sealed_tokens(&bot_id).await.unwrap()) == 3).then_some(())
+    })
+    .await;
+    here.close().await;
+    elsewhere.close().await;
+}
+
+#[tokio::test]
+async fn recent_copies_show_own_writes_at_once_and_others_within_the_bound_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    recent_copies_are_honest(&format!("sqlite://{}", dir.path().join("recent.db").display())).await;
+}
+
+#[tokio::test]
+async fn recent_copies_show_own_writes_at_once_and_others_within_the_bound_on_postgres() {
+    let Some(url) = postgres_url().await else { return };
+    recent_copies_are_honest(&url).await;
+}
+
+/// Writes committed together: many at once from many tasks, some of which fail (a duplicate
+/// key), each answered with its own outcome; what succeeded is stored and what failed is not.
+#[tokio::test]
+async fn concurrent_writes_commit_together_and_a_failing_one_is_undone_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("batch.db").display());
+    let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&url, Routing::none()).await.unwrap());
+    store.insert_api_key("000000000000", "taken", &[0; 32]).await.unwrap();
+    // Every fourth insert reuses the taken id and must fail; the rest must all land.
+    let ids: Vec<String> = (1..=200)
+        .map(|n| if n % 4 == 0 { "000000000000".into() } else { format!("{n:012}") })
+        .collect();
+    let answers = join_all(ids.iter().map(|id| store.insert_api_key(id, "batch", &[7; 32]))).await;
+    for (id, answer) in ids.iter().zip(&answers) {
+        assert_eq!(answer.is_err(), id == "000000000000", "{id}: {answer:?}");
+    }
+    let stored = store.api_keys().await.unwrap();
+    assert_eq!(stored.len(), 1 + 150, "every good insert stored, no failed one");
+    assert_eq!(stored.iter().filter(|k| k.name == "taken").count(), 1);
+    store.close().await;
+    // Closed: later writes are refused, not lost in a queue nobody reads.
+    let after = store.insert_api_key("999999999999", "late", &[9; 32]).await;
+    assert!(matches!(after, Err(StoreError::WriterStopped)), "{after:?}");
+}

@@ -289,3 +289,34 @@ async fn background_passes_refresh_old_tokens_and_check_connections() {
     assert_eq!(app.emulator().requests_to(Endpoint::Introspect).len(), 2);
     assert_eq!(app.connections().await[0].status.as_str(), "revoked");
 }
+
+#[tokio::test]
+async fn a_token_refreshed_here_is_served_at_once_and_one_refreshed_elsewhere_within_the_bound() {
+    let app = spawn_app().await;
+    let api = app.api().await;
+    let bot = app.connected("Ada Lovelace", None).await;
+    let path = format!("/connections/{bot}/token");
+    let served = |answer: Answer| answer.body["access_token"].as_str().unwrap().to_owned();
+    let first = served(api.get(&path).await);
+    assert_eq!(served(api.get(&path).await), first, "served again from the recent copy");
+
+    // Refreshed by this server: the next answer has the new token, with no window.
+    let refreshed = served(api.get(&format!("{path}?force_refresh=true")).await);
+    assert_ne!(refreshed, first);
+    assert_eq!(served(api.get(&path).await), refreshed, "the pre-refresh token was served");
+
+    // Refreshed by another instance: served within the bound, never the old one after it.
+    let other = app.second_instance().await;
+    let seen = app.tokens(&bot).await.generation;
+    let bot_id = BotId::new(&bot);
+    let newest = other.lifecycle().refresh_after(&bot_id, seen, Coalesce::OnlyNewer).await;
+    let newest = newest.unwrap().access_token.expose_secret().to_owned();
+    let bound = notion_oauth_handler::store::RECENT + Duration::from_millis(500);
+    eventually("the token refreshed elsewhere is served", bound, || async {
+        let now = served(api.get(&path).await);
+        assert!(now == refreshed || now == newest, "{now} is neither");
+        (now == newest).then_some(())
+    })
+    .await;
+    assert!(!app.emulator().is_access_token_active(&first));
+}

@@ -222,7 +222,8 @@ async fn require_api_key(
     let Some((id, secret)) = presented else {
         return ApiError::unauthorized().into_response();
     };
-    let key = match store.api_key(id).await {
+    // A key revoked by another process stops working within `store::RECENT`.
+    let key = match store.recent_api_key(id).await {
         Ok(key) => key,
         Err(error) => return ApiError::internal(&error).into_response(),
     };
