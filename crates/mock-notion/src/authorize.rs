@@ -10,7 +10,7 @@ use axum::response::Response;
 use crate::middleware::MissingCodeFault;
 use crate::pages::ConsentPage;
 use crate::store::CodeGrant;
-use crate::{Emulator, EmulatorConfig};
+use crate::{Emulator, EmulatorConfig, random};
 
 const DEFAULT_USER: &str = "Ada Lovelace";
 /// Used only if the configuration lists no workspace at all.
@@ -158,6 +158,10 @@ impl Emulator {
         match decision {
             Decision::Allow => {
                 let code = self.with(|s| {
+                    // Bench mode exchanges any code, so remembering this one would only grow.
+                    if s.config.bench {
+                        return random::uuid().to_string();
+                    }
                     let ttl = s.config.code_ttl;
                     let now = Instant::now();
                     s.store.issue_code(CodeGrant {
@@ -238,7 +242,7 @@ pub(crate) async fn authorize_get(
     };
     let decision = match decision {
         Some(decision) => decision,
-        None if config.auto_approve => Decision::Allow,
+        None if config.auto_approve || config.bench => Decision::Allow,
         None => return emulator.pages().consent(&consent_page(&params, &valid, &config, choice)),
     };
     emulator.complete(&valid, decision, choice)

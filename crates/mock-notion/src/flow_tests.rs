@@ -374,3 +374,60 @@ async fn an_expired_access_token_is_refused_and_its_refresh_token_still_works() 
     let rotated = json_of(rotated).await;
     assert!(emulator.is_access_token_active(rotated["access_token"].as_str().unwrap()));
 }
+
+async fn exchange_with(
+    emulator: &Emulator,
+    auth: &str,
+    code: &str,
+    redirect_uri: &str,
+) -> Response {
+    let body =
+        json!({"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri});
+    post_json(emulator, "/v1/oauth/token", auth, body).await
+}
+
+#[tokio::test]
+async fn bench_mode_exchanges_any_code_as_its_own_install() {
+    let emulator = emulator(|c| c.bench = true);
+    let auth = basic(&emulator);
+    let first = exchange_with(&emulator, &auth, "made-up-1", CB).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first = json_of(first).await;
+    // The redirect URI is not checked, nor whether it should have been sent.
+    let again =
+        json_of(exchange_with(&emulator, &auth, "made-up-1", "http://x/elsewhere").await).await;
+    let other = json_of(exchange(&emulator, "made-up-2").await).await;
+    assert_eq!(first["bot_id"], again["bot_id"]);
+    assert_eq!(first["workspace_id"], again["workspace_id"]);
+    assert_ne!(first["access_token"], again["access_token"]);
+    assert_ne!(first["refresh_token"], again["refresh_token"]);
+    assert_ne!(first["bot_id"], other["bot_id"]);
+    assert_ne!(first["workspace_id"], other["workspace_id"]);
+    assert!(!emulator.is_access_token_active(first["access_token"].as_str().unwrap()));
+    let access = again["access_token"].as_str().unwrap();
+    let me = json_of(users_me(&emulator, access).await).await;
+    assert_eq!(me["id"], again["bot_id"]);
+
+    let refused = exchange_with(&emulator, "Basic Zm9vOmJhcg==", "made-up-3", CB).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(refused).await["error"], "invalid_client");
+    let empty = exchange(&emulator, "").await;
+    assert_eq!(empty.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(empty).await["error"], "invalid_grant");
+
+    // Authorize approves at once, without a consent page.
+    let response = get(&emulator, &authorize_url(&emulator, "")).await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let code = query(&location(&response), "code").unwrap();
+    assert_eq!(exchange(&emulator, &code).await.status(), StatusCode::OK);
+    assert!(emulator.issued_secrets().is_empty());
+    assert!(emulator.requests().is_empty());
+}
+
+#[tokio::test]
+async fn without_bench_mode_an_unknown_code_is_refused() {
+    let emulator = emulator(|_| {});
+    let refused = exchange(&emulator, "made-up-1").await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(refused).await["error"], "invalid_grant");
+}

@@ -74,6 +74,13 @@ pub struct EmulatorConfig {
     pub echo_state_on_deny: bool,
     /// Workspace names offered on the consent page; the first is the default.
     pub workspaces: Vec<String>,
+    /// Load-target mode for benchmarks (default off): authorize approves at once, and the token
+    /// endpoint exchanges *any* non-empty code without checking `redirect_uri`, giving each
+    /// distinct code its own bot (ids derived from the code, so the same code means the same bot)
+    /// and a fresh token pair. Client credentials are still checked. So that a long run stays
+    /// cheap, nothing is recorded (no request log, no [`Emulator::issued_secrets`]) and only the
+    /// most recent bench bots are remembered (a forgotten bot's tokens read as inactive).
+    pub bench: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -89,6 +96,7 @@ impl Default for EmulatorConfig {
             reauth: ReauthMode::FreshPair,
             echo_state_on_deny: true,
             workspaces: vec!["Acme Corp".to_owned(), "Personal".to_owned()],
+            bench: false,
         }
     }
 }
@@ -105,6 +113,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("reauth", &self.reauth)
             .field("echo_state_on_deny", &self.echo_state_on_deny)
             .field("workspaces", &self.workspaces)
+            .field("bench", &self.bench)
             .finish()
     }
 }
@@ -138,11 +147,12 @@ impl Emulator {
     /// An emulator with no codes, tokens, faults or recorded requests yet; nothing listens until
     /// it is served ([`Emulator::serve`], [`Emulator::spawn`]) or its [`Emulator::router`] mounted.
     pub fn new(config: EmulatorConfig) -> Self {
+        let store = Store::new(config.bench);
         Self {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner {
                     config,
-                    store: Store::default(),
+                    store,
                     faults: FaultTable::default(),
                     log: RequestLog::default(),
                 }),
@@ -228,7 +238,7 @@ impl Emulator {
         });
     }
 
-    /// Everything received (at most the last 1000), oldest first.
+    /// Everything received (at most the last 1000), oldest first; nothing in bench mode.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.with(|s| s.log.all())
     }
@@ -238,7 +248,8 @@ impl Emulator {
         self.with(|s| s.log.to(endpoint))
     }
 
-    /// Every code, access token and refresh token ever minted, so tests can grep logs and DB files.
+    /// Every code, access token and refresh token ever minted, so tests can grep logs and DB files
+    /// (none in bench mode).
     pub fn issued_secrets(&self) -> Vec<String> {
         self.with(|s| s.store.issued_secrets().to_vec())
     }

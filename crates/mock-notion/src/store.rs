@@ -1,12 +1,20 @@
 //! In-memory authorization codes, bots and their token pairs; the identity model (user, workspace, bot ids).
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
 use crate::ReauthMode;
 use crate::random;
+
+/// How many bench bots are remembered (about half a kilobyte each). A benchmark mints a bot per
+/// request, so without a cap the emulator would grow for as long as it is the load target; a
+/// cap this large still keeps every bot of a short manual test alive.
+const BENCH_MAX_BOTS: usize = 100_000;
+/// The one person behind every bench install: the code decides the workspace and the bot.
+const BENCH_USER: &str = "Bench User";
 
 /// Who authorized, where: everything the token response and `/v1/users/me` describe.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +38,22 @@ impl Identity {
             workspace_name: workspace_name.to_owned(),
             workspace_id: random::stable_uuid(&["workspace", workspace_name]),
             bot_id: random::stable_uuid(&["bot", client_id, user_name, workspace_name]),
+        }
+    }
+
+    /// The install a bench-mode code stands for: its own workspace and bot, derived from the code
+    /// alone, so unique codes are unique installs and a repeated code re-authorizes the same bot.
+    pub(crate) fn for_bench_code(client_id: &str, code: &str) -> Self {
+        let workspace_id = random::stable_uuid(&["bench workspace", client_id, code]);
+        let mut workspace_name = String::from("Bench ");
+        workspace_name.extend(workspace_id.simple().to_string().chars().take(8));
+        Self {
+            user_name: BENCH_USER.to_owned(),
+            user_id: random::stable_uuid(&["user", BENCH_USER]),
+            email: format!("{}@example.com", email_slug(BENCH_USER)),
+            workspace_name,
+            workspace_id,
+            bot_id: random::stable_uuid(&["bench bot", client_id, code]),
         }
     }
 }
@@ -87,10 +111,20 @@ struct AccessInfo {
 pub(crate) struct Store {
     codes: HashMap<String, CodeGrant>,
     bots: HashMap<Uuid, Bot>,
-    /// Every access token ever minted (alive or not), for introspection and bot lookup.
+    /// Each bot's current access token, for introspection and bot lookup. A replaced or revoked
+    /// token is dropped: it would read as dead anyway, and keeping it would grow without end.
     access: HashMap<String, AccessInfo>,
     refresh: HashMap<String, Uuid>,
     issued: Vec<String>,
+    /// Set in bench mode, where nothing goes into `issued` either (it would grow by two tokens
+    /// per request).
+    bench: Option<BenchBots>,
+}
+
+/// The bench bots, oldest first, so that the oldest can be forgotten past `cap`.
+struct BenchBots {
+    order: VecDeque<Uuid>,
+    cap: usize,
 }
 
 fn now_ms() -> u64 {
@@ -101,6 +135,12 @@ fn now_ms() -> u64 {
 }
 
 impl Store {
+    /// An empty store; `bench` as in [`crate::EmulatorConfig::bench`].
+    pub(crate) fn new(bench: bool) -> Self {
+        let bench = bench.then(|| BenchBots { order: VecDeque::new(), cap: BENCH_MAX_BOTS });
+        Self { bench, ..Self::default() }
+    }
+
     pub(crate) fn issue_code(&mut self, grant: CodeGrant) -> String {
         let code = random::uuid().to_string();
         self.issued.push(code.clone());
@@ -138,6 +178,26 @@ impl Store {
         self.mint(bot_id)
     }
 
+    /// Completes a bench-mode authorization: always a fresh pair, for a bot that is remembered
+    /// until [`BENCH_MAX_BOTS`] newer ones have been made.
+    pub(crate) fn authorize_bench(&mut self, identity: Identity) -> TokenPair {
+        let bot_id = identity.bot_id;
+        if let Entry::Vacant(slot) = self.bots.entry(bot_id) {
+            slot.insert(Bot { identity, current: None });
+            let bench = self
+                .bench
+                .get_or_insert_with(|| BenchBots { order: VecDeque::new(), cap: BENCH_MAX_BOTS });
+            bench.order.push_back(bot_id);
+            let evicted =
+                if bench.order.len() > bench.cap { bench.order.pop_front() } else { None };
+            if let Some(old) = evicted {
+                self.revoke_bot_id(old);
+                self.bots.remove(&old);
+            }
+        }
+        self.mint(bot_id)
+    }
+
     /// Rotates the pair of the bot owning `refresh_token`, if that token is the bot's live one.
     pub(crate) fn refresh(&mut self, refresh_token: &str) -> Option<(Identity, TokenPair)> {
         let bot_id = self.live_refresh_bot(refresh_token)?;
@@ -150,13 +210,16 @@ impl Store {
             access_token: random::access_token(),
             refresh_token: random::refresh_token(),
         };
+        self.revoke_bot_id(bot_id);
         self.access.insert(
             pair.access_token.clone(),
             AccessInfo { bot_id, issued_at_ms: now_ms(), expired: false },
         );
         self.refresh.insert(pair.refresh_token.clone(), bot_id);
-        self.issued.push(pair.access_token.clone());
-        self.issued.push(pair.refresh_token.clone());
+        if self.bench.is_none() {
+            self.issued.push(pair.access_token.clone());
+            self.issued.push(pair.refresh_token.clone());
+        }
         if let Some(bot) = self.bots.get_mut(&bot_id) {
             bot.current = Some(pair.clone());
         }
@@ -213,9 +276,11 @@ impl Store {
         }
     }
 
+    /// Ends the bot's current pair, if any, forgetting its tokens.
     fn revoke_bot_id(&mut self, bot_id: Uuid) {
-        if let Some(bot) = self.bots.get_mut(&bot_id) {
-            bot.current = None;
+        if let Some(pair) = self.bots.get_mut(&bot_id).and_then(|bot| bot.current.take()) {
+            self.access.remove(&pair.access_token);
+            self.refresh.remove(&pair.refresh_token);
         }
     }
 
@@ -289,6 +354,43 @@ mod tests {
         assert!(store.access_token_bot(&pair.access_token).is_none());
         assert!(!store.is_refresh_token_active(&pair.refresh_token));
         assert_eq!(store.issued_secrets().len(), 2);
+    }
+
+    #[test]
+    fn only_current_tokens_are_kept() {
+        let mut store = Store::default();
+        for _ in 0..3 {
+            store.authorize(ada(), ReauthMode::FreshPair);
+        }
+        let pair = store.authorize(ada(), ReauthMode::FreshPair);
+        store.refresh(&pair.refresh_token).unwrap();
+        assert_eq!((store.access.len(), store.refresh.len()), (1, 1));
+        store.revoke_bot(&ada().bot_id.to_string());
+        assert_eq!((store.access.len(), store.refresh.len()), (0, 0));
+    }
+
+    #[test]
+    fn bench_bots_are_bounded_and_keyed_by_code() {
+        let mut store = Store::new(true);
+        if let Some(bench) = &mut store.bench {
+            bench.cap = 2;
+        }
+        let bench = |code| Identity::for_bench_code("client", code);
+        let a = store.authorize_bench(bench("a"));
+        let a_again = store.authorize_bench(bench("a"));
+        assert!(store.access_token_bot(&a.access_token).is_none());
+        assert_eq!(store.access_token_bot(&a_again.access_token), Some(&bench("a")));
+        let b = store.authorize_bench(bench("b"));
+        assert_ne!(bench("a").bot_id, bench("b").bot_id);
+        assert_ne!(bench("a").workspace_id, bench("b").workspace_id);
+        // A third bot forgets the oldest, whose tokens then read as dead.
+        let c = store.authorize_bench(bench("c"));
+        assert!(store.access_token_bot(&a_again.access_token).is_none());
+        assert!(!store.is_refresh_token_active(&a_again.refresh_token));
+        assert!(store.access_token_bot(&b.access_token).is_some());
+        assert!(store.access_token_bot(&c.access_token).is_some());
+        assert_eq!((store.bots.len(), store.access.len(), store.refresh.len()), (2, 2, 2));
+        assert!(store.issued_secrets().is_empty());
     }
 
     #[test]

@@ -120,6 +120,22 @@ fn exchange_code(s: &mut Inner, fields: &Fields, request_id: &str) -> Result<Val
     Ok(token_body(&identity, &pair, template, request_id))
 }
 
+/// Bench mode's exchange: any non-empty code stands for its own install (see
+/// [`crate::EmulatorConfig::bench`]); nothing about it was issued, so nothing is checked.
+fn exchange_bench_code(
+    s: &mut Inner,
+    fields: &Fields,
+    request_id: &str,
+) -> Result<Value, ApiError> {
+    let code = fields.required_str("code")?;
+    if code.is_empty() {
+        return Err(invalid_code());
+    }
+    let identity = Identity::for_bench_code(&s.config.client_id, code);
+    let pair = s.store.authorize_bench(identity.clone());
+    Ok(token_body(&identity, &pair, None, request_id))
+}
+
 fn refresh(s: &mut Inner, fields: &Fields, request_id: &str) -> Result<Value, ApiError> {
     let token = fields.required_str("refresh_token")?;
     let (identity, pair) =
@@ -177,6 +193,9 @@ pub(crate) async fn token(
     // Notion-Version is deliberately not required here: many working clients omit it (§2.3).
     emulator.oauth_json(&request_id, &headers, &body, |s, fields| {
         match fields.str("grant_type")? {
+            Some("authorization_code") if s.config.bench => {
+                exchange_bench_code(s, fields, &request_id)
+            }
             Some("authorization_code") => exchange_code(s, fields, &request_id),
             Some("refresh_token") => refresh(s, fields, &request_id),
             other => Err(grant_type_error(other)),

@@ -76,7 +76,7 @@ pub(crate) struct MockNotionArgs {
     /// Where the emulator listens.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub(crate) bind: SocketAddr,
-    /// A TOML file with client_id, client_secret, redirect_uris and auto_approve; flags override it.
+    /// A TOML file with client_id, client_secret, redirect_uris, auto_approve and bench; flags override it.
     #[arg(long, short)]
     pub(crate) config: Option<PathBuf>,
     /// The client id the emulator accepts.
@@ -91,6 +91,10 @@ pub(crate) struct MockNotionArgs {
     /// Approve at once instead of showing the consent page.
     #[arg(long)]
     pub(crate) auto_approve: bool,
+    /// Be a benchmark's load target: approve at once, exchange any code (each code its own bot)
+    /// without checking redirect_uri, and record nothing. Client credentials are still checked.
+    #[arg(long)]
+    pub(crate) bench: bool,
 }
 
 #[derive(Debug, Args)]

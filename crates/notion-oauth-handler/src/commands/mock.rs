@@ -21,6 +21,8 @@ struct MockFile {
     redirect_uris: Vec<String>,
     #[serde(default)]
     auto_approve: bool,
+    #[serde(default)]
+    bench: bool,
 }
 
 pub(super) async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
@@ -45,17 +47,22 @@ pub(super) async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
     for uri in &redirect_uris {
         url::Url::parse(uri).with_context(|| format!("the redirect URI `{uri}` is not a URL"))?;
     }
+    let bench = args.bench || file.bench;
     let config = EmulatorConfig {
         client_id,
         client_secret,
         redirect_uris,
         auto_approve: args.auto_approve || file.auto_approve,
+        bench,
         ..EmulatorConfig::default()
     };
     let running = Emulator::spawn(config, &args.bind.to_string())
         .await
         .with_context(|| format!("cannot listen on {} (pick another with --bind)", args.bind))?;
     println!("Notion emulator listening on {}", running.base_url());
+    if bench {
+        println!("Bench mode: any code is exchanged, each as its own install; nothing is recorded");
+    }
     println!("Point the server at it with: NOH_NOTION__API_BASE_URL={}", running.base_url());
     shutdown_signal().await;
     Ok(())
