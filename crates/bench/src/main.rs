@@ -48,6 +48,11 @@ pub(crate) struct RunArgs {
     /// workspace].
     #[arg(long)]
     pub(crate) server: Option<PathBuf>,
+    /// The binary whose `mock-notion --bench` is the emulator [default: the workspace's
+    /// target/release/notion-oauth-handler]: lets `--server` be an older build, measured against
+    /// the same emulator.
+    #[arg(long)]
+    pub(crate) emulator: Option<PathBuf>,
     /// The Python that has `notion-oauth-handler==0.1.3` installed [default: python3, if it can
     /// import it; otherwise the Python rows are skipped].
     #[arg(long)]

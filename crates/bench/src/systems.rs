@@ -308,10 +308,18 @@ fn selected(args: &RunArgs) -> anyhow::Result<Vec<Scenario>> {
 }
 
 fn server_binary(args: &RunArgs) -> anyhow::Result<PathBuf> {
-    let path = args
-        .server
-        .clone()
-        .unwrap_or_else(|| Path::new(WORKSPACE_ROOT).join("target/release/notion-oauth-handler"));
+    binary(args.server.as_deref())
+}
+
+fn emulator_binary(args: &RunArgs) -> anyhow::Result<PathBuf> {
+    binary(args.emulator.as_deref())
+}
+
+fn binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let path = given.map_or_else(
+        || Path::new(WORKSPACE_ROOT).join("target/release/notion-oauth-handler"),
+        Path::to_path_buf,
+    );
     if !path.is_file() {
         bail!(
             "no server binary at {}: build it first with `cargo build --release -p notion-oauth-handler -p bench` (or pass --server PATH)",
@@ -368,7 +376,7 @@ impl Systems {
         }
         let server = server_binary(args)?;
         let emulator_addr = free_addr()?;
-        let mut command = clean_command(&server);
+        let mut command = clean_command(&emulator_binary(args)?);
         command
             .args(["mock-notion", "--bench", "--bind", &emulator_addr.to_string()])
             .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])

@@ -129,7 +129,7 @@ pub(crate) enum Finished {
 
 /// A started flow: where to send the browser, and the binding cookie's value to set.
 pub(crate) struct Started {
-    pub(crate) authorize_url: Url,
+    pub(crate) authorize_url: String,
     pub(crate) browser_cookie: String,
 }
 
@@ -140,6 +140,9 @@ pub(crate) struct Flow {
     store: Arc<dyn Store>,
     vault: Arc<Vault>,
     redirect_uri: Url,
+    /// The authorize URL without its state: the same for every flow, so built once (encoding
+    /// its query took a tenth of `/connect`).
+    authorize_base: String,
     allow_notion_initiated: bool,
 }
 
@@ -199,12 +202,14 @@ impl Flow {
         store: Arc<dyn Store>,
         vault: Arc<Vault>,
     ) -> Self {
+        let redirect_uri = config.redirect_uri();
         Self {
             signer: StateSigner::new(vault.state_key(), config.state_ttl),
+            authorize_base: client.authorize_url(&redirect_uri, None).into(),
             client,
             store,
             vault,
-            redirect_uri: config.redirect_uri(),
+            redirect_uri,
             allow_notion_initiated: config.allow_notion_initiated,
         }
     }
@@ -238,8 +243,7 @@ impl Flow {
         if state.len() > notion_oauth::MAX_STATE_LEN {
             return Err(FlowError::LinkTooLong);
         }
-        let authorize_url = self.client.authorize_url(&self.redirect_uri, Some(&state));
-        Ok(Started { authorize_url, browser_cookie })
+        Ok(Started { authorize_url: with_state(&self.authorize_base, &state), browser_cookie })
     }
 
     /// Finishes a flow from the callback's parameters and the browser's binding cookie.
@@ -367,6 +371,15 @@ impl Flow {
 
 /// What the state carries in place of the cookie itself: a digest, so the state (which travels
 /// through Notion and browser history) does not reveal the cookie.
+/// An authorize URL without a state, given one (as the client's `authorize_url` would).
+fn with_state(authorize_base: &str, state: &str) -> String {
+    let mut url = String::with_capacity(authorize_base.len() + 7 + state.len());
+    url.push_str(authorize_base);
+    url.push_str("&state=");
+    url.extend(url::form_urlencoded::byte_serialize(state.as_bytes()));
+    url
+}
+
 fn browser_digest(cookie: &str) -> String {
     URL_SAFE_NO_PAD
         .encode(Sha256::new_with_prefix(b"noh browser binding\0").chain_update(cookie).finalize())
@@ -388,6 +401,27 @@ mod tests {
 
     fn parse(query: &str) -> Result<CallbackParams, FlowError> {
         CallbackParams::parse(Some(query))
+    }
+
+    #[test]
+    fn the_authorize_url_built_once_and_given_a_state_is_the_clients() {
+        use notion_oauth::{ClientConfig, ClientId, ClientSecret};
+        let base = Url::parse("http://127.0.0.1:9/notion").unwrap();
+        let config = ClientConfig::new(
+            ClientId::new("client"),
+            ClientSecret::new("secret".to_owned()),
+            base,
+        );
+        let client = OAuthClient::new(config).unwrap();
+        let redirect = Url::parse("https://app.example/callback?x=1&y=a b").unwrap();
+        let base: String = client.authorize_url(&redirect, None).into();
+        for state in ["eyJub25jZSI6IngifQ.c2ln-_", "odd &=+/?#é"] {
+            assert_eq!(
+                with_state(&base, state),
+                client.authorize_url(&redirect, Some(state)).as_str(),
+                "{state}"
+            );
+        }
     }
 
     #[test]

@@ -37,8 +37,8 @@ pub(super) async fn start_connect(
                 .max_age(time::Duration::seconds(
                     i64::try_from(browser.max_age.as_secs()).unwrap_or(i64::MAX),
                 ));
-            let location = started.authorize_url.to_string();
-            (jar.add(cookie), (StatusCode::FOUND, [(header::LOCATION, location)])).into_response()
+            (jar.add(cookie), (StatusCode::FOUND, [(header::LOCATION, started.authorize_url)]))
+                .into_response()
         }
         Err(error) => {
             tracing::warn!(error = %Chain(&error), "a connect request was refused");

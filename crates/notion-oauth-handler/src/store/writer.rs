@@ -103,30 +103,39 @@ impl Writer {
                 transaction.commit().await?;
                 Ok(value)
             }
-            Self::Queue(queue) => queued(queue, work).await,
+            Self::Queue(queue) => queued(queue, Statements::Several, work).await,
         }
     }
 
-    /// Runs `work`, a single statement: on its own on PostgreSQL (a statement is atomic by
-    /// itself), in a batch on SQLite.
+    /// Runs `work`, which writes with one statement (and may read besides): on its own on
+    /// PostgreSQL, in a batch on SQLite; either way with no savepoint or transaction of its
+    /// own, since a statement that fails leaves nothing behind by itself.
     pub(super) async fn statement<T: Send + 'static>(
         &self,
         work: impl Work<T>,
     ) -> Result<T, StoreError> {
         match self {
             Self::Pool(pool) => work(&mut *pool.acquire().await?).await,
-            Self::Queue(queue) => queued(queue, work).await,
+            Self::Queue(queue) => queued(queue, Statements::One, work).await,
         }
     }
 }
 
+/// How many statements of a write change something: one needs no savepoint to be undone alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Statements {
+    One,
+    Several,
+}
+
 async fn queued<T: Send + 'static>(
     queue: &mpsc::Sender<Message>,
+    statements: Statements,
     work: impl Work<T>,
 ) -> Result<T, StoreError> {
     let (reply, answer) = oneshot::channel();
     queue
-        .send(Message::Write(Box::new(Queued { work, reply })))
+        .send(Message::Write(Box::new(Queued { work, statements, reply })))
         .await
         .map_err(|_| StoreError::WriterStopped)?;
     // A write already queued runs and commits even if the caller stops waiting: its caller may
@@ -138,6 +147,9 @@ async fn queued<T: Send + 'static>(
 pub(super) trait Job: Send {
     /// Runs the write's statements; what it returns is answered after the commit.
     fn run(self: Box<Self>, connection: &mut AnyConnection) -> BoxFuture<'_, Box<dyn Ran>>;
+
+    /// Whether it changes things with one statement or several.
+    fn statements(&self) -> Statements;
 
     /// Answers without running: the batch could not start.
     fn abandon(self: Box<Self>, error: Arc<sqlx::Error>);
@@ -163,6 +175,7 @@ pub(super) trait Ran: Send {
 
 struct Queued<T, F> {
     work: F,
+    statements: Statements,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
@@ -173,11 +186,15 @@ struct Outcome<T> {
 
 impl<T: Send + 'static, F: Work<T>> Job for Queued<T, F> {
     fn run(self: Box<Self>, connection: &mut AnyConnection) -> BoxFuture<'_, Box<dyn Ran>> {
-        let Queued { work, reply } = *self;
+        let Queued { work, reply, .. } = *self;
         Box::pin(async move {
             let result = work(connection).await;
             Box::new(Outcome { result, reply }) as Box<dyn Ran>
         })
+    }
+
+    fn statements(&self) -> Statements {
+        self.statements
     }
 
     fn abandon(self: Box<Self>, error: Arc<sqlx::Error>) {
@@ -259,6 +276,12 @@ async fn commit_batch(connection: &mut AnyConnection, batch: &mut Vec<Box<dyn Jo
     } else {
         let mut jobs = batch.drain(..);
         for job in jobs.by_ref() {
+            // A failed statement undoes itself; the savepoint's two round trips to the driver's
+            // thread are for writes of several statements.
+            if job.statements() == Statements::One {
+                ran.push(job.run(&mut transaction).await);
+                continue;
+            }
             let mut savepoint = match transaction.begin().await {
                 Ok(savepoint) => savepoint,
                 Err(error) => {
