@@ -302,19 +302,13 @@ impl SqlStore {
         // The migrator takes a pool (given one connection, its future is not `Send`, which an
         // embedding app's store factory needs); a pool of one, for the migration only.
         let setup = AnyPoolOptions::new().max_connections(1).connect(url).await?;
-        setup.execute(BUSY_TIMEOUT).await?;
         let migrated = migrate(Backend::Sqlite, &setup).await;
         setup.close().await;
         migrated?;
         let mut writing = AnyConnection::connect(url).await?;
-        // WAL lets readers run beside the writer and is a property of the file. FULL makes each
-        // commit durable before it is answered; with one fsync per batch it costs little.
-        for pragma in [
-            BUSY_TIMEOUT,
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = FULL",
-            "PRAGMA foreign_keys = ON",
-        ] {
+        // FULL makes each commit durable before it is answered; with one fsync per batch it
+        // costs little.
+        for pragma in [BUSY_TIMEOUT, "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"] {
             writing.execute(pragma).await?;
         }
         let reads = AnyPoolOptions::new()
@@ -338,19 +332,27 @@ impl SqlStore {
     }
 }
 
-/// Brings the schema up to date.
+/// Brings the schema up to date (on SQLite, in WAL mode first).
 async fn migrate(backend: Backend, pool: &AnyPool) -> Result<(), StoreError> {
-    // sqlx's SQLite migrator takes no lock: two processes opening a new database at once can
-    // both try the first migration, and one fails. A second look finds it applied.
+    // Several processes may open a new database at once. Switching the file to WAL needs a lock
+    // that SQLite does not wait for, and sqlx's SQLite migrator takes none, so two processes can
+    // both try the first migration and one fails: on a failure, a second look finds it done.
     let mut attempt = 0;
     loop {
-        match migrator(backend).run(pool).await {
-            Ok(()) => return Ok(()),
-            Err(_) if attempt < 3 => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+        let prepared = async {
+            if backend == Backend::Sqlite {
+                // WAL lets readers run beside the writer; it is a property of the file.
+                pool.execute("PRAGMA journal_mode = WAL").await?;
             }
-            Err(error) => return Err(error.into()),
+            migrator(backend).run(pool).await.map_err(StoreError::from)
+        };
+        match prepared.await {
+            Ok(()) => return Ok(()),
+            Err(_) if attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(error) => return Err(error),
         }
     }
 }

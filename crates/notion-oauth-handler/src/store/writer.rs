@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use sqlx::{AnyConnection, AnyPool, Connection};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
@@ -279,7 +279,13 @@ async fn commit_batch(connection: &mut AnyConnection, batch: &mut Vec<Box<dyn Jo
             // A failed statement undoes itself; the savepoint's two round trips to the driver's
             // thread are for writes of several statements.
             if job.statements() == Statements::One {
-                ran.push(job.run(&mut transaction).await);
+                let outcome = job.run(&mut transaction).await;
+                let failed = !outcome.succeeded();
+                ran.push(outcome);
+                if failed && let Err(error) = still_in_transaction(&mut transaction).await {
+                    broken = Some(error);
+                    break;
+                }
                 continue;
             }
             let mut savepoint = match transaction.begin().await {
@@ -321,5 +327,21 @@ async fn commit_batch(connection: &mut AnyConnection, batch: &mut Vec<Box<dyn Jo
     };
     for outcome in ran {
         outcome.answer(committed.clone());
+    }
+}
+
+/// After a write failed on its own (no savepoint around it): whether the batch's transaction is
+/// still open. SQLite rolls a transaction back by itself on some errors (a full disk, an I/O
+/// error); the writes after it would then each commit on their own, outside the batch. `BEGIN`
+/// is refused only inside a transaction, so it tells; if it is accepted, the batch is lost.
+async fn still_in_transaction(connection: &mut AnyConnection) -> Result<(), Arc<sqlx::Error>> {
+    match connection.execute("BEGIN").await {
+        Err(sqlx::Error::Database(error)) if error.message().contains("within a transaction") => {
+            Ok(())
+        }
+        Err(error) => Err(Arc::new(error)),
+        Ok(_) => Err(Arc::new(sqlx::Error::Protocol(
+            "SQLite rolled the batch back after a failed write".into(),
+        ))),
     }
 }
