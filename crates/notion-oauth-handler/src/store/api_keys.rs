@@ -88,10 +88,9 @@ impl ApiKeys for SqlStore {
         name: &str,
         secret_hash: &[u8],
     ) -> Result<(), StoreError> {
-        let key = id.to_owned();
+        let key = id;
         let (id, name, secret_hash) = (id.to_owned(), name.to_owned(), secret_hash.to_vec());
-        let written = self.writer
-            .statement(move |connection| {
+        self.change_api_key(key, move |connection| {
                 Box::pin(async move {
                     sqlx::query(
                         "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
@@ -105,9 +104,7 @@ impl ApiKeys for SqlStore {
                     Ok(())
                 })
             })
-            .await;
-        self.keys.forget(&key);
-        written
+            .await
     }
 
     async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
@@ -126,32 +123,27 @@ impl ApiKeys for SqlStore {
     }
 
     async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
-        let key = id.to_owned();
+        let key = id;
         let id = id.to_owned();
-        let written = self
-            .writer
-            .statement(move |connection| {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                    )
-                    .bind(id)
-                    .bind(now())
-                    .execute(connection)
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                })
+        self.change_api_key(key, move |connection| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(now())
+                .execute(connection)
+                .await?;
+                Ok(done.rows_affected() == 1)
             })
-            .await;
-        self.keys.forget(&key);
-        written
+        })
+        .await
     }
 
     async fn touch_api_key(&self, id: &str) -> Result<(), StoreError> {
-        let key = id.to_owned();
+        let key = id;
         let id = id.to_owned();
-        let written = self.writer
-            .statement(move |connection| {
+        self.change_api_key(key, move |connection| {
                 Box::pin(async move {
                     let now = now();
                     sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)")
@@ -163,8 +155,6 @@ impl ApiKeys for SqlStore {
                     Ok(())
                 })
             })
-            .await;
-        self.keys.forget(&key);
-        written
+            .await
     }
 }

@@ -243,8 +243,7 @@ impl Connections for SqlStore {
     ) -> Result<Upserted, StoreError> {
         let (grant, reference) = (grant.clone(), reference.map(str::to_owned));
         let (routing, bot_id) = (self.routing.clone(), grant.bot_id.clone());
-        let upserted = self
-            .writer.transaction(move |transaction| Box::pin(async move {
+        self.change_connection(&bot_id, move |transaction| Box::pin(async move {
         let row = sqlx::query(
             "INSERT INTO connections (bot_id, workspace_id, workspace_name, workspace_icon, owner_type,
                  owner_user_id, owner_name, owner_email, duplicated_template_id, token_type, access_token,
@@ -295,9 +294,7 @@ impl Connections for SqlStore {
         };
         record(&mut *transaction, &routing, &grant.bot_id, entry).await?;
         Ok(outcome)
-        })).await;
-        self.tokens.forget(&bot_id);
-        upserted
+        })).await
     }
 
     async fn list_connections(

@@ -326,6 +326,29 @@ impl SqlStore {
         Ok(Self::new(reads, Writer::sqlite(writing), routing))
     }
 
+    /// A transaction that changes `bot_id`'s connection: its recent copy is dropped before the
+    /// answer (see [`recent`]).
+    async fn change_connection<T: Send + 'static>(
+        &self,
+        bot_id: &BotId,
+        work: impl writer::Work<T>,
+    ) -> Result<T, StoreError> {
+        let written = self.writer.transaction(work).await;
+        self.tokens.forget(bot_id);
+        written
+    }
+
+    /// A statement that changes API key `id`: its recent copy is dropped before the answer.
+    async fn change_api_key<T: Send + 'static>(
+        &self,
+        id: &str,
+        work: impl writer::Work<T>,
+    ) -> Result<T, StoreError> {
+        let written = self.writer.statement(work).await;
+        self.keys.forget(id);
+        written
+    }
+
     fn new(reads: AnyPool, writer: Writer, routing: Arc<Routing>) -> Self {
         let (tokens, keys) = (Arc::new(Recent::new()), Arc::new(Recent::new()));
         Self { reads, writer, routing, tokens, keys }

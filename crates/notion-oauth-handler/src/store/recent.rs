@@ -8,6 +8,7 @@
 //! - a write by anyone else (another instance, the CLI in another process) is seen within
 //!   [`MAX_AGE`], since no copy is used once that old.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
@@ -100,7 +101,11 @@ impl<K: Eq + Hash + Clone, V: Clone> Recent<K, V> {
 
     /// Drops `key`'s copy: this store has just written its row. A key nobody has read has no
     /// slot, and gets none: writes alone (every new connection) must not fill the map.
-    pub(super) fn forget(&self, key: &K) {
+    pub(super) fn forget<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = rows.slots.get_mut(key) {
             slot.version += 1;

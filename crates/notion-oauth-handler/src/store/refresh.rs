@@ -273,8 +273,8 @@ impl Refreshes for SqlStore {
         from_generation: i64,
     ) -> Result<Option<i64>, StoreError> {
         let (grant, routing) = (grant.clone(), self.routing.clone());
-        let forgotten = grant.bot_id.clone();
-        let written = self.writer.transaction(move |transaction| Box::pin(async move {
+        let changed = grant.bot_id.clone();
+        self.change_connection(&changed, move |transaction| Box::pin(async move {
         let now = now();
         let row = sqlx::query(
             "UPDATE connections SET access_token = $2, refresh_token = COALESCE($3, refresh_token),
@@ -303,9 +303,7 @@ impl Refreshes for SqlStore {
         };
         record(&mut *transaction, &routing, &grant.bot_id, entry).await?;
         Ok(Some(row.try_get("generation")?))
-        })).await;
-        self.tokens.forget(&forgotten);
-        written
+        })).await
     }
 
     async fn fail_refresh(
@@ -316,10 +314,10 @@ impl Refreshes for SqlStore {
     ) -> Result<bool, StoreError> {
         let RefreshFailure { kind, message, request_id } = failure;
         let refused = kind == RefreshFailureKind::Refused;
-        let forgotten = bot_id.clone();
+        let changed = bot_id.clone();
         let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
         let (message, request_id) = (message.to_owned(), request_id.map(str::to_owned));
-        let written = self.writer.transaction(move |transaction| Box::pin(async move {
+        self.change_connection(&changed, move |transaction| Box::pin(async move {
         let (message, request_id) = (message.as_str(), request_id.as_deref());
         let done = sqlx::query(
             "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL,
@@ -350,9 +348,7 @@ impl Refreshes for SqlStore {
             record(&mut *transaction, &routing, &bot_id, entry).await?;
         }
         Ok(true)
-        })).await;
-        self.tokens.forget(&forgotten);
-        written
+        })).await
     }
 
     async fn record_check(
@@ -363,10 +359,10 @@ impl Refreshes for SqlStore {
         request_id: Option<&str>,
     ) -> Result<(), StoreError> {
         let reason = "Notion reports the token inactive: the user removed the connection in Notion";
-        let forgotten = bot_id.clone();
+        let changed = bot_id.clone();
         let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
         let request_id = request_id.map(str::to_owned);
-        let written = self.writer.transaction(move |transaction| Box::pin(async move {
+        self.change_connection(&changed, move |transaction| Box::pin(async move {
         let request_id = request_id.as_deref();
         let now = now();
         sqlx::query("UPDATE connections SET checked_at = $2 WHERE bot_id = $1")
@@ -395,9 +391,7 @@ impl Refreshes for SqlStore {
             }
         }
         Ok(())
-        })).await;
-        self.tokens.forget(&forgotten);
-        written
+        })).await
     }
 
     async fn revoke_connection(
@@ -407,15 +401,13 @@ impl Refreshes for SqlStore {
         reason: &str,
         request_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let forgotten = bot_id.clone();
+        let changed = bot_id.clone();
         let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
         let (reason, request_id) = (reason.to_owned(), request_id.map(str::to_owned));
-        let written = self
-            .writer
-            .transaction(move |transaction| {
-                Box::pin(async move {
-                    let (reason, request_id) = (reason.as_str(), request_id.as_deref());
-                    let done = sqlx::query(
+        self.change_connection(&changed, move |transaction| {
+            Box::pin(async move {
+                let (reason, request_id) = (reason.as_str(), request_id.as_deref());
+                let done = sqlx::query(
             "UPDATE connections SET access_token = NULL, refresh_token = NULL, status = 'revoked',
                  generation = generation + 1, status_reason = $3, refresh_lease_owner = NULL,
                  refresh_lease_until = NULL, refresh_started_at = NULL, updated_at = $4
@@ -427,20 +419,18 @@ impl Refreshes for SqlStore {
         .bind(now())
         .execute(&mut *transaction)
         .await?;
-                    let changed = done.rows_affected() == 1;
-                    if changed {
-                        let entry = HistoryEntry {
-                            kind: HistoryKind::Revoked,
-                            message: Some(reason),
-                            request_id,
-                        };
-                        record(&mut *transaction, &routing, &bot_id, entry).await?;
-                    }
-                    Ok(changed)
-                })
+                let changed = done.rows_affected() == 1;
+                if changed {
+                    let entry = HistoryEntry {
+                        kind: HistoryKind::Revoked,
+                        message: Some(reason),
+                        request_id,
+                    };
+                    record(&mut *transaction, &routing, &bot_id, entry).await?;
+                }
+                Ok(changed)
             })
-            .await;
-        self.tokens.forget(&forgotten);
-        written
+        })
+        .await
     }
 }
