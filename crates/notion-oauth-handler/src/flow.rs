@@ -369,8 +369,6 @@ impl Flow {
     }
 }
 
-/// What the state carries in place of the cookie itself: a digest, so the state (which travels
-/// through Notion and browser history) does not reveal the cookie.
 /// An authorize URL without a state, given one (as the client's `authorize_url` would).
 fn with_state(authorize_base: &str, state: &str) -> String {
     let mut url = String::with_capacity(authorize_base.len() + 7 + state.len());
@@ -380,6 +378,8 @@ fn with_state(authorize_base: &str, state: &str) -> String {
     url
 }
 
+/// What the state carries in place of the cookie itself: a digest, so the state (which travels
+/// through Notion and browser history) does not reveal the cookie.
 fn browser_digest(cookie: &str) -> String {
     URL_SAFE_NO_PAD
         .encode(Sha256::new_with_prefix(b"noh browser binding\0").chain_update(cookie).finalize())

@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row, SqlSafeStr};
+use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
 pub use api_keys::{ApiKeys, StoredApiKey};
 /// For implementing [`Store`] without depending on `async-trait` yourself.
@@ -124,8 +124,11 @@ pub trait Store:
     async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError>;
 
     /// Deletes what can never be used again: state nonces past their expiry, used or expired
-    /// connect links. Run now and then by a background pass; returns how many rows went.
-    async fn forget_expired(&self) -> Result<u64, StoreError>;
+    /// connect links. Run now and then by a background pass; returns how many rows went. A store
+    /// that expires them by itself can keep the default, which deletes nothing.
+    async fn forget_expired(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 
     /// Lets go of the storage (for SQLite, flushing its write-ahead log).
     async fn close(&self);
@@ -305,12 +308,6 @@ impl SqlStore {
         let migrated = migrate(Backend::Sqlite, &setup).await;
         setup.close().await;
         migrated?;
-        let mut writing = AnyConnection::connect(url).await?;
-        // FULL makes each commit durable before it is answered; with one fsync per batch it
-        // costs little.
-        for pragma in [BUSY_TIMEOUT, "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"] {
-            writing.execute(pragma).await?;
-        }
         let reads = AnyPoolOptions::new()
             .max_connections(READERS)
             .test_before_acquire(false)
@@ -323,7 +320,7 @@ impl SqlStore {
             })
             .connect(url)
             .await?;
-        Ok(Self::new(reads, Writer::sqlite(writing), routing))
+        Ok(Self::new(reads, Writer::sqlite(url).await?, routing))
     }
 
     /// A transaction that changes `bot_id`'s connection: its recent copy is dropped before the
@@ -333,9 +330,15 @@ impl SqlStore {
         bot_id: &BotId,
         work: impl writer::Work<T>,
     ) -> Result<T, StoreError> {
-        let written = self.writer.transaction(work).await;
-        self.tokens.forget(bot_id);
-        written
+        let (writer, tokens, bot_id) = (self.writer.clone(), self.tokens.clone(), bot_id.clone());
+        // In a task of its own: a write whose caller went away (a client that disconnected)
+        // still commits, and its copy must still be dropped after it.
+        let change = tokio::spawn(async move {
+            let written = writer.transaction(work).await;
+            tokens.forget(&bot_id);
+            written
+        });
+        change.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     /// A statement that changes API key `id`: its recent copy is dropped before the answer.
@@ -344,9 +347,14 @@ impl SqlStore {
         id: &str,
         work: impl writer::Work<T>,
     ) -> Result<T, StoreError> {
-        let written = self.writer.statement(work).await;
-        self.keys.forget(id);
-        written
+        let (writer, keys, id) = (self.writer.clone(), self.keys.clone(), id.to_owned());
+        // As for a connection: the copy is dropped even if the caller went away.
+        let change = tokio::spawn(async move {
+            let written = writer.statement(work).await;
+            keys.forget(&id);
+            written
+        });
+        change.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     fn new(reads: AnyPool, writer: Writer, routing: Arc<Routing>) -> Self {

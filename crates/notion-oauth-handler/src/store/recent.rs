@@ -45,6 +45,8 @@ struct Slot<V> {
 pub(super) struct Miss {
     epoch: u64,
     version: u64,
+    /// When the read began: a copy is as old as the read that made it, however long it took.
+    began: Instant,
 }
 
 /// What a look-up found.
@@ -68,6 +70,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Recent<K, V> {
     /// A copy of `key`'s row read less than [`MAX_AGE`] ago, if there is one. A miss leaves a
     /// slot behind, so that a write meanwhile can mark it.
     pub(super) fn get(&self, key: &K) -> Lookup<V> {
+        let began = Instant::now();
         let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = rows.slots.get(key) {
             if let Some((read_at, copy)) = &slot.copy
@@ -75,14 +78,14 @@ impl<K: Eq + Hash + Clone, V: Clone> Recent<K, V> {
             {
                 return Lookup::Hit(copy.clone());
             }
-            return Lookup::Miss(Miss { epoch: rows.epoch, version: slot.version });
+            return Lookup::Miss(Miss { epoch: rows.epoch, version: slot.version, began });
         }
         if rows.slots.len() >= CAPACITY {
             rows.slots.clear();
             rows.epoch += 1;
         }
         rows.slots.insert(key.clone(), Slot { version: 0, copy: None });
-        Lookup::Miss(Miss { epoch: rows.epoch, version: 0 })
+        Lookup::Miss(Miss { epoch: rows.epoch, version: 0, began })
     }
 
     /// Keeps what a read that missed found, unless the row was written since it looked.
@@ -92,10 +95,12 @@ impl<K: Eq + Hash + Clone, V: Clone> Recent<K, V> {
             return;
         }
         // The slot the miss left is there unless everything was dropped since (a new epoch).
+        // Of two reads that raced, the one that began later read the newer row.
         if let Some(slot) = rows.slots.get_mut(key)
             && slot.version == miss.version
+            && slot.copy.as_ref().is_none_or(|(read_at, _)| *read_at <= miss.began)
         {
-            slot.copy = Some((Instant::now(), copy));
+            slot.copy = Some((miss.began, copy));
         }
     }
 
@@ -161,6 +166,20 @@ mod tests {
         }
         let rows = recent.rows.lock().unwrap_or_else(PoisonError::into_inner);
         assert!(rows.slots.is_empty(), "{} slots", rows.slots.len());
+    }
+
+    #[test]
+    fn of_two_racing_reads_the_later_one_wins_and_a_copy_is_as_old_as_its_read() {
+        let recent = Recent::with_max_age(Duration::from_millis(40));
+        let Some(first) = miss(&recent, "bot") else { panic!("an empty cache hit") };
+        std::thread::sleep(Duration::from_millis(5));
+        let Some(second) = miss(&recent, "bot") else { panic!("an empty cache hit") };
+        recent.store(&"bot", second, 2);
+        recent.store(&"bot", first, 1);
+        assert_eq!(hit(&recent, "bot"), Some(2), "the older read overwrote the newer");
+        // The first read began 45 ms ago, past the bound, however recently it was stored.
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(hit(&recent, "bot"), None);
     }
 
     #[test]

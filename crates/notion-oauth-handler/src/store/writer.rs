@@ -72,10 +72,11 @@ impl std::fmt::Debug for Message {
 impl Writer {
     /// Starts the task that owns SQLite's writing connection. It ends, closing the connection,
     /// when every clone of the writer is dropped.
-    pub(super) fn sqlite(connection: AnyConnection) -> Self {
+    pub(super) async fn sqlite(url: &str) -> Result<Self, StoreError> {
+        let connection = open_writing(url).await?;
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(write_in_batches(connection, jobs));
-        Self::Queue(queue)
+        tokio::spawn(write_in_batches(url.to_owned(), connection, jobs));
+        Ok(Self::Queue(queue))
     }
 
     /// Closes SQLite's writing connection once the writes queued before are done (SQLite
@@ -221,21 +222,46 @@ impl<T: Send> Ran for Outcome<T> {
     }
 }
 
-async fn write_in_batches(mut connection: AnyConnection, mut messages: mpsc::Receiver<Message>) {
+/// The writing connection, set up as every batch expects it.
+async fn open_writing(url: &str) -> Result<AnyConnection, StoreError> {
+    let mut connection = AnyConnection::connect(url).await?;
+    // FULL makes each commit durable before it is answered; with one fsync per batch it costs
+    // little. The busy timeout is for other processes' writes (the CLI, a second instance).
+    for pragma in
+        ["PRAGMA busy_timeout = 5000", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"]
+    {
+        connection.execute(pragma).await?;
+    }
+    Ok(connection)
+}
+
+async fn write_in_batches(
+    url: String,
+    mut connection: AnyConnection,
+    mut messages: mpsc::Receiver<Message>,
+) {
     let mut received = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
-    let mut closed = None;
-    while closed.is_none() && messages.recv_many(&mut received, BATCH).await > 0 {
+    let mut closes = Vec::new();
+    while closes.is_empty() && messages.recv_many(&mut received, BATCH).await > 0 {
         for message in received.drain(..) {
             match message {
-                Message::Write(job) if closed.is_none() => batch.push(job),
+                Message::Write(job) if closes.is_empty() => batch.push(job),
                 // Behind a close: the writer will be gone.
                 Message::Write(job) => job.abandon_stopped(),
-                Message::Close(reply) => closed = Some(reply),
+                Message::Close(reply) => closes.push(reply),
             }
         }
-        if !batch.is_empty() {
-            commit_batch(&mut connection, &mut batch).await;
+        if !batch.is_empty() && commit_batch(&mut connection, &mut batch).await == Sound::Doubtful {
+            // A transaction SQLite ended by itself (a full disk, an I/O error) leaves sqlx
+            // believing it is still open, and it would refuse every later BEGIN: start afresh.
+            match open_writing(&url).await {
+                Ok(fresh) => connection = fresh,
+                Err(error) => tracing::error!(
+                    error = %crate::telemetry::Chain(&error),
+                    "the SQLite writer could not reopen its connection; it tries again with the next write"
+                ),
+            }
         }
     }
     // Later writes find the queue closed rather than waiting on a writer that is gone.
@@ -243,27 +269,33 @@ async fn write_in_batches(mut connection: AnyConnection, mut messages: mpsc::Rec
     while let Ok(message) = messages.try_recv() {
         match message {
             Message::Write(job) => job.abandon_stopped(),
-            Message::Close(reply) => {
-                let _ = reply.send(());
-            }
+            Message::Close(reply) => closes.push(reply),
         }
     }
     if let Err(error) = connection.close().await {
         tracing::warn!(error = %crate::telemetry::Chain(&error), "the SQLite writer did not close cleanly");
     }
-    if let Some(reply) = closed {
+    for reply in closes {
         let _ = reply.send(());
     }
 }
 
+/// Whether the connection came out of a batch as sqlx and SQLite both think it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sound {
+    Yes,
+    /// A transaction statement (begin, savepoint, commit, rollback) failed.
+    Doubtful,
+}
+
 /// Runs and commits one batch, then answers each of its writes.
-async fn commit_batch(connection: &mut AnyConnection, batch: &mut Vec<Box<dyn Job>>) {
+async fn commit_batch(connection: &mut AnyConnection, batch: &mut Vec<Box<dyn Job>>) -> Sound {
     let mut transaction = match connection.begin_with("BEGIN IMMEDIATE").await {
         Ok(transaction) => transaction,
         Err(error) => {
             let error = Arc::new(error);
             batch.drain(..).for_each(|job| job.abandon(error.clone()));
-            return;
+            return Sound::Doubtful;
         }
     };
     let mut ran: Vec<Box<dyn Ran>> = Vec::with_capacity(batch.len());
@@ -316,17 +348,25 @@ async fn commit_batch(connection: &mut AnyConnection, batch: &mut Vec<Box<dyn Jo
         }
     }
     let only_failures = ran.iter().all(|outcome| !outcome.succeeded());
-    let committed = match broken {
+    let (committed, sound) = match broken {
         Some(error) => {
             let _ = transaction.rollback().await;
-            Err(error)
+            (Err(error), Sound::Doubtful)
         }
         // Nothing to keep: a rollback spares the fsync.
-        None if only_failures => transaction.rollback().await.map_err(Arc::new),
-        None => transaction.commit().await.map_err(Arc::new),
+        None if only_failures => ended(transaction.rollback().await),
+        None => ended(transaction.commit().await),
     };
     for outcome in ran {
         outcome.answer(committed.clone());
+    }
+    sound
+}
+
+fn ended(result: Result<(), sqlx::Error>) -> (Result<(), Arc<sqlx::Error>>, Sound) {
+    match result {
+        Ok(()) => (Ok(()), Sound::Yes),
+        Err(error) => (Err(Arc::new(error)), Sound::Doubtful),
     }
 }
 
@@ -340,8 +380,60 @@ async fn still_in_transaction(connection: &mut AnyConnection) -> Result<(), Arc<
             Ok(())
         }
         Err(error) => Err(Arc::new(error)),
-        Ok(_) => Err(Arc::new(sqlx::Error::Protocol(
-            "SQLite rolled the batch back after a failed write".into(),
-        ))),
+        Ok(_) => Err(Arc::new(sqlx::Error::Io(std::io::Error::other(
+            "SQLite undid the whole batch after a failed write (is the disk full?)",
+        )))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use futures_util::future::join_all;
+
+    #[tokio::test]
+    async fn a_write_of_several_statements_that_fails_in_a_batch_is_undone_alone() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("batch.db").display());
+        let mut setup = AnyConnection::connect(&url).await.unwrap();
+        setup.execute("PRAGMA journal_mode = WAL").await.unwrap();
+        setup.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)").await.unwrap();
+        setup.close().await.unwrap();
+        let writer = Writer::sqlite(&url).await.unwrap();
+
+        // On this single-threaded test runtime all 64 are queued before the writer runs, so
+        // they make one batch. Each inserts two rows; every eighth fails between its two.
+        let writes = (0..64i64).map(|n| {
+            let writer = writer.clone();
+            async move {
+                let insert = "INSERT INTO t (n) VALUES ($1)";
+                writer
+                    .transaction(move |connection| {
+                        Box::pin(async move {
+                            sqlx::query(insert).bind(n * 2).execute(&mut *connection).await?;
+                            if n % 8 == 0 {
+                                return Err(StoreError::Corrupt);
+                            }
+                            sqlx::query(insert).bind(n * 2 + 1).execute(&mut *connection).await?;
+                            Ok(n)
+                        })
+                    })
+                    .await
+            }
+        });
+        let answers = join_all(writes).await;
+
+        for (n, answer) in (0..64i64).zip(&answers) {
+            assert_eq!(answer.is_err(), n % 8 == 0, "{n}: {answer:?}");
+        }
+        let mut reader = AnyConnection::connect(&url).await.unwrap();
+        let stored: Vec<i64> =
+            sqlx::query_scalar("SELECT n FROM t ORDER BY n").fetch_all(&mut reader).await.unwrap();
+        let expected: Vec<i64> =
+            (0..64).filter(|n| n % 8 != 0).flat_map(|n| [n * 2, n * 2 + 1]).collect();
+        assert_eq!(stored, expected, "a failed write left a row, or a good one lost its rows");
+        writer.close().await;
     }
 }
