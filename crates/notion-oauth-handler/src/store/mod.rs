@@ -331,14 +331,8 @@ impl SqlStore {
         work: impl writer::Work<T>,
     ) -> Result<T, StoreError> {
         let (writer, tokens, bot_id) = (self.writer.clone(), self.tokens.clone(), bot_id.clone());
-        // In a task of its own: a write whose caller went away (a client that disconnected)
-        // still commits, and its copy must still be dropped after it.
-        let change = tokio::spawn(async move {
-            let written = writer.transaction(work).await;
-            tokens.forget(&bot_id);
-            written
-        });
-        change.await.map_err(|_| StoreError::WriterStopped)?
+        let write = async move { writer.transaction(work).await };
+        then_forget(write, move || tokens.forget(&bot_id)).await
     }
 
     /// A statement that changes API key `id`: its recent copy is dropped before the answer.
@@ -348,19 +342,28 @@ impl SqlStore {
         work: impl writer::Work<T>,
     ) -> Result<T, StoreError> {
         let (writer, keys, id) = (self.writer.clone(), self.keys.clone(), id.to_owned());
-        // As for a connection: the copy is dropped even if the caller went away.
-        let change = tokio::spawn(async move {
-            let written = writer.statement(work).await;
-            keys.forget(&id);
-            written
-        });
-        change.await.map_err(|_| StoreError::WriterStopped)?
+        let write = async move { writer.statement(work).await };
+        then_forget(write, move || keys.forget(&id)).await
     }
 
     fn new(reads: AnyPool, writer: Writer, routing: Arc<Routing>) -> Self {
         let (tokens, keys) = (Arc::new(Recent::new()), Arc::new(Recent::new()));
         Self { reads, writer, routing, tokens, keys }
     }
+}
+
+/// Runs `write`, then `forget` (dropping a recent copy), in a task of their own: a write whose
+/// caller went away (a client that disconnected) still commits, and its copy must still go.
+async fn then_forget<T: Send + 'static>(
+    write: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    forget: impl FnOnce() + Send + 'static,
+) -> Result<T, StoreError> {
+    let change = tokio::spawn(async move {
+        let written = write.await;
+        forget();
+        written
+    });
+    change.await.map_err(|_| StoreError::WriterStopped)?
 }
 
 /// Brings the schema up to date (on SQLite, in WAL mode first).
