@@ -4,6 +4,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::recent::Lookup;
+use super::sql::query;
 use super::{SqlStore, StoreError, now};
 
 /// An API key as stored: never the secret.
@@ -92,7 +93,7 @@ impl ApiKeys for SqlStore {
         let (id, name, secret_hash) = (id.to_owned(), name.to_owned(), secret_hash.to_vec());
         self.change_api_key(key, move |connection| {
                 Box::pin(async move {
-                    sqlx::query(
+                    query(
                         "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
                     )
                     .bind(id)
@@ -127,7 +128,7 @@ impl ApiKeys for SqlStore {
         let id = id.to_owned();
         self.change_api_key(key, move |connection| {
             Box::pin(async move {
-                let done = sqlx::query(
+                let done = query(
                     "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
                 )
                 .bind(id)
@@ -146,7 +147,7 @@ impl ApiKeys for SqlStore {
         self.change_api_key(key, move |connection| {
                 Box::pin(async move {
                     let now = now();
-                    sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)")
+                    query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)")
                         .bind(id)
                         .bind(now)
                         .bind(now - 60)

@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use super::events::{HistoryEntry, record};
 use super::recent::Lookup;
+use super::sql::query;
 use super::summary::{ConnectionSummary, SUMMARY_COLUMNS, summary};
 use super::{SqlStore, StoreError, now, word};
 use crate::domain::{BotId, ConnectionStatus, Upserted, WorkspaceId};
@@ -244,7 +245,7 @@ impl Connections for SqlStore {
         let (grant, reference) = (grant.clone(), reference.map(str::to_owned));
         let (routing, bot_id) = (self.routing.clone(), grant.bot_id.clone());
         self.change_connection(&bot_id, move |transaction| Box::pin(async move {
-        let row = sqlx::query(
+        let row = query(
             "INSERT INTO connections (bot_id, workspace_id, workspace_name, workspace_icon, owner_type,
                  owner_user_id, owner_name, owner_email, duplicated_template_id, token_type, access_token,
                  refresh_token, key_id, token_response, ref, status, last_request_id, tokens_issued_at,

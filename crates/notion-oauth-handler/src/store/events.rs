@@ -1,11 +1,11 @@
 //! The history of each connection, and the outbox rows that deliver it to the developer's app.
 
 use serde::Serialize;
-use sqlx::AnyConnection;
 use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::routing::Routing;
+use super::sql::{Writes, query};
 use super::summary::{ConnectionSummary, SUMMARY_COLUMNS, summary};
 use super::{SqlStore, StoreError, now, word};
 use crate::domain::{BotId, EventType, HistoryKind};
@@ -106,12 +106,12 @@ impl QueuedEvent {
 
 /// Queues an event for every target that wants its type, inside the caller's transaction.
 async fn enqueue(
-    connection: &mut AnyConnection,
+    connection: &mut dyn Writes,
     routing: &Routing,
     event: &QueuedEvent,
 ) -> Result<(), StoreError> {
     for target in routing.targets_for(event.event_type) {
-        sqlx::query(
+        query(
             "INSERT INTO outbox (event_id, target, event_type, ordering_key, bot_id, payload, next_attempt_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
         )
@@ -131,12 +131,12 @@ async fn enqueue(
 /// Adds a history entry inside the caller's transaction, with its deliveries: both are written
 /// with the change they report, or neither is.
 pub(super) async fn record(
-    connection: &mut AnyConnection,
+    connection: &mut dyn Writes,
     routing: &Routing,
     bot_id: &BotId,
     entry: HistoryEntry<'_>,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO connection_events (bot_id, kind, message, request_id, created_at) VALUES ($1, $2, $3, $4, $5)")
+    query("INSERT INTO connection_events (bot_id, kind, message, request_id, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(bot_id.as_str())
         .bind(entry.kind.as_str())
         .bind(entry.message)
@@ -149,10 +149,7 @@ pub(super) async fn record(
         return Ok(());
     }
     let sql = format!("SELECT {SUMMARY_COLUMNS} FROM connections WHERE bot_id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(bot_id.as_str())
-        .fetch_one(&mut *connection)
-        .await?;
+    let row = query(sql).bind(bot_id.as_str()).fetch_one(&mut *connection).await?;
     match QueuedEvent::for_change(entry.kind, &summary(&row)?)? {
         Some(event) => enqueue(connection, routing, &event).await,
         None => Ok(()),

@@ -1,7 +1,6 @@
 //! One-time connect links made through the API.
 
-use sqlx::Row;
-
+use super::sql::query;
 use super::{SqlStore, StoreError, now};
 
 /// One-time connect links (only their digests are kept).
@@ -38,7 +37,7 @@ impl ConnectLinks for SqlStore {
         self.writer
             .statement(move |connection| {
                 Box::pin(async move {
-                    sqlx::query("INSERT INTO connect_links (token_hash, ref, return_to, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    query("INSERT INTO connect_links (token_hash, ref, return_to, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
                         .bind(digest)
                         .bind(reference)
                         .bind(return_to)
@@ -60,7 +59,7 @@ impl ConnectLinks for SqlStore {
         self.writer
             .statement(move |connection| {
                 Box::pin(async move {
-                    let row = sqlx::query(
+                    let row = query(
                         "UPDATE connect_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
                          RETURNING ref, return_to",
                     )

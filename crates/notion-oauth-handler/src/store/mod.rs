@@ -42,14 +42,17 @@ mod outbox;
 mod recent;
 mod refresh;
 mod routing;
+mod sql;
 mod summary;
 mod writer;
 
+use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, Executor, SqlSafeStr};
 
 pub use api_keys::{ApiKeys, StoredApiKey};
 /// For implementing [`Store`] without depending on `async-trait` yourself.
@@ -71,6 +74,7 @@ use crate::config::Backend;
 use crate::domain::BotId;
 use crate::vault::{Vault, VaultError};
 use recent::Recent;
+use sql::{Columns, query};
 use writer::Writer;
 
 /// Why storage failed.
@@ -97,7 +101,10 @@ pub enum StoreError {
     /// A write ran, but the transaction it was part of did not commit (SQLite commits several
     /// writes together; all of them get this).
     #[error("the database did not commit the write: {0}")]
-    Commit(#[source] Arc<sqlx::Error>),
+    Commit(#[source] Arc<rusqlite::Error>),
+    /// SQLite's writer refused a write.
+    #[error("the database failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// The task that writes to SQLite has stopped (the store was closed).
     #[error("the store is closed")]
     WriterStopped,
@@ -206,11 +213,11 @@ enum OpenMode {
 }
 
 /// A text column read as one of the domain's words; an unknown one is a decoding error.
-fn word<T>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error>
+fn word<T>(row: &impl Columns, column: &str) -> Result<T, sqlx::Error>
 where
     T: std::str::FromStr<Err = crate::domain::UnknownWord>,
 {
-    let text: String = row.try_get(column)?;
+    let text: String = row.column(column)?;
     text.parse().map_err(|error| sqlx::Error::ColumnDecode {
         index: column.to_owned(),
         source: Box::new(error),
@@ -320,7 +327,8 @@ impl SqlStore {
             })
             .connect(url)
             .await?;
-        Ok(Self::new(reads, Writer::sqlite(url).await?, routing))
+        let path = SqliteConnectOptions::from_str(url)?.get_filename().to_owned();
+        Ok(Self::new(reads, Writer::sqlite(path).await?, routing))
     }
 
     /// A transaction that changes `bot_id`'s connection: its recent copy is dropped before the
@@ -403,7 +411,7 @@ impl Store for SqlStore {
         self.writer
             .statement(move |connection| {
                 Box::pin(async move {
-                    let inserted = sqlx::query(
+                    let inserted = query(
                         "INSERT INTO used_states (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
                     )
                     .bind(nonce)
@@ -423,11 +431,11 @@ impl Store for SqlStore {
                     let now = now();
                     // Expired nonces can never verify again (their state is too old), and used
                     // or expired links can never be used again.
-                    let states = sqlx::query("DELETE FROM used_states WHERE expires_at < $1")
+                    let states = query("DELETE FROM used_states WHERE expires_at < $1")
                         .bind(now)
                         .execute(&mut *connection)
                         .await?;
-                    let links = sqlx::query(
+                    let links = query(
                         "DELETE FROM connect_links WHERE expires_at < $1 OR used_at IS NOT NULL",
                     )
                     .bind(now)

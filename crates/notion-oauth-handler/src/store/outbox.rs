@@ -9,6 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
+use super::sql::query;
 use super::{SqlStore, StoreError, now, word};
 use crate::domain::{BotId, DeliveryStatus};
 
@@ -177,14 +178,11 @@ impl Outbox for SqlStore {
             .writer
             .statement(move |connection| {
                 Box::pin(async move {
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(worker)
-                        .bind(locked_until)
-                        .bind(now());
+                    let mut query = query(sql).bind(worker).bind(locked_until).bind(now());
                     for target in targets {
                         query = query.bind(target);
                     }
-                    Ok(query.fetch_optional(connection).await?)
+                    query.fetch_optional(connection).await
                 })
             })
             .await?;
@@ -194,7 +192,7 @@ impl Outbox for SqlStore {
                 event_id: row.try_get("event_id")?,
                 target: row.try_get("target")?,
                 event_type: row.try_get("event_type")?,
-                bot_id: row.try_get::<Option<String>, _>("bot_id")?.map(BotId::new),
+                bot_id: row.try_get::<Option<String>>("bot_id")?.map(BotId::new),
                 payload: row.try_get("payload")?,
                 attempts: row.try_get("attempts")?,
             })
@@ -207,7 +205,7 @@ impl Outbox for SqlStore {
         self.writer
             .statement(move |connection| {
                 Box::pin(async move {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = $3, last_error = NULL,
                  locked_by = NULL, locked_until = NULL
              WHERE id = $1 AND locked_by = $2",
@@ -238,7 +236,7 @@ Ok(done.rows_affected() == 1)
         self.writer
             .statement(move |connection| {
                 Box::pin(async move {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $3,
                  next_attempt_at = COALESCE($4, next_attempt_at),
                  status = CASE WHEN $5 THEN 'dead' ELSE status END, locked_by = NULL, locked_until = NULL
@@ -267,14 +265,12 @@ Ok(done.rows_affected() == 1)
         self.writer
             .statement(move |connection| {
                 Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE outbox SET locked_until = $3 WHERE id = $1 AND locked_by = $2",
-                    )
-                    .bind(id)
-                    .bind(worker)
-                    .bind(locked_until)
-                    .execute(connection)
-                    .await?;
+                    query("UPDATE outbox SET locked_until = $3 WHERE id = $1 AND locked_by = $2")
+                        .bind(id)
+                        .bind(worker)
+                        .bind(locked_until)
+                        .execute(connection)
+                        .await?;
                     Ok(())
                 })
             })
@@ -286,7 +282,7 @@ Ok(done.rows_affected() == 1)
         self.writer
             .statement(move |connection| {
                 Box::pin(async move {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE outbox SET locked_by = NULL, locked_until = NULL WHERE status = 'pending' AND substr(locked_by, 1, length($1)) = $1",
         )
         .bind(worker_prefix)
@@ -317,7 +313,7 @@ Ok(done.rows_affected())
         self.writer
             .statement(move |connection| {
                 Box::pin(async move {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $2, last_error = NULL
              WHERE id = $1 AND status != 'pending'",
         )
@@ -335,7 +331,7 @@ Ok(done.rows_affected() == 1)
         self.writer
             .statement(move |connection| {
                 Box::pin(async move {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL WHERE status = 'dead'",
         )
         .bind(now())

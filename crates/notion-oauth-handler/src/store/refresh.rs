@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use super::connections::SealedGrant;
 use super::events::{HistoryEntry, record};
+use super::sql::query;
 use super::{SqlStore, StoreError, now};
 use crate::domain::{BotId, ConnectionStatus, HistoryKind};
 
@@ -196,7 +197,7 @@ impl Refreshes for SqlStore {
         let require_active = purpose == LeaseFor::Refresh;
         // SET expressions read the row as it was, so refresh_interrupted_at receives the
         // previous holder's start time: set only if that holder never finished.
-        let claimed = sqlx::query(
+        let claimed = query(
             "UPDATE connections SET refresh_lease_owner = $3, refresh_lease_until = $4, refresh_started_at = $5,
                  refresh_interrupted_at = COALESCE(refresh_started_at, refresh_interrupted_at)
              WHERE bot_id = $1 AND generation = $2 AND (NOT $6 OR status = 'active')
@@ -214,13 +215,13 @@ impl Refreshes for SqlStore {
         if let Some(row) = claimed {
             return Ok(Claim::Claimed { interrupted: row.try_get("refresh_interrupted_at")? });
         }
-        let current = sqlx::query("SELECT generation, status FROM connections WHERE bot_id = $1")
+        let current = query("SELECT generation, status FROM connections WHERE bot_id = $1")
             .bind(bot_id.as_str())
             .fetch_optional(&mut *connection)
             .await?;
         Ok(match current {
             Some(row)
-                if row.try_get::<i64, _>("generation")? == generation
+                if row.try_get::<i64>("generation")? == generation
                     && (!require_active
                         || super::word::<ConnectionStatus>(&row, "status")?
                             == ConnectionStatus::Active) =>
@@ -240,7 +241,7 @@ impl Refreshes for SqlStore {
     ) -> Result<bool, StoreError> {
         let (bot_id, owner) = (bot_id.clone(), owner.to_owned());
         self.writer.statement(move |connection| Box::pin(async move {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE connections SET refresh_lease_until = $3 WHERE bot_id = $1 AND refresh_lease_owner = $2",
         )
         .bind(bot_id.as_str())
@@ -255,7 +256,7 @@ impl Refreshes for SqlStore {
     async fn release_lease(&self, bot_id: &BotId, owner: &str) -> Result<(), StoreError> {
         let (bot_id, owner) = (bot_id.clone(), owner.to_owned());
         self.writer.statement(move |connection| Box::pin(async move {
-        sqlx::query(
+        query(
             "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL, refresh_started_at = NULL
              WHERE bot_id = $1 AND refresh_lease_owner = $2",
         )
@@ -276,7 +277,7 @@ impl Refreshes for SqlStore {
         let changed = grant.bot_id.clone();
         self.change_connection(&changed, move |transaction| Box::pin(async move {
         let now = now();
-        let row = sqlx::query(
+        let row = query(
             "UPDATE connections SET access_token = $2, refresh_token = COALESCE($3, refresh_token),
                  key_id = $4, generation = generation + 1,
                  status = 'active', status_reason = NULL, refresh_lease_owner = NULL,
@@ -319,7 +320,7 @@ impl Refreshes for SqlStore {
         let (message, request_id) = (message.to_owned(), request_id.map(str::to_owned));
         self.change_connection(&changed, move |transaction| Box::pin(async move {
         let (message, request_id) = (message.as_str(), request_id.as_deref());
-        let done = sqlx::query(
+        let done = query(
             "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL,
                  refresh_interrupted_at = CASE WHEN $3 THEN COALESCE(refresh_started_at, refresh_interrupted_at)
                                               ELSE refresh_interrupted_at END,
@@ -365,7 +366,7 @@ impl Refreshes for SqlStore {
         self.change_connection(&changed, move |transaction| Box::pin(async move {
         let request_id = request_id.as_deref();
         let now = now();
-        sqlx::query("UPDATE connections SET checked_at = $2 WHERE bot_id = $1")
+        query("UPDATE connections SET checked_at = $2 WHERE bot_id = $1")
             .bind(bot_id.as_str())
             .bind(now)
             .execute(&mut *transaction)
@@ -374,7 +375,7 @@ impl Refreshes for SqlStore {
         let entry = HistoryEntry { kind: HistoryKind::Checked, message: Some(message), request_id };
         record(&mut *transaction, &routing, &bot_id, entry).await?;
         if !active {
-            let revoked = sqlx::query(
+            let revoked = query(
                 "UPDATE connections SET status = 'revoked', status_reason = $3, generation = generation + 1, updated_at = $4
                  WHERE bot_id = $1 AND generation = $2",
             )
@@ -407,7 +408,7 @@ impl Refreshes for SqlStore {
         self.change_connection(&changed, move |transaction| {
             Box::pin(async move {
                 let (reason, request_id) = (reason.as_str(), request_id.as_deref());
-                let done = sqlx::query(
+                let done = query(
             "UPDATE connections SET access_token = NULL, refresh_token = NULL, status = 'revoked',
                  generation = generation + 1, status_reason = $3, refresh_lease_owner = NULL,
                  refresh_lease_until = NULL, refresh_started_at = NULL, updated_at = $4

@@ -2,10 +2,9 @@
 //! connections themselves and by the history, which puts it in each event it queues.
 
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
+use super::sql::Columns;
 use super::{now, word};
 use crate::domain::{BotId, ConnectionStatus, WorkspaceId};
 
@@ -67,35 +66,35 @@ pub(super) const SUMMARY_COLUMNS: &str =
 
 /// A refresh whose outcome is unknown: one recorded as such, or one whose holder's lease ran out
 /// before it finished (its process died).
-fn interrupted_at(row: &AnyRow) -> Result<Option<i64>, sqlx::Error> {
-    let started: Option<i64> = row.try_get("refresh_started_at")?;
-    let lease_until: Option<i64> = row.try_get("refresh_lease_until")?;
+fn interrupted_at(row: &impl Columns) -> Result<Option<i64>, sqlx::Error> {
+    let started: Option<i64> = row.column("refresh_started_at")?;
+    let lease_until: Option<i64> = row.column("refresh_lease_until")?;
     Ok(match (started, lease_until) {
         (Some(started), Some(until)) if until < now() => Some(started),
-        _ => row.try_get("refresh_interrupted_at")?,
+        _ => row.column("refresh_interrupted_at")?,
     })
 }
 
-pub(super) fn summary(row: &AnyRow) -> Result<ConnectionSummary, sqlx::Error> {
+pub(super) fn summary(row: &impl Columns) -> Result<ConnectionSummary, sqlx::Error> {
     Ok(ConnectionSummary {
-        bot_id: BotId::new(row.try_get::<String, _>("bot_id")?),
-        workspace_id: WorkspaceId::new(row.try_get::<String, _>("workspace_id")?),
-        workspace_name: row.try_get("workspace_name")?,
-        workspace_icon: row.try_get("workspace_icon")?,
-        owner_type: row.try_get("owner_type")?,
-        owner_user_id: row.try_get("owner_user_id")?,
-        owner_name: row.try_get("owner_name")?,
-        owner_email: row.try_get("owner_email")?,
-        duplicated_template_id: row.try_get("duplicated_template_id")?,
-        reference: row.try_get("ref")?,
+        bot_id: BotId::new(row.column::<String>("bot_id")?),
+        workspace_id: WorkspaceId::new(row.column::<String>("workspace_id")?),
+        workspace_name: row.column("workspace_name")?,
+        workspace_icon: row.column("workspace_icon")?,
+        owner_type: row.column("owner_type")?,
+        owner_user_id: row.column("owner_user_id")?,
+        owner_name: row.column("owner_name")?,
+        owner_email: row.column("owner_email")?,
+        duplicated_template_id: row.column("duplicated_template_id")?,
+        reference: row.column("ref")?,
         status: word(row, "status")?,
-        status_reason: row.try_get("status_reason")?,
-        authorizations: row.try_get("authorizations")?,
+        status_reason: row.column("status_reason")?,
+        authorizations: row.column("authorizations")?,
         refresh_interrupted_at: interrupted_at(row)?,
-        refreshed_at: row.try_get("refreshed_at")?,
-        checked_at: row.try_get("checked_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        key_id: row.try_get("key_id")?,
+        refreshed_at: row.column("refreshed_at")?,
+        checked_at: row.column("checked_at")?,
+        created_at: row.column("created_at")?,
+        updated_at: row.column("updated_at")?,
+        key_id: row.column("key_id")?,
     })
 }

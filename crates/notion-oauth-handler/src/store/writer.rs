@@ -1,26 +1,37 @@
-//! Where the built-in store's writes go: on SQLite one connection fed by a queue, committing
-//! whatever queued up meanwhile in one transaction (group commit); on PostgreSQL the pool.
+//! Where the built-in store's writes go: on SQLite one connection on a thread of its own, fed by
+//! a queue, committing whatever queued up meanwhile in one transaction (group commit); on
+//! PostgreSQL the pool.
 //!
 //! Why SQLite gets one writer: SQLite lets one transaction write at a time, and a connection that
 //! finds the lock taken sleeps and retries (1, 2, 5 … 100 ms) instead of being woken when it
 //! frees. With every pooled connection writing, a busy server spent more time asleep in that
 //! retry loop than working, and each transaction paid its own fsync. A single writer never meets
 //! its own lock, takes it up front (`BEGIN IMMEDIATE`) so a transaction never fails half-way to
-//! upgrade a read lock, and one fsync serves every write of a batch. Each write of a batch runs
-//! inside a savepoint, so one that fails is undone alone; nobody is answered before the batch is
-//! committed, so an answer still means "on disk".
+//! upgrade a read lock, and one fsync serves every write of a batch. A write of several
+//! statements runs inside a savepoint, so one that fails is undone alone; nobody is answered
+//! before the batch is committed, so an answer still means "on disk".
+//!
+//! Why that writer is rusqlite on its own thread, not sqlx: sqlx's SQLite driver runs each
+//! connection on a thread of its own and sends every statement there and back, about eleven
+//! thread switches per callback, which made the scheduler the server's top cost. The same write
+//! measured both ways (`crates/bench/sqlite-floor`): 389 µs of CPU and 12.4 switches per write
+//! with sqlx, 101 µs and 0.23 on one rusqlite thread, 3.7 times the writes per second. Reads
+//! stay on sqlx's pool, which the migrations and PostgreSQL need anyway.
 //!
 //! Why PostgreSQL does not: it has row locks and commits concurrent transactions together by
 //! itself, so its writes run on the pool, and a single statement runs without a transaction
 //! around it (two round trips fewer).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use futures_util::future::BoxFuture;
-use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::sql::Writes;
 
 /// Writes waiting for the SQLite writer. Enough to absorb a burst; beyond it callers wait to
 /// queue, which is the backpressure a full disk or a slow fsync needs.
@@ -30,17 +41,19 @@ const QUEUE: usize = 1024;
 /// the last.
 const BATCH: usize = 128;
 
+/// Statements the writer runs for every batch: kept prepared.
+const STATEMENTS_KEPT: usize = 64;
+
 /// A write: statements run on the connection it is given, which is inside a transaction unless
-/// the write is a [`Writer::statement`] on PostgreSQL.
+/// the write is a [`Writer::statement`] on PostgreSQL. On SQLite its future must not wait on
+/// anything but its statements (it is polled once, on the writer's thread).
 pub(super) trait Work<T>:
-    for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static
+    for<'c> FnOnce(&'c mut dyn Writes) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static
 {
 }
 
 impl<T, F> Work<T> for F where
-    F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, StoreError>>
-        + Send
-        + 'static
+    F: for<'c> FnOnce(&'c mut dyn Writes) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static
 {
 }
 
@@ -70,12 +83,25 @@ impl std::fmt::Debug for Message {
 }
 
 impl Writer {
-    /// Starts the task that owns SQLite's writing connection. It ends, closing the connection,
-    /// when every clone of the writer is dropped.
-    pub(super) async fn sqlite(url: &str) -> Result<Self, StoreError> {
-        let connection = open_writing(url).await?;
-        let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(write_in_batches(url.to_owned(), connection, jobs));
+    /// Starts the thread that owns SQLite's writing connection to the database file at `path`
+    /// (which exists: the migration made it). The thread ends, closing the connection, when
+    /// every clone of the writer is dropped.
+    pub(super) async fn sqlite(path: PathBuf) -> Result<Self, StoreError> {
+        let (queue, messages) = mpsc::channel(QUEUE);
+        let (opened, open) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || match open_writing(&path) {
+                Ok(connection) => {
+                    let _ = opened.send(Ok(()));
+                    write_in_batches(connection, messages);
+                }
+                Err(error) => {
+                    let _ = opened.send(Err(error));
+                }
+            })
+            .map_err(|error| StoreError::Other(Box::new(error)))?;
+        open.await.map_err(|_| StoreError::WriterStopped)??;
         Ok(Self::Queue(queue))
     }
 
@@ -100,7 +126,7 @@ impl Writer {
         match self {
             Self::Pool(pool) => {
                 let mut transaction = pool.begin().await?;
-                let value = work(&mut transaction).await?;
+                let value = work(&mut *transaction).await?;
                 transaction.commit().await?;
                 Ok(value)
             }
@@ -146,14 +172,15 @@ async fn queued<T: Send + 'static>(
 
 /// A queued write, its result type erased.
 pub(super) trait Job: Send {
-    /// Runs the write's statements; what it returns is answered after the commit.
-    fn run(self: Box<Self>, connection: &mut AnyConnection) -> BoxFuture<'_, Box<dyn Ran>>;
+    /// Runs the write's statements, which run as the write is polled and never wait, so one
+    /// poll finishes it; what it returns is answered after the commit.
+    fn run(self: Box<Self>, connection: &mut dyn Writes) -> Box<dyn Ran>;
 
     /// Whether it changes things with one statement or several.
     fn statements(&self) -> Statements;
 
-    /// Answers without running: the batch could not start.
-    fn abandon(self: Box<Self>, error: Arc<sqlx::Error>);
+    /// Answers without running: the batch could not start or went wrong before it.
+    fn abandon(self: Box<Self>, error: Arc<rusqlite::Error>);
 
     /// Answers without running: the writer has stopped.
     fn abandon_stopped(self: Box<Self>);
@@ -170,8 +197,12 @@ pub(super) trait Ran: Send {
     /// Whether its statements are to be kept.
     fn succeeded(&self) -> bool;
 
+    /// Whether it waited on something besides its statements, so that it did not finish and
+    /// what it did cannot be told apart from what it would have done.
+    fn waited(&self) -> bool;
+
     /// Answers the caller: its own result once committed, or why the commit failed.
-    fn answer(self: Box<Self>, committed: Result<(), Arc<sqlx::Error>>);
+    fn answer(self: Box<Self>, committed: Result<(), Arc<rusqlite::Error>>);
 }
 
 struct Queued<T, F> {
@@ -183,22 +214,25 @@ struct Queued<T, F> {
 struct Outcome<T> {
     result: Result<T, StoreError>,
     reply: oneshot::Sender<Result<T, StoreError>>,
+    waited: bool,
 }
 
 impl<T: Send + 'static, F: Work<T>> Job for Queued<T, F> {
-    fn run(self: Box<Self>, connection: &mut AnyConnection) -> BoxFuture<'_, Box<dyn Ran>> {
+    fn run(self: Box<Self>, connection: &mut dyn Writes) -> Box<dyn Ran> {
         let Queued { work, reply, .. } = *self;
-        Box::pin(async move {
-            let result = work(connection).await;
-            Box::new(Outcome { result, reply }) as Box<dyn Ran>
-        })
+        let mut write = work(connection);
+        let (result, waited) = match write.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => (result, false),
+            Poll::Pending => (Err(StoreError::Sqlite(failure(WAITED))), true),
+        };
+        Box::new(Outcome { result, reply, waited })
     }
 
     fn statements(&self) -> Statements {
         self.statements
     }
 
-    fn abandon(self: Box<Self>, error: Arc<sqlx::Error>) {
+    fn abandon(self: Box<Self>, error: Arc<rusqlite::Error>) {
         // The caller may have gone; then nobody needs the answer.
         let _ = self.reply.send(Err(StoreError::Commit(error)));
     }
@@ -213,7 +247,11 @@ impl<T: Send> Ran for Outcome<T> {
         self.result.is_ok()
     }
 
-    fn answer(self: Box<Self>, committed: Result<(), Arc<sqlx::Error>>) {
+    fn waited(&self) -> bool {
+        self.waited
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), Arc<rusqlite::Error>>) {
         let answer = match (self.result, committed) {
             (Ok(_), Err(error)) => Err(StoreError::Commit(error)),
             (result, _) => result,
@@ -223,45 +261,41 @@ impl<T: Send> Ran for Outcome<T> {
 }
 
 /// The writing connection, set up as every batch expects it.
-async fn open_writing(url: &str) -> Result<AnyConnection, StoreError> {
-    let mut connection = AnyConnection::connect(url).await?;
+fn open_writing(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let connection = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     // FULL makes each commit durable before it is answered; with one fsync per batch it costs
     // little. The busy timeout is for other processes' writes (the CLI, a second instance).
-    for pragma in
-        ["PRAGMA busy_timeout = 5000", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"]
-    {
-        connection.execute(pragma).await?;
-    }
+    connection.execute_batch(
+        "PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )?;
+    connection.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
     Ok(connection)
 }
 
-async fn write_in_batches(
-    url: String,
-    mut connection: AnyConnection,
-    mut messages: mpsc::Receiver<Message>,
-) {
-    let mut received = Vec::with_capacity(BATCH);
+fn write_in_batches(mut connection: rusqlite::Connection, mut messages: mpsc::Receiver<Message>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut closes = Vec::new();
-    while closes.is_empty() && messages.recv_many(&mut received, BATCH).await > 0 {
-        for message in received.drain(..) {
+    while closes.is_empty() {
+        // Sleep until a write comes, then take what queued meanwhile.
+        let Some(first) = messages.blocking_recv() else { break };
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
             match message {
                 Message::Write(job) if closes.is_empty() => batch.push(job),
                 // Behind a close: the writer will be gone.
                 Message::Write(job) => job.abandon_stopped(),
                 Message::Close(reply) => closes.push(reply),
             }
-        }
-        if !batch.is_empty() && commit_batch(&mut connection, &mut batch).await == Sound::Doubtful {
-            // A transaction SQLite ended by itself (a full disk, an I/O error) leaves sqlx
-            // believing it is still open, and it would refuse every later BEGIN: start afresh.
-            match open_writing(&url).await {
-                Ok(fresh) => connection = fresh,
-                Err(error) => tracing::error!(
-                    error = %crate::telemetry::Chain(&error),
-                    "the SQLite writer could not reopen its connection; it tries again with the next write"
-                ),
+            if batch.len() < BATCH {
+                next = messages.try_recv().ok();
             }
+        }
+        if !batch.is_empty() {
+            commit_batch(&mut connection, &mut batch);
         }
     }
     // Later writes find the queue closed rather than waiting on a writer that is gone.
@@ -272,7 +306,7 @@ async fn write_in_batches(
             Message::Close(reply) => closes.push(reply),
         }
     }
-    if let Err(error) = connection.close().await {
+    if let Err((_, error)) = connection.close() {
         tracing::warn!(error = %crate::telemetry::Chain(&error), "the SQLite writer did not close cleanly");
     }
     for reply in closes {
@@ -280,117 +314,116 @@ async fn write_in_batches(
     }
 }
 
-/// Whether the connection came out of a batch as sqlx and SQLite both think it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sound {
-    Yes,
-    /// A transaction statement (begin, savepoint, commit, rollback) failed.
-    Doubtful,
-}
-
 /// Runs and commits one batch, then answers each of its writes.
-async fn commit_batch(connection: &mut AnyConnection, batch: &mut Vec<Box<dyn Job>>) -> Sound {
-    let mut transaction = match connection.begin_with("BEGIN IMMEDIATE").await {
-        Ok(transaction) => transaction,
-        Err(error) => {
-            let error = Arc::new(error);
-            batch.drain(..).for_each(|job| job.abandon(error.clone()));
-            return Sound::Doubtful;
-        }
-    };
+fn commit_batch(connection: &mut rusqlite::Connection, batch: &mut Vec<Box<dyn Job>>) {
+    if let Err(error) = control(connection, "BEGIN IMMEDIATE") {
+        let error = Arc::new(error);
+        batch.drain(..).for_each(|job| job.abandon(error.clone()));
+        return;
+    }
+    // Alone in its batch, a write needs no savepoint: a failure rolls back the transaction.
+    let alone = batch.len() == 1;
     let mut ran: Vec<Box<dyn Ran>> = Vec::with_capacity(batch.len());
     let mut broken = None;
-    if batch.len() == 1 {
-        // Alone in its batch, a write needs no savepoint: a failure rolls back the transaction.
-        for job in batch.drain(..) {
-            ran.push(job.run(&mut transaction).await);
+    let mut jobs = batch.drain(..);
+    for job in jobs.by_ref() {
+        // A failed statement undoes itself; a savepoint is for writes of several.
+        let savepoint = !alone && job.statements() == Statements::Several;
+        if savepoint && let Err(error) = control(connection, "SAVEPOINT write") {
+            let error = Arc::new(error);
+            job.abandon(error.clone());
+            broken = Some(error);
+            break;
         }
-    } else {
-        let mut jobs = batch.drain(..);
-        for job in jobs.by_ref() {
-            // A failed statement undoes itself; the savepoint's two round trips to the driver's
-            // thread are for writes of several statements.
-            if job.statements() == Statements::One {
-                let outcome = job.run(&mut transaction).await;
-                let failed = !outcome.succeeded();
-                ran.push(outcome);
-                if failed && let Err(error) = still_in_transaction(&mut transaction).await {
-                    broken = Some(error);
-                    break;
-                }
-                continue;
-            }
-            let mut savepoint = match transaction.begin().await {
-                Ok(savepoint) => savepoint,
-                Err(error) => {
-                    let error = Arc::new(error);
-                    job.abandon(error.clone());
-                    broken = Some(error);
-                    break;
-                }
-            };
-            let outcome = job.run(&mut savepoint).await;
-            let kept = if outcome.succeeded() {
-                savepoint.commit().await
+        let outcome = job.run(connection);
+        let (failed, waited) = (!outcome.succeeded(), outcome.waited());
+        ran.push(outcome);
+        if waited {
+            broken = Some(Arc::new(failure(WAITED)));
+            break;
+        }
+        if savepoint {
+            let ended = if failed {
+                control(connection, "ROLLBACK TO write")
+                    .and_then(|()| control(connection, "RELEASE write"))
             } else {
-                savepoint.rollback().await
+                control(connection, "RELEASE write")
             };
-            ran.push(outcome);
-            if let Err(error) = kept {
+            if let Err(error) = ended {
                 broken = Some(Arc::new(error));
                 break;
             }
         }
-        // A savepoint that could not be set or ended leaves the transaction in doubt: undo it
-        // all, and answer the writes not yet run with the same error.
-        if let Some(error) = &broken {
-            jobs.for_each(|job| job.abandon(error.clone()));
+        // SQLite ends a transaction by itself on some failures (a full disk, an I/O error);
+        // the writes after would then each commit alone, outside the batch.
+        if failed && connection.is_autocommit() {
+            broken = Some(Arc::new(failure(
+                "SQLite undid the whole batch after a failed write (is the disk full?)",
+            )));
+            break;
         }
     }
+    // The batch's transaction is in doubt: undo it all, and answer the writes not yet run
+    // with the same error.
+    if let Some(error) = &broken {
+        jobs.for_each(|job| job.abandon(error.clone()));
+    } else {
+        drop(jobs);
+    }
     let only_failures = ran.iter().all(|outcome| !outcome.succeeded());
-    let (committed, sound) = match broken {
+    let committed = match broken {
         Some(error) => {
-            let _ = transaction.rollback().await;
-            (Err(error), Sound::Doubtful)
+            roll_back(connection);
+            Err(error)
         }
         // Nothing to keep: a rollback spares the fsync.
-        None if only_failures => ended(transaction.rollback().await),
-        None => ended(transaction.commit().await),
+        None if only_failures => {
+            roll_back(connection);
+            Ok(())
+        }
+        None => control(connection, "COMMIT").map_err(|error| {
+            roll_back(connection);
+            Arc::new(error)
+        }),
     };
     for outcome in ran {
         outcome.answer(committed.clone());
     }
-    sound
 }
 
-fn ended(result: Result<(), sqlx::Error>) -> (Result<(), Arc<sqlx::Error>>, Sound) {
-    match result {
-        Ok(()) => (Ok(()), Sound::Yes),
-        Err(error) => (Err(Arc::new(error)), Sound::Doubtful),
+/// A transaction statement, kept prepared.
+fn control(connection: &rusqlite::Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    connection.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// Ends a failed batch's transaction, unless SQLite already has.
+fn roll_back(connection: &rusqlite::Connection) {
+    if !connection.is_autocommit()
+        && let Err(error) = control(connection, "ROLLBACK")
+    {
+        tracing::error!(error = %crate::telemetry::Chain(&error), "the SQLite writer could not roll back a failed batch");
     }
 }
 
-/// After a write failed on its own (no savepoint around it): whether the batch's transaction is
-/// still open. SQLite rolls a transaction back by itself on some errors (a full disk, an I/O
-/// error); the writes after it would then each commit on their own, outside the batch. `BEGIN`
-/// is refused only inside a transaction, so it tells; if it is accepted, the batch is lost.
-async fn still_in_transaction(connection: &mut AnyConnection) -> Result<(), Arc<sqlx::Error>> {
-    match connection.execute("BEGIN").await {
-        Err(sqlx::Error::Database(error)) if error.message().contains("within a transaction") => {
-            Ok(())
-        }
-        Err(error) => Err(Arc::new(error)),
-        Ok(_) => Err(Arc::new(sqlx::Error::Io(std::io::Error::other(
-            "SQLite undid the whole batch after a failed write (is the disk full?)",
-        )))),
-    }
+/// Why a write that waited was refused, with the rest of its batch. Not expected: every write
+/// is the store's own code.
+const WAITED: &str = "a write waited on something other than SQLite, so its batch was undone";
+
+/// An error of the writer's own, worded for the log.
+fn failure(message: &str) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+        Some(message.to_owned()),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::super::sql::query;
     use super::*;
     use futures_util::future::join_all;
+    use sqlx::{AnyConnection, Connection, Executor};
 
     #[tokio::test]
     async fn a_write_of_several_statements_that_fails_in_a_batch_is_undone_alone() {
@@ -401,7 +434,7 @@ mod tests {
         setup.execute("PRAGMA journal_mode = WAL").await.unwrap();
         setup.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)").await.unwrap();
         setup.close().await.unwrap();
-        let writer = Writer::sqlite(&url).await.unwrap();
+        let writer = Writer::sqlite(dir.path().join("batch.db")).await.unwrap();
 
         // On this single-threaded test runtime all 64 are queued before the writer runs, so
         // they make one batch. Each inserts two rows; every eighth fails between its two.
@@ -412,11 +445,11 @@ mod tests {
                 writer
                     .transaction(move |connection| {
                         Box::pin(async move {
-                            sqlx::query(insert).bind(n * 2).execute(&mut *connection).await?;
+                            query(insert).bind(n * 2).execute(&mut *connection).await?;
                             if n % 8 == 0 {
                                 return Err(StoreError::Corrupt);
                             }
-                            sqlx::query(insert).bind(n * 2 + 1).execute(&mut *connection).await?;
+                            query(insert).bind(n * 2 + 1).execute(&mut *connection).await?;
                             Ok(n)
                         })
                     })
@@ -434,6 +467,44 @@ mod tests {
         let expected: Vec<i64> =
             (0..64).filter(|n| n % 8 != 0).flat_map(|n| [n * 2, n * 2 + 1]).collect();
         assert_eq!(stored, expected, "a failed write left a row, or a good one lost its rows");
+        writer.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_write_that_waits_on_something_besides_sqlite_is_undone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("waits.db");
+        let setup = rusqlite::Connection::open(&path).unwrap();
+        setup.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER)").unwrap();
+        let writer = Writer::sqlite(path.clone()).await.unwrap();
+        let insert = "INSERT INTO t (n) VALUES ($1)";
+
+        let waited = writer
+            .statement(move |connection| {
+                Box::pin(async move {
+                    query(insert).bind(1).execute(&mut *connection).await?;
+                    std::future::pending::<()>().await;
+                    Ok(())
+                })
+            })
+            .await;
+        let message = waited.unwrap_err().to_string();
+        assert!(message.contains("waited on something other than SQLite"), "{message}");
+        writer
+            .statement(move |connection| {
+                Box::pin(async move { query(insert).bind(2).execute(connection).await.map(drop) })
+            })
+            .await
+            .unwrap();
+
+        let stored: Vec<i64> = setup
+            .prepare("SELECT n FROM t")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(stored, [2], "the write that waited left its row");
         writer.close().await;
     }
 }
