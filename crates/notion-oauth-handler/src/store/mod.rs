@@ -343,6 +343,17 @@ impl SqlStore {
         then_forget(write, move || tokens.forget(&bot_id)).await
     }
 
+    /// Like [`change_connection`](Self::change_connection), for a write of one statement.
+    async fn change_connection_in_one<T: Send + 'static>(
+        &self,
+        bot_id: &BotId,
+        work: impl writer::Work<T>,
+    ) -> Result<T, StoreError> {
+        let (writer, tokens, bot_id) = (self.writer.clone(), self.tokens.clone(), bot_id.clone());
+        let write = async move { writer.statement(work).await };
+        then_forget(write, move || tokens.forget(&bot_id)).await
+    }
+
     /// A statement that changes API key `id`: its recent copy is dropped before the answer.
     async fn change_api_key<T: Send + 'static>(
         &self,

@@ -293,7 +293,7 @@ async fn a_failing_or_hanging_command_hook_is_retried_then_dead_lettered() {
 /// storing in `postgres` when given (else SQLite).
 pub(crate) async fn failing_receiver_app(
     max_attempts: u32,
-    postgres: Option<String>,
+    postgres: Option<crate::helpers::TestDatabase>,
 ) -> (Receiver, TestApp) {
     let receiver = Receiver::start().await;
     receiver.answer(500);
@@ -318,7 +318,9 @@ async fn a_dead_letter_holds_back_later_events_until_it_is_redelivered() {
 
 /// The scenario, on either backend: a dead creation holds back the revocation that follows it
 /// until the creation is redelivered, then both arrive in order.
-pub(crate) async fn dead_letter_holds_back_later_events(postgres: Option<String>) {
+pub(crate) async fn dead_letter_holds_back_later_events(
+    postgres: Option<crate::helpers::TestDatabase>,
+) {
     let (receiver, app) = failing_receiver_app(1, postgres).await;
     let api = app.api().await;
     let bot = app.connected("Ada Lovelace", None).await;

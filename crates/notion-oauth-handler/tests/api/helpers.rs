@@ -34,8 +34,8 @@ pub struct TestOptions {
     pub delivery: DeliverySettings,
     pub connect: ConnectSettings,
     pub pages: PagesSettings,
-    /// A PostgreSQL URL to store in instead of a fresh SQLite file (see [`postgres_url`]).
-    pub postgres: Option<String>,
+    /// A PostgreSQL database to store in instead of a fresh SQLite file (see [`postgres_url`]).
+    pub postgres: Option<TestDatabase>,
 }
 
 impl Default for TestOptions {
@@ -67,6 +67,8 @@ pub struct TestApp {
     /// `storage.url`, resolved.
     pub storage_url: String,
     pub dir: tempfile::TempDir,
+    /// Dropped with the app.
+    _database: Option<TestDatabase>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -153,7 +155,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.notion.timeout_seconds = options.timeout_seconds;
     let storage_url = options
         .postgres
-        .clone()
+        .as_ref()
+        .map(|database| database.url.clone())
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("connections.db").display()));
     settings.storage.url = storage_url.clone();
     settings.security.master_key = Some(SecretString::from(master_key.clone()));
@@ -183,6 +186,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
 
         storage_url,
         dir,
+        _database: options.postgres,
         shutdown: Some(shutdown),
         server: Some(server),
     }
@@ -568,10 +572,40 @@ pub fn webhook(name: &str, url: &str) -> WebhookSettings {
     }
 }
 
+/// A PostgreSQL database made for one test, dropped with this.
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs on the test's runtime, which must not be blocked: a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut connection = sqlx::postgres::PgConnection::connect(&admin).await?;
+                // FORCE: the server under test may still hold connections as it shuts down.
+                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut connection).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("the test database {} was not dropped: {dropped:?}", self.name);
+        }
+    }
+}
+
 /// A fresh, empty PostgreSQL database for one test, on the server at `TEST_DATABASE_URL`
-/// (default: this machine's, trust auth). `None` where there is none, except under `CI=true`,
-/// where a missing server fails the test instead of skipping it.
-pub async fn postgres_url() -> Option<String> {
+/// (default: this machine's, trust auth), dropped when the returned value is. `None` where
+/// there is none, except under `CI=true`, where a missing server fails the test instead of
+/// skipping it.
+pub async fn postgres_url() -> Option<TestDatabase> {
     use sqlx::Connection;
     let admin = std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
@@ -592,5 +626,5 @@ pub async fn postgres_url() -> Option<String> {
         .await
         .unwrap();
     let (base, _) = admin.rsplit_once('/').unwrap();
-    Some(format!("{base}/{name}"))
+    Some(TestDatabase { url: format!("{base}/{name}"), name, admin })
 }

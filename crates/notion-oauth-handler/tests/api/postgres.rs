@@ -64,12 +64,12 @@ async fn the_flow_stores_an_encrypted_connection_in_postgres() {
 
 #[tokio::test]
 async fn instances_sharing_postgres_refresh_exactly_once() {
-    let Some(url) = postgres_url().await else { return };
-    crate::tokens::instances_refresh_once_between_them(Some(url)).await;
+    let Some(database) = postgres_url().await else { return };
+    crate::tokens::instances_refresh_once_between_them(Some(database)).await;
 }
 
 #[tokio::test]
 async fn deliveries_from_postgres_keep_their_order_through_a_dead_letter() {
-    let Some(url) = postgres_url().await else { return };
-    crate::deliveries::dead_letter_holds_back_later_events(Some(url)).await;
+    let Some(database) = postgres_url().await else { return };
+    crate::deliveries::dead_letter_holds_back_later_events(Some(database)).await;
 }

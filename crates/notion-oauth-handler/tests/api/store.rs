@@ -389,8 +389,46 @@ async fn the_sqlite_store_holds_the_contract() {
 
 #[tokio::test]
 async fn the_postgres_store_holds_the_contract() {
-    let Some(url) = postgres_url().await else { return };
-    holds_the_contract(routed(&url).await).await;
+    let Some(database) = postgres_url().await else { return };
+    holds_the_contract(routed(&database.url).await).await;
+}
+
+/// With nothing routed, PostgreSQL writes an authorization and its history row in one
+/// statement; SQLite in one transaction. Either way both are there, with the right kind.
+async fn an_unrouted_authorization_keeps_its_history(url: &str) {
+    let store = SqlStore::connect(url, Routing::none()).await.unwrap();
+    let vault =
+        Vault::new(&MasterKey::from_base64(&SecretString::from(random_key())).unwrap(), &[]);
+    let first = SealedGrant::seal(&vault, &grant("bot-u", "ntn_one", Some("ntn_r1"))).unwrap();
+    let again = SealedGrant::seal(&vault, &grant("bot-u", "ntn_two", None)).unwrap();
+
+    let created = store.upsert_connection(&first, Some("user-1")).await.unwrap();
+    let reauthorized = store.upsert_connection(&again, None).await.unwrap();
+
+    assert_eq!((created, reauthorized), (Upserted::Created, Upserted::Reauthorized));
+    let history: Vec<HistoryKind> =
+        store.events(&bot("bot-u"), 10).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(history, [HistoryKind::Reconnected, HistoryKind::Connected]);
+    let connection = store.connection(&bot("bot-u")).await.unwrap().unwrap();
+    assert_eq!((connection.authorizations, connection.reference.as_deref()), (2, Some("user-1")));
+    let tokens = store.sealed_tokens(&bot("bot-u")).await.unwrap().unwrap();
+    let tokens = tokens.open(&vault, &bot("bot-u")).unwrap();
+    assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_two");
+    assert!(store.deliveries(None, 10).await.unwrap().is_empty());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_unrouted_authorization_keeps_its_history_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("unrouted.db").display());
+    an_unrouted_authorization_keeps_its_history(&url).await;
+}
+
+#[tokio::test]
+async fn an_unrouted_authorization_keeps_its_history_on_postgres() {
+    let Some(database) = postgres_url().await else { return };
+    an_unrouted_authorization_keeps_its_history(&database.url).await;
 }
 
 /// An app's own store: the built-in one, except that writing a connection fails while `down`
@@ -827,8 +865,8 @@ async fn recent_copies_show_own_writes_at_once_and_others_within_the_bound_on_sq
 
 #[tokio::test]
 async fn recent_copies_show_own_writes_at_once_and_others_within_the_bound_on_postgres() {
-    let Some(url) = postgres_url().await else { return };
-    recent_copies_are_honest(&url).await;
+    let Some(database) = postgres_url().await else { return };
+    recent_copies_are_honest(&database.url).await;
 }
 
 /// Writes committed together: many at once from many tasks, some of which fail (a duplicate

@@ -100,7 +100,9 @@ async fn two_instances_on_one_database_refresh_once_between_them() {
 
 /// The scenario, on either backend: forced refreshes over HTTP and in a second instance (its
 /// own pool and locks, as another process) at once make one refresh at Notion.
-pub(crate) async fn instances_refresh_once_between_them(postgres: Option<String>) {
+pub(crate) async fn instances_refresh_once_between_them(
+    postgres: Option<crate::helpers::TestDatabase>,
+) {
     let app = spawn_app_with(TestOptions { postgres, ..TestOptions::default() }).await;
     let api = app.api().await;
     let bot = app.connected("Ada Lovelace", None).await;
