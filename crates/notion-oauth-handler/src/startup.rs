@@ -19,7 +19,7 @@ use crate::hooks::ConnectView;
 use crate::lifecycle::{Lifecycle, Passes};
 use crate::links::Links;
 use crate::pages::Pages;
-use crate::state::{AppState, BrowserCookie};
+use crate::state::{AppState, BrowserCookie, RequestServices};
 use crate::store::{Routing, SqlStore, Store, StoreError};
 use crate::vault::Vault;
 
@@ -81,14 +81,14 @@ impl Services {
         let lifecycle =
             Lifecycle::new(client.clone(), store.clone(), vault.clone(), &config.lifecycle);
         let pages = Pages::new(config, view).context("the pages do not load")?;
-        let state = AppState {
+        let state = AppState::new(RequestServices {
             flow: Arc::new(Flow::new(config, client, store.clone(), vault)),
             links: Arc::new(Links::new(config, store.clone())),
             lifecycle: Arc::new(lifecycle),
             store,
             pages: Arc::new(pages),
             browser_cookie: BrowserCookie::new(config),
-        };
+        });
         Ok(Self { state, deliverer: Arc::new(deliverer), lifecycle_policy: config.lifecycle })
     }
 

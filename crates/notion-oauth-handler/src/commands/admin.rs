@@ -107,7 +107,7 @@ pub(super) async fn connections(command: ConnectionsCommand) -> anyhow::Result<(
 async fn open_lifecycle(config: &ConfigArg) -> anyhow::Result<Arc<Lifecycle>> {
     let config = load_config(config.config.as_deref())?;
     let services = Services::open(&config, Additions::default()).await?;
-    Ok(services.state.lifecycle)
+    Ok(services.state.lifecycle.clone())
 }
 
 async fn list_connections(

@@ -2,7 +2,7 @@
 //!
 //! A write is written once, against [`Writes`]: on PostgreSQL that is a pooled sqlx connection;
 //! on SQLite it is the writer's own rusqlite connection, where each statement runs at once on
-//! the writer's thread (see [`super::writer`] for why SQLite's writes leave sqlx). The SQL is
+//! the writer's thread (the writer module says why SQLite's writes leave sqlx). The SQL is
 //! the same text on both, with numbered parameters (`$1`), which SQLite takes as names.
 
 use std::borrow::Cow;
@@ -162,7 +162,7 @@ impl Done {
 }
 
 /// Where a write's statements run: inside the write's transaction, or on their own for a
-/// [`super::writer::Writer::statement`] on PostgreSQL.
+/// `Writer::statement` on PostgreSQL.
 pub(super) trait Writes: Send {
     /// Runs a statement that returns no rows.
     fn run(&mut self, query: Query) -> BoxFuture<'_, Result<Done, StoreError>>;
