@@ -80,6 +80,10 @@ pub(crate) enum FlowError {
     LinkTooLong,
     #[error("Notion reported `{0}` on the callback")]
     NotionReported(String),
+    /// An error other than a cancel, without a state of this server's and this browser's:
+    /// anyone can type that URL, so it is not taken as Notion's word.
+    #[error("the callback reports an error but carries no state this browser was given")]
+    UnknownFlow,
     #[error("the code exchange failed: {0}")]
     Exchange(#[source] NotionError),
     #[error("storing the connection failed: {0}")]
@@ -307,6 +311,9 @@ impl Flow {
         let accepted = claims.is_some();
         let (reference, return_to) = claims.map_or((None, None), |c| (c.reference, c.return_to));
         if error != "access_denied" {
+            if !accepted {
+                return Err(FlowError::UnknownFlow);
+            }
             let code = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             return Err(FlowError::NotionReported(code));
         }

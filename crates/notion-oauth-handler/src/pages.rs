@@ -340,6 +340,12 @@ impl FlowError {
                 bad_link,
                 "This link carries more than can travel through Notion and back. The app that made it needs to shorten its ref or return address.".into(),
             ),
+            F::UnknownFlow => page(
+                StatusCode::BAD_REQUEST,
+                "unknown_flow",
+                bad_link,
+                format!("This address does not belong to a connection started in this browser. {start_again}"),
+            ),
             F::NotionReported(code) => page(
                 StatusCode::BAD_GATEWAY,
                 "notion_error",

@@ -45,13 +45,27 @@ fn print_list<T: serde::Serialize>(
     Ok(())
 }
 
+/// `text` in at most `width` characters, control characters escaped (see [`printable`]).
 fn clip(text: &str, width: usize) -> String {
+    let text = printable(text);
     if text.chars().count() <= width {
-        return text.to_owned();
+        return text;
     }
     let mut clipped: String = text.chars().take(width.saturating_sub(1)).collect();
     clipped.push('…');
     clipped
+}
+
+/// Text from Notion or an app (names, refs, messages), safe to print on a terminal: a control
+/// character is shown escaped (`\u{1b}`) instead of being sent, since an escape sequence could
+/// rewrite the screen or the terminal's title.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| c.escape_default());
+            escaped.into_iter().flatten().chain((!c.is_control()).then_some(c))
+        })
+        .collect()
 }
 
 pub(super) async fn connections(command: ConnectionsCommand) -> anyhow::Result<()> {
@@ -127,7 +141,7 @@ async fn list_connections(
                 c.owner_name.as_deref().or(c.owner_email.as_deref()).unwrap_or(&c.owner_type);
             println!(
                 "{:<36}  {:<24}  {:<20}  {:<16}  {:<12}  {}",
-                c.bot_id.as_str(),
+                printable(c.bot_id.as_str()),
                 clip(workspace, 24),
                 clip(owner, 20),
                 clip(c.reference.as_deref().unwrap_or("-"), 16),
@@ -158,7 +172,7 @@ async fn show_connection(config: &ConfigArg, bot_id: &BotId, json: bool) -> anyh
             "  {}  {:<20} {}{request}",
             time(Some(event.created_at)),
             event.kind.as_str(),
-            event.message.unwrap_or_default()
+            printable(&event.message.unwrap_or_default())
         );
     }
     Ok(())

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, RawQuery, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -37,8 +38,8 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
 pub(crate) fn router(state: AppState, config: &Config) -> Router {
     let mut pages = Router::new()
         .route("/", get(landing_page))
-        .route("/connect", get(connect::start_connect))
-        .route("/callback", get(callback::oauth_callback))
+        .route("/connect", get(connect::start_connect).head(safe_only))
+        .route("/callback", get(callback::oauth_callback).head(safe_only))
         .fallback(not_found);
     for (name, value) in SECURITY_HEADERS {
         pages = pages
@@ -46,21 +47,43 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
     }
     let mut routes =
         pages.route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
-    // Documents are the operator's own files, served as written, without our page policy.
+    // Documents are the operator's own files, served as written, without our page policy (it
+    // would block their styles and images), but never sniffed as another type or framed.
     for document in &config.documents {
         let (body, content_type) =
             (Bytes::from(document.body.clone()), document.content_type.clone());
         routes = routes.route(
             &document.path,
-            get(move || async move { ([(header::CONTENT_TYPE, content_type)], body) }),
+            get(move || async move {
+                let headers = [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                    (header::X_FRAME_OPTIONS, "DENY".to_owned()),
+                ];
+                (headers, body)
+            }),
         );
     }
-    let api = api::router(state.clone(), config.public_link("/api/v1"));
+    // API answers are JSON holding tokens: no browser may take one for a script or a page.
+    let api = api::router(state.clone(), config.public_link("/api/v1")).layer(
+        SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+    );
     let routes = routes.nest("/api/v1", api).with_state(state);
-    let routes = match config.base_path.as_str() {
+    let mut routes = match config.base_path.as_str() {
         "" => routes,
         base => Router::new().nest(base, routes),
     };
+    // Served at an https address (by a proxy in front, today), browsers are told to come back
+    // only over https. Subdomains are not ours to speak for.
+    if config.is_https() {
+        routes = routes.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ));
+    }
     // A line per request is for debugging (RUST_LOG=debug): at the default level the log has
     // one line per finished flow, and a request costs no span (a line per request took a fifth
     // of the throughput of /connect and the token API). Failures (5xx) are logged at any level.
@@ -82,6 +105,12 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
 /// button unchanged: `/connect` checks it, and nothing is used up by viewing this page.
 async fn landing_page(State(pages): State<Arc<Pages>>, RawQuery(query): RawQuery) -> Page {
     pages.landing(query)
+}
+
+/// `HEAD` of a page that uses something up (a state, a one-time link): link checkers and
+/// previewers send it, and it must not spend what the user's own `GET` needs.
+async fn safe_only() -> impl IntoResponse {
+    (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET")])
 }
 
 async fn not_found(State(pages): State<Arc<Pages>>) -> Page {

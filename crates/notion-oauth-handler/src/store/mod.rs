@@ -95,6 +95,14 @@ pub enum StoreError {
     /// Notion's answer could not be turned into JSON (not expected).
     #[error("Notion's answer could not be serialized for storage: {0}")]
     Serialize(#[source] serde_json::Error),
+    /// The SQLite file could not be made (its folder is missing or not writable).
+    #[error("the database file {} cannot be created ({source}): does its folder exist, and may this user write there?", path.display())]
+    CreateFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why the system refused.
+        source: std::io::Error,
+    },
     /// The URL names no database this build knows, or an in-memory one.
     #[error("storage.url must be a SQLite file (sqlite:…) or a PostgreSQL database (postgres://…)")]
     UnknownBackend,
@@ -292,7 +300,7 @@ impl SqlStore {
         }
         let routing = Arc::new(routing);
         match backend {
-            Backend::Sqlite => Self::open_sqlite(&sqlite_url(url, mode), routing).await,
+            Backend::Sqlite => Self::open_sqlite(&sqlite_url(url, mode), mode, routing).await,
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(POSTGRES_CONNECTIONS)
@@ -308,7 +316,16 @@ impl SqlStore {
         }
     }
 
-    async fn open_sqlite(url: &str, routing: Arc<Routing>) -> Result<Self, StoreError> {
+    async fn open_sqlite(
+        url: &str,
+        mode: OpenMode,
+        routing: Arc<Routing>,
+    ) -> Result<Self, StoreError> {
+        let path = SqliteConnectOptions::from_str(url)?.get_filename().to_owned();
+        if mode == OpenMode::CreateIfMissing {
+            create_private(&path)
+                .map_err(|source| StoreError::CreateFile { path: path.clone(), source })?;
+        }
         // The migrator takes a pool (given one connection, its future is not `Send`, which an
         // embedding app's store factory needs); a pool of one, for the migration only.
         let setup = AnyPoolOptions::new().max_connections(1).connect(url).await?;
@@ -327,7 +344,6 @@ impl SqlStore {
             })
             .connect(url)
             .await?;
-        let path = SqliteConnectOptions::from_str(url)?.get_filename().to_owned();
         Ok(Self::new(reads, Writer::sqlite(path).await?, routing))
     }
 
@@ -383,6 +399,21 @@ async fn then_forget<T: Send + 'static>(
         written
     });
     change.await.map_err(|_| StoreError::WriterStopped)?
+}
+
+/// Makes an empty database file that only its owner can read, unless there is one: it holds
+/// sealed tokens and the API keys' digests. SQLite gives its `-wal` and `-shm` files the mode of
+/// the database file.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// Brings the schema up to date (on SQLite, in WAL mode first).

@@ -180,14 +180,24 @@ async fn a_state_from_another_browser_or_without_the_cookie_is_refused() {
 }
 
 #[tokio::test]
-async fn an_oauth_error_other_than_access_denied_is_reported_as_notions() {
+async fn an_oauth_error_other_than_access_denied_is_notions_only_in_a_flow_of_ours() {
     let app = spawn_app().await;
     let browser = Browser::new();
-    let page = app.callback_with_query(&browser, "error=temporarily_unavailable&state=").await;
+    // Anyone can type an error into this URL: without this browser's state it is not Notion's.
+    let typed = app.callback_with_query(&browser, "error=temporarily_unavailable&state=").await;
+    assert_refused(&app, &typed, 400, "unknown_flow").await;
+    assert!(!typed.body.contains("temporarily_unavailable"));
+
+    let (_, state) = real_callback(&app, &browser).await;
+    let state = url::form_urlencoded::byte_serialize(state.as_bytes()).collect::<String>();
+    let query = format!("error=temporarily_unavailable&state={state}");
+    let page = app.callback_with_query(&browser, &query).await;
     assert_refused(&app, &page, 502, "notion_error").await;
     assert!(page.body.contains("temporarily_unavailable"));
-    let injected =
-        app.callback_with_query(&browser, "error=%3Cscript%3Ealert(1)%3C%2Fscript%3E").await;
+    let (_, state) = real_callback(&app, &browser).await;
+    let state = url::form_urlencoded::byte_serialize(state.as_bytes()).collect::<String>();
+    let query = format!("error=%3Cscript%3Ealert(1)%3C%2Fscript%3E&state={state}");
+    let injected = app.callback_with_query(&browser, &query).await;
     assert_eq!(injected.status, 502);
     assert!(!injected.body.contains("<script>"), "{}", injected.body);
 }

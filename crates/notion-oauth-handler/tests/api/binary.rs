@@ -461,6 +461,18 @@ async fn a_database_password_is_never_printed() {
         assert!(stderr.contains("cannot open the database at postgres://noh:***@"), "{stderr}");
         assert!(!(stdout + &stderr).contains("Pa55w0rd"), "{command:?} printed the password");
     }
+    // The server's start-up, with an otherwise complete configuration, says the same.
+    let complete = format!(
+        "[server]\npublic_url = \"http://localhost:1\"\nbind = \"127.0.0.1:0\"\n\
+         [notion]\nclient_id = \"4a1e0f4e-0000-4000-8000-000000000001\"\nclient_secret = \"secret_abc\"\n\
+         [security]\nmaster_key = \"{}\"\n[storage]\nurl = \"{url}\"\n",
+        random_key()
+    );
+    std::fs::write(&config, complete).unwrap();
+    let (output, stdout, stderr) = run(binary().arg("serve").arg("--config").arg(&config)).await;
+    assert!(!output.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("postgres://noh:***@"), "{stderr}");
+    assert!(!(stdout + &stderr).contains("Pa55w0rd"), "serve printed the password");
 }
 
 #[tokio::test]

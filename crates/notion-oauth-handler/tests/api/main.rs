@@ -12,6 +12,7 @@ mod deliveries;
 mod embed;
 mod flow;
 mod helpers;
+mod hostile;
 mod links;
 mod notion_faults;
 mod openapi;

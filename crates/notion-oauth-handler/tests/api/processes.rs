@@ -269,6 +269,20 @@ async fn a_refresh_interrupted_by_kill_9_is_reported_not_lost_silently() {
 }
 
 #[tokio::test]
+async fn names_from_notion_reach_the_terminal_with_control_characters_escaped() {
+    let deployment = Deployment::new(1, 5).await;
+    let _server = deployment.start(0).await;
+    // A name that would clear the screen, as Notion could send it.
+    let bot = deployment.connect(0, "E\u{1b}[2J").await;
+
+    let (ok, listed, _) = deployment.operator(&["connections", "list"]).await;
+
+    assert!(ok && listed.contains(&bot), "{listed}");
+    assert!(!listed.contains('\u{1b}'), "the escape reached the terminal: {listed:?}");
+    assert!(listed.contains("E\\u{1b}[2J"), "{listed}");
+}
+
+#[tokio::test]
 async fn operators_manage_keys_and_connections_from_the_command_line() {
     let deployment = Deployment::new(1, 5).await;
     let _server = deployment.start(0).await;

@@ -227,7 +227,9 @@ async fn require_api_key(
         Ok(key) => key,
         Err(error) => return ApiError::internal(&error).into_response(),
     };
-    // The digest is computed whether or not the id exists, so timing says nothing of it.
+    // The digest is computed and compared in constant time whether or not the id exists, so
+    // timing tells nothing about the secret. It may tell whether an id exists (one is read from
+    // the database, or its copy is recent): ids are not secret, they are listed and logged.
     let stored = key.as_ref().map_or(&[0u8; 32][..], |k| k.secret_hash.as_slice());
     let matches = api_keys::matches(stored, secret);
     let Some(key) = key.filter(|k| matches && k.revoked_at.is_none()) else {
