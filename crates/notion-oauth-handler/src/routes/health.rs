@@ -15,7 +15,7 @@ pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The process can do its job: the database answers.
+/// The process can do its job: the database answers and takes a write.
 pub(super) async fn readyz(State(store): State<Arc<dyn Store>>) -> (StatusCode, Json<Value>) {
     match store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
@@ -23,7 +23,10 @@ pub(super) async fn readyz(State(store): State<Arc<dyn Store>>) -> (StatusCode, 
             tracing::error!(error = %Chain(&error), "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "reason": "database unreachable" })),
+                Json(json!({
+                    "status": "unavailable",
+                    "reason": "the database does not answer or refuses writes; the server log says why",
+                })),
             )
         }
     }

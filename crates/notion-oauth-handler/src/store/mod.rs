@@ -131,7 +131,8 @@ pub enum StoreError {
 pub trait Store:
     Connections + History + Refreshes + Outbox + ApiKeys + ConnectLinks + std::fmt::Debug + 'static
 {
-    /// Whether the storage answers (an error when it does not).
+    /// Whether the storage answers and takes writes (an error when it does not): what
+    /// readiness reports.
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Records a state's nonce as used until `expires_at`. `false` when it was used before: a
@@ -242,11 +243,20 @@ fn migrator(backend: Backend) -> Migrator {
             false,
         )
     };
-    let first = match backend {
-        Backend::Sqlite => include_str!("../../migrations/sqlite/0001_connections.sql"),
-        Backend::Postgres => include_str!("../../migrations/postgres/0001_connections.sql"),
+    let (first, second) = match backend {
+        Backend::Sqlite => (
+            include_str!("../../migrations/sqlite/0001_connections.sql"),
+            include_str!("../../migrations/sqlite/0002_readiness.sql"),
+        ),
+        Backend::Postgres => (
+            include_str!("../../migrations/postgres/0001_connections.sql"),
+            include_str!("../../migrations/postgres/0002_readiness.sql"),
+        ),
     };
-    Migrator::with_migrations(vec![migration(1, "connections", first)])
+    Migrator::with_migrations(vec![
+        migration(1, "connections", first),
+        migration(2, "readiness", second),
+    ])
 }
 
 /// A SQLite URL that creates the file (or refuses to), whatever else it says.
@@ -332,6 +342,8 @@ impl SqlStore {
         let migrated = migrate(Backend::Sqlite, &setup).await;
         setup.close().await;
         migrated?;
+        // The file exists now: a reader opened later must not make an empty one in its place.
+        let existing = sqlite_url(url, OpenMode::MustExist);
         let reads = AnyPoolOptions::new()
             .max_connections(READERS)
             .test_before_acquire(false)
@@ -342,7 +354,7 @@ impl SqlStore {
                     Ok(())
                 })
             })
-            .connect(url)
+            .connect(&existing)
             .await?;
         Ok(Self::new(reads, Writer::sqlite(path).await?, routing))
     }
@@ -445,7 +457,22 @@ async fn migrate(backend: Backend, pool: &AnyPool) -> Result<(), StoreError> {
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reads).await?;
-        Ok(())
+        // A read can succeed on a database that refuses every write (a full disk, a read-only
+        // or deleted file): readiness writes, through the same writer as everything else.
+        self.writer
+            .statement(|connection| {
+                Box::pin(async move {
+                    query(
+                        "INSERT INTO readiness (id, checked_at) VALUES (1, $1)
+                         ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                    )
+                    .bind(now())
+                    .execute(connection)
+                    .await
+                    .map(drop)
+                })
+            })
+            .await
     }
 
     async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {

@@ -92,9 +92,9 @@ impl Writer {
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || match open_writing(&path) {
-                Ok(connection) => {
+                Ok((connection, file)) => {
                     let _ = opened.send(Ok(()));
-                    write_in_batches(connection, messages);
+                    write_in_batches(connection, &file, messages);
                 }
                 Err(error) => {
                     let _ = opened.send(Err(error));
@@ -265,8 +265,8 @@ impl<T: Send> Ran for Outcome<T> {
     }
 }
 
-/// The writing connection, set up as every batch expects it.
-fn open_writing(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+/// The writing connection, set up as every batch expects it, and the file it writes.
+fn open_writing(path: &Path) -> Result<(rusqlite::Connection, DatabaseFile), StoreError> {
     use rusqlite::OpenFlags;
     let connection = rusqlite::Connection::open_with_flags(
         path,
@@ -278,10 +278,57 @@ fn open_writing(path: &Path) -> Result<rusqlite::Connection, StoreError> {
         "PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
     )?;
     connection.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
-    Ok(connection)
+    let file = DatabaseFile::of(path)
+        .map_err(|source| StoreError::CreateFile { path: path.to_owned(), source })?;
+    Ok((connection, file))
 }
 
-fn write_in_batches(mut connection: rusqlite::Connection, mut messages: mpsc::Receiver<Message>) {
+/// The database file the writer opened. A file deleted (or replaced) under a running server
+/// keeps taking writes through the open handle, and they vanish with the handle: the writer
+/// checks before each batch, and refuses instead.
+struct DatabaseFile {
+    path: PathBuf,
+    #[cfg(unix)]
+    identity: (u64, u64),
+}
+
+impl DatabaseFile {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        #[cfg(unix)]
+        let identity = {
+            use std::os::unix::fs::MetadataExt;
+            let metadata = std::fs::metadata(path)?;
+            (metadata.dev(), metadata.ino())
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            #[cfg(unix)]
+            identity,
+        })
+    }
+
+    /// Whether the path still names the file opened; the error says what to do if not.
+    fn still_there(&self) -> Result<(), rusqlite::Error> {
+        #[cfg(unix)]
+        {
+            let now = Self::of(&self.path).ok().map(|file| file.identity);
+            if now != Some(self.identity) {
+                return Err(failure(&format!(
+                    "the database file {} was deleted or replaced while the server ran, so \
+                     nothing more is written to it: put the file back from a backup and restart",
+                    self.path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_in_batches(
+    mut connection: rusqlite::Connection,
+    file: &DatabaseFile,
+    mut messages: mpsc::Receiver<Message>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut closes = Vec::new();
     while closes.is_empty() {
@@ -299,8 +346,16 @@ fn write_in_batches(mut connection: rusqlite::Connection, mut messages: mpsc::Re
                 next = messages.try_recv().ok();
             }
         }
-        if !batch.is_empty() {
-            commit_batch(&mut connection, &mut batch);
+        if batch.is_empty() {
+            continue;
+        }
+        match file.still_there() {
+            Ok(()) => commit_batch(&mut connection, &mut batch),
+            Err(error) => {
+                tracing::error!(error = %crate::telemetry::Chain(&error), "SQLite writes refused");
+                let error = Arc::new(error);
+                batch.drain(..).for_each(|job| job.abandon(error.clone()));
+            }
         }
     }
     // Later writes find the queue closed rather than waiting on a writer that is gone.

@@ -96,3 +96,25 @@ async fn the_database_file_is_readable_by_its_owner_only() {
         assert_eq!(mode & 0o077, 0, "{name} is {mode:o}");
     }
 }
+
+#[tokio::test]
+async fn a_database_file_deleted_under_the_server_fails_readiness_and_every_write() {
+    let app = spawn_app().await;
+    let browser = Browser::new();
+    app.connected("Ada Lovelace", None).await;
+    let readyz = format!("{}/readyz", app.address);
+    assert_eq!(browser.get(&readyz).await.status().as_u16(), 200);
+
+    let file = app.dir.path().join("connections.db");
+    std::fs::remove_file(&file).unwrap();
+
+    let ready = browser.get(&readyz).await;
+    assert_eq!(ready.status().as_u16(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable", "{body}");
+    // No success page for a connection that would vanish at the next restart.
+    let page = app.add_to_notion(&browser, "Grace Hopper", None).await;
+    assert_eq!(page.status, 500, "{}", page.body);
+    assert!(page.body.contains("Nothing was saved"), "{}", page.body);
+    assert!(!file.exists(), "the database was silently made again, empty");
+}
