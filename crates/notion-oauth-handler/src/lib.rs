@@ -45,6 +45,7 @@ mod state;
 mod routes;
 
 pub mod embed;
+mod serving;
 mod startup;
 
 mod cli;

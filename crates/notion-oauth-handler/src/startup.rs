@@ -192,7 +192,7 @@ impl Application {
         let Self { listener, services, config } = self;
         let background = services.start_background();
         let router = crate::routes::router(services.state.clone(), &config);
-        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        let served = crate::serving::serve(listener, router, config.limits, shutdown).await;
         background.stop().await;
         services.state.store.close().await;
         served

@@ -46,6 +46,8 @@ pub use settings::{
 pub struct Config {
     /// The address to listen on.
     pub bind: SocketAddr,
+    /// What one client may hold of the server.
+    pub limits: ConnectionLimits,
     /// The address users reach this server at.
     pub public_url: Url,
     /// `""` for the root, else `/prefix` without a trailing slash.
@@ -74,6 +76,15 @@ pub struct Config {
     pub connect: Connect,
     /// The folder of page overrides, if any.
     pub templates_dir: Option<PathBuf>,
+}
+
+/// `[server]`'s limits, checked.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// To send a request's headers, or to start the next request on a kept-alive connection.
+    pub header_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 /// `[lifecycle]`, checked.
@@ -119,6 +130,14 @@ impl Settings {
         // Plain http is fine for a server whose Notion is an emulator on this machine.
         let notion_is_local = api_base_url.as_ref().is_some_and(is_loopback_host);
         let server = server(&self.server, notion_is_local, &mut problems);
+        let header_timeout = problems.check(
+            "server.header_timeout_seconds",
+            in_range(self.server.header_timeout_seconds, 1..=300, "seconds"),
+        );
+        let max_connections = problems.check(
+            "server.max_connections",
+            in_range(self.server.max_connections, 1..=1_000_000, "connections"),
+        );
         let notion = notion(&self.notion, api_base_url, base_dir, &mut problems);
         let storage_url = storage(&self.storage.url, base_dir, &mut problems);
         let keys = master_keys(&self.security, base_dir, &mut problems);
@@ -144,12 +163,28 @@ impl Settings {
             Some(state_ttl),
             Some(lifecycle),
             Some(delivery),
-        ) = (server, notion, storage_url, keys, state_ttl, lifecycle, delivery)
+            Some(header_timeout),
+            Some(max_connections),
+        ) = (
+            server,
+            notion,
+            storage_url,
+            keys,
+            state_ttl,
+            lifecycle,
+            delivery,
+            header_timeout,
+            max_connections,
+        )
         else {
             return problems.or_value(None);
         };
         problems.or_value(Some(Config {
             bind,
+            limits: ConnectionLimits {
+                header_timeout: Duration::from_secs(header_timeout),
+                max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+            },
             public_url,
             base_path,
             notion,

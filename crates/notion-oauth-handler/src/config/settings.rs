@@ -93,11 +93,24 @@ pub struct ServerSettings {
     pub public_url: Option<String>,
     /// The path every route lives under, e.g. `/notion`.
     pub base_path: String,
+    /// How long a client has to send a request's headers, and how long a kept-alive connection
+    /// may wait for its next request, before it is closed.
+    pub header_timeout_seconds: u64,
+    /// The most connections served at once; more are closed as soon as they are accepted.
+    pub max_connections: u64,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8080".into(), public_url: None, base_path: "/".into() }
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            public_url: None,
+            base_path: "/".into(),
+            header_timeout_seconds: 10,
+            // Under the usual limit of 1024 open files, leaving room for the database, the
+            // calls to Notion and webhooks.
+            max_connections: 768,
+        }
     }
 }
 

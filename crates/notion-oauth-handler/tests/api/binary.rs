@@ -53,6 +53,8 @@ async fn check_reports_every_problem_at_once() {
 bind = "localhost-ish"
 public_url = "http://notion.example.com"
 base_path = "notion"
+header_timeout_seconds = 0
+max_connections = 0
 [notion]
 api_base_url = "http://api.example.com"
 version = "latest"
@@ -76,6 +78,8 @@ file = "missing.html"
         "server.bind",
         "server.public_url",
         "server.base_path",
+        "server.header_timeout_seconds",
+        "server.max_connections",
         "notion.client_id",
         "notion.client_secret",
         "notion.api_base_url",
@@ -88,7 +92,7 @@ file = "missing.html"
     ] {
         assert!(stderr.contains(&format!("- {key}:")), "{key} not reported:\n{stderr}");
     }
-    assert!(stderr.contains("12 problem(s)"), "{stderr}");
+    assert!(stderr.contains("14 problem(s)"), "{stderr}");
     assert!(stderr.contains("openssl rand -base64 32"), "a fix is suggested: {stderr}");
 }
 

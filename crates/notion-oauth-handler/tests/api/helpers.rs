@@ -8,7 +8,7 @@ use mock_notion::{Emulator, EmulatorConfig, Endpoint, RunningEmulator};
 use notion_oauth_handler::Application;
 use notion_oauth_handler::config::{
     CommandHookSettings, ConnectSettings, DeliverySettings, DocumentSettings, PagesSettings,
-    Settings, WebhookSettings,
+    ServerSettings, Settings, WebhookSettings,
 };
 use notion_oauth_handler::domain::BotId;
 use notion_oauth_handler::embed::{Embedded, NotionOAuth};
@@ -34,6 +34,9 @@ pub struct TestOptions {
     pub delivery: DeliverySettings,
     pub connect: ConnectSettings,
     pub pages: PagesSettings,
+    /// `server.header_timeout_seconds` and `server.max_connections`.
+    pub header_timeout_seconds: u64,
+    pub max_connections: u64,
     /// A PostgreSQL database to store in instead of a fresh SQLite file (see [`postgres_url`]).
     pub postgres: Option<TestDatabase>,
 }
@@ -53,6 +56,8 @@ impl Default for TestOptions {
             connect: ConnectSettings::default(),
             pages: PagesSettings::default(),
             postgres: None,
+            header_timeout_seconds: ServerSettings::default().header_timeout_seconds,
+            max_connections: ServerSettings::default().max_connections,
         }
     }
 }
@@ -149,6 +154,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.server.public_url =
         Some(options.public_url.map_or_else(|| origin.clone(), str::to_owned));
     settings.server.base_path = options.base_path.into();
+    settings.server.header_timeout_seconds = options.header_timeout_seconds;
+    settings.server.max_connections = options.max_connections;
     settings.notion.client_id = Some("4a1e0f4e-0000-4000-8000-000000000001".into());
     settings.notion.client_secret = Some(SecretString::from(CLIENT_SECRET));
     settings.notion.api_base_url = notion.base_url();

@@ -1,5 +1,10 @@
 //! What a hostile visitor or a careless client can do with requests anyone may send.
 
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 use crate::helpers::{Browser, TestOptions, spawn_app, spawn_app_with};
 
 #[tokio::test]
@@ -117,4 +122,103 @@ async fn a_database_file_deleted_under_the_server_fails_readiness_and_every_writ
     assert_eq!(page.status, 500, "{}", page.body);
     assert!(page.body.contains("Nothing was saved"), "{}", page.body);
     assert!(!file.exists(), "the database was silently made again, empty");
+}
+
+/// The address `host:port` of an app's server.
+fn socket_address(app: &crate::helpers::TestApp) -> String {
+    app.address.trim_start_matches("http://").trim_end_matches('/').to_owned()
+}
+
+/// Reads until the server closes the connection (or `limit` passes): how long that took.
+async fn time_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+/// `GET /healthz` on an open connection, kept alive: the status line.
+async fn healthz_on(stream: &mut TcpStream) -> String {
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !answer.ends_with(b"}") {
+        let read = stream.read(&mut buffer).await.unwrap();
+        assert!(read > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    String::from_utf8_lossy(&answer).lines().next().unwrap_or("").to_owned()
+}
+
+#[tokio::test]
+async fn a_client_dribbling_its_headers_or_idling_is_dropped_after_the_header_timeout() {
+    let app =
+        spawn_app_with(TestOptions { header_timeout_seconds: 1, ..TestOptions::default() }).await;
+    let address = socket_address(&app);
+
+    // One byte of header every 300 ms: never a whole header.
+    let mut slow = TcpStream::connect(&address).await.unwrap();
+    let dribble = async {
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa" {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(4), dribble).await;
+    let closed = time_until_closed(&mut slow, Duration::from_secs(1)).await;
+    assert!(closed.is_some(), "a dribbled header held the connection for 4 s");
+
+    // A kept-alive connection that asks nothing more.
+    let mut idle = TcpStream::connect(&address).await.unwrap();
+    assert!(healthz_on(&mut idle).await.contains("200"));
+    let closed = time_until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(closed.is_some_and(|after| after < Duration::from_secs(3)), "{closed:?}");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_at_once_and_the_server_keeps_answering() {
+    let app = spawn_app_with(TestOptions {
+        max_connections: 8,
+        header_timeout_seconds: 2,
+        ..TestOptions::default()
+    })
+    .await;
+    let address = socket_address(&app);
+    let mut mine = TcpStream::connect(&address).await.unwrap();
+    assert!(healthz_on(&mut mine).await.contains("200"));
+
+    // Silent sockets, as a flood of them would be: the first 7 fill the cap beside mine.
+    let mut flood = Vec::new();
+    for _ in 0..20 {
+        flood.push(TcpStream::connect(&address).await.unwrap());
+    }
+    let closed = futures_util::future::join_all(
+        flood.iter_mut().map(|socket| time_until_closed(socket, Duration::from_millis(500))),
+    )
+    .await;
+    let closed_at_once = closed.iter().filter(|closed| closed.is_some()).count();
+
+    assert_eq!(closed_at_once, 13, "beyond the cap of 8, every connection is closed");
+    assert!(healthz_on(&mut mine).await.contains("200"), "a connection inside the cap is served");
+    // The silent ones are dropped at the header timeout, and new clients get in again.
+    let mut later = None;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut fresh = TcpStream::connect(&address).await.unwrap();
+        if time_until_closed(&mut fresh, Duration::from_millis(100)).await.is_none() {
+            later = Some(healthz_on(&mut fresh).await);
+            break;
+        }
+    }
+    assert!(later.is_some_and(|status| status.contains("200")), "no slot came free");
 }
