@@ -190,6 +190,17 @@ words! {
     }
 }
 
+/// Where a flow's `ref` came from: a link the app vouched for (signed, or made for one use), or a
+/// plain `?ref=` anyone can type. Apps hear which, with each denial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefSource {
+    /// A signed or one-time link.
+    Vouched,
+    /// A plain query parameter, or no `ref` at all.
+    #[default]
+    Plain,
+}
+
 /// The app's own reference for the user who starts a flow (`ref` on `/connect`), stored with the
 /// connection: at most [`Reference::MAX_CHARS`] characters, none of them control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]

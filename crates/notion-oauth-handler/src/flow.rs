@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::Config;
-use crate::domain::{InvalidReference, Reference, Upserted};
+use crate::domain::{InvalidReference, RefSource, Reference, Upserted};
 use crate::store::{SealedGrant, Store, StoreError};
 use crate::vault::Vault;
 
@@ -112,6 +112,8 @@ impl FlowError {
 #[derive(Debug, Default)]
 pub(crate) struct ConnectRequest {
     pub(crate) reference: Option<Reference>,
+    /// Whether the link that carried `reference` was the app's own.
+    pub(crate) source: RefSource,
     /// Checked against the allowed origins already.
     pub(crate) return_to: Option<String>,
 }
@@ -241,6 +243,7 @@ impl Flow {
         let mut claims = StateClaims::new(Some(browser_digest(&browser_cookie)), reference)
             .map_err(FlowError::Randomness)?;
         claims.return_to = request.return_to;
+        claims.ref_signed = request.source == RefSource::Vouched;
         let state = self.signer.sign(&claims);
         // A state the callback would refuse as too long would lose a connection the user
         // approved.
@@ -309,6 +312,10 @@ impl Flow {
             None => None,
         };
         let accepted = claims.is_some();
+        let source = match &claims {
+            Some(claims) if claims.ref_signed => RefSource::Vouched,
+            _ => RefSource::Plain,
+        };
         let (reference, return_to) = claims.map_or((None, None), |c| (c.reference, c.return_to));
         if error != "access_denied" {
             if !accepted {
@@ -320,7 +327,7 @@ impl Flow {
         // Only a flow we started is reported (and logged at info, as a flow's end): anyone can
         // request this URL.
         if accepted {
-            self.store.record_denied(reference.as_deref()).await?;
+            self.store.record_denied(reference.as_deref(), source).await?;
             tracing::info!("the user did not grant access");
         } else {
             tracing::debug!("a denial with no state of ours");

@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::config::Config;
 use crate::config::{Connect, check_return_to};
-use crate::domain::{BotId, Reference};
+use crate::domain::{BotId, RefSource, Reference};
 use crate::flow::{ConnectRequest, FlowError};
 use crate::signatures::{connect_link, connect_link_matches};
 use crate::store::{Store, now};
@@ -124,7 +124,7 @@ impl Links {
         // Checked first: a bad ref is refused whatever form the link has.
         let parse = |reference: Option<String>| reference.map(Reference::parse).transpose();
         let reference = parse(reference)?;
-        let (reference, return_to) = match (link, sig) {
+        let (reference, return_to, source) = match (link, sig) {
             (Some(_), _) if reference.is_some() || return_to.is_some() || expires.is_some() => {
                 return Err(FlowError::InvalidLink);
             }
@@ -132,12 +132,12 @@ impl Links {
             (Some(link), None) => {
                 let used = self.store.use_connect_link(&token_digest(&link)).await?;
                 let (reference, return_to) = used.ok_or(FlowError::UsedLink)?;
-                (parse(reference)?, return_to)
+                (parse(reference)?, return_to, RefSource::Vouched)
             }
             (None, Some(sig)) => {
                 let signed = reference.as_ref().map(Reference::as_str);
                 self.check_signature(signed, return_to.as_deref(), expires, &sig)?;
-                (reference, return_to)
+                (reference, return_to, RefSource::Vouched)
             }
             (None, None)
                 if self.trust.require_signed_ref
@@ -145,14 +145,14 @@ impl Links {
             {
                 return Err(FlowError::UnsignedLink);
             }
-            (None, None) => (reference, return_to),
+            (None, None) => (reference, return_to, RefSource::Plain),
         };
         // Keep the URL as parsed and checked, not as written.
         let return_to = return_to
             .map(|raw| self.check_return_to(&raw).ok_or(FlowError::ReturnToNotAllowed))
             .transpose()?
             .map(|url| url.to_string());
-        Ok(ConnectRequest { reference, return_to })
+        Ok(ConnectRequest { reference, return_to, source })
     }
 
     fn check_signature(

@@ -43,6 +43,10 @@ pub struct StateClaims {
     /// Where to send the browser when the flow ends (checked by the caller before signing).
     #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     pub return_to: Option<String>,
+    /// Whether `reference` came from a link the app signed (or made for one use), rather than
+    /// from a plain `?ref=` anyone can type.
+    #[serde(rename = "s", default, skip_serializing_if = "std::ops::Not::not")]
+    pub ref_signed: bool,
 }
 
 impl StateClaims {
@@ -66,6 +70,7 @@ impl StateClaims {
             browser,
             reference,
             return_to: None,
+            ref_signed: false,
         })
     }
 

@@ -8,7 +8,7 @@ use super::routing::Routing;
 use super::sql::{Writes, query};
 use super::summary::{ConnectionSummary, SUMMARY_COLUMNS, summary};
 use super::{SqlStore, StoreError, now, word};
-use crate::domain::{BotId, EventType, HistoryKind};
+use crate::domain::{BotId, EventType, HistoryKind, RefSource};
 
 /// One thing that happened to a connection.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -97,12 +97,21 @@ impl QueuedEvent {
     ///
     /// # Errors
     /// See [`QueuedEvent::for_change`].
-    pub fn denied(reference: Option<&str>) -> Result<Self, StoreError> {
-        let data = serde_json::json!({ "ref": reference, "error": "access_denied" });
+    pub fn denied(reference: Option<&str>, source: RefSource) -> Result<Self, StoreError> {
+        let data = serde_json::json!({
+            "ref": reference,
+            "ref_signed": source == RefSource::Vouched,
+            "error": "access_denied",
+        });
         let ordering_key = format!("denied:{}", reference.unwrap_or(""));
         Self::new(EventType::Denied, ordering_key, None, data)
     }
 }
+
+/// How long a denial keeps others with the same `ref` from being queued: cancelling on Notion's
+/// page needs no consent, so without it anyone could make the server sign and send events at
+/// will (3 000 in 8 s, delaying real ones).
+pub const DENIED_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Queues an event for every target that wants its type, inside the caller's transaction.
 async fn enqueue(
@@ -170,8 +179,14 @@ pub trait History: Send + Sync {
     -> Result<(), StoreError>;
 
     /// Queues [`QueuedEvent::denied`] for a flow the user cancelled on Notion's page: there is no
-    /// connection, so no history entry, only the app's `ref` (when the state carried one).
-    async fn record_denied(&self, reference: Option<&str>) -> Result<(), StoreError>;
+    /// connection, so no history entry, only the app's `ref` (when the state carried one) and
+    /// where it came from. Anyone can start and cancel flows, so a denial with the same `ref` as
+    /// one queued within [`DENIED_WINDOW`] is not queued again.
+    async fn record_denied(
+        &self,
+        reference: Option<&str>,
+        source: RefSource,
+    ) -> Result<(), StoreError>;
 
     /// A connection's events, newest first.
     async fn events(&self, bot_id: &BotId, limit: i64) -> Result<Vec<Event>, StoreError>;
@@ -201,14 +216,39 @@ impl History for SqlStore {
             .await
     }
 
-    async fn record_denied(&self, reference: Option<&str>) -> Result<(), StoreError> {
+    async fn record_denied(
+        &self,
+        reference: Option<&str>,
+        source: RefSource,
+    ) -> Result<(), StoreError> {
         if !self.routing.wants(EventType::Denied) {
             return Ok(());
         }
-        let (event, routing) = (QueuedEvent::denied(reference)?, self.routing.clone());
+        let (event, routing) = (QueuedEvent::denied(reference, source)?, self.routing.clone());
+        let window = i64::try_from(DENIED_WINDOW.as_secs()).unwrap_or(i64::MAX);
         self.writer
             .transaction(move |transaction| {
-                Box::pin(async move { enqueue(transaction, &routing, &event).await })
+                Box::pin(async move {
+                    for target in routing.targets_for(event.event_type) {
+                        query(
+                            "INSERT INTO outbox (event_id, target, event_type, ordering_key, payload,
+                                 next_attempt_at, created_at)
+                             SELECT $1, $2, $3, $4, $5, $6, $6
+                             WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE target = $2
+                                 AND ordering_key = $4 AND created_at > $6 - $7)",
+                        )
+                        .bind(&event.event_id)
+                        .bind(target)
+                        .bind(event.event_type.as_str())
+                        .bind(&event.ordering_key)
+                        .bind(&event.payload)
+                        .bind(event.created_at)
+                        .bind(window)
+                        .execute(&mut *transaction)
+                        .await?;
+                    }
+                    Ok(())
+                })
             })
             .await
     }

@@ -60,7 +60,7 @@ pub use async_trait::async_trait;
 pub use connections::{
     ConnectionFilter, Connections, SealedGrant, SealedPair, SealedTokens, StoredTokens,
 };
-pub use events::{Event, History, HistoryEntry, QueuedEvent};
+pub use events::{DENIED_WINDOW, Event, History, HistoryEntry, QueuedEvent};
 pub use links::ConnectLinks;
 pub use outbox::{Delivery, DeliverySummary, Outbox, Retry};
 pub use recent::MAX_AGE as RECENT;

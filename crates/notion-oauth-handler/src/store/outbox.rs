@@ -168,7 +168,7 @@ impl Outbox for SqlStore {
                    AND o.target IN ({})
                    AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.target = o.target
                                    AND e.ordering_key = o.ordering_key AND e.status != 'delivered' AND e.id < o.id)
-                 ORDER BY o.id LIMIT 1)
+                 ORDER BY (o.bot_id IS NULL), o.id LIMIT 1)
              RETURNING id, event_id, target, event_type, bot_id, payload, attempts",
             names.join(", ")
         );

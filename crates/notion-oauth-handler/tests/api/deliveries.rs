@@ -86,7 +86,7 @@ async fn every_lifecycle_event_reaches_the_webhook_signed_and_in_order() {
         .unwrap();
     assert_eq!(
         denied.json()["data"],
-        serde_json::json!({ "ref": "grace", "error": "access_denied" })
+        serde_json::json!({ "ref": "grace", "ref_signed": false, "error": "access_denied" })
     );
     for delivery in &received {
         assert!(

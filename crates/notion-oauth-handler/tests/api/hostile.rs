@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Browser, TestOptions, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Browser, Receiver, TestOptions, accepted, http, spawn_app, spawn_app_with, webhook,
+};
 
 #[tokio::test]
 async fn a_head_request_uses_up_neither_a_state_nor_a_link() {
@@ -221,4 +223,64 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_the_server_keeps_answ
         }
     }
     assert!(later.is_some_and(|status| status.contains("200")), "no slot came free");
+}
+
+#[tokio::test]
+async fn a_flood_of_cancelled_flows_with_one_ref_is_one_event_and_says_the_ref_was_not_signed() {
+    let receiver = Receiver::start().await;
+    let app = spawn_app_with(TestOptions {
+        webhooks: vec![webhook("app", &receiver.url)],
+        ..TestOptions::default()
+    })
+    .await;
+
+    // What a script can do with no Notion account: start a flow, cancel it, again and again.
+    for _ in 0..100 {
+        let browser = Browser::new();
+        let authorize = app.connect(&browser, Some("victim")).await;
+        let state = authorize.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+        let query = format!("error=access_denied&state={}", urlencode(&state));
+        assert_eq!(app.callback_with_query(&browser, &query).await.status, 200);
+    }
+    // A flow from a one-time link the app made: its ref is vouched for.
+    let made: serde_json::Value = http()
+        .build()
+        .unwrap()
+        .post(format!("{}/api/v1/connect-links", app.address))
+        .bearer_auth(app.api_key().await)
+        .json(&serde_json::json!({ "ref": "signed-user" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let browser = Browser::new();
+    let link = browser.get(made["url"].as_str().unwrap()).await;
+    let authorize = url::Url::parse(link.headers()["location"].to_str().unwrap()).unwrap();
+    let back = app.decide(&authorize, "deny", "Grace Hopper").await;
+    assert_eq!(app.callback(&browser, back.as_str()).await.status, 200);
+    let bot = app.connected("Ada Lovelace", None).await;
+
+    receiver.wait_for("the creation and two denials", |r| accepted(r).len() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = receiver.received();
+    let denials: Vec<serde_json::Value> = received
+        .iter()
+        .filter(|r| r.headers["notion-oauth-event-type"] == "connection.denied")
+        .map(|r| r.json()["data"].clone())
+        .collect();
+    assert_eq!(
+        denials.len(),
+        2,
+        "one per ref, not one per cancelled flow: {denials:?} (and {} in all)",
+        received.len()
+    );
+    assert!(denials.contains(&serde_json::json!(
+        { "ref": "victim", "ref_signed": false, "error": "access_denied" }
+    )));
+    assert!(denials.contains(&serde_json::json!(
+        { "ref": "signed-user", "ref_signed": true, "error": "access_denied" }
+    )));
+    assert!(received.iter().any(|r| r.json()["data"]["bot_id"] == bot.as_str()));
 }

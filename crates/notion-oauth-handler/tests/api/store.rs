@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::future::join_all;
 use notion_oauth::TokenResponse;
 use notion_oauth_handler::domain::{
-    BotId, ConnectionStatus, DeliveryStatus, EventType, HistoryKind, Upserted,
+    BotId, ConnectionStatus, DeliveryStatus, EventType, HistoryKind, RefSource, Upserted,
 };
 use notion_oauth_handler::embed::{ConnectionHook, HookEvent, HookFuture, NotionOAuth};
 use notion_oauth_handler::store::{
@@ -180,8 +180,10 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
     assert!(sealed.access_token.is_none() && sealed.refresh_token.is_none());
     assert_eq!(sealed.status, ConnectionStatus::Revoked);
 
-    // A cancelled flow has no connection, only the app's ref.
-    store.record_denied(Some("user-2")).await.unwrap();
+    // A cancelled flow has no connection, only the app's ref; the same ref again within the
+    // window is not queued again (anyone can cancel flows), another ref is.
+    store.record_denied(Some("user-2"), RefSource::Vouched).await.unwrap();
+    store.record_denied(Some("user-2"), RefSource::Plain).await.unwrap();
 
     let events: Vec<(String, String)> = queued(&*store)
         .await
@@ -393,6 +395,38 @@ async fn the_postgres_store_holds_the_contract() {
     holds_the_contract(routed(&database.url).await).await;
 }
 
+/// Anyone can cancel flows: one `ref` is queued once per window, and denials, which belong to
+/// no connection, are delivered after the connections' own events.
+async fn denials_are_queued_once_per_ref_and_wait_behind_connections(url: &str) {
+    let store = routed(url).await;
+    for reference in ["a", "b", "a", "c", "a"] {
+        store.record_denied(Some(reference), RefSource::Plain).await.unwrap();
+    }
+    let vault =
+        Vault::new(&MasterKey::from_base64(&SecretString::from(random_key())).unwrap(), &[]);
+    let grant = SealedGrant::seal(&vault, &grant("bot-q", "ntn_q", None)).unwrap();
+    store.upsert_connection(&grant, None).await.unwrap();
+
+    let queued = store.deliveries(None, 50).await.unwrap();
+    let denials = queued.iter().filter(|d| d.event_type == "connection.denied").count();
+    assert_eq!(denials, 3, "{queued:?}");
+    let first = store.claim_delivery("w", now() + 60, &["app"]).await.unwrap().unwrap();
+    assert_eq!(first.event_type.as_str(), "connection.created");
+}
+
+#[tokio::test]
+async fn denials_are_queued_once_per_ref_and_wait_behind_connections_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("denials.db").display());
+    denials_are_queued_once_per_ref_and_wait_behind_connections(&url).await;
+}
+
+#[tokio::test]
+async fn denials_are_queued_once_per_ref_and_wait_behind_connections_on_postgres() {
+    let Some(database) = postgres_url().await else { return };
+    denials_are_queued_once_per_ref_and_wait_behind_connections(&database.url).await;
+}
+
 /// With nothing routed, PostgreSQL writes an authorization and its history row in one
 /// statement; SQLite in one transaction. Either way both are there, with the right kind.
 async fn an_unrouted_authorization_keeps_its_history(url: &str) {
@@ -474,8 +508,12 @@ impl History for FailingOver {
     ) -> Result<(), StoreError> {
         self.inner.record_event(bot_id, entry).await
     }
-    async fn record_denied(&self, reference: Option<&str>) -> Result<(), StoreError> {
-        self.inner.record_denied(reference).await
+    async fn record_denied(
+        &self,
+        reference: Option<&str>,
+        source: RefSource,
+    ) -> Result<(), StoreError> {
+        self.inner.record_denied(reference, source).await
     }
     async fn events(&self, bot_id: &BotId, limit: i64) -> Result<Vec<Event>, StoreError> {
         self.inner.events(bot_id, limit).await
@@ -768,7 +806,7 @@ async fn a_change_whose_delivery_cannot_be_queued_is_not_stored_either() {
     let failed = store.fail_refresh(&bot("bot-1"), generation, refused).await;
     let revoked = store.revoke_connection(&bot("bot-1"), generation, "gone", None).await;
     let checked = store.record_check(&bot("bot-1"), false, generation, None).await;
-    let denied = store.record_denied(Some("user-3")).await;
+    let denied = store.record_denied(Some("user-3"), RefSource::Plain).await;
 
     // Assert: each failed, and left everything as it was.
     for (what, failed) in [
