@@ -633,7 +633,11 @@ impl Lifecycle {
     }
 
     /// Runs the passes `policy` turns on until the returned handle is dropped.
-    pub(crate) fn spawn_passes(self: &Arc<Self>, policy: &LifecyclePolicy) -> Passes {
+    pub(crate) fn spawn_passes(
+        self: &Arc<Self>,
+        policy: &LifecyclePolicy,
+        delivery_retention: Duration,
+    ) -> Passes {
         let mut tasks = Vec::new();
         if let Some(older_than) = policy.refresh_older_than {
             let lifecycle = self.clone();
@@ -649,14 +653,19 @@ impl Lifecycle {
                 async move { lifecycle.check_connections(interval).await }
             }));
         }
-        // Used state nonces and connect links pile up with every flow; deleting them on the
-        // flow's own write would take the write lock for nothing most of the time.
+        // Used state nonces, connect links and finished deliveries pile up with every flow;
+        // deleting them on the flow's own write would take the write lock for nothing most of
+        // the time.
         let store = self.store.clone();
+        let retention = i64::try_from(delivery_retention.as_secs()).unwrap_or(i64::MAX);
         tasks.push(repeat(Duration::from_secs(40 * 60), move || {
             let store = store.clone();
             async move {
-                if let Err(error) = store.forget_expired().await {
-                    tracing::warn!(error = %Chain(&error), "could not delete expired states and links");
+                let before = crate::store::now().saturating_sub(retention);
+                match store.forget_expired(before).await {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::debug!(rows, "deleted expired states, links and deliveries"),
+                    Err(error) => tracing::warn!(error = %Chain(&error), "could not delete expired states, links and deliveries"),
                 }
             }
         }));

@@ -43,6 +43,7 @@ pub(crate) struct Services {
     pub(crate) state: AppState,
     deliverer: Arc<Deliverer>,
     lifecycle_policy: LifecyclePolicy,
+    delivery_retention: Duration,
 }
 
 impl Services {
@@ -89,7 +90,12 @@ impl Services {
             pages: Arc::new(pages),
             browser_cookie: BrowserCookie::new(config),
         });
-        Ok(Self { state, deliverer: Arc::new(deliverer), lifecycle_policy: config.lifecycle })
+        Ok(Self {
+            state,
+            deliverer: Arc::new(deliverer),
+            lifecycle_policy: config.lifecycle,
+            delivery_retention: config.delivery.retention,
+        })
     }
 
     /// Starts the work that runs beside the requests: event deliveries whenever there is a
@@ -100,7 +106,8 @@ impl Services {
     pub(crate) fn start_background(&self) -> Background {
         let deliverer = &self.deliverer;
         let workers = deliverer.has_targets().then(|| Workers::start(deliverer.clone()));
-        let passes = self.state.lifecycle.spawn_passes(&self.lifecycle_policy);
+        let passes =
+            self.state.lifecycle.spawn_passes(&self.lifecycle_policy, self.delivery_retention);
         Background { passes: Some(passes), workers, lifecycle: self.state.lifecycle.clone() }
     }
 }

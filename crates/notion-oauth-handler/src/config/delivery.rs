@@ -62,6 +62,8 @@ pub struct DeliveryPolicy {
     pub retry_base: Duration,
     /// Limit for one webhook call or in-process hook.
     pub timeout: Duration,
+    /// Delivered and dead deliveries older than this are deleted.
+    pub retention: Duration,
 }
 
 fn check_events(
@@ -132,10 +134,13 @@ fn policy(delivery: &DeliverySettings, problems: &mut Problems) -> Option<Delive
         .check("delivery.max_attempts", in_range(delivery.max_attempts.into(), 1..=100, ""));
     let timeout = problems
         .check("delivery.timeout_seconds", in_range(delivery.timeout_seconds, 1..=120, "seconds"));
+    let retention = problems
+        .check("delivery.retention_days", in_range(delivery.retention_days, 1..=3650, "days"));
     Some(DeliveryPolicy {
         max_attempts: u32::try_from(max_attempts?).ok()?,
         retry_base: Duration::from_millis(delivery.retry_base_ms.max(1)),
         timeout: Duration::from_secs(timeout?),
+        retention: Duration::from_secs(retention? * 24 * 3600),
     })
 }
 

@@ -236,11 +236,13 @@ pub struct DeliverySettings {
     pub retry_base_ms: u64,
     /// Limit for one webhook call.
     pub timeout_seconds: u64,
+    /// How long delivered and dead deliveries are kept (for listings and redelivery).
+    pub retention_days: u64,
 }
 
 impl Default for DeliverySettings {
     fn default() -> Self {
-        Self { max_attempts: 12, retry_base_ms: 5_000, timeout_seconds: 10 }
+        Self { max_attempts: 12, retry_base_ms: 5_000, timeout_seconds: 10, retention_days: 7 }
     }
 }
 

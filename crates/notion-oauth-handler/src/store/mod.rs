@@ -140,9 +140,12 @@ pub trait Store:
     async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError>;
 
     /// Deletes what can never be used again: state nonces past their expiry, used or expired
-    /// connect links. Run now and then by a background pass; returns how many rows went. A store
-    /// that expires them by itself can keep the default, which deletes nothing.
-    async fn forget_expired(&self) -> Result<u64, StoreError> {
+    /// connect links, and deliveries delivered or dead before `deliveries_before` (seconds since
+    /// the Unix epoch; a dead one deleted no longer holds back its connection's later events).
+    /// Run now and then by a background pass; returns how many rows went. A store that expires
+    /// them by itself can keep the default, which deletes nothing.
+    async fn forget_expired(&self, deliveries_before: i64) -> Result<u64, StoreError> {
+        let _ = deliveries_before;
         Ok(0)
     }
 
@@ -493,9 +496,9 @@ impl Store for SqlStore {
             .await
     }
 
-    async fn forget_expired(&self) -> Result<u64, StoreError> {
+    async fn forget_expired(&self, deliveries_before: i64) -> Result<u64, StoreError> {
         self.writer
-            .transaction(|connection| {
+            .transaction(move |connection| {
                 Box::pin(async move {
                     let now = now();
                     // Expired nonces can never verify again (their state is too old), and used
@@ -510,7 +513,14 @@ impl Store for SqlStore {
                     .bind(now)
                     .execute(&mut *connection)
                     .await?;
-                    Ok(states.rows_affected() + links.rows_affected())
+                    let deliveries = query(
+                        "DELETE FROM outbox WHERE (status = 'delivered' AND delivered_at < $1)
+                             OR (status = 'dead' AND created_at < $1)",
+                    )
+                    .bind(deliveries_before)
+                    .execute(&mut *connection)
+                    .await?;
+                    Ok(states.rows_affected() + links.rows_affected() + deliveries.rows_affected())
                 })
             })
             .await

@@ -427,6 +427,49 @@ async fn denials_are_queued_once_per_ref_and_wait_behind_connections_on_postgres
     denials_are_queued_once_per_ref_and_wait_behind_connections(&database.url).await;
 }
 
+/// What can never be used again goes: spent nonces, and deliveries finished (delivered or dead)
+/// before the retention; pending ones and nonces still in their time stay.
+async fn what_is_spent_is_forgotten_after_its_time(url: &str) {
+    let store = routed(url).await;
+    let vault =
+        Vault::new(&MasterKey::from_base64(&SecretString::from(random_key())).unwrap(), &[]);
+    for name in ["bot-f1", "bot-f2", "bot-f3"] {
+        let grant = SealedGrant::seal(&vault, &grant(name, "ntn_f", None)).unwrap();
+        store.upsert_connection(&grant, None).await.unwrap();
+    }
+    let until = now() + 60;
+    let delivered = store.claim_delivery("w", until, &["app"]).await.unwrap().unwrap();
+    assert!(store.mark_delivered(delivered.id, "w").await.unwrap());
+    let dead = store.claim_delivery("w", until, &["app"]).await.unwrap().unwrap();
+    assert!(store.mark_failed(dead.id, "w", "boom", Retry::DeadLetter).await.unwrap());
+    assert!(store.consume_state("spent", now() - 10).await.unwrap());
+    assert!(store.consume_state("in-time", now() + 600).await.unwrap());
+
+    // Nothing finished before an hour ago: only the spent nonce goes.
+    assert_eq!(store.forget_expired(now() - 3600).await.unwrap(), 1);
+    assert_eq!(store.deliveries(None, 10).await.unwrap().len(), 3);
+    assert_eq!(store.forget_expired(now() + 1).await.unwrap(), 2);
+
+    let left = store.deliveries(None, 10).await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].status, DeliveryStatus::Pending);
+    assert!(store.consume_state("spent", now() + 600).await.unwrap(), "forgotten");
+    assert!(!store.consume_state("in-time", now() + 600).await.unwrap(), "still remembered");
+}
+
+#[tokio::test]
+async fn what_is_spent_is_forgotten_after_its_time_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("forget.db").display());
+    what_is_spent_is_forgotten_after_its_time(&url).await;
+}
+
+#[tokio::test]
+async fn what_is_spent_is_forgotten_after_its_time_on_postgres() {
+    let Some(database) = postgres_url().await else { return };
+    what_is_spent_is_forgotten_after_its_time(&database.url).await;
+}
+
 /// With nothing routed, PostgreSQL writes an authorization and its history row in one
 /// statement; SQLite in one transaction. Either way both are there, with the right kind.
 async fn an_unrouted_authorization_keeps_its_history(url: &str) {
@@ -683,8 +726,8 @@ impl Store for FailingOver {
     async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {
         self.inner.consume_state(nonce, expires_at).await
     }
-    async fn forget_expired(&self) -> Result<u64, StoreError> {
-        self.inner.forget_expired().await
+    async fn forget_expired(&self, deliveries_before: i64) -> Result<u64, StoreError> {
+        self.inner.forget_expired(deliveries_before).await
     }
     async fn close(&self) {
         self.inner.close().await;
