@@ -69,6 +69,7 @@ impl Services {
             }
         };
         let vault = Arc::new(Vault::new(&config.master_key, &config.previous_master_keys));
+        check_keys(store.as_ref(), &vault).await?;
         let client =
             OAuthClient::new(config.notion.clone()).context("cannot build the Notion client")?;
         let deliverer = Deliverer::new(
@@ -141,6 +142,32 @@ impl Background {
         // its pair before the database closes.
         self.lifecycle.wait_idle(Duration::from_secs(30)).await;
     }
+}
+
+/// Refuses keys that cannot open the stored tokens: started anyway, every token request would
+/// fail, and a refresh would lose the pair for good. The usual cause is a master key made anew in
+/// a new shell (`export NOH_MASTER_KEY=$(openssl rand …)`) instead of the one kept.
+///
+/// # Errors
+/// The database cannot say which keys sealed its tokens, or some of them are not configured.
+pub(crate) async fn check_keys(store: &dyn Store, vault: &Vault) -> anyhow::Result<()> {
+    let stored =
+        store.sealing_key_ids().await.context("cannot read which keys sealed the stored tokens")?;
+    let missing: Vec<String> = stored.into_iter().filter(|id| !vault.opens(id)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let previous = vault.previous_key_ids();
+    let previous = if previous.is_empty() { "none".to_owned() } else { previous.join(", ") };
+    anyhow::bail!(
+        "the stored tokens are sealed with master key {missing}, which this configuration does \
+         not have (security.master_key is key {active}; previous_master_keys: {previous}), so \
+         none of them could be opened. Set security.master_key (or NOH_MASTER_KEY, or \
+         master_key_file) to the key that sealed them; after a rotation, list the old key in \
+         security.previous_master_keys. `notion-oauth-handler check` shows a key's id.",
+        missing = missing.join(", "),
+        active = vault.active_key_id(),
+    )
 }
 
 /// A server bound to its address, ready to run.

@@ -130,6 +130,19 @@ impl Vault {
         hex(&self.active)
     }
 
+    /// The ids (hex) of the keys that were only kept to open older ciphertexts.
+    pub fn previous_key_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> =
+            self.ciphers.keys().filter(|id| **id != self.active).map(|id| hex(id)).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Whether ciphertexts sealed under the key with this id (hex) can be opened.
+    pub fn opens(&self, key_id: &str) -> bool {
+        self.ciphers.keys().any(|id| hex(id) == key_id)
+    }
+
     /// The key that signs OAuth states.
     pub fn state_key(&self) -> &[u8] {
         &*self.state_key

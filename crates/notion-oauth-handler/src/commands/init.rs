@@ -33,6 +33,20 @@ pub(super) fn init(args: &InitArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("wrote {}", path.display());
     }
+    // Never replaced, not even with --force: a new key would open none of the stored tokens.
+    let key_path = args.dir.join("master.key");
+    if key_path.exists() {
+        println!("kept {} (a new key would open none of the stored tokens)", key_path.display());
+    } else {
+        let (_, key) = crate::vault::MasterKey::generate()
+            .map_err(|error| anyhow::anyhow!("the system gave no randomness for a key: {error}"))?;
+        super::dev::write_private(&key_path, secrecy::ExposeSecret::expose_secret(&key))
+            .with_context(|| format!("cannot write {}", key_path.display()))?;
+        println!(
+            "wrote {} (readable by you only: keep it, and back it up with the database)",
+            key_path.display()
+        );
+    }
     println!("\nNext: fill in notion-oauth-handler.toml (or .env), then run");
     println!(
         "  notion-oauth-handler check --config {}",

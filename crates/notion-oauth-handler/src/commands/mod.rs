@@ -14,8 +14,9 @@ use crate::cli::{Cli, Command, ConfigArg, ConnectLinkArgs};
 use crate::config::{Config, load_settings};
 use crate::links::ConnectLink;
 use crate::startup::Application;
-use crate::store::now;
+use crate::store::{SqlStore, Store, now};
 use crate::telemetry::Chain;
+use crate::vault::Vault;
 
 /// Runs one command of the `notion-oauth-handler` binary, with logging set up as it asks; a
 /// failure is printed with its whole chain of causes.
@@ -26,7 +27,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve(args).await,
         Command::MockNotion(args) => mock::mock_notion(args).await,
         Command::Init(args) => init::init(&args),
-        Command::Check(args) => check(&args),
+        Command::Check(args) => check(&args).await,
         Command::Connections(command) => admin::connections(command).await,
         Command::ApiKeys(command) => admin::api_keys(command).await,
         Command::Deliveries(command) => admin::deliveries(command).await,
@@ -63,10 +64,25 @@ async fn serve(args: ConfigArg) -> anyhow::Result<()> {
     app.run_until(shutdown_signal()).await.context("the server stopped with an error")
 }
 
-/// `check`: every problem at once, or what to register in Notion's portal.
-fn check(args: &ConfigArg) -> anyhow::Result<()> {
+/// `check`: every problem at once, or what to register in Notion's portal; and, when the
+/// database exists already, whether the configured keys open its tokens.
+async fn check(args: &ConfigArg) -> anyhow::Result<()> {
     let config = load_config(args.config.as_deref())?;
+    let vault = Vault::new(&config.master_key, &config.previous_master_keys);
+    match SqlStore::open_existing(&config.storage_url).await {
+        Ok(store) => {
+            let checked = crate::startup::check_keys(&store, &vault).await;
+            store.close().await;
+            checked?;
+        }
+        // A database that does not exist yet is made by the first `serve`: nothing to open.
+        Err(error) => eprintln!(
+            "note: the database was not opened ({}), so whether the keys open its tokens was not checked",
+            Chain(&error)
+        ),
+    }
     println!("The configuration is valid.");
+    println!("Master key id: {}", vault.active_key_id());
     println!("Redirect URI to register in Notion's Developer portal: {}", config.redirect_uri());
     for document in &config.documents {
         println!("Document served at: {}", config.public_link(&document.path));

@@ -135,6 +135,13 @@ pub trait Store:
     /// readiness reports.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The ids of the master keys the stored tokens are sealed with, so that a configuration
+    /// whose keys cannot open them is refused at start instead of failing every request. A
+    /// store that cannot tell keeps the default, which names none.
+    async fn sealing_key_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Records a state's nonce as used until `expires_at`. `false` when it was used before: a
     /// replay. Two concurrent calls with one nonce must not both get `true`.
     async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError>;
@@ -476,6 +483,16 @@ impl Store for SqlStore {
                 })
             })
             .await
+    }
+
+    async fn sealing_key_ids(&self) -> Result<Vec<String>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT DISTINCT key_id FROM connections
+             WHERE access_token IS NOT NULL OR refresh_token IS NOT NULL ORDER BY key_id",
+        )
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(ids)
     }
 
     async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {

@@ -301,21 +301,28 @@ async fn init_writes_a_starting_point_that_check_understands() {
     assert!(!output.status.success());
     assert!(stderr.contains("--force"), "{stderr}");
 
-    // The starting point lacks only the two secrets, which check asks for by name.
+    // The key is written once, for its owner only, and never replaced.
+    let key = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("master.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "master.key is {mode:o}");
+    }
+    let (output, stdout, _) =
+        run(binary().args(["init", "--force", "--dir"]).arg(dir.path())).await;
+    assert!(output.status.success() && stdout.contains("kept"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("master.key")).unwrap(), key);
+
+    // The starting point lacks only the client secret, which check asks for by name.
     let config = dir.path().join("notion-oauth-handler.toml");
     let (output, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
     assert!(!output.status.success());
-    assert!(
-        stderr.contains("2 problem(s)")
-            && stderr.contains("notion.client_secret")
-            && stderr.contains("security.master_key"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("1 problem(s)") && stderr.contains("notion.client_secret"), "{stderr}");
     let (output, stdout, stderr) = run(binary()
         .args(["check", "--config"])
         .arg(&config)
-        .env("NOTION_CLIENT_SECRET", "secret_x")
-        .env("NOH_MASTER_KEY", random_key()))
+        .env("NOTION_CLIENT_SECRET", "secret_x"))
     .await;
     assert!(output.status.success(), "{stderr}");
     assert!(
@@ -531,4 +538,47 @@ async fn mock_notion_runs_alone_with_the_credentials_it_is_given() {
     let (output, _, stderr) = run(binary().args(["mock-notion", "--bind", "127.0.0.1:0"])).await;
     assert!(!output.status.success());
     assert!(stderr.contains("--client-id"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_master_key_that_cannot_open_the_stored_tokens_is_refused_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join(".noh-dev");
+    let dev = || {
+        let mut command = binary();
+        command.args(["dev", "--bind", "127.0.0.1:0", "--auto-approve"]).current_dir(dir.path());
+        command
+    };
+    let (mut first, line) = start(&mut dev(), "Open in a browser").await;
+    let url = line.split_whitespace().last().unwrap().to_owned();
+    assert!(dev_flow(&url, "Ada Lovelace").await.contains("Connected to"));
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
+    let config = data_dir.join("notion-oauth-handler.toml");
+    let (output, stdout, _) = run(binary().args(["check", "--config"]).arg(&config)).await;
+    assert!(output.status.success());
+    let old_id = stdout.split("Master key id: ").nth(1).unwrap().lines().next().unwrap().to_owned();
+
+    // What `export NOH_MASTER_KEY=$(openssl rand -base64 32)` in a new shell amounts to.
+    let old_key = std::fs::read_to_string(data_dir.join("master.key")).unwrap();
+    std::fs::remove_file(data_dir.join("master.key")).unwrap();
+    std::fs::write(data_dir.join("master.key"), random_key()).unwrap();
+
+    let (output, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
+    assert!(!output.status.success(), "check accepted a key that opens nothing");
+    assert!(stderr.contains(&format!("sealed with master key {old_id}")), "{stderr}");
+    assert!(stderr.contains("previous_master_keys"), "what to do: {stderr}");
+    let (output, _, stderr) = run(&mut dev()).await;
+    assert!(!output.status.success(), "the server started with a key that opens nothing");
+    assert!(stderr.contains(&old_id), "{stderr}");
+
+    // After a rotation, the old key listed as previous opens the old tokens again.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[security]\n",
+        &format!("[security]\nprevious_master_keys = [{:?}]\n", old_key.trim()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let (output, stdout, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stdout.contains(&format!("Master key id: {old_id}")), "{stdout}");
 }
