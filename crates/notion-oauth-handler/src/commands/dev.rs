@@ -10,6 +10,7 @@ use anyhow::Context;
 use mock_notion::{Emulator, EmulatorConfig};
 use tokio::net::TcpListener;
 
+use super::private_file::write_private;
 use super::{init::SAMPLE_PRIVACY, init::SAMPLE_TERMS, load_config, shutdown_signal};
 use crate::cli::DevArgs;
 use crate::startup::Application;
@@ -102,14 +103,6 @@ fn read_or_create(
     let value = make()?;
     write_private(path, &value).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(value)
-}
-
-pub(super) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(&mut options.open(path)?, contents.as_bytes())
 }
 
 fn random_hex() -> anyhow::Result<String> {

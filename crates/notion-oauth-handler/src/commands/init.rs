@@ -40,7 +40,7 @@ pub(super) fn init(args: &InitArgs) -> anyhow::Result<()> {
     } else {
         let (_, key) = crate::vault::MasterKey::generate()
             .map_err(|error| anyhow::anyhow!("the system gave no randomness for a key: {error}"))?;
-        super::dev::write_private(&key_path, secrecy::ExposeSecret::expose_secret(&key))
+        super::private_file::write_private(&key_path, secrecy::ExposeSecret::expose_secret(&key))
             .with_context(|| format!("cannot write {}", key_path.display()))?;
         println!(
             "wrote {} (readable by you only: keep it, and back it up with the database)",

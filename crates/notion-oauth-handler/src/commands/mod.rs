@@ -4,6 +4,7 @@ mod admin;
 mod dev;
 mod init;
 mod mock;
+mod private_file;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
