@@ -46,6 +46,20 @@ pub(crate) enum Command {
     Deliveries(DeliveriesCommand),
     /// Print a signed link to /connect for one of your users (needs connect.link_secret).
     ConnectLink(ConnectLinkArgs),
+    /// Manage the master keys the stored tokens are encrypted with.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Re-encrypt every stored token under security.master_key, so that the keys in
+    /// security.previous_master_keys can then be removed. Safe to interrupt and to run while
+    /// the server serves.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -6,12 +6,13 @@ use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 
 use super::{base_dir, load_config};
-use crate::cli::{ApiKeysCommand, ConfigArg, ConnectionsCommand, DeliveriesCommand};
+use crate::cli::{ApiKeysCommand, ConfigArg, ConnectionsCommand, DeliveriesCommand, KeysCommand};
 use crate::config::{load_settings, redacted_url, resolve_sqlite_url};
 use crate::domain::{BotId, WorkspaceId};
 use crate::lifecycle::{Coalesce, Freshness, Lifecycle};
 use crate::startup::{Additions, Services};
 use crate::store::{self, ApiKeys, ConnectionFilter, Routing, SqlStore, Store};
+use crate::vault::Vault;
 
 /// The store alone: listing needs neither the master key nor Notion's credentials.
 async fn open_store(args: &ConfigArg) -> anyhow::Result<Arc<dyn Store>> {
@@ -278,6 +279,54 @@ pub(super) async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<()>
                 _ => bail!("name a delivery id, or pass --dead for every dead one"),
             }
         }
+    }
+    Ok(())
+}
+
+/// Connections re-sealed per round trip: small enough that a running server's writes go
+/// between batches.
+const RESEAL_BATCH: i64 = 100;
+
+pub(super) async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let KeysCommand::Rotate { config } = command;
+    let checked = super::load_config(config.config.as_deref())?;
+    let vault = Vault::new(&checked.master_key, &checked.previous_master_keys);
+    let store = open_store(&config).await?;
+    let active = vault.active_key_id();
+    let (mut resealed, mut stalled) = (0u64, 0);
+    loop {
+        let batch = store.sealed_with_other_keys(&active, RESEAL_BATCH).await?;
+        if batch.is_empty() {
+            break;
+        }
+        let before = resealed;
+        for (bot_id, sealed) in batch {
+            let pair = sealed.resealed(&vault, &bot_id).with_context(|| {
+                format!("the tokens of {bot_id} do not open with any configured key")
+            })?;
+            // A refresh meanwhile sealed a new pair of its own: the next batch looks again.
+            if store.reseal(&bot_id, sealed.generation, &pair).await? {
+                resealed += 1;
+            }
+        }
+        // Every connection of a batch refreshed in between, three times over: a server still
+        // sealing under the old key as fast as this re-seals.
+        stalled = if resealed == before { stalled + 1 } else { 0 };
+        if stalled == 3 {
+            bail!(
+                "connections keep being sealed under another key: restart every instance with \
+                 security.master_key = the new key, then run this again"
+            );
+        }
+    }
+    store.close().await;
+    println!("Re-sealed {resealed} connection(s) under key {active}.");
+    let previous = vault.previous_key_ids();
+    if !previous.is_empty() {
+        println!(
+            "No stored token needs key(s) {} any more: they can be removed from security.previous_master_keys.",
+            previous.join(", ")
+        );
     }
     Ok(())
 }

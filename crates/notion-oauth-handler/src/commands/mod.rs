@@ -33,6 +33,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::ApiKeys(command) => admin::api_keys(command).await,
         Command::Deliveries(command) => admin::deliveries(command).await,
         Command::ConnectLink(args) => connect_link(&args),
+        Command::Keys(command) => admin::keys(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

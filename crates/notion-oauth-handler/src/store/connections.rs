@@ -259,6 +259,39 @@ impl SealedTokens {
             refreshed_at: self.refreshed_at,
         })
     }
+
+    /// The same tokens sealed under the vault's active key, for a key rotation: each opened
+    /// with whichever key sealed it, then sealed again, never leaving this function in clear.
+    ///
+    /// # Errors
+    /// A ciphertext that does not open, or the vault could not seal.
+    pub fn resealed(&self, vault: &Vault, bot_id: &BotId) -> Result<Resealed, StoreError> {
+        let reseal = |sealed: Option<&Vec<u8>>, column: &str| {
+            sealed
+                .map(|sealed| {
+                    let context = context(bot_id, column);
+                    let plain = vault.open(sealed, &context)?;
+                    vault.seal(&plain, &context).map_err(StoreError::from)
+                })
+                .transpose()
+        };
+        Ok(Resealed {
+            access_token: reseal(self.access_token.as_ref(), "access_token")?,
+            refresh_token: reseal(self.refresh_token.as_ref(), "refresh_token")?,
+            key_id: vault.active_key_id(),
+        })
+    }
+}
+
+/// A connection's stored tokens sealed again under the active key ([`SealedTokens::resealed`]).
+#[derive(Clone)]
+pub struct Resealed {
+    /// The access token, if the connection has one.
+    pub access_token: Option<Vec<u8>>,
+    /// The refresh token, if the connection has one.
+    pub refresh_token: Option<Vec<u8>>,
+    /// The key that sealed them.
+    pub key_id: String,
 }
 
 /// Connections: written by the flow, read by the API and the lifecycle.
@@ -403,7 +436,7 @@ impl Connections for SqlStore {
     }
 }
 
-fn sealed_tokens(row: &sqlx::any::AnyRow) -> Result<SealedTokens, sqlx::Error> {
+pub(super) fn sealed_tokens(row: &sqlx::any::AnyRow) -> Result<SealedTokens, sqlx::Error> {
     Ok(SealedTokens {
         access_token: row.try_get("access_token")?,
         refresh_token: row.try_get("refresh_token")?,

@@ -58,7 +58,7 @@ pub use api_keys::{ApiKeys, StoredApiKey};
 /// For implementing [`Store`] without depending on `async-trait` yourself.
 pub use async_trait::async_trait;
 pub use connections::{
-    ConnectionFilter, Connections, SealedGrant, SealedPair, SealedTokens, StoredTokens,
+    ConnectionFilter, Connections, Resealed, SealedGrant, SealedPair, SealedTokens, StoredTokens,
 };
 pub use events::{DENIED_WINDOW, Event, History, HistoryEntry, QueuedEvent};
 pub use links::ConnectLinks;
@@ -140,6 +140,30 @@ pub trait Store:
     /// store that cannot tell keeps the default, which names none.
     async fn sealing_key_ids(&self) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Up to `limit` connections whose tokens are sealed under a key other than `active_key_id`,
+    /// for a key rotation. A store that cannot tell refuses (the default), rather than letting
+    /// a rotation report that nothing needs the old key.
+    async fn sealed_with_other_keys(
+        &self,
+        active_key_id: &str,
+        limit: i64,
+    ) -> Result<Vec<(BotId, SealedTokens)>, StoreError> {
+        let _ = (active_key_id, limit);
+        Err(StoreError::Other("this store cannot list tokens by key, so it cannot rotate".into()))
+    }
+
+    /// Stores `resealed` in place of `bot_id`'s tokens, if the connection is still at
+    /// `generation` (a refresh or a new authorization meanwhile sealed its own pair).
+    async fn reseal(
+        &self,
+        bot_id: &BotId,
+        generation: i64,
+        resealed: &Resealed,
+    ) -> Result<bool, StoreError> {
+        let _ = (bot_id, generation, resealed);
+        Err(StoreError::Other("this store cannot rotate keys".into()))
     }
 
     /// Records a state's nonce as used until `expires_at`. `false` when it was used before: a
@@ -483,6 +507,55 @@ impl Store for SqlStore {
                 })
             })
             .await
+    }
+
+    async fn sealed_with_other_keys(
+        &self,
+        active_key_id: &str,
+        limit: i64,
+    ) -> Result<Vec<(BotId, SealedTokens)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT bot_id, access_token, refresh_token, status, status_reason, generation,
+                 refreshed_at FROM connections
+             WHERE key_id != $1 AND (access_token IS NOT NULL OR refresh_token IS NOT NULL)
+             ORDER BY bot_id LIMIT $2",
+        )
+        .bind(active_key_id)
+        .bind(limit)
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let bot_id = BotId::new(row.column::<String>("bot_id")?);
+                Ok((bot_id, connections::sealed_tokens(row)?))
+            })
+            .collect()
+    }
+
+    async fn reseal(
+        &self,
+        bot_id: &BotId,
+        generation: i64,
+        resealed: &Resealed,
+    ) -> Result<bool, StoreError> {
+        let (bot, resealed) = (bot_id.clone(), resealed.clone());
+        self.change_connection_in_one(bot_id, move |connection| {
+            Box::pin(async move {
+                let done = query(
+                    "UPDATE connections SET access_token = $3, refresh_token = $4, key_id = $5
+                     WHERE bot_id = $1 AND generation = $2",
+                )
+                .bind(bot.as_str())
+                .bind(generation)
+                .bind(resealed.access_token.as_deref())
+                .bind(resealed.refresh_token.as_deref())
+                .bind(resealed.key_id)
+                .execute(connection)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+        .await
     }
 
     async fn sealing_key_ids(&self) -> Result<Vec<String>, StoreError> {

@@ -581,4 +581,21 @@ async fn a_master_key_that_cannot_open_the_stored_tokens_is_refused_and_named() 
     let (output, stdout, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
     assert!(output.status.success(), "{stderr}");
     assert!(!stdout.contains(&format!("Master key id: {old_id}")), "{stdout}");
+
+    // Re-sealed under the new key, the old one is needed no more.
+    let (output, stdout, stderr) =
+        run(binary().args(["keys", "rotate", "--config"]).arg(&config)).await;
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("Re-sealed 1 connection(s)") && stdout.contains(&old_id), "{stdout}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let without_old: String = text
+        .lines()
+        .filter(|l| !l.starts_with("previous_master_keys"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, without_old).unwrap();
+    let (output, _, stderr) = run(binary().args(["check", "--config"]).arg(&config)).await;
+    assert!(output.status.success(), "the rotated tokens need the old key still: {stderr}");
+    let (output, stdout, _) = run(binary().args(["keys", "rotate", "--config"]).arg(&config)).await;
+    assert!(output.status.success() && stdout.contains("Re-sealed 0"), "{stdout}");
 }

@@ -470,6 +470,51 @@ async fn what_is_spent_is_forgotten_after_its_time_on_postgres() {
     what_is_spent_is_forgotten_after_its_time(&database.url).await;
 }
 
+/// A key rotation: every pair sealed under an old key is sealed again under the active one, and
+/// a pair replaced meanwhile (another generation) is left alone.
+async fn a_rotation_reseals_every_token_under_the_active_key(url: &str) {
+    let store = SqlStore::connect(url, Routing::none()).await.unwrap();
+    let key = || MasterKey::from_base64(&SecretString::from(random_key())).unwrap();
+    let (old, new) = (key(), key());
+    let before = Vault::new(&old, &[]);
+    for (name, refresh) in [("bot-r1", Some("nrt_r1")), ("bot-r2", None)] {
+        let grant = SealedGrant::seal(&before, &grant(name, &format!("ntn_{name}"), refresh));
+        store.upsert_connection(&grant.unwrap(), None).await.unwrap();
+    }
+    let vault = Vault::new(&new, std::slice::from_ref(&old));
+    let active = vault.active_key_id();
+
+    let batch = store.sealed_with_other_keys(&active, 100).await.unwrap();
+    assert_eq!(batch.len(), 2);
+    for (bot_id, sealed) in &batch {
+        let resealed = sealed.resealed(&vault, bot_id).unwrap();
+        assert!(!store.reseal(bot_id, sealed.generation + 1, &resealed).await.unwrap(), "stale");
+        assert!(store.reseal(bot_id, sealed.generation, &resealed).await.unwrap());
+    }
+
+    assert!(store.sealed_with_other_keys(&active, 100).await.unwrap().is_empty());
+    assert_eq!(store.sealing_key_ids().await.unwrap(), [active]);
+    let only_new = Vault::new(&new, &[]);
+    let tokens = store.sealed_tokens(&bot("bot-r1")).await.unwrap().unwrap();
+    let tokens = tokens.open(&only_new, &bot("bot-r1")).unwrap();
+    assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_bot-r1");
+    assert_eq!(tokens.refresh_token.unwrap().expose_secret(), "nrt_r1");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_rotation_reseals_every_token_under_the_active_key_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("rotate.db").display());
+    a_rotation_reseals_every_token_under_the_active_key(&url).await;
+}
+
+#[tokio::test]
+async fn a_rotation_reseals_every_token_under_the_active_key_on_postgres() {
+    let Some(database) = postgres_url().await else { return };
+    a_rotation_reseals_every_token_under_the_active_key(&database.url).await;
+}
+
 /// With nothing routed, PostgreSQL writes an authorization and its history row in one
 /// statement; SQLite in one transaction. Either way both are there, with the right kind.
 async fn an_unrouted_authorization_keeps_its_history(url: &str) {
