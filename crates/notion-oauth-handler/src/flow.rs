@@ -143,6 +143,8 @@ pub(crate) struct Started {
 pub(crate) struct Flow {
     client: OAuthClient,
     signer: StateSigner,
+    /// Signers of the previous master keys, for states issued before a rotation.
+    previous_signers: Vec<StateSigner>,
     store: Arc<dyn Store>,
     vault: Arc<Vault>,
     redirect_uri: Url,
@@ -211,6 +213,10 @@ impl Flow {
         let redirect_uri = config.redirect_uri();
         Self {
             signer: StateSigner::new(vault.state_key(), config.state_ttl),
+            previous_signers: vault
+                .previous_state_keys()
+                .map(|key| StateSigner::new(key, config.state_ttl))
+                .collect(),
             authorize_base: client.authorize_url(&redirect_uri, None).into(),
             client,
             store,
@@ -365,7 +371,20 @@ impl Flow {
         state: &str,
         browser_cookie: Option<&str>,
     ) -> Result<StateClaims, FlowError> {
-        let claims = self.signer.verify(state, SystemTime::now()).map_err(FlowError::BadState)?;
+        let now = SystemTime::now();
+        // After a key rotation, a flow started before it still finishes.
+        let claims = match self.signer.verify(state, now) {
+            Err(StateError::BadSignature) => self
+                .previous_signers
+                .iter()
+                .find_map(|signer| match signer.verify(state, now) {
+                    Err(StateError::BadSignature) => None,
+                    verified => Some(verified),
+                })
+                .unwrap_or(Err(StateError::BadSignature)),
+            verified => verified,
+        }
+        .map_err(FlowError::BadState)?;
         let bound =
             browser_cookie.is_some_and(|cookie| claims.is_bound_to(&browser_digest(cookie)));
         if !bound {

@@ -385,7 +385,14 @@ impl Lifecycle {
         // A refresh cut short before may have rotated the pair already.
         let answers = if interrupted.is_some() { Answers::SomeLost } else { Answers::AllReceived };
         match self.call_refresh(bot_id, refresh_token, answers).await {
-            Ok(response) => self.store_refreshed(bot_id, response, from).await,
+            Ok(mut response) => {
+                // Notion kept the refresh token: it is sealed again with the new access token,
+                // so the row's key id stays true of both (a rotation relies on it).
+                if response.refresh_token.is_none() {
+                    response.refresh_token = Some(refresh_token.clone());
+                }
+                self.store_refreshed(bot_id, response, from).await
+            }
             Err((error, answers)) => self.refresh_failed(bot_id, from, error, answers).await,
         }
     }

@@ -100,6 +100,8 @@ pub struct Vault {
     active: [u8; 4],
     ciphers: HashMap<[u8; 4], XChaCha20Poly1305>,
     state_key: Zeroizing<[u8; 32]>,
+    /// The state keys of `previous` keys: a flow started before a rotation still finishes.
+    previous_state_keys: Vec<Zeroizing<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -122,7 +124,12 @@ impl Vault {
             ciphers.insert(key.id(), cipher(key));
         }
         ciphers.insert(active.id(), cipher(active));
-        Self { active: active.id(), ciphers, state_key: active.derive("state-signing") }
+        Self {
+            active: active.id(),
+            ciphers,
+            state_key: active.derive("state-signing"),
+            previous_state_keys: previous.iter().map(|key| key.derive("state-signing")).collect(),
+        }
     }
 
     /// The key id new ciphertexts carry, as hex.
@@ -146,6 +153,11 @@ impl Vault {
     /// The key that signs OAuth states.
     pub fn state_key(&self) -> &[u8] {
         &*self.state_key
+    }
+
+    /// The keys that signed states before a rotation, still accepted in verification.
+    pub fn previous_state_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.previous_state_keys.iter().map(|key| &key[..])
     }
 
     /// Encrypts `plaintext`, binding it to `context` (e.g. the row's id and the column name).

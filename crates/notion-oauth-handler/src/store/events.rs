@@ -103,7 +103,13 @@ impl QueuedEvent {
             "ref_signed": source == RefSource::Vouched,
             "error": "access_denied",
         });
-        let ordering_key = format!("denied:{}", reference.unwrap_or(""));
+        // The source is part of the key: a typed `?ref=` must not hold back, for the window,
+        // the denial of a link the app signed for the same ref.
+        let source_word = match source {
+            RefSource::Vouched => "signed",
+            RefSource::Plain => "plain",
+        };
+        let ordering_key = format!("denied:{source_word}:{}", reference.unwrap_or(""));
         Self::new(EventType::Denied, ordering_key, None, data)
     }
 }

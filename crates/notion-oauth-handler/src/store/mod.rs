@@ -310,6 +310,14 @@ fn sqlite_url(url: &str, mode: OpenMode) -> String {
     joined
 }
 
+/// The file a SQLite URL names; `None` for PostgreSQL (or a URL that names no file).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if Backend::of(url)? != Backend::Sqlite {
+        return None;
+    }
+    Some(SqliteConnectOptions::from_str(url).ok()?.get_filename().to_owned())
+}
+
 /// Seconds since the Unix epoch: every instant in the database is one of these.
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -603,9 +611,11 @@ impl Store for SqlStore {
                     .bind(now)
                     .execute(&mut *connection)
                     .await?;
+                    // A dead delivery's next_attempt_at is when its last attempt was due: the
+                    // retention counts from then, and a redelivered one starts again.
                     let deliveries = query(
                         "DELETE FROM outbox WHERE (status = 'delivered' AND delivered_at < $1)
-                             OR (status = 'dead' AND created_at < $1)",
+                             OR (status = 'dead' AND next_attempt_at < $1)",
                     )
                     .bind(deliveries_before)
                     .execute(&mut *connection)

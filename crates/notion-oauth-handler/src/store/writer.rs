@@ -22,6 +22,7 @@
 //! itself, so its writes run on the pool, and a single statement runs without a transaction
 //! around it (two round trips fewer).
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -395,7 +396,14 @@ fn commit_batch(connection: &mut rusqlite::Connection, batch: &mut Vec<Box<dyn J
             broken = Some(error);
             break;
         }
-        let outcome = job.run(connection);
+        // A write that panics must not take the writer, and every later write, with it.
+        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| job.run(connection))) {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                broken = Some(Arc::new(failure(PANICKED)));
+                break;
+            }
+        };
         let (failed, waited) = (!outcome.succeeded(), outcome.waited());
         ran.push(outcome);
         if waited {
@@ -414,9 +422,10 @@ fn commit_batch(connection: &mut rusqlite::Connection, batch: &mut Vec<Box<dyn J
                 break;
             }
         }
-        // SQLite ends a transaction by itself on some failures (a full disk, an I/O error);
-        // the writes after would then each commit alone, outside the batch.
-        if failed && connection.is_autocommit() {
+        // SQLite ends a transaction by itself on some failures (a full disk, an I/O error),
+        // even under a write that then reported success; the writes after would each commit
+        // alone, outside the batch.
+        if connection.is_autocommit() {
             broken = Some(Arc::new(failure(
                 "SQLite undid the whole batch after a failed write (is the disk full?)",
             )));
@@ -468,6 +477,9 @@ fn roll_back(connection: &rusqlite::Connection) {
 /// Why a write that waited was refused, with the rest of its batch. Not expected: every write
 /// is the store's own code.
 const WAITED: &str = "a write waited on something other than SQLite, so its batch was undone";
+
+/// Why a batch was undone when one of its writes panicked (a bug; the writer goes on).
+const PANICKED: &str = "a write failed unexpectedly (a bug), so its batch was undone";
 
 /// An error of the writer's own, worded for the log.
 fn failure(message: &str) -> rusqlite::Error {

@@ -269,6 +269,44 @@ async fn a_refresh_interrupted_by_kill_9_is_reported_not_lost_silently() {
 }
 
 #[tokio::test]
+async fn a_flow_started_before_a_key_rotation_finishes_after_it() {
+    let deployment = Deployment::new(1, 5).await;
+    let mut server = deployment.start(0).await;
+    let browser = Browser::new();
+    let location =
+        browser.get(&format!("{}/connect", deployment.url(0))).await.headers()["location"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+    let authorize = format!("{location}&mock_decision=allow&mock_user=Ada+Lovelace");
+    let back = http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let callback = back.get(&authorize).send().await.unwrap().headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    // The README's rotation: a new key, the old one listed as previous, a restart.
+    server.start_kill().unwrap();
+    let _ = server.wait().await;
+    let config = std::fs::read_to_string(deployment.config(0)).unwrap();
+    let old = format!("master_key = \"{}\"", deployment.master_key);
+    let rotated = config.replace(
+        &old,
+        &format!(
+            "master_key = \"{}\"\nprevious_master_keys = [\"{}\"]",
+            random_key(),
+            deployment.master_key
+        ),
+    );
+    assert_ne!(rotated, config);
+    std::fs::write(deployment.config(0), rotated).unwrap();
+    let _server = deployment.start(0).await;
+
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status().as_u16(), 200, "{}", page.text().await.unwrap());
+}
+
+#[tokio::test]
 async fn names_from_notion_reach_the_terminal_with_control_characters_escaped() {
     let deployment = Deployment::new(1, 5).await;
     let _server = deployment.start(0).await;

@@ -182,7 +182,7 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
 
     // A cancelled flow has no connection, only the app's ref; the same ref again within the
     // window is not queued again (anyone can cancel flows), another ref is.
-    store.record_denied(Some("user-2"), RefSource::Vouched).await.unwrap();
+    store.record_denied(Some("user-2"), RefSource::Plain).await.unwrap();
     store.record_denied(Some("user-2"), RefSource::Plain).await.unwrap();
 
     let events: Vec<(String, String)> = queued(&*store)
@@ -402,6 +402,8 @@ async fn denials_are_queued_once_per_ref_and_wait_behind_connections(url: &str) 
     for reference in ["a", "b", "a", "c", "a"] {
         store.record_denied(Some(reference), RefSource::Plain).await.unwrap();
     }
+    // A typed `?ref=a` does not hold back the denial of a link the app signed for `a`.
+    store.record_denied(Some("a"), RefSource::Vouched).await.unwrap();
     let vault =
         Vault::new(&MasterKey::from_base64(&SecretString::from(random_key())).unwrap(), &[]);
     let grant = SealedGrant::seal(&vault, &grant("bot-q", "ntn_q", None)).unwrap();
@@ -409,7 +411,7 @@ async fn denials_are_queued_once_per_ref_and_wait_behind_connections(url: &str) 
 
     let queued = store.deliveries(None, 50).await.unwrap();
     let denials = queued.iter().filter(|d| d.event_type == "connection.denied").count();
-    assert_eq!(denials, 3, "{queued:?}");
+    assert_eq!(denials, 4, "{queued:?}");
     let first = store.claim_delivery("w", now() + 60, &["app"]).await.unwrap().unwrap();
     assert_eq!(first.event_type.as_str(), "connection.created");
 }
