@@ -11,7 +11,8 @@
 //!
 //! Handlers are not cut short by a timer: a callback stopped between Notion's answer and the
 //! write would lose the connection Notion just granted. Their time is bounded by the calls they
-//! make (`notion.timeout_seconds`, the database's).
+//! make (`notion.timeout_seconds`, the database's). Only at shutdown, past [`DRAIN`], are the
+//! requests still running abandoned (and logged as an error).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -95,7 +96,9 @@ pub(crate) async fn serve(
     // Every slot back means every connection has finished.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(DRAIN, slots.acquire_many(all)).await.is_err() {
-        tracing::warn!("requests still in flight after {DRAIN:?} of shutdown were cut off");
+        tracing::error!(
+            "requests still in flight after {DRAIN:?} of shutdown were cut off; a callback among them may have lost its connection"
+        );
     }
     Ok(())
 }

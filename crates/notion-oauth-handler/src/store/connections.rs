@@ -7,6 +7,7 @@ use super::events::{HistoryEntry, record};
 use super::recent::Lookup;
 use super::sql::query;
 use super::summary::{ConnectionSummary, SUMMARY_COLUMNS, summary};
+use super::writer::Statements;
 use super::{SqlStore, StoreError, now, word};
 use crate::domain::{BotId, ConnectionStatus, Upserted, WorkspaceId};
 use crate::vault::Vault;
@@ -351,7 +352,7 @@ impl Connections for SqlStore {
             // Nothing to queue, so the history row can go with the upsert in one statement: one
             // round trip to PostgreSQL instead of four (BEGIN, two statements, COMMIT).
             return self
-                .change_connection_in_one(&bot_id, move |connection| {
+                .change_connection(&bot_id, Statements::One, move |connection| {
                     Box::pin(async move {
                         let row = upsert(UPSERT_AND_RECORD, &grant, reference)
                             .bind(Upserted::Created.history_kind().as_str())
@@ -363,7 +364,7 @@ impl Connections for SqlStore {
                 })
                 .await;
         }
-        self.change_connection(&bot_id, move |transaction| {
+        self.change_connection(&bot_id, Statements::Several, move |transaction| {
             Box::pin(async move {
                 let row = upsert(UPSERT, &grant, reference).fetch_one(&mut *transaction).await?;
                 let outcome = outcome(row.try_get("authorizations")?);

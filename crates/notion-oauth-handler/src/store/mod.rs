@@ -75,7 +75,7 @@ use crate::domain::BotId;
 use crate::vault::{Vault, VaultError};
 use recent::Recent;
 use sql::{Columns, query};
-use writer::Writer;
+use writer::{Statements, Writer};
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -406,21 +406,11 @@ impl SqlStore {
     async fn change_connection<T: Send + 'static>(
         &self,
         bot_id: &BotId,
+        statements: Statements,
         work: impl writer::Work<T>,
     ) -> Result<T, StoreError> {
         let (writer, tokens, bot_id) = (self.writer.clone(), self.tokens.clone(), bot_id.clone());
-        let write = async move { writer.transaction(work).await };
-        then_forget(write, move || tokens.forget(&bot_id)).await
-    }
-
-    /// Like [`change_connection`](Self::change_connection), for a write of one statement.
-    async fn change_connection_in_one<T: Send + 'static>(
-        &self,
-        bot_id: &BotId,
-        work: impl writer::Work<T>,
-    ) -> Result<T, StoreError> {
-        let (writer, tokens, bot_id) = (self.writer.clone(), self.tokens.clone(), bot_id.clone());
-        let write = async move { writer.statement(work).await };
+        let write = async move { writer.write(statements, work).await };
         then_forget(write, move || tokens.forget(&bot_id)).await
     }
 
@@ -431,7 +421,7 @@ impl SqlStore {
         work: impl writer::Work<T>,
     ) -> Result<T, StoreError> {
         let (writer, keys, id) = (self.writer.clone(), self.keys.clone(), id.to_owned());
-        let write = async move { writer.statement(work).await };
+        let write = async move { writer.write(Statements::One, work).await };
         then_forget(write, move || keys.forget(&id)).await
     }
 
@@ -547,7 +537,7 @@ impl Store for SqlStore {
         resealed: &Resealed,
     ) -> Result<bool, StoreError> {
         let (bot, resealed) = (bot_id.clone(), resealed.clone());
-        self.change_connection_in_one(bot_id, move |connection| {
+        self.change_connection(bot_id, Statements::One, move |connection| {
             Box::pin(async move {
                 let done = query(
                     "UPDATE connections SET access_token = $3, refresh_token = $4, key_id = $5

@@ -6,6 +6,7 @@ use sqlx::Row;
 use super::connections::SealedGrant;
 use super::events::{HistoryEntry, record};
 use super::sql::query;
+use super::writer::Statements;
 use super::{SqlStore, StoreError, now};
 use crate::domain::{BotId, ConnectionStatus, HistoryKind};
 
@@ -275,7 +276,7 @@ impl Refreshes for SqlStore {
     ) -> Result<Option<i64>, StoreError> {
         let (grant, routing) = (grant.clone(), self.routing.clone());
         let changed = grant.bot_id.clone();
-        self.change_connection(&changed, move |transaction| Box::pin(async move {
+        self.change_connection(&changed, Statements::Several, move |transaction| Box::pin(async move {
         let now = now();
         let row = query(
             "UPDATE connections SET access_token = $2, refresh_token = COALESCE($3, refresh_token),
@@ -318,7 +319,7 @@ impl Refreshes for SqlStore {
         let changed = bot_id.clone();
         let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
         let (message, request_id) = (message.to_owned(), request_id.map(str::to_owned));
-        self.change_connection(&changed, move |transaction| Box::pin(async move {
+        self.change_connection(&changed, Statements::Several, move |transaction| Box::pin(async move {
         let (message, request_id) = (message.as_str(), request_id.as_deref());
         let done = query(
             "UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL,
@@ -363,7 +364,7 @@ impl Refreshes for SqlStore {
         let changed = bot_id.clone();
         let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
         let request_id = request_id.map(str::to_owned);
-        self.change_connection(&changed, move |transaction| Box::pin(async move {
+        self.change_connection(&changed, Statements::Several, move |transaction| Box::pin(async move {
         let request_id = request_id.as_deref();
         let now = now();
         query("UPDATE connections SET checked_at = $2 WHERE bot_id = $1")
@@ -405,7 +406,7 @@ impl Refreshes for SqlStore {
         let changed = bot_id.clone();
         let (bot_id, routing) = (bot_id.clone(), self.routing.clone());
         let (reason, request_id) = (reason.to_owned(), request_id.map(str::to_owned));
-        self.change_connection(&changed, move |transaction| {
+        self.change_connection(&changed, Statements::Several, move |transaction| {
             Box::pin(async move {
                 let (reason, request_id) = (reason.as_str(), request_id.as_deref());
                 let done = query(

@@ -123,6 +123,19 @@ impl Writer {
         }
     }
 
+    /// Runs `work` as [`transaction`](Self::transaction) or [`statement`](Self::statement) does,
+    /// as `statements` says.
+    pub(super) async fn write<T: Send + 'static>(
+        &self,
+        statements: Statements,
+        work: impl Work<T>,
+    ) -> Result<T, StoreError> {
+        match statements {
+            Statements::One => self.statement(work).await,
+            Statements::Several => self.transaction(work).await,
+        }
+    }
+
     /// Runs `work` in a transaction of its own (PostgreSQL) or of its batch (SQLite); answers
     /// once it is committed.
     pub(super) async fn transaction<T: Send + 'static>(
@@ -142,7 +155,9 @@ impl Writer {
 
     /// Runs `work`, which writes with one statement (and may read besides): on its own on
     /// PostgreSQL, in a batch on SQLite; either way with no savepoint or transaction of its
-    /// own, since a statement that fails leaves nothing behind by itself.
+    /// own, since a statement that fails leaves nothing behind by itself. Work that fails after
+    /// its statement succeeded (decoding the row it returned, say) may see that statement kept
+    /// or undone with its batch: only use this where either is harmless.
     pub(super) async fn statement<T: Send + 'static>(
         &self,
         work: impl Work<T>,
@@ -508,8 +523,20 @@ mod tests {
         setup.close().await.unwrap();
         let writer = Writer::sqlite(dir.path().join("batch.db")).await.unwrap();
 
-        // On this single-threaded test runtime all 64 are queued before the writer runs, so
-        // they make one batch. Each inserts two rows; every eighth fails between its two.
+        // The writer's thread is held by a first write while the 64 queue up, so they make one
+        // batch (savepoints and all). Each inserts two rows; every eighth fails between its two.
+        let holder = writer.clone();
+        let held = tokio::spawn(async move {
+            holder
+                .statement(|_connection| {
+                    Box::pin(async move {
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                        Ok(())
+                    })
+                })
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let writes = (0..64i64).map(|n| {
             let writer = writer.clone();
             async move {
@@ -529,6 +556,7 @@ mod tests {
             }
         });
         let answers = join_all(writes).await;
+        held.await.unwrap().unwrap();
 
         for (n, answer) in (0..64i64).zip(&answers) {
             assert_eq!(answer.is_err(), n % 8 == 0, "{n}: {answer:?}");
