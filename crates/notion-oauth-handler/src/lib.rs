@@ -50,6 +50,8 @@ mod startup;
 
 mod cli;
 mod commands;
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use cli::Cli;
 pub use commands::run;
