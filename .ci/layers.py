@@ -7,7 +7,7 @@ LAYERS = [
     ("leaves", ["domain", "hooks", "templates", "vault", "api_keys", "signatures", "crypto", "telemetry"]),
     ("config", ["config"]),
     ("store", ["store"]),
-    ("services", ["flow", "links", "lifecycle", "delivery"]),
+    ("services", ["flow", "links", "lifecycle", "delivery", "rate_limits"]),
     ("pages", ["pages"]),
     ("state", ["state"]),
     ("routes", ["routes"]),

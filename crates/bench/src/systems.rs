@@ -174,11 +174,14 @@ impl Drop for PgDatabase {
 }
 
 /// Our server's configuration: loopback only, the emulator as Notion, installs started from
-/// Notion allowed so a callback with a code and no state is accepted.
+/// Notion allowed so a callback with a code and no state is accepted. The load comes from one
+/// address, so per-client rate limits are off (`rate_limits`: builds before them refuse the
+/// section).
 fn server_config(
     addr: SocketAddr,
     emulator: SocketAddr,
     storage_url: &str,
+    rate_limits: bool,
 ) -> anyhow::Result<String> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| anyhow!("no randomness: {e}"))?;
@@ -187,8 +190,25 @@ fn server_config(
         "[server]\nbind = \"{addr}\"\npublic_url = \"http://{addr}\"\n\n\
          [notion]\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\napi_base_url = \"http://{emulator}\"\n\n\
          [storage]\nurl = \"{storage_url}\"\n\n\
-         [security]\nmaster_key = \"{key}\"\nallow_notion_initiated = true\n"
+         [security]\nmaster_key = \"{key}\"\nallow_notion_initiated = true\n{}",
+        if rate_limits {
+            "\n[rate_limit]\nflow_requests_per_minute = 0\nfailed_api_keys_per_minute = 0\n"
+        } else {
+            ""
+        }
     ))
+}
+
+/// Whether `server check` takes `config` (a build from before `[rate_limit]` does not).
+async fn accepts(server: &Path, config: &Path) -> anyhow::Result<bool> {
+    let output = clean_command(server)
+        .args(["check", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("cannot run `check`")?;
+    Ok(output.status.success() || !String::from_utf8_lossy(&output.stderr).contains("rate_limit"))
 }
 
 /// Makes an API key with the CLI, as an operator would; the key is the last line it prints.
@@ -232,8 +252,12 @@ async fn start_ours(
 ) -> anyhow::Result<Ours> {
     let addr = free_addr()?;
     let config = dir.join(format!("{name}.toml"));
-    std::fs::write(&config, server_config(addr, emulator, storage_url)?)
+    std::fs::write(&config, server_config(addr, emulator, storage_url, true)?)
         .with_context(|| format!("cannot write {}", config.display()))?;
+    if !accepts(server, &config).await? {
+        std::fs::write(&config, server_config(addr, emulator, storage_url, false)?)
+            .with_context(|| format!("cannot write {}", config.display()))?;
+    }
     let key = if with_token { Some(create_api_key(server, &config, dir).await?) } else { None };
     let mut command = clean_command(server);
     command.arg("serve").arg("--config").arg(&config);

@@ -166,6 +166,8 @@ async fn main() -> anyhow::Result<()> {
         SqlitePool::connect(&format!("sqlite://{}?mode=rwc", dir.join("app.db").display())).await?;
     let (app, _notion) = build(settings, &dir, app_db).await?;
     println!("Open {origin}/");
-    axum::serve(listener, app).await?;
+    // With each request's peer address, so per-client rate limits apply to the flow's routes.
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await?;
     Ok(())
 }

@@ -25,7 +25,8 @@
 //!     .route("/", axum::routing::get(|| async { "my app" }))
 //!     .merge(notion.router());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, app).await?;
+//! // The peer's address is what per-client rate limits tell clients apart by.
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
 //! # Ok(())
 //! # }
 //! ```

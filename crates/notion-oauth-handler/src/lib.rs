@@ -13,7 +13,8 @@
 //!    [`api_keys`], [`signatures`], `crypto`, `telemetry`;
 //! 2. [`config`]: plain data;
 //! 3. [`store`]: the `Store` trait and its SQL implementation;
-//! 4. services, each holding only what it uses: `flow`, `links`, [`lifecycle`], `delivery`;
+//! 4. services, each holding only what it uses: `flow`, `links`, [`lifecycle`], `delivery`,
+//!    `rate_limits`;
 //! 5. `pages`: what the browser sees;
 //! 6. `state`: the request state, one substate per service;
 //! 7. `routes`: the HTTP surface;
@@ -37,6 +38,7 @@ mod delivery;
 mod flow;
 pub mod lifecycle;
 mod links;
+mod rate_limits;
 
 mod pages;
 

@@ -128,6 +128,24 @@ impl Pages {
         self.render(StatusCode::NOT_FOUND, "error.html", values)
     }
 
+    /// A client past its rate limit: when it may come back, in words and in `Retry-After`.
+    pub(crate) fn rate_limited(&self, retry_after_seconds: u64) -> Response {
+        let wait = match retry_after_seconds {
+            1 => "a second".to_owned(),
+            2..=90 => format!("{retry_after_seconds} seconds"),
+            _ => format!("{} minutes", retry_after_seconds.div_ceil(60)),
+        };
+        let values = context! {
+            reason => "rate_limited",
+            title => "Too many attempts",
+            message => format!("Too many requests came from your network in a short time. Wait {wait} and try again."),
+        };
+        let mut response =
+            self.render(StatusCode::TOO_MANY_REQUESTS, "error.html", values).into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, retry_after_seconds.into());
+        response
+    }
+
     /// A flow that could not go on: the embedding app's view if it answers, else the error page.
     pub(crate) fn failed(&self, error: &FlowError) -> Response {
         let page = error.page(self.state_ttl_minutes);

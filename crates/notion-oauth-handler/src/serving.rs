@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -50,8 +51,8 @@ pub(crate) async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of descriptors or memory for a moment: wait instead of spinning.
                 tracing::warn!(error = %Chain(&error), "could not accept a connection");
@@ -73,8 +74,12 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service =
-            router.clone().map_request(|request: hyper::Request<Incoming>| request.map(Body::new));
+        // The peer's address is what rate limits tell clients apart by.
+        let service = router.clone().map_request(move |request: hyper::Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        });
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let _slot = slot;

@@ -19,6 +19,7 @@ use crate::hooks::ConnectView;
 use crate::lifecycle::{Lifecycle, Passes};
 use crate::links::Links;
 use crate::pages::Pages;
+use crate::rate_limits::RateLimits;
 use crate::state::{AppState, BrowserCookie, RequestServices};
 use crate::store::{Routing, SqlStore, Store, StoreError};
 use crate::vault::Vault;
@@ -90,6 +91,7 @@ impl Services {
             store,
             pages: Arc::new(pages),
             browser_cookie: BrowserCookie::new(config),
+            rate_limits: Arc::new(RateLimits::new(&config.clients)),
         });
         Ok(Self {
             state,

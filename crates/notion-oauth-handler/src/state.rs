@@ -11,6 +11,7 @@ use crate::flow::Flow;
 use crate::lifecycle::Lifecycle;
 use crate::links::Links;
 use crate::pages::Pages;
+use crate::rate_limits::RateLimits;
 use crate::store::Store;
 
 /// The cookie that ties a flow to the browser that started it. One per browser, not per flow,
@@ -50,6 +51,7 @@ pub(crate) struct RequestServices {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) pages: Arc<Pages>,
     pub(crate) browser_cookie: BrowserCookie,
+    pub(crate) rate_limits: Arc<RateLimits>,
 }
 
 impl AppState {
@@ -83,3 +85,4 @@ substate!(lifecycle: Arc<Lifecycle>);
 substate!(store: Arc<dyn Store>);
 substate!(pages: Arc<Pages>);
 substate!(browser_cookie: BrowserCookie);
+substate!(rate_limits: Arc<RateLimits>);

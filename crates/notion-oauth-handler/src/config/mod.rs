@@ -17,6 +17,7 @@ use url::Url;
 use crate::vault::MasterKey;
 
 mod checks;
+mod clients;
 mod connect;
 mod delivery;
 mod documents;
@@ -28,6 +29,7 @@ use checks::{
     Secret, check_api_base_url, check_base_path, check_public_url, in_range, is_loopback_host,
     is_notion_version, secret_from,
 };
+pub use clients::{ClientPolicy, ForwardedHeader, Rate};
 pub use connect::Connect;
 pub(crate) use connect::{check_return_to, fill};
 pub(crate) use delivery::check_target_name;
@@ -37,8 +39,8 @@ use problems::Problems;
 pub use problems::{ConfigError, Problem};
 pub use settings::{
     CommandHookSettings, ConnectSettings, DeliverySettings, DocumentSettings, LifecycleSettings,
-    NotionSettings, PagesSettings, SecuritySettings, ServerSettings, Settings, StorageSettings,
-    WebhookSettings, load_settings,
+    NotionSettings, PagesSettings, RateLimitSettings, SecuritySettings, ServerSettings, Settings,
+    StorageSettings, WebhookSettings, load_settings,
 };
 
 /// The checked configuration the server runs with: plain data, nothing running.
@@ -48,6 +50,8 @@ pub struct Config {
     pub bind: SocketAddr,
     /// What one client may hold of the server.
     pub limits: ConnectionLimits,
+    /// Who a client is (behind trusted proxies) and how often it may start flows and fail keys.
+    pub clients: ClientPolicy,
     /// The address users reach this server at.
     pub public_url: Url,
     /// `""` for the root, else `/prefix` without a trailing slash.
@@ -138,6 +142,7 @@ impl Settings {
             "server.max_connections",
             in_range(self.server.max_connections, 1..=1_000_000, "connections"),
         );
+        let clients = clients::validate(&self.server, &self.rate_limit, &mut problems);
         let notion = notion(&self.notion, api_base_url, base_dir, &mut problems);
         let storage_url = storage(&self.storage.url, base_dir, &mut problems);
         let keys = master_keys(&self.security, base_dir, &mut problems);
@@ -165,6 +170,7 @@ impl Settings {
             Some(delivery),
             Some(header_timeout),
             Some(max_connections),
+            Some(clients),
         ) = (
             server,
             notion,
@@ -175,6 +181,7 @@ impl Settings {
             delivery,
             header_timeout,
             max_connections,
+            clients,
         )
         else {
             return problems.or_value(None);
@@ -185,6 +192,7 @@ impl Settings {
                 header_timeout: Duration::from_secs(header_timeout),
                 max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
             },
+            clients,
             public_url,
             base_path,
             notion,

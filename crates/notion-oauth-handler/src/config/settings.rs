@@ -50,6 +50,38 @@ pub struct Settings {
     /// `[pages]`: the look of the pages.
     #[serde(default)]
     pub pages: PagesSettings,
+    /// How often one client may start flows and fail API keys.
+    #[serde(default)]
+    pub rate_limit: RateLimitSettings,
+}
+
+/// `[rate_limit]`: per client address (per /64 network for IPv6). A `_per_minute` of 0 turns
+/// that limit off.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// Requests to `/connect` and `/callback` (a flow makes one of each).
+    pub flow_requests_per_minute: u32,
+    /// How many of those may come at once before the rate applies.
+    pub flow_burst: u32,
+    /// API requests with a key that is not valid; past the limit every API request from that
+    /// client is refused, a valid key too, until it has waited.
+    pub failed_api_keys_per_minute: u32,
+    /// How many failures may come at once before the rate applies.
+    pub failed_api_key_burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        // An office behind one address starting flows together stays well within these; a
+        // script guessing API keys gets ten a minute.
+        Self {
+            flow_requests_per_minute: 120,
+            flow_burst: 60,
+            failed_api_keys_per_minute: 10,
+            failed_api_key_burst: 10,
+        }
+    }
 }
 
 /// `[pages]`: the look of the pages.
@@ -98,6 +130,11 @@ pub struct ServerSettings {
     pub header_timeout_seconds: u64,
     /// The most connections served at once; more are closed as soon as they are accepted.
     pub max_connections: u64,
+    /// Addresses and networks (`10.0.0.0/8`) of the proxies in front of this server: only a
+    /// request from one of them may name its client in `forwarded_header`.
+    pub trusted_proxies: Vec<String>,
+    /// Which header trusted proxies name the client in: `X-Forwarded-For` or `Forwarded`.
+    pub forwarded_header: String,
 }
 
 impl Default for ServerSettings {
@@ -110,6 +147,9 @@ impl Default for ServerSettings {
             // Under the usual limit of 1024 open files, leaving room for the database, the
             // calls to Notion and webhooks.
             max_connections: 768,
+            // A proxy on this machine (nginx, Caddy) works without setting anything.
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
+            forwarded_header: "X-Forwarded-For".into(),
         }
     }
 }

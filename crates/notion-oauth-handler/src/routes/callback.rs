@@ -6,6 +6,7 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use axum_extra::extract::cookie::{Cookie, CookieJar};
 
+use super::WithinFlowLimit;
 use crate::flow::{CallbackParams, Finished, Flow};
 use crate::links::Links;
 use crate::pages::Pages;
@@ -13,6 +14,7 @@ use crate::state::BrowserCookie;
 use crate::telemetry::Chain;
 
 pub(super) async fn oauth_callback(
+    _: WithinFlowLimit,
     State(flow): State<Arc<Flow>>,
     State(links): State<Arc<Links>>,
     State(pages): State<Arc<Pages>>,

@@ -7,6 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
+use super::WithinFlowLimit;
 use crate::flow::Flow;
 use crate::links::Links;
 use crate::pages::Pages;
@@ -14,6 +15,7 @@ use crate::state::BrowserCookie;
 use crate::telemetry::Chain;
 
 pub(super) async fn start_connect(
+    _: WithinFlowLimit,
     State(links): State<Arc<Links>>,
     State(flow): State<Arc<Flow>>,
     State(pages): State<Arc<Pages>>,

@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, RawQuery, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -111,6 +112,21 @@ async fn landing_page(State(pages): State<Arc<Pages>>, RawQuery(query): RawQuery
 /// previewers send it, and it must not spend what the user's own `GET` needs.
 async fn safe_only() -> impl IntoResponse {
     (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET")])
+}
+
+/// A request to a flow's endpoints within its client's rate (`rate_limit.flow_requests_*`);
+/// past it, the handler is not run and the browser gets a page saying when to come back.
+pub(super) struct WithinFlowLimit;
+
+impl FromRequestParts<AppState> for WithinFlowLimit {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match state.rate_limits.flow_request(parts) {
+            Ok(()) => Ok(Self),
+            Err(limited) => Err(state.pages.rate_limited(limited.retry_after_seconds)),
+        }
+    }
 }
 
 async fn not_found(State(pages): State<Arc<Pages>>) -> Page {

@@ -55,6 +55,10 @@ public_url = "http://notion.example.com"
 base_path = "notion"
 header_timeout_seconds = 0
 max_connections = 0
+trusted_proxies = ["10.0.0.0/33", "proxy.internal"]
+forwarded_header = "X-Real-IP"
+[rate_limit]
+flow_burst = 0
 [notion]
 api_base_url = "http://api.example.com"
 version = "latest"
@@ -80,6 +84,10 @@ file = "missing.html"
         "server.base_path",
         "server.header_timeout_seconds",
         "server.max_connections",
+        "server.trusted_proxies[0]",
+        "server.trusted_proxies[1]",
+        "server.forwarded_header",
+        "rate_limit.flow_burst",
         "notion.client_id",
         "notion.client_secret",
         "notion.api_base_url",
@@ -92,7 +100,7 @@ file = "missing.html"
     ] {
         assert!(stderr.contains(&format!("- {key}:")), "{key} not reported:\n{stderr}");
     }
-    assert!(stderr.contains("14 problem(s)"), "{stderr}");
+    assert!(stderr.contains("18 problem(s)"), "{stderr}");
     assert!(stderr.contains("openssl rand -base64 32"), "a fix is suggested: {stderr}");
 }
 

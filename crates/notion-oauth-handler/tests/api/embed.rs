@@ -172,3 +172,42 @@ async fn a_hook_name_that_clashes_is_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_embedded_flow_is_rate_limited_when_served_with_the_peer_address() {
+    let app = crate::helpers::spawn_app().await;
+    let mut settings = app.settings.clone();
+    settings.rate_limit.flow_requests_per_minute = 60;
+    settings.rate_limit.flow_burst = 2;
+    let config = settings.validate(app.dir.path()).unwrap();
+    let embedded = notion_oauth_handler::embed::NotionOAuth::new(config).build().await.unwrap();
+    let serve = |with_peer: bool| {
+        let router = embedded.router();
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let origin = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move {
+                let _ = if with_peer {
+                    let service =
+                        router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                    axum::serve(listener, service).await
+                } else {
+                    axum::serve(listener, router).await
+                };
+            });
+            origin
+        }
+    };
+    let statuses = |origin: String| async move {
+        let browser = Browser::new();
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            statuses.push(browser.get(&format!("{origin}/connect")).await.status().as_u16());
+        }
+        statuses
+    };
+    assert_eq!(statuses(serve(true).await).await, [302, 302, 429, 429]);
+    // Without the peer's address no client can be told from another: nothing is limited.
+    assert_eq!(statuses(serve(false).await).await, [302, 302, 302, 302]);
+    embedded.shutdown().await;
+}

@@ -8,7 +8,7 @@ use mock_notion::{Emulator, EmulatorConfig, Endpoint, RunningEmulator};
 use notion_oauth_handler::Application;
 use notion_oauth_handler::config::{
     CommandHookSettings, ConnectSettings, DeliverySettings, DocumentSettings, PagesSettings,
-    ServerSettings, Settings, WebhookSettings,
+    RateLimitSettings, ServerSettings, Settings, WebhookSettings,
 };
 use notion_oauth_handler::domain::BotId;
 use notion_oauth_handler::embed::{Embedded, NotionOAuth};
@@ -37,6 +37,11 @@ pub struct TestOptions {
     /// `server.header_timeout_seconds` and `server.max_connections`.
     pub header_timeout_seconds: u64,
     pub max_connections: u64,
+    /// `[rate_limit]`: the defaults, which a test making many flows from one address passes.
+    pub rate_limit: RateLimitSettings,
+    /// `server.trusted_proxies` and `server.forwarded_header`, when not the defaults.
+    pub trusted_proxies: Option<Vec<String>>,
+    pub forwarded_header: Option<&'static str>,
     /// A PostgreSQL database to store in instead of a fresh SQLite file (see [`postgres_url`]).
     pub postgres: Option<TestDatabase>,
 }
@@ -58,6 +63,9 @@ impl Default for TestOptions {
             postgres: None,
             header_timeout_seconds: ServerSettings::default().header_timeout_seconds,
             max_connections: ServerSettings::default().max_connections,
+            rate_limit: RateLimitSettings::default(),
+            trusted_proxies: None,
+            forwarded_header: None,
         }
     }
 }
@@ -156,6 +164,13 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.server.base_path = options.base_path.into();
     settings.server.header_timeout_seconds = options.header_timeout_seconds;
     settings.server.max_connections = options.max_connections;
+    if let Some(proxies) = options.trusted_proxies {
+        settings.server.trusted_proxies = proxies;
+    }
+    if let Some(header) = options.forwarded_header {
+        settings.server.forwarded_header = header.into();
+    }
+    settings.rate_limit = options.rate_limit;
     settings.notion.client_id = Some("4a1e0f4e-0000-4000-8000-000000000001".into());
     settings.notion.client_secret = Some(SecretString::from(CLIENT_SECRET));
     settings.notion.api_base_url = notion.base_url();

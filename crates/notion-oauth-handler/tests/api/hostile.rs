@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use notion_oauth_handler::config::RateLimitSettings;
+use reqwest::StatusCode;
+
 use crate::helpers::{
     Browser, Receiver, TestOptions, accepted, http, spawn_app, spawn_app_with, webhook,
 };
@@ -230,6 +233,11 @@ async fn a_flood_of_cancelled_flows_with_one_ref_is_one_event_and_says_the_ref_w
     let receiver = Receiver::start().await;
     let app = spawn_app_with(TestOptions {
         webhooks: vec![webhook("app", &receiver.url)],
+        // The rate limit would stop this flood before the events are looked at.
+        rate_limit: RateLimitSettings {
+            flow_requests_per_minute: 0,
+            ..RateLimitSettings::default()
+        },
         ..TestOptions::default()
     })
     .await;
@@ -283,4 +291,143 @@ async fn a_flood_of_cancelled_flows_with_one_ref_is_one_event_and_says_the_ref_w
         { "ref": "signed-user", "ref_signed": true, "error": "access_denied" }
     )));
     assert!(received.iter().any(|r| r.json()["data"]["bot_id"] == bot.as_str()));
+}
+
+/// Limits small enough to reach in a test: three flow requests, then one a second; two failed
+/// keys, then one a second.
+fn tight_limits() -> RateLimitSettings {
+    RateLimitSettings {
+        flow_requests_per_minute: 60,
+        flow_burst: 3,
+        failed_api_keys_per_minute: 60,
+        failed_api_key_burst: 2,
+    }
+}
+
+/// `GET /connect` as a proxy in front would forward it, naming the client in `header`.
+async fn connect_from(app: &crate::helpers::TestApp, header: &str, value: &str) -> StatusCode {
+    let client = http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let request = client.get(format!("{}/connect", app.address)).header(header, value);
+    request.send().await.unwrap().status()
+}
+
+#[tokio::test]
+async fn a_client_past_its_flow_rate_gets_a_page_saying_when_to_come_back() {
+    let app =
+        spawn_app_with(TestOptions { rate_limit: tight_limits(), ..TestOptions::default() }).await;
+    let browser = Browser::new();
+    for attempt in 1..=3 {
+        let answer = browser.get(&format!("{}/connect", app.address)).await;
+        assert_eq!(answer.status(), StatusCode::FOUND, "attempt {attempt}");
+    }
+    // /callback counts with /connect: a flood of either is the same client starting flows.
+    for path in ["/connect", "/callback?code=c&state=s"] {
+        let answer = browser.get(&format!("{}{path}", app.address)).await;
+        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+        let retry: u64 = answer.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry), "Retry-After {retry}");
+        assert!(answer.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        let body = answer.text().await.unwrap();
+        assert!(body.contains(r#"data-reason="rate_limited""#), "{body}");
+        assert!(body.contains("Wait"), "the page says what to do: {body}");
+    }
+    // Nothing else is limited: probes, the landing page, the API.
+    for path in ["/healthz", "/readyz", "/"] {
+        assert_eq!(browser.get(&format!("{}{path}", app.address)).await.status(), 200, "{path}");
+    }
+    assert_eq!(app.api().await.get("/connections").await.status, 200);
+    // The rate comes back: one request a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let answer = browser.get(&format!("{}/connect", app.address)).await;
+    assert_eq!(answer.status(), StatusCode::FOUND, "after waiting");
+}
+
+#[tokio::test]
+async fn a_forwarded_header_names_the_client_only_when_a_trusted_proxy_sent_it() {
+    // Nothing trusted: the header is anyone's to write, and every request is the peer's.
+    let app = spawn_app_with(TestOptions {
+        rate_limit: tight_limits(),
+        trusted_proxies: Some(Vec::new()),
+        ..TestOptions::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for client in 1..=4 {
+        statuses.push(connect_from(&app, "x-forwarded-for", &format!("203.0.113.{client}")).await);
+    }
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+
+    // This machine trusted (the default): each named client has its own rate...
+    let app =
+        spawn_app_with(TestOptions { rate_limit: tight_limits(), ..TestOptions::default() }).await;
+    for client in 1..=4 {
+        let named = format!("203.0.113.{client}");
+        assert_eq!(connect_from(&app, "x-forwarded-for", &named).await, StatusCode::FOUND);
+    }
+    // ...and what a client writes before its address cannot buy it a new one: the proxy
+    // appended the address it saw, and that is the one counted.
+    let mut statuses = Vec::new();
+    for forged in 1..=4 {
+        let chain = format!("198.51.100.{forged}, 203.0.113.200");
+        statuses.push(connect_from(&app, "x-forwarded-for", &chain).await);
+    }
+    assert_eq!(
+        statuses,
+        [StatusCode::FOUND, StatusCode::FOUND, StatusCode::FOUND, StatusCode::TOO_MANY_REQUESTS]
+    );
+
+    // RFC 7239's header when configured; IPv6 clients are told apart by /64.
+    let app = spawn_app_with(TestOptions {
+        rate_limit: tight_limits(),
+        forwarded_header: Some("Forwarded"),
+        ..TestOptions::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for host in 1..=4 {
+        let value = format!("for=\"[2001:db8:1:2::{host}]:4711\";proto=https");
+        statuses.push(connect_from(&app, "forwarded", &value).await);
+    }
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    let other = connect_from(&app, "forwarded", "for=\"[2001:db8:1:3::1]\"").await;
+    assert_eq!(other, StatusCode::FOUND, "another /64 is another client");
+    // X-Forwarded-For is not read when Forwarded is configured.
+    let mut statuses = Vec::new();
+    for client in 1..=4 {
+        statuses.push(connect_from(&app, "x-forwarded-for", &format!("192.0.2.{client}")).await);
+    }
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_fails_api_keys_is_shut_out_then_let_back() {
+    let app =
+        spawn_app_with(TestOptions { rate_limit: tight_limits(), ..TestOptions::default() }).await;
+    let api = app.api().await;
+    // Valid calls do not count, however many.
+    for _ in 0..20 {
+        assert_eq!(api.get("/connections").await.status, 200);
+    }
+    let guess = api.with_key("noh_0000000000000000_guess");
+    assert_eq!(guess.get("/connections").await.status, 401);
+    assert_eq!(api.with_key("not a key at all").get("/connections").await.status, 401);
+    let refused = guess.get("/connections").await;
+    assert_eq!((refused.status, refused.error_code()), (429, "rate_limited"), "{}", refused.body);
+    assert_eq!(refused.headers["retry-after"], "1");
+    // Now even the right key waits: otherwise guessing would go on, 429 meaning "wrong".
+    let right = api.get("/connections").await;
+    assert_eq!((right.status, right.error_code()), (429, "rate_limited"));
+    // Another client behind the proxy is not held up.
+    let response = http()
+        .build()
+        .unwrap()
+        .get(format!("{}/api/v1/connections", app.address))
+        .bearer_auth(app.api_key().await)
+        .header("x-forwarded-for", "203.0.113.77")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(api.get("/connections").await.status, 200, "let back after Retry-After");
 }

@@ -37,6 +37,7 @@ use crate::api_keys;
 use crate::domain::BotId;
 use crate::lifecycle::LifecycleError;
 use crate::links::Links;
+use crate::rate_limits::{Limited, RateLimits};
 use crate::state::AppState;
 use crate::store::{ConnectionSummary, DeliverySummary, Event, Store, now};
 use crate::telemetry::Chain;
@@ -94,8 +95,8 @@ pub(super) struct ErrorBody {
 /// What went wrong.
 #[derive(Serialize, ToSchema)]
 pub(super) struct ErrorDetail {
-    /// Stable: `unauthorized`, `not_found`, `invalid_request`, `needs_reauth`, `revoked`,
-    /// `busy`, `notion_unavailable`, `notion_timeout`, `notion_rejected`, `internal`.
+    /// Stable: `unauthorized`, `rate_limited`, `not_found`, `invalid_request`, `needs_reauth`,
+    /// `revoked`, `busy`, `notion_unavailable`, `notion_timeout`, `notion_rejected`, `internal`.
     code: String,
     /// For people; may change.
     message: String,
@@ -120,6 +121,17 @@ impl ApiError {
             "unauthorized",
             "A valid API key is required: Authorization: Bearer noh_…",
         )
+    }
+
+    fn rate_limited(limited: Limited) -> Self {
+        Self {
+            retry_after: Some(limited.retry_after_seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests with an API key that is not valid came from this address; wait for Retry-After seconds.",
+            )
+        }
     }
 
     fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
@@ -209,18 +221,27 @@ fn bad_query(rejection: QueryRejection) -> ApiError {
 
 async fn require_api_key(
     State(store): State<Arc<dyn Store>>,
+    State(limits): State<Arc<RateLimits>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
+    let (parts, body) = request.into_parts();
+    if let Err(limited) = limits.api_request(&parts) {
+        return ApiError::rate_limited(limited).into_response();
+    }
+    let refused = || match limits.failed_api_key(&parts) {
+        Ok(()) => ApiError::unauthorized().into_response(),
+        Err(limited) => ApiError::rate_limited(limited).into_response(),
+    };
+    let presented = parts
+        .headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .and_then(|(_, key)| api_keys::parse(key.trim()));
     let Some((id, secret)) = presented else {
-        return ApiError::unauthorized().into_response();
+        return refused();
     };
     // A key revoked by another process stops working within `store::RECENT`.
     let key = match store.recent_api_key(id).await {
@@ -233,7 +254,7 @@ async fn require_api_key(
     let stored = key.as_ref().map_or(&[0u8; 32][..], |k| k.secret_hash.as_slice());
     let matches = api_keys::matches(stored, secret);
     let Some(key) = key.filter(|k| matches && k.revoked_at.is_none()) else {
-        return ApiError::unauthorized().into_response();
+        return refused();
     };
     // Noting the use is a write: at most once a minute per key, not on every call of a hot path.
     if key.last_used_at.is_none_or(|at| now() - at >= 60)
@@ -241,6 +262,7 @@ async fn require_api_key(
     {
         tracing::warn!(error = %Chain(&error), "could not record an API key's use");
     }
+    let request = Request::from_parts(parts, body);
     let mut response = next.run(request).await;
     // Answers can hold tokens: no cache may keep them.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -341,7 +363,7 @@ mod tests {
             .iter()
             .chain(Keyed::TABLE)
             .map(|(status, _)| *status)
-            .filter(|status| *status != 401)
+            .filter(|status| ![401, 429].contains(status))
             .collect();
         assert_eq!(given, documented);
     }

@@ -44,7 +44,11 @@ macro_rules! response_set {
 
 response_set! {
     /// Every route behind an API key.
-    Keyed: [(401, "No valid API key"), (500, "Something failed on our side")]
+    Keyed: [
+        (401, "No valid API key"),
+        (429, "Too many requests with a key that is not valid from this address: see Retry-After"),
+        (500, "Something failed on our side"),
+    ]
 }
 
 response_set! {
