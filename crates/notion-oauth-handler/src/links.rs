@@ -97,6 +97,11 @@ impl Links {
     }
 
     /// `return_to`, parsed, if it is at one of the allowed origins.
+    /// The origins `return_to` may point at (`connect.return_to_origins`).
+    pub(crate) fn return_to_origins(&self) -> &[url::Origin] {
+        &self.trust.return_to_origins
+    }
+
     pub(crate) fn check_return_to(&self, return_to: &str) -> Option<Url> {
         check_return_to(return_to, &self.trust.return_to_origins)
     }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::helpers::{http, spawn_app};
+use notion_oauth_handler::config::{ConnectSettings, RateLimitSettings};
+
+use crate::helpers::{Receiver, TestOptions, http, spawn_app, spawn_app_with, webhook};
 
 #[tokio::test]
 async fn a_wrong_method_gets_a_json_error() {
@@ -109,4 +111,61 @@ fn validate_with_openapi_spec_validator(document: &serde_json::Value, dir: &temp
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// schemathesis (PyPI; `.ci/run` installs it) generates requests from the served document,
+/// valid and not, and walks its links from lists to items: no answer may be a 5xx, and every
+/// answer must be one the document lists, in the shape it gives; every request the document
+/// allows must be accepted and every one it forbids refused. Skipped on a laptop without it,
+/// required under CI=true.
+#[tokio::test]
+async fn generated_requests_get_only_the_answers_the_document_promises() {
+    let receiver = Receiver::start().await;
+    let app = spawn_app_with(TestOptions {
+        // Its requests without a key check that the key is enforced; here they would shut the
+        // run out after ten (the limit has tests of its own).
+        rate_limit: RateLimitSettings {
+            failed_api_keys_per_minute: 0,
+            ..RateLimitSettings::default()
+        },
+        connect: ConnectSettings {
+            return_to_origins: vec!["https://app.example.com".into()],
+            ..ConnectSettings::default()
+        },
+        webhooks: vec![webhook("app", &receiver.url)],
+        ..TestOptions::default()
+    })
+    .await;
+    for user in ["Ada Lovelace", "Grace Hopper", "Alan Turing"] {
+        app.connected(user, Some(user)).await;
+    }
+    let key = app.api_key().await;
+    // Run without blocking: the server answers on this test's own runtime.
+    let run = tokio::process::Command::new("schemathesis")
+        .arg("run")
+        .arg(format!("{}/api/v1/openapi.json", app.address))
+        .args(["--header", &format!("Authorization: Bearer {key}")])
+        .args(["--checks", "all", "--max-examples", "40", "--seed", "1", "--workers", "2"])
+        .args(["--generation-database", "none", "--no-color", "--output-sanitize", "true"])
+        .current_dir(app.dir.path())
+        .output()
+        .await;
+    let Ok(run) = run else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "schemathesis is missing: pip install schemathesis"
+        );
+        eprintln!("SKIPPED: schemathesis is not installed (pip install schemathesis)");
+        return;
+    };
+    let report = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "schemathesis found failures:\n{report}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // It ran, and reached the operations (not one skipped for want of a schema).
+    assert!(report.contains("Tested: 10"), "{report}");
+    assert!(report.contains(" passed"), "{report}");
+    assert!(!report.contains(&key), "the key is not printed");
 }

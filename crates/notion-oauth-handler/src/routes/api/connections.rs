@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::responses::{Invalid, Keyed, LifecycleFailures, UnknownConnection};
-use super::{ApiError, bad_query};
+use super::{ApiError, WholeNumber, bad_query};
 use crate::domain::{BotId, ConnectionStatus, WorkspaceId};
 use crate::lifecycle::{Freshness, Lifecycle, LifecycleError, Token};
 use crate::links::Links;
@@ -32,7 +32,8 @@ pub(super) struct ListQuery {
     #[param(value_type = Option<String>)]
     cursor: Option<BotId>,
     /// Page size, 1 to 200 (default 50).
-    limit: Option<i64>,
+    #[param(minimum = 1, maximum = 200, value_type = Option<i64>)]
+    limit: Option<WholeNumber>,
 }
 
 /// A page of connections.
@@ -52,7 +53,7 @@ pub(super) async fn list_connections(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ConnectionList>, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
-    let limit = query.limit.unwrap_or(50);
+    let limit = query.limit.map_or(50, |limit| limit.0);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 200"));
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::responses::{Invalid, Keyed};
-use super::{ApiError, bad_query};
+use super::{ApiError, WholeNumber, bad_query};
 use crate::domain::{DeliveryStatus, Reference};
 use crate::links::Links;
 use crate::store::{DeliverySummary, Store, now};
@@ -21,7 +21,8 @@ pub(super) struct DeliveryQuery {
     /// Only deliveries in this state.
     status: Option<DeliveryStatus>,
     /// How many, newest first (1 to 500, default 100).
-    limit: Option<i64>,
+    #[param(minimum = 1, maximum = 500, value_type = Option<i64>)]
+    limit: Option<WholeNumber>,
 }
 
 /// Deliveries, newest first.
@@ -38,7 +39,7 @@ pub(super) async fn list_deliveries(
     query: Result<Query<DeliveryQuery>, QueryRejection>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
-    let limit = query.limit.unwrap_or(100);
+    let limit = query.limit.map_or(100, |limit| limit.0);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 500"));
     }
@@ -73,12 +74,13 @@ pub(super) async fn redeliver(
 pub(super) struct NewConnectLink {
     /// Your own id for the user, stored with the connection.
     #[serde(rename = "ref")]
-    #[schema(rename = "ref")]
+    #[schema(rename = "ref", max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     reference: Option<String>,
     /// Where to send the browser afterwards (one of connect.return_to_origins).
     return_to: Option<String>,
-    /// How long the link works (default 3600, at most 604800).
-    ttl_seconds: Option<i64>,
+    /// How long the link works in seconds, 60 to 604800 (default 3600).
+    #[schema(minimum = 60, maximum = 604_800, value_type = Option<i64>)]
+    ttl_seconds: Option<WholeNumber>,
 }
 
 /// A one-time link.
@@ -112,7 +114,7 @@ pub(super) async fn create_connect_link(
         })?),
         None => None,
     };
-    let ttl = body.ttl_seconds.unwrap_or(3600);
+    let ttl = body.ttl_seconds.map_or(3600, |ttl| ttl.0);
     if !(60..=604_800).contains(&ttl) {
         return Err(ApiError::invalid("ttl_seconds must be between 60 and 604800"));
     }

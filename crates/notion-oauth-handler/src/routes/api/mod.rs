@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -45,9 +46,7 @@ use crate::telemetry::Chain;
 /// The API, to be nested at `/api/v1`, which the public reaches at `api_url`.
 pub(super) fn router(state: AppState, api_url: Url) -> Router<AppState> {
     // Built once: it is the same for every request.
-    let mut document = ApiDoc::openapi();
-    document.servers = Some(vec![utoipa::openapi::Server::new(api_url.to_string())]);
-    let document = Arc::new(document);
+    let document = Bytes::from(this_servers_document(api_url, state.links.return_to_origins()));
     Router::new()
         .route("/connections", get(list_connections))
         .route("/connections/{bot_id}", get(get_connection).delete(revoke_connection))
@@ -215,6 +214,52 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An integer as JSON Schema counts them: `60` and `60.0` alike (and, in a query string, their
+/// text). Clients that only have floating-point numbers send the second.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WholeNumber(pub(super) i64);
+
+impl<'de> serde::Deserialize<'de> for WholeNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = WholeNumber;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<WholeNumber, E> {
+                Ok(WholeNumber(value))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<WholeNumber, E> {
+                i64::try_from(value).map(WholeNumber).map_err(|_| E::custom("too large"))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<WholeNumber, E> {
+                // Beyond ±2^53 a float no longer names one integer; no limit here comes near.
+                const EXACT: f64 = 9_007_199_254_740_992.0;
+                if value.fract() == 0.0 && value.abs() <= EXACT {
+                    #[allow(clippy::cast_possible_truncation)]
+                    return Ok(WholeNumber(value as i64));
+                }
+                Err(E::custom("expected a whole number"))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<WholeNumber, E> {
+                match text.parse::<i64>() {
+                    Ok(value) => Ok(WholeNumber(value)),
+                    Err(_) => self.visit_f64(
+                        text.parse::<f64>().map_err(|_| E::custom("expected a whole number"))?,
+                    ),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 fn bad_query(rejection: QueryRejection) -> ApiError {
     ApiError::invalid(rejection.body_text())
 }
@@ -298,10 +343,86 @@ struct ApiDoc;
 
 /// The OpenAPI 3.1 document of this API, with this server's address.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta", security(()), responses((status = 200, description = "This document")))]
-async fn openapi_document(
-    document: Arc<utoipa::openapi::OpenApi>,
-) -> Json<utoipa::openapi::OpenApi> {
-    Json(document.as_ref().clone())
+async fn openapi_document(document: Bytes) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], document)
+}
+
+/// The document as this server answers: its address, and the `return_to` values it accepts
+/// (those at `connect.return_to_origins`), so that a client generated from it, or a fuzzer,
+/// finds every value the document allows accepted.
+fn this_servers_document(api_url: Url, return_to_origins: &[url::Origin]) -> Vec<u8> {
+    let mut document = ApiDoc::openapi();
+    document.servers = Some(vec![utoipa::openapi::Server::new(api_url.to_string())]);
+    let mut document = serde_json::to_value(document).unwrap_or_default();
+    let return_to =
+        &mut document["components"]["schemas"]["NewConnectLink"]["properties"]["return_to"];
+    if let Some(schema) = return_to.as_object_mut() {
+        if return_to_origins.is_empty() {
+            // Only the empty string, which is the same as leaving it out.
+            schema.insert("maxLength".into(), 0.into());
+        } else {
+            let origins: Vec<String> = return_to_origins
+                .iter()
+                .map(|origin| regex_escape(&origin.ascii_serialization()))
+                .collect();
+            // Empty is the same as leaving it out.
+            let pattern = format!(
+                r"^(?:(?:{})(?:[/?#][^\s\\\u0000-\u001f\u007f-\u009f]*)?)?$",
+                origins.join("|")
+            );
+            schema.insert("pattern".into(), pattern.into());
+            // The server's limit is 1024 bytes; 256 characters stay within it in any script.
+            schema.insert("maxLength".into(), 256.into());
+        }
+    }
+    add_links(&mut document);
+    serde_json::to_vec(&document).unwrap_or_default()
+}
+
+/// OpenAPI links: a listed connection's `bot_id` (and a listed delivery's `id`) feed the routes
+/// on one of them, so generated clients and fuzzers can walk from a list to its items.
+fn add_links(document: &mut serde_json::Value) {
+    let connection = "$response.body#/connections/0/bot_id";
+    let per_connection = [
+        "get_connection",
+        "get_token",
+        "refresh_connection",
+        "check_connection",
+        "connection_events",
+        "revoke_connection",
+    ];
+    let lists = [
+        ("/connections", "bot_id", connection, &per_connection[..]),
+        ("/deliveries", "id", "$response.body#/deliveries/0/id", &["redeliver"][..]),
+    ];
+    for (path, parameter, value, operations) in lists {
+        let links: serde_json::Map<String, serde_json::Value> = operations
+            .iter()
+            .map(|operation| {
+                let link = serde_json::json!({
+                    "operationId": operation,
+                    "parameters": { parameter: value },
+                });
+                ((*operation).to_owned(), link)
+            })
+            .collect();
+        if let Some(ok) = document["paths"][path]["get"]["responses"]["200"].as_object_mut() {
+            ok.insert("links".into(), links.into());
+        }
+    }
+}
+
+/// `text` as a regular expression that matches only it (ECMA-262's syntax characters escaped,
+/// nothing else: an escaped letter or colon is an error there).
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "^$\\.*+?()[]{}|/".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 #[cfg(test)]
