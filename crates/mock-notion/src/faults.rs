@@ -37,6 +37,8 @@ struct Armed {
     fault: Fault,
     /// `None`: until cleared.
     remaining: Option<u32>,
+    /// Requests still to pass untouched before the fault applies.
+    skip: u32,
 }
 
 #[derive(Default)]
@@ -45,11 +47,11 @@ pub(crate) struct FaultTable {
 }
 
 impl FaultTable {
-    pub(crate) fn set(&mut self, endpoint: Endpoint, fault: Fault, times: Option<u32>) {
+    pub(crate) fn set(&mut self, endpoint: Endpoint, fault: Fault, times: Option<u32>, skip: u32) {
         if times == Some(0) {
             self.armed.remove(&endpoint);
         } else {
-            self.armed.insert(endpoint, Armed { fault, remaining: times });
+            self.armed.insert(endpoint, Armed { fault, remaining: times, skip });
         }
     }
 
@@ -60,6 +62,10 @@ impl FaultTable {
     /// The fault for this request, counting it against a limited fault.
     pub(crate) fn take(&mut self, endpoint: Endpoint) -> Option<Fault> {
         let armed = self.armed.get_mut(&endpoint)?;
+        if armed.skip > 0 {
+            armed.skip -= 1;
+            return None;
+        }
         let fault = armed.fault.clone();
         if let Some(remaining) = armed.remaining.as_mut() {
             *remaining = remaining.saturating_sub(1);
@@ -115,7 +121,7 @@ mod tests {
     #[test]
     fn limited_fault_counts_down_then_clears() {
         let mut table = FaultTable::default();
-        table.set(Endpoint::Token, error(), Some(2));
+        table.set(Endpoint::Token, error(), Some(2), 0);
         assert!(table.take(Endpoint::Introspect).is_none());
         assert!(table.take(Endpoint::Token).is_some());
         assert!(table.take(Endpoint::Token).is_some());
@@ -123,9 +129,19 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_fault_lets_the_first_requests_through() {
+        let mut table = FaultTable::default();
+        table.set(Endpoint::Revoke, error(), Some(1), 2);
+        assert!(table.take(Endpoint::Revoke).is_none());
+        assert!(table.take(Endpoint::Revoke).is_none());
+        assert!(table.take(Endpoint::Revoke).is_some());
+        assert!(table.take(Endpoint::Revoke).is_none());
+    }
+
+    #[test]
     fn unlimited_fault_stays_until_cleared() {
         let mut table = FaultTable::default();
-        table.set(Endpoint::Search, Fault::NonJson, None);
+        table.set(Endpoint::Search, Fault::NonJson, None, 0);
         for _ in 0..5 {
             assert!(matches!(table.take(Endpoint::Search), Some(Fault::NonJson)));
         }
@@ -136,8 +152,8 @@ mod tests {
     #[test]
     fn zero_times_disarms() {
         let mut table = FaultTable::default();
-        table.set(Endpoint::Token, error(), None);
-        table.set(Endpoint::Token, error(), Some(0));
+        table.set(Endpoint::Token, error(), None, 0);
+        table.set(Endpoint::Token, error(), Some(0), 0);
         assert!(table.take(Endpoint::Token).is_none());
     }
 

@@ -53,6 +53,17 @@ pub enum ReauthMode {
     SameToken,
 }
 
+/// What `POST /v1/oauth/revoke` ends. Notion does not say whether revoking an access token also
+/// ends its refresh token (UNCONFIRMED, §4.2), so a client must work either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// Revoking either token of the current pair ends both.
+    WholePair,
+    /// Only the token given dies: after revoking the access token, its refresh token still
+    /// mints new pairs until it is revoked too.
+    OnlyThatToken,
+}
+
 /// Settings of the one emulated public connection.
 #[derive(Clone)]
 pub struct EmulatorConfig {
@@ -70,6 +81,8 @@ pub struct EmulatorConfig {
     pub error_shape: ErrorShape,
     /// Which token pair a repeated authorization by the same user in the same workspace gets.
     pub reauth: ReauthMode,
+    /// What a revocation ends.
+    pub revocation: Revocation,
     /// `false` sends `state=` empty on deny, exactly like Notion's doc example (§1.3).
     pub echo_state_on_deny: bool,
     /// Workspace names offered on the consent page; the first is the default.
@@ -94,6 +107,7 @@ impl Default for EmulatorConfig {
             code_ttl: Duration::from_secs(10 * 60),
             error_shape: ErrorShape::OAuth,
             reauth: ReauthMode::FreshPair,
+            revocation: Revocation::WholePair,
             echo_state_on_deny: true,
             workspaces: vec!["Acme Corp".to_owned(), "Personal".to_owned()],
             bench: false,
@@ -111,6 +125,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("code_ttl", &self.code_ttl)
             .field("error_shape", &self.error_shape)
             .field("reauth", &self.reauth)
+            .field("revocation", &self.revocation)
             .field("echo_state_on_deny", &self.echo_state_on_deny)
             .field("workspaces", &self.workspaces)
             .field("bench", &self.bench)
@@ -206,12 +221,18 @@ impl Emulator {
 
     /// Installs a fault that stays until [`Emulator::clear_faults`].
     pub fn set_fault(&self, endpoint: Endpoint, fault: Fault) {
-        self.with(|s| s.faults.set(endpoint, fault, None));
+        self.with(|s| s.faults.set(endpoint, fault, None, 0));
     }
 
     /// Installs a fault for the next `times` requests to `endpoint` only.
     pub fn set_fault_times(&self, endpoint: Endpoint, fault: Fault, times: u32) {
-        self.with(|s| s.faults.set(endpoint, fault, Some(times)));
+        self.with(|s| s.faults.set(endpoint, fault, Some(times), 0));
+    }
+
+    /// Lets the next `skip` requests to `endpoint` through, then installs `fault` for `times`
+    /// requests: the second call of a sequence fails while the first succeeds.
+    pub fn set_fault_after(&self, endpoint: Endpoint, skip: u32, fault: Fault, times: u32) {
+        self.with(|s| s.faults.set(endpoint, fault, Some(times), skip));
     }
 
     /// Removes every installed fault, so all endpoints behave normally again.

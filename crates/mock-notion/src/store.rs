@@ -6,8 +6,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use crate::ReauthMode;
 use crate::random;
+use crate::{ReauthMode, Revocation};
 
 /// How many bench bots are remembered (about half a kilobyte each). A benchmark mints a bot per
 /// request, so without a cap the emulator would grow for as long as it is the load target; a
@@ -263,10 +263,21 @@ impl Store {
         }
     }
 
-    /// Kills a live access token together with its refresh token; anything else is a no-op.
-    pub(crate) fn revoke_access_token(&mut self, token: &str) {
-        if let Some(bot_id) = self.live_access_bot(token).map(|b| b.identity.bot_id) {
-            self.revoke_bot_id(bot_id);
+    /// Kills a live access or refresh token, with the rest of its pair under
+    /// [`Revocation::WholePair`]; anything else is a no-op.
+    pub(crate) fn revoke_token(&mut self, token: &str, revocation: Revocation) {
+        let bot_id = self
+            .live_access_bot(token)
+            .map(|b| b.identity.bot_id)
+            .or_else(|| self.live_refresh_bot(token));
+        let Some(bot_id) = bot_id else { return };
+        match revocation {
+            Revocation::WholePair => self.revoke_bot_id(bot_id),
+            Revocation::OnlyThatToken => {
+                // The pair stays current, so its other token keeps working.
+                self.access.remove(token);
+                self.refresh.remove(token);
+            }
         }
     }
 
@@ -348,12 +359,29 @@ mod tests {
     fn revoke_kills_pair_and_is_idempotent() {
         let mut store = Store::default();
         let pair = store.authorize(ada(), ReauthMode::FreshPair);
-        store.revoke_access_token(&pair.access_token);
-        store.revoke_access_token(&pair.access_token);
-        store.revoke_access_token("ntn_unknown");
+        store.revoke_token(&pair.access_token, Revocation::WholePair);
+        store.revoke_token(&pair.access_token, Revocation::WholePair);
+        store.revoke_token("ntn_unknown", Revocation::WholePair);
         assert!(store.access_token_bot(&pair.access_token).is_none());
         assert!(!store.is_refresh_token_active(&pair.refresh_token));
         assert_eq!(store.issued_secrets().len(), 2);
+        // Revoking the refresh token ends the pair as well.
+        let pair = store.authorize(ada(), ReauthMode::FreshPair);
+        store.revoke_token(&pair.refresh_token, Revocation::WholePair);
+        assert!(store.access_token_bot(&pair.access_token).is_none());
+    }
+
+    #[test]
+    fn revoking_only_that_token_leaves_the_other_working() {
+        let mut store = Store::default();
+        let pair = store.authorize(ada(), ReauthMode::FreshPair);
+        store.revoke_token(&pair.access_token, Revocation::OnlyThatToken);
+        assert!(store.access_token_bot(&pair.access_token).is_none());
+        assert!(store.is_refresh_token_active(&pair.refresh_token));
+        let (_, next) = store.refresh(&pair.refresh_token).unwrap();
+        store.revoke_token(&next.refresh_token, Revocation::OnlyThatToken);
+        assert!(!store.is_refresh_token_active(&next.refresh_token));
+        assert!(store.access_token_bot(&next.access_token).is_some());
     }
 
     #[test]

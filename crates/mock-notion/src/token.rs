@@ -231,7 +231,9 @@ pub(crate) async fn revoke(
         let token = fields.required_str("token")?;
         // Unknown or already revoked tokens also get 200 (idempotent, like RFC 7009); Notion's
         // behaviour for them, and whether the refresh token dies too, is UNCONFIRMED (§4.2).
-        s.store.revoke_access_token(token);
+        // A refresh token is taken as RFC 7009 allows.
+        let revocation = s.config.revocation;
+        s.store.revoke_token(token, revocation);
         Ok(json!({ "request_id": request_id }))
     })
 }

@@ -593,6 +593,26 @@ impl Lifecycle {
                     return Err(LifecycleError::Notion(error));
                 }
             };
+            // Whether revoking the access token ended the refresh token too is not documented:
+            // revoke that as well, or a copy of it taken earlier could still mint tokens.
+            if let Some(refresh) = &tokens.refresh_token {
+                let revoked = self.client.revoke_refresh_token(refresh);
+                match self.holding_lease(bot_id, &owner, revoked).await {
+                    Ok(_) => {}
+                    // Dead with its access token, or not a token Notion takes here.
+                    Err(NotionError::Api(refused))
+                        if (400..500).contains(&refused.status) && refused.status != 429 =>
+                    {
+                        tracing::debug!(code = %refused.code, "Notion refused to revoke the refresh token; taken as already dead");
+                    }
+                    // The tokens are kept, so the call can be repeated: the access token is then
+                    // refused as dead, and the refresh token tried again.
+                    Err(error) => {
+                        self.store.release_lease(bot_id, &owner).await?;
+                        return Err(LifecycleError::Notion(error));
+                    }
+                }
+            }
             let request_id = request_id.as_deref();
             if self.store.revoke_connection(bot_id, generation, reason, request_id).await? {
                 tracing::info!(request_id, "connection revoked");

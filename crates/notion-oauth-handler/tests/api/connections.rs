@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use mock_notion::{Endpoint, Fault};
+use mock_notion::{EmulatorConfig, Endpoint, Fault, Revocation};
 
-use crate::helpers::{eventually, spawn_app};
+use crate::helpers::{TestOptions, eventually, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn connections_can_be_listed_filtered_and_paged_without_tokens() {
@@ -168,6 +168,36 @@ async fn revoking_is_done_at_notion_forgets_the_tokens_and_can_be_repeated() {
         "nothing left to revoke at Notion"
     );
     assert_eq!(api.delete("/connections/00000000-0000-0000-0000-000000000000").await.status, 404);
+}
+
+#[tokio::test]
+async fn revoking_ends_the_refresh_token_too_where_notion_would_keep_it() {
+    // Whether Notion ends the refresh token with its access token is not documented: the
+    // emulator that keeps it alive is the case that matters.
+    let app = spawn_app_with(TestOptions {
+        emulator: EmulatorConfig { revocation: Revocation::OnlyThatToken, ..Default::default() },
+        ..TestOptions::default()
+    })
+    .await;
+    let api = app.api().await;
+    let bot = app.connected("Ada Lovelace", None).await;
+    let stored = app.tokens(&bot).await;
+    let access = stored.access_token.unwrap().expose_secret().to_owned();
+    let refresh = stored.refresh_token.unwrap().expose_secret().to_owned();
+
+    // A refresh-token revocation Notion fails keeps the tokens, and a repeat finishes the job.
+    let unavailable =
+        Fault::Error { status: 503, code: "service_unavailable".into(), message: "x".into() };
+    app.emulator().set_fault_after(Endpoint::Revoke, 1, unavailable, 1);
+    assert_eq!(api.delete(&format!("/connections/{bot}")).await.status, 503);
+    assert!(!app.emulator().is_access_token_active(&access), "the access token went first");
+    assert!(app.emulator().is_refresh_token_active(&refresh));
+    assert!(app.tokens(&bot).await.refresh_token.is_some(), "kept for the next try");
+
+    assert_eq!(api.delete(&format!("/connections/{bot}")).await.status, 204);
+    assert!(!app.emulator().is_refresh_token_active(&refresh), "a copy could still mint tokens");
+    let stored = app.tokens(&bot).await;
+    assert!(stored.access_token.is_none() && stored.refresh_token.is_none());
 }
 
 #[tokio::test]
