@@ -468,3 +468,45 @@ async fn deliveries_cut_short_by_a_kill_9_mid_attempt_are_delivered_after_restar
     );
     assert_eq!((delivered.len(), ids.len()), (2, 2));
 }
+
+/// The resident memory of process `pid`, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn memory_goes_back_to_idle_after_a_burst_of_connections_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let deployment = Deployment::new(1, 5).await;
+    let server = deployment.start(0).await;
+    let pid = server.id().unwrap();
+    let address = format!("127.0.0.1:{}", deployment.ports[0]);
+    let mut warm = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut answer = [0u8; 1024];
+    for _ in 0..20 {
+        warm.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let _ = warm.read(&mut answer).await.unwrap();
+    }
+    let idle = resident_kib(pid);
+
+    // Kept-alive connections that each made a request, under server.max_connections (768).
+    let mut burst = Vec::new();
+    for _ in 0..500 {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        socket.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        assert!(socket.read(&mut answer).await.unwrap() > 0);
+        burst.push(socket);
+    }
+    let peak = resident_kib(pid);
+    assert!(peak > idle + 2048, "the burst should take memory: idle {idle} KiB, peak {peak} KiB");
+    drop(burst);
+
+    eventually("memory back near idle", Duration::from_secs(5), || async {
+        (resident_kib(pid) <= idle + 1024).then_some(())
+    })
+    .await;
+    drop(warm);
+}
