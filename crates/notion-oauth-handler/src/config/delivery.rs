@@ -64,6 +64,8 @@ pub struct DeliveryPolicy {
     pub timeout: Duration,
     /// Delivered and dead deliveries older than this are deleted.
     pub retention: Duration,
+    /// Deliveries under way at once in this process.
+    pub concurrency: usize,
 }
 
 fn check_events(
@@ -136,7 +138,10 @@ fn policy(delivery: &DeliverySettings, problems: &mut Problems) -> Option<Delive
         .check("delivery.timeout_seconds", in_range(delivery.timeout_seconds, 1..=120, "seconds"));
     let retention = problems
         .check("delivery.retention_days", in_range(delivery.retention_days, 1..=3650, "days"));
+    let concurrency = problems
+        .check("delivery.concurrency", in_range(delivery.concurrency, 1..=64, "deliveries"));
     Some(DeliveryPolicy {
+        concurrency: usize::try_from(concurrency?).ok()?,
         max_attempts: u32::try_from(max_attempts?).ok()?,
         retry_base: Duration::from_millis(delivery.retry_base_ms.max(1)),
         timeout: Duration::from_secs(timeout?),

@@ -278,11 +278,20 @@ pub struct DeliverySettings {
     pub timeout_seconds: u64,
     /// How long delivered and dead deliveries are kept (for listings and redelivery).
     pub retention_days: u64,
+    /// Deliveries under way at once, each for another connection: a slow or hanging one holds
+    /// up only its own connection's next events.
+    pub concurrency: u64,
 }
 
 impl Default for DeliverySettings {
     fn default() -> Self {
-        Self { max_attempts: 12, retry_base_ms: 5_000, timeout_seconds: 10, retention_days: 7 }
+        Self {
+            max_attempts: 12,
+            retry_base_ms: 5_000,
+            timeout_seconds: 10,
+            retention_days: 7,
+            concurrency: 8,
+        }
     }
 }
 

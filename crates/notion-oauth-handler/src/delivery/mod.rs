@@ -20,12 +20,12 @@ use crate::store::{Delivery, Retry, Store, StoreError, now};
 use crate::telemetry::Chain;
 use crate::vault::Vault;
 
-/// How long an idle worker waits before looking again.
+/// How long the first worker, idle, waits before looking again.
 const IDLE: Duration = Duration::from_millis(200);
+/// How long the other workers, idle, wait for the first to wake them before looking anyway.
+const IDLE_OTHERS: Duration = Duration::from_secs(5);
 /// The longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-/// Workers per process: deliveries to one connection stay in order whatever the count.
-const WORKERS: usize = 2;
 
 /// An embedding app's hook, under its name in delivery listings.
 pub(crate) type NamedHook = (String, Arc<dyn ConnectionHook>);
@@ -134,17 +134,23 @@ impl Deliverer {
         now() + i64::try_from(limit.as_secs()).unwrap_or(600) + 5
     }
 
-    /// Claims and handles one due delivery.
+    /// Claims and handles one due delivery, waking another worker when it found one.
     ///
     /// # Errors
     /// Storage failures.
     #[tracing::instrument(name = "delivery.try_deliver_one", level = "debug", skip_all)]
-    async fn try_deliver_one(&self, worker: &str) -> Result<Polled, StoreError> {
+    async fn try_deliver_one(
+        &self,
+        worker: &str,
+        wake: &tokio::sync::Notify,
+    ) -> Result<Polled, StoreError> {
         let names = self.names();
         let Some(delivery) = self.store.claim_delivery(worker, self.lock_for(None), &names).await?
         else {
             return Ok(Polled::EmptyQueue);
         };
+        // There may be more: another worker looks while this one delivers.
+        wake.notify_one();
         let destination = self.destination(&delivery.target);
         if let Some(command @ Destination::Configured(TargetKind::Command { .. })) = &destination {
             let until = self.lock_for(Some(command));
@@ -272,9 +278,14 @@ impl Workers {
     pub(crate) fn start(deliverer: Arc<Deliverer>) -> Self {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let prefix = format!("{}-{}-", std::process::id(), uuid::Uuid::new_v4().simple());
-        let handles = (0..WORKERS)
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let handles = (0..deliverer.policy.concurrency)
             .map(|index| {
-                let worker = format!("{prefix}{index}");
+                let worker = Worker {
+                    id: format!("{prefix}{index}"),
+                    idle: if index == 0 { IDLE } else { IDLE_OTHERS },
+                    wake: wake.clone(),
+                };
                 tokio::spawn(run_worker(deliverer.clone(), worker, stopped.clone()))
             })
             .collect();
@@ -310,16 +321,27 @@ impl Drop for Workers {
     }
 }
 
+/// One of the process's workers. Only the first looks at the queue often while it is empty;
+/// a worker that finds a delivery wakes another, so a backlog has every worker on it within a
+/// few claims while an idle server asks its database a few times a second, not a few dozen.
+struct Worker {
+    /// The lock owner written on the deliveries it claims.
+    id: String,
+    /// How long it waits, idle, before looking again.
+    idle: Duration,
+    wake: Arc<tokio::sync::Notify>,
+}
+
 /// Delivers until told to stop, finishing the attempt under way first.
 async fn run_worker(
     deliverer: Arc<Deliverer>,
-    worker: String,
+    worker: Worker,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     while !*stop.borrow() {
-        let idle = match deliverer.try_deliver_one(&worker).await {
+        let idle = match deliverer.try_deliver_one(&worker.id, &worker.wake).await {
             Ok(Polled::Handled) => continue,
-            Ok(Polled::EmptyQueue) => IDLE,
+            Ok(Polled::EmptyQueue) => worker.idle,
             Err(error) => {
                 tracing::error!(error = %Chain(&error), "the delivery queue could not be read");
                 Duration::from_secs(1)
@@ -327,6 +349,7 @@ async fn run_worker(
         };
         tokio::select! {
             _ = stop.changed() => {}
+            () = worker.wake.notified() => {}
             () = tokio::time::sleep(idle) => {}
         }
     }

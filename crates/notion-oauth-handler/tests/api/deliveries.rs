@@ -6,8 +6,8 @@ use std::time::Duration;
 use notion_oauth_handler::config::{CommandHookSettings, DeliverySettings};
 
 use crate::helpers::{
-    Browser, Receiver, TestApp, TestOptions, WEBHOOK_SECRET, accepted, eventually, spawn_app_with,
-    webhook,
+    Browser, HANG, Receiver, TestApp, TestOptions, WEBHOOK_SECRET, accepted, eventually,
+    spawn_app_with, webhook,
 };
 
 fn run_verifier(
@@ -395,4 +395,34 @@ async fn a_command_hook_that_leaves_a_background_process_still_succeeds_and_sees
         .contains(n)),
         "the hook inherited the server's environment: {names:?}"
     );
+}
+
+#[tokio::test]
+async fn a_hanging_delivery_holds_up_only_its_own_connection() {
+    let receiver = Receiver::start().await;
+    let app = spawn_app_with(TestOptions {
+        webhooks: vec![webhook("app", &receiver.url)],
+        delivery: DeliverySettings {
+            timeout_seconds: 30,
+            retry_base_ms: 100,
+            concurrency: 4,
+            ..DeliverySettings::default()
+        },
+        ..TestOptions::default()
+    })
+    .await;
+    // The app takes each event and never answers: every delivery under way hangs.
+    receiver.answer(HANG);
+    for user in ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra"] {
+        app.connected(user, None).await;
+    }
+
+    // Each connection's first event reaches the app though the others' hang, long before any
+    // attempt times out.
+    let started = std::time::Instant::now();
+    let received = receiver.wait_for("four events under way at once", |r| r.len() >= 4).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let bots: std::collections::BTreeSet<String> =
+        received.iter().map(|r| r.json()["data"]["bot_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(bots.len(), 4, "one event per connection");
 }
