@@ -18,7 +18,7 @@
 //! 5. `pages`: what the browser sees;
 //! 6. `state`: the request state, one substate per service;
 //! 7. `routes`: the HTTP surface;
-//! 8. `startup` and [`embed`]: building and running it all;
+//! 8. `startup`, `serving`, `tls` and [`embed`]: building and running it all;
 //! 9. `cli` and `commands`: the binary's command line.
 
 pub mod api_keys;
@@ -49,6 +49,7 @@ mod routes;
 pub mod embed;
 mod serving;
 mod startup;
+mod tls;
 
 mod cli;
 mod commands;

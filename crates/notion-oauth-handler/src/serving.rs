@@ -26,9 +26,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
@@ -44,8 +44,10 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let burst = Arc::new(Burst::default());
     let (stop, stopping) = watch::channel(false);
@@ -87,21 +89,26 @@ pub(crate) async fn serve(
             request.extensions_mut().insert(ConnectInfo(peer));
             request
         });
-        let mut stopping = stopping.clone();
+        let stopping = stopping.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let _closed = closed;
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-            let connection =
-                http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                _ = stopping.wait_for(|stop| *stop) => {}
+            let service = TowerToHyperService::new(service);
+            match tls {
+                None => plain(TokioIo::new(stream), service, limits, stopping).await,
+                Some(acceptor) => {
+                    // The handshake is held to the header timeout too: a client that opens a
+                    // connection and says nothing is dropped the same way over TLS.
+                    let handshake = acceptor.accept(stream);
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(limits.header_timeout, handshake).await
+                    else {
+                        return;
+                    };
+                    secure(TokioIo::new(stream), service, limits, stopping).await;
+                }
             }
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
         });
     }
     drop(listener);
@@ -114,6 +121,64 @@ pub(crate) async fn serve(
         );
     }
     Ok(())
+}
+
+/// Plain HTTP/1.1 (behind a proxy, which speaks HTTP/2 to clients if anyone does).
+async fn plain<S>(
+    io: TokioIo<TcpStream>,
+    service: S,
+    limits: ConnectionLimits,
+    stopping: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = axum::response::Response>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let connection = http.serve_connection(io, service);
+    until_stopped(connection, stopping, |c| c.graceful_shutdown()).await;
+}
+
+/// HTTPS: HTTP/2 or HTTP/1.1, as ALPN chose.
+async fn secure<S>(
+    io: TokioIo<tokio_rustls::server::TlsStream<TcpStream>>,
+    service: S,
+    limits: ConnectionLimits,
+    stopping: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = axum::response::Response>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    http.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    // An HTTP/2 client that went away is noticed by its missing ping answer.
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.header_timeout);
+    let connection = http.serve_connection(io, service);
+    until_stopped(connection, stopping, |c| c.graceful_shutdown()).await;
+}
+
+/// Drives `connection` to its end, or, once shutdown begins, lets it finish what it is doing.
+async fn until_stopped<C: Future>(
+    connection: C,
+    mut stopping: watch::Receiver<bool>,
+    graceful: impl FnOnce(std::pin::Pin<&mut C>),
+) {
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stopping.wait_for(|stop| *stop) => {}
+    }
+    graceful(connection.as_mut());
+    let _ = connection.await;
 }
 
 /// Open connections, and the most seen since memory was last given back.

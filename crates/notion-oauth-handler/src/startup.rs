@@ -22,6 +22,7 @@ use crate::pages::Pages;
 use crate::rate_limits::RateLimits;
 use crate::state::{AppState, BrowserCookie, RequestServices};
 use crate::store::{Routing, SqlStore, Store, StoreError};
+use crate::tls::Certificate;
 use crate::vault::Vault;
 
 /// Opens the store an embedding app brings, given the event routing it must follow.
@@ -177,6 +178,8 @@ pub struct Application {
     listener: TcpListener,
     services: Services,
     config: Config,
+    /// The certificate served, when `[tls]` is on.
+    certificate: Option<Arc<Certificate>>,
 }
 
 impl Application {
@@ -204,8 +207,13 @@ impl Application {
         config: Config,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
+        // Read before anything is opened: a certificate that does not load stops the start.
+        let certificate = match &config.tls {
+            Some(files) => Some(Certificate::open(files).context("[tls] cannot be served")?),
+            None => None,
+        };
         let services = Services::open(&config, Additions::default()).await?;
-        Ok(Self { listener, services, config })
+        Ok(Self { listener, services, config, certificate })
     }
 
     /// The address actually bound.
@@ -225,10 +233,20 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let Self { listener, services, config } = self;
+        let Self { listener, services, config, certificate } = self;
         let background = services.start_background();
         let router = crate::routes::router(services.state.clone(), &config);
-        let served = crate::serving::serve(listener, router, config.limits, shutdown).await;
+        let (tls, watcher) = match certificate {
+            Some(certificate) => {
+                let tls = certificate.server_config().map_err(std::io::Error::other)?;
+                (Some(tls), Some(tokio::spawn(certificate.watch())))
+            }
+            None => (None, None),
+        };
+        let served = crate::serving::serve(listener, router, config.limits, tls, shutdown).await;
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         background.stop().await;
         services.state.store.close().await;
         served

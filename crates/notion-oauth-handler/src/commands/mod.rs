@@ -91,9 +91,15 @@ async fn check(args: &ConfigArg) -> anyhow::Result<()> {
             ),
         },
     }
+    if let Some(files) = &config.tls {
+        crate::tls::load(files).context("[tls] cannot be served")?;
+    }
     println!("The configuration is valid.");
     println!("Master key id: {}", vault.active_key_id());
     println!("Redirect URI to register in Notion's Developer portal: {}", config.redirect_uri());
+    if let Some(files) = &config.tls {
+        println!("HTTPS with the certificate in {} (its key matches)", files.cert_file.display());
+    }
     for document in &config.documents {
         println!("Document served at: {}", config.public_link(&document.path));
     }

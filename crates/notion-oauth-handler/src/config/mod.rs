@@ -40,7 +40,7 @@ pub use problems::{ConfigError, Problem};
 pub use settings::{
     CommandHookSettings, ConnectSettings, DeliverySettings, DocumentSettings, LifecycleSettings,
     NotionSettings, PagesSettings, RateLimitSettings, SecuritySettings, ServerSettings, Settings,
-    StorageSettings, WebhookSettings, load_settings,
+    StorageSettings, TlsSettings, WebhookSettings, load_settings,
 };
 
 /// The checked configuration the server runs with: plain data, nothing running.
@@ -54,6 +54,8 @@ pub struct Config {
     pub clients: ClientPolicy,
     /// The address users reach this server at.
     pub public_url: Url,
+    /// HTTPS in the process, from these files; `None` is plain HTTP (behind a proxy).
+    pub tls: Option<TlsFiles>,
     /// `""` for the root, else `/prefix` without a trailing slash.
     pub base_path: String,
     /// The integration's credentials and how Notion is called.
@@ -80,6 +82,16 @@ pub struct Config {
     pub connect: Connect,
     /// The folder of page overrides, if any.
     pub templates_dir: Option<PathBuf>,
+}
+
+/// `[tls]`, with its paths resolved. What they hold is read when serving starts (and by
+/// `check`), and again whenever they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, PEM.
+    pub cert_file: PathBuf,
+    /// The private key, PEM.
+    pub key_file: PathBuf,
 }
 
 /// `[server]`'s limits, checked.
@@ -143,6 +155,7 @@ impl Settings {
             in_range(self.server.max_connections, 1..=1_000_000, "connections"),
         );
         let clients = clients::validate(&self.server, &self.rate_limit, &mut problems);
+        let tls = tls(&self.tls, base_dir, server.as_ref().map(|(_, url, _)| url), &mut problems);
         let notion = notion(&self.notion, api_base_url, base_dir, &mut problems);
         let storage_url = storage(&self.storage.url, base_dir, &mut problems);
         let keys = master_keys(&self.security, base_dir, &mut problems);
@@ -171,6 +184,7 @@ impl Settings {
             Some(header_timeout),
             Some(max_connections),
             Some(clients),
+            Some(tls),
         ) = (
             server,
             notion,
@@ -182,6 +196,7 @@ impl Settings {
             header_timeout,
             max_connections,
             clients,
+            tls,
         )
         else {
             return problems.or_value(None);
@@ -193,6 +208,7 @@ impl Settings {
                 max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
             },
             clients,
+            tls,
             public_url,
             base_path,
             notion,
@@ -209,6 +225,47 @@ impl Settings {
             templates_dir,
         }))
     }
+}
+
+/// `Some(None)` is TLS off; `None` a problem reported.
+fn tls(
+    settings: &TlsSettings,
+    base_dir: &Path,
+    public_url: Option<&Url>,
+    problems: &mut Problems,
+) -> Option<Option<TlsFiles>> {
+    let (cert_file, key_file) = match (&settings.cert_file, &settings.key_file) {
+        (None, None) => return Some(None),
+        (Some(cert), Some(key)) => (base_dir.join(cert), base_dir.join(key)),
+        (Some(_), None) => {
+            problems.add(
+                "tls.key_file",
+                "is required with tls.cert_file: the certificate's private key (PEM)",
+            );
+            return None;
+        }
+        (None, Some(_)) => {
+            problems
+                .add("tls.cert_file", "is required with tls.key_file: the certificate chain (PEM)");
+            return None;
+        }
+    };
+    let mut readable = true;
+    for (key, path) in [("tls.cert_file", &cert_file), ("tls.key_file", &key_file)] {
+        if let Err(error) = std::fs::File::open(path) {
+            problems.add(key, format!("cannot read {} ({error})", path.display()));
+            readable = false;
+        }
+    }
+    // Cookies, HSTS and the redirect URI all follow the public address.
+    if let Some(url) = public_url.filter(|url| url.scheme() != "https") {
+        problems.add(
+            "server.public_url",
+            format!("`{url}` must be https when the server answers HTTPS itself ([tls])"),
+        );
+        return None;
+    }
+    readable.then_some(Some(TlsFiles { cert_file, key_file }))
 }
 
 fn server(

@@ -53,6 +53,19 @@ pub struct Settings {
     /// How often one client may start flows and fail API keys.
     #[serde(default)]
     pub rate_limit: RateLimitSettings,
+    /// `[tls]`: HTTPS served by the process itself.
+    #[serde(default)]
+    pub tls: TlsSettings,
+}
+
+/// `[tls]`: the certificate `serve` answers HTTPS with. Both files or neither.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM: the server's certificate first, then the intermediates.
+    pub cert_file: Option<PathBuf>,
+    /// PEM: the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[rate_limit]`: per client address (per /64 network for IPv6). A `_per_minute` of 0 turns

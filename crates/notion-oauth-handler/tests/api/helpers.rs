@@ -42,6 +42,8 @@ pub struct TestOptions {
     /// `server.trusted_proxies` and `server.forwarded_header`, when not the defaults.
     pub trusted_proxies: Option<Vec<String>>,
     pub forwarded_header: Option<&'static str>,
+    /// `[tls]`: the certificate and key files; the server is then https://localhost:PORT.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// A PostgreSQL database to store in instead of a fresh SQLite file (see [`postgres_url`]).
     pub postgres: Option<TestDatabase>,
 }
@@ -66,6 +68,7 @@ impl Default for TestOptions {
             rate_limit: RateLimitSettings::default(),
             trusted_proxies: None,
             forwarded_header: None,
+            tls: None,
         }
     }
 }
@@ -146,7 +149,10 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let origin = match options.tls {
+        Some(_) => format!("https://localhost:{}", listener.local_addr().unwrap().port()),
+        None => format!("http://{}", listener.local_addr().unwrap()),
+    };
     let base = options.base_path.trim_end_matches('/');
     let mut emulator_config = options.emulator;
     emulator_config.client_id = "4a1e0f4e-0000-4000-8000-000000000001".into();
@@ -171,6 +177,10 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         settings.server.forwarded_header = header.into();
     }
     settings.rate_limit = options.rate_limit;
+    if let Some((cert_file, key_file)) = options.tls {
+        settings.tls.cert_file = Some(cert_file);
+        settings.tls.key_file = Some(key_file);
+    }
     settings.notion.client_id = Some("4a1e0f4e-0000-4000-8000-000000000001".into());
     settings.notion.client_secret = Some(SecretString::from(CLIENT_SECRET));
     settings.notion.api_base_url = notion.base_url();

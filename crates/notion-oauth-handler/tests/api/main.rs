@@ -20,4 +20,5 @@ mod postgres;
 mod processes;
 mod secrets;
 mod store;
+mod tls;
 mod tokens;

@@ -1,0 +1,173 @@
+//! HTTPS in the process: the certificate from `[tls]`'s files, served with rustls (ring) over
+//! HTTP/1.1 or HTTP/2 as the client's ALPN asks, and taken again from the files when they
+//! change or on SIGHUP, without a restart. A new pair that does not load (half written, a key
+//! that is not the certificate's) leaves the one being served in place, and the log says why.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, crypto::ring};
+
+use crate::config::TlsFiles;
+use crate::telemetry::Chain;
+
+/// How often the files are looked at for a change.
+const WATCH: Duration = Duration::from_secs(2);
+
+/// Why a certificate pair could not be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsError {
+    #[error("cannot read the certificate chain {path}: {reason}")]
+    Chain { path: String, reason: String },
+    #[error("{path} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)")]
+    NoCertificate { path: String },
+    #[error("cannot read the private key {path}: {reason} (expected PEM: PKCS#8, PKCS#1 or SEC1)")]
+    Key { path: String, reason: String },
+    #[error("the private key in {key} is not one rustls can sign with: {reason}")]
+    UnsupportedKey { key: String, reason: String },
+    #[error("the private key in {key} is not the key of the certificate in {cert}")]
+    Mismatch { cert: String, key: String },
+    #[error("cannot set up TLS: {0}")]
+    Setup(#[from] rustls::Error),
+}
+
+/// Reads and checks the pair `files` names.
+///
+/// # Errors
+/// A file that cannot be read or parsed, a key rustls cannot sign with, or a key that is not
+/// the certificate's.
+pub(crate) fn load(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
+    let cert_path = files.cert_file.display().to_string();
+    let key_path = files.key_file.display().to_string();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
+        .and_then(Iterator::collect)
+        .map_err(|error| TlsError::Chain { path: cert_path.clone(), reason: error.to_string() })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate { path: cert_path });
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key_file)
+        .map_err(|error| TlsError::Key { path: key_path.clone(), reason: error.to_string() })?;
+    let signing_key = any_supported_type(&key).map_err(|error| TlsError::UnsupportedKey {
+        key: key_path.clone(),
+        reason: error.to_string(),
+    })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified.keys_match().map_err(|_| TlsError::Mismatch { cert: cert_path, key: key_path })?;
+    Ok(certified)
+}
+
+/// The pair being served; replaced whole when the files change.
+#[derive(Debug)]
+pub(crate) struct Certificate {
+    current: RwLock<Arc<CertifiedKey>>,
+    files: TlsFiles,
+}
+
+impl ResolvesServerCert for Certificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+impl Certificate {
+    /// The pair in `files`, read now.
+    ///
+    /// # Errors
+    /// See [`load`].
+    pub(crate) fn open(files: &TlsFiles) -> Result<Arc<Self>, TlsError> {
+        let current = RwLock::new(Arc::new(load(files)?));
+        Ok(Arc::new(Self { current, files: files.clone() }))
+    }
+
+    /// rustls's configuration for serving this certificate: HTTP/2 or HTTP/1.1 by ALPN.
+    ///
+    /// # Errors
+    /// rustls refusing its own defaults (it does not).
+    pub(crate) fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// Reads the files again; on failure the pair served stays.
+    fn reload(&self, why: &str) {
+        match load(&self.files) {
+            Ok(loaded) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+                tracing::info!(cert_file = %self.files.cert_file.display(), why, "TLS certificate loaded");
+            }
+            Err(error) => tracing::error!(
+                error = %Chain(&error),
+                why,
+                "the new TLS certificate could not be used; the previous one is still served"
+            ),
+        }
+    }
+
+    /// Reloads when either file changes (looked at every [`WATCH`]) and on SIGHUP, until the
+    /// task is dropped.
+    pub(crate) async fn watch(self: Arc<Self>) {
+        let mut seen = self.stamp();
+        let mut hangup = hangups();
+        let mut every = tokio::time::interval(WATCH);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let why = tokio::select! {
+                _ = every.tick() => "the files changed",
+                Some(()) = next_hangup(&mut hangup) => "SIGHUP",
+            };
+            let stamp = self.stamp();
+            if why == "SIGHUP" || stamp != seen {
+                seen = stamp;
+                self.reload(why);
+            }
+        }
+    }
+
+    /// What tells a file was replaced or rewritten: its modification time, size and inode.
+    fn stamp(&self) -> [Option<(SystemTime, u64, u64)>; 2] {
+        [stamp(&self.files.cert_file), stamp(&self.files.key_file)]
+    }
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((metadata.modified().ok()?, metadata.len(), inode))
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+fn hangups() -> Hangups {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+async fn next_hangup(hangups: &mut Hangups) -> Option<()> {
+    #[cfg(unix)]
+    if let Some(signal) = hangups {
+        return signal.recv().await;
+    }
+    std::future::pending().await
+}
