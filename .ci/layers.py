@@ -4,7 +4,7 @@ an import from a lower layer to a higher one (layers as in lib.rs)."""
 import os, re, sys, collections
 root = sys.argv[1] if len(sys.argv) > 1 else "crates/notion-oauth-handler/src"
 LAYERS = [
-    ("leaves", ["domain", "hooks", "templates", "vault", "api_keys", "signatures", "crypto", "telemetry"]),
+    ("leaves", ["domain", "hooks", "templates", "vault", "api_keys", "signatures", "crypto", "telemetry", "metrics", "notion"]),
     ("config", ["config"]),
     ("store", ["store"]),
     ("services", ["flow", "links", "lifecycle", "delivery", "rate_limits"]),

@@ -14,14 +14,14 @@ use std::time::SystemTime;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use notion_oauth::{
-    AuthorizationCode, NotionError, OAuthClient, StateClaims, StateError, StateSigner,
-    TokenResponse,
+    AuthorizationCode, NotionError, StateClaims, StateError, StateSigner, TokenResponse,
 };
 use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::Config;
 use crate::domain::{InvalidReference, RefSource, Reference, Upserted};
+use crate::notion::Notion;
 use crate::store::{SealedGrant, Store, StoreError};
 use crate::vault::Vault;
 
@@ -141,7 +141,7 @@ pub(crate) struct Started {
 
 /// Starts flows and finishes them: signs states, exchanges codes, stores connections.
 pub(crate) struct Flow {
-    client: OAuthClient,
+    client: Notion,
     signer: StateSigner,
     /// Signers of the previous master keys, for states issued before a rotation.
     previous_signers: Vec<StateSigner>,
@@ -206,7 +206,7 @@ impl Flow {
     /// (whose state key also signs states).
     pub(crate) fn new(
         config: &Config,
-        client: OAuthClient,
+        client: Notion,
         store: Arc<dyn Store>,
         vault: Arc<Vault>,
     ) -> Self {
@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn the_authorize_url_built_once_and_given_a_state_is_the_clients() {
-        use notion_oauth::{ClientConfig, ClientId, ClientSecret};
+        use notion_oauth::{ClientConfig, ClientId, ClientSecret, OAuthClient};
         let base = Url::parse("http://127.0.0.1:9/notion").unwrap();
         let config = ClientConfig::new(
             ClientId::new("client"),

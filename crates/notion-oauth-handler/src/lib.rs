@@ -10,7 +10,8 @@
 //! The modules form layers, each using only those below it:
 //!
 //! 1. leaves: [`domain`], the extension contracts (`hooks`), `templates`, [`vault`],
-//!    [`api_keys`], [`signatures`], `crypto`, `telemetry`;
+//!    [`api_keys`], [`signatures`], `crypto`, `telemetry`, `metrics`, `notion` (the Notion
+//!    client, counted);
 //! 2. [`config`]: plain data;
 //! 3. [`store`]: the `Store` trait and its SQL implementation;
 //! 4. services, each holding only what it uses: `flow`, `links`, [`lifecycle`], `delivery`,
@@ -25,6 +26,8 @@ pub mod api_keys;
 mod crypto;
 pub mod domain;
 mod hooks;
+mod metrics;
+mod notion;
 pub mod signatures;
 mod telemetry;
 mod templates;

@@ -20,12 +20,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use notion_oauth::{AccessToken, NotionError, OAuthClient, RefreshToken, TokenResponse};
+use notion_oauth::{AccessToken, NotionError, RefreshToken, TokenResponse};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::LifecyclePolicy;
 use crate::domain::{BotId, ConnectionStatus, HistoryKind};
+use crate::notion::Notion;
 use crate::store::{
     Claim, HistoryEntry, LeaseFor, RefreshFailure, RefreshFailureKind, SealedGrant, Store,
     StoreError, StoredTokens, now,
@@ -231,7 +232,7 @@ impl Drop for AbortOnDrop {
 
 /// Tokens on demand, refreshed once however many ask; checks and revocations.
 pub struct Lifecycle {
-    client: OAuthClient,
+    client: Notion,
     store: Arc<dyn Store>,
     vault: Arc<Vault>,
     locks: RefreshLocks,
@@ -248,7 +249,7 @@ impl std::fmt::Debug for Lifecycle {
 impl Lifecycle {
     /// Calls Notion with `client`, keeps tokens in `store` sealed by `vault`.
     pub(crate) fn new(
-        client: OAuthClient,
+        client: Notion,
         store: Arc<dyn Store>,
         vault: Arc<Vault>,
         policy: &LifecyclePolicy,

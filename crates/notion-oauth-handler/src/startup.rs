@@ -18,6 +18,8 @@ use crate::flow::Flow;
 use crate::hooks::ConnectView;
 use crate::lifecycle::{Lifecycle, Passes};
 use crate::links::Links;
+use crate::metrics::Metrics;
+use crate::notion::Notion;
 use crate::pages::Pages;
 use crate::rate_limits::RateLimits;
 use crate::state::{AppState, BrowserCookie, RequestServices};
@@ -72,14 +74,17 @@ impl Services {
         };
         let vault = Arc::new(Vault::new(&config.master_key, &config.previous_master_keys));
         check_keys(store.as_ref(), &vault).await?;
+        let metrics = Arc::new(Metrics::new());
         let client =
             OAuthClient::new(config.notion.clone()).context("cannot build the Notion client")?;
+        let client = Notion::new(client, metrics.clone());
         let deliverer = Deliverer::new(
             store.clone(),
             vault.clone(),
             config.targets.clone(),
             hooks,
             config.delivery,
+            metrics.clone(),
         )
         .context("cannot build the webhook client")?;
         let lifecycle =
@@ -93,6 +98,7 @@ impl Services {
             pages: Arc::new(pages),
             browser_cookie: BrowserCookie::new(config),
             rate_limits: Arc::new(RateLimits::new(&config.clients)),
+            metrics,
         });
         Ok(Self {
             state,
@@ -180,6 +186,8 @@ pub struct Application {
     config: Config,
     /// The certificate served, when `[tls]` is on.
     certificate: Option<Arc<Certificate>>,
+    /// Where metrics are served, when `server.metrics_bind` is set.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -212,8 +220,14 @@ impl Application {
             Some(files) => Some(Certificate::open(files).context("[tls] cannot be served")?),
             None => None,
         };
+        let metrics_listener = match config.metrics_bind {
+            Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("cannot serve metrics on {address} (is another program using it? set server.metrics_bind)")
+            })?),
+            None => None,
+        };
         let services = Services::open(&config, Additions::default()).await?;
-        Ok(Self { listener, services, config, certificate })
+        Ok(Self { listener, services, config, certificate, metrics_listener })
     }
 
     /// The address actually bound.
@@ -233,9 +247,14 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let Self { listener, services, config, certificate } = self;
+        let Self { listener, services, config, certificate, metrics_listener } = self;
         let background = services.start_background();
         let router = crate::routes::router(services.state.clone(), &config);
+        let metrics_server = metrics_listener.map(|listener| {
+            let state = &services.state;
+            let metrics = crate::routes::metrics_router(state.store.clone(), state.metrics.clone());
+            tokio::spawn(async move { axum::serve(listener, metrics).await })
+        });
         let (tls, watcher) = match certificate {
             Some(certificate) => {
                 let tls = certificate.server_config().map_err(std::io::Error::other)?;
@@ -244,8 +263,11 @@ impl Application {
             None => (None, None),
         };
         let served = crate::serving::serve(listener, router, config.limits, tls, shutdown).await;
-        if let Some(watcher) = watcher {
-            watcher.abort();
+        for task in [watcher.map(|t| t.abort_handle()), metrics_server.map(|t| t.abort_handle())]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
         }
         background.stop().await;
         services.state.store.close().await;

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::flow::Flow;
 use crate::lifecycle::Lifecycle;
 use crate::links::Links;
+use crate::metrics::Metrics;
 use crate::pages::Pages;
 use crate::rate_limits::RateLimits;
 use crate::store::Store;
@@ -52,6 +53,7 @@ pub(crate) struct RequestServices {
     pub(crate) pages: Arc<Pages>,
     pub(crate) browser_cookie: BrowserCookie,
     pub(crate) rate_limits: Arc<RateLimits>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -86,3 +88,4 @@ substate!(store: Arc<dyn Store>);
 substate!(pages: Arc<Pages>);
 substate!(browser_cookie: BrowserCookie);
 substate!(rate_limits: Arc<RateLimits>);
+substate!(metrics: Arc<Metrics>);

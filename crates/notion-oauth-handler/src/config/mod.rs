@@ -48,6 +48,8 @@ pub use settings::{
 pub struct Config {
     /// The address to listen on.
     pub bind: SocketAddr,
+    /// Where metrics are served, if anywhere.
+    pub metrics_bind: Option<SocketAddr>,
     /// What one client may hold of the server.
     pub limits: ConnectionLimits,
     /// Who a client is (behind trusted proxies) and how often it may start flows and fail keys.
@@ -155,6 +157,7 @@ impl Settings {
             in_range(self.server.max_connections, 1..=1_000_000, "connections"),
         );
         let clients = clients::validate(&self.server, &self.rate_limit, &mut problems);
+        let metrics_bind = metrics_bind(&self.server, &mut problems);
         let tls = tls(&self.tls, base_dir, server.as_ref().map(|(_, url, _)| url), &mut problems);
         let notion = notion(&self.notion, api_base_url, base_dir, &mut problems);
         let storage_url = storage(&self.storage.url, base_dir, &mut problems);
@@ -185,6 +188,7 @@ impl Settings {
             Some(max_connections),
             Some(clients),
             Some(tls),
+            Some(metrics_bind),
         ) = (
             server,
             notion,
@@ -197,12 +201,14 @@ impl Settings {
             max_connections,
             clients,
             tls,
+            metrics_bind,
         )
         else {
             return problems.or_value(None);
         };
         problems.or_value(Some(Config {
             bind,
+            metrics_bind,
             limits: ConnectionLimits {
                 header_timeout: Duration::from_secs(header_timeout),
                 max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
@@ -225,6 +231,24 @@ impl Settings {
             templates_dir,
         }))
     }
+}
+
+/// `Some(None)` is metrics off; `None` a problem reported.
+fn metrics_bind(settings: &ServerSettings, problems: &mut Problems) -> Option<Option<SocketAddr>> {
+    let Some(text) = settings.metrics_bind.as_deref() else { return Some(None) };
+    let parsed = text
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("`{text}` is not an address such as 127.0.0.1:9090"));
+    let address = problems.check("server.metrics_bind", parsed)?;
+    // Metrics tell how many connections there are and how the server is doing: not for users.
+    if settings.bind.parse::<SocketAddr>().is_ok_and(|bind| bind.port() == address.port()) {
+        problems.add(
+            "server.metrics_bind",
+            "must be another port than server.bind: metrics are never served on the public address",
+        );
+        return None;
+    }
+    Some(Some(address))
 }
 
 /// `Some(None)` is TLS off; `None` a problem reported.

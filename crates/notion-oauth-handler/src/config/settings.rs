@@ -148,6 +148,9 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<String>,
     /// Which header trusted proxies name the client in: `X-Forwarded-For` or `Forwarded`.
     pub forwarded_header: String,
+    /// Where Prometheus metrics are served (`GET /metrics`), e.g. `127.0.0.1:9090`; never on
+    /// the public address. Off when absent.
+    pub metrics_bind: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -163,6 +166,7 @@ impl Default for ServerSettings {
             // A proxy on this machine (nginx, Caddy) works without setting anything.
             trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
             forwarded_header: "X-Forwarded-For".into(),
+            metrics_bind: None,
         }
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::config::{DeliveryPolicy, Target, TargetKind};
 use crate::domain::ConnectionStatus;
 use crate::hooks::{ConnectionHook, HookError, HookEvent};
+use crate::metrics::{AttemptOutcome, Metrics};
 use crate::store::{Delivery, Retry, Store, StoreError, now};
 use crate::telemetry::Chain;
 use crate::vault::Vault;
@@ -85,6 +86,7 @@ pub(crate) struct Deliverer {
     /// Its own timeout, and no redirects (a redirect would resend the signed body, tokens
     /// perhaps included, somewhere else).
     webhook_client: reqwest::Client,
+    metrics: Arc<Metrics>,
 }
 
 impl Deliverer {
@@ -98,13 +100,14 @@ impl Deliverer {
         targets: Vec<Target>,
         hooks: Vec<NamedHook>,
         policy: DeliveryPolicy,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, reqwest::Error> {
         let webhook_client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(policy.timeout)
             .user_agent(concat!("notion-oauth-handler/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
             .build()?;
-        Ok(Self { store, vault, targets, hooks, policy, webhook_client })
+        Ok(Self { store, vault, targets, hooks, policy, webhook_client, metrics })
     }
 
     /// Whether there is anywhere to deliver to.
@@ -168,6 +171,7 @@ impl Deliverer {
                     event_type = delivery.event_type,
                     "event delivered"
                 );
+                self.metrics.delivery_attempt(AttemptOutcome::Delivered);
                 self.store.mark_delivered(delivery.id, worker).await?
             }
             Err(error) => self.record_failure(&delivery, worker, &error).await?,
@@ -192,8 +196,10 @@ impl Deliverer {
         let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX).saturating_add(1);
         let retry = if attempts >= self.policy.max_attempts {
             tracing::error!(event_id = delivery.event_id, target = delivery.target, attempts, error = %Chain(error), "delivery dead-lettered; later events of this connection wait until it is redelivered");
+            self.metrics.delivery_attempt(AttemptOutcome::Dead);
             Retry::DeadLetter
         } else {
+            self.metrics.delivery_attempt(AttemptOutcome::Failed);
             let wait = backoff(self.policy.retry_base, attempts);
             tracing::warn!(event_id = delivery.event_id, target = delivery.target, attempts, error = %Chain(error), retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry");
             // Rounded up, so a retry never comes sooner than the backoff says.

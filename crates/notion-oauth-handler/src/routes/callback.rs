@@ -6,15 +6,16 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use axum_extra::extract::cookie::{Cookie, CookieJar};
 
-use super::WithinFlowLimit;
+use super::Admitted;
 use crate::flow::{CallbackParams, Finished, Flow};
 use crate::links::Links;
+use crate::metrics::FlowOutcome;
 use crate::pages::Pages;
 use crate::state::BrowserCookie;
 use crate::telemetry::Chain;
 
 pub(super) async fn oauth_callback(
-    _: WithinFlowLimit,
+    Admitted { metrics }: Admitted,
     State(flow): State<Arc<Flow>>,
     State(links): State<Arc<Links>>,
     State(pages): State<Arc<Pages>>,
@@ -28,11 +29,16 @@ pub(super) async fn oauth_callback(
         Err(error) => Err(error),
     };
     match finished {
-        Ok(Finished::Connected(connected)) => pages.connected(&connected),
+        Ok(Finished::Connected(connected)) => {
+            metrics.flow_finished(FlowOutcome::Connected);
+            pages.connected(&connected)
+        }
         Ok(Finished::Denied { reference, return_to }) => {
+            metrics.flow_finished(FlowOutcome::Denied);
             denied_response(&pages, &links, reference.as_deref(), return_to.as_deref()).await
         }
         Err(error) => {
+            metrics.flow_refused(error.page(0).reason);
             let request_id = error.request_id();
             if error.is_server_side() {
                 tracing::error!(error = %Chain(&error), request_id, "a callback failed");

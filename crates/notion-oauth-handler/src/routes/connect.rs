@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
-use super::WithinFlowLimit;
+use super::Admitted;
 use crate::flow::Flow;
 use crate::links::Links;
 use crate::pages::Pages;
@@ -15,7 +15,7 @@ use crate::state::BrowserCookie;
 use crate::telemetry::Chain;
 
 pub(super) async fn start_connect(
-    _: WithinFlowLimit,
+    Admitted { metrics }: Admitted,
     State(links): State<Arc<Links>>,
     State(flow): State<Arc<Flow>>,
     State(pages): State<Arc<Pages>>,
@@ -29,6 +29,7 @@ pub(super) async fn start_connect(
     };
     match started {
         Ok(started) => {
+            metrics.flow_started();
             let cookie = Cookie::build((browser.name, started.browser_cookie))
                 .http_only(true)
                 // Lax still travels on the top-level redirect back from Notion.
@@ -44,6 +45,7 @@ pub(super) async fn start_connect(
         }
         Err(error) => {
             tracing::warn!(error = %Chain(&error), "a connect request was refused");
+            metrics.flow_refused(error.page(0).reason);
             pages.failed(&error)
         }
     }

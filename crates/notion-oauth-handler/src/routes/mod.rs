@@ -19,8 +19,11 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::pages::{Page, Pages};
 use crate::state::AppState;
+use crate::store::Store;
+use crate::telemetry::Chain;
 
 /// Pages a browser walks through hold codes and states: keep them out of caches, frames and
 /// Referer headers, and let them load nothing from elsewhere (the workspace icon excepted).
@@ -37,6 +40,7 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
 
 /// The whole application, mounted under `config.base_path`, with `config.documents` served.
 pub(crate) fn router(state: AppState, config: &Config) -> Router {
+    let state_metrics = state.metrics.clone();
     let mut pages = Router::new()
         .route("/", get(landing_page))
         .route("/connect", get(connect::start_connect).head(safe_only))
@@ -85,6 +89,10 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
             HeaderValue::from_static("max-age=31536000"),
         ));
     }
+    if config.metrics_bind.is_some() {
+        routes = routes
+            .layer(axum::middleware::from_fn_with_state(state_metrics.clone(), record_request));
+    }
     // A line per request is for debugging (RUST_LOG=debug): at the default level the log has
     // one line per finished flow, and a request costs no span (a line per request took a fifth
     // of the throughput of /connect and the token API). Failures (5xx) are logged at any level.
@@ -102,6 +110,40 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
     )
 }
 
+/// Counts and times each answer by its route's pattern (never the path itself: it can hold a
+/// bot id), when metrics are served.
+async fn record_request(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    metrics.http_request(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// `GET /metrics`, Prometheus's text format, on `server.metrics_bind` only.
+pub(crate) fn metrics_router(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Router {
+    Router::new().route("/metrics", get(move || scrape(store.clone(), metrics.clone())))
+}
+
+async fn scrape(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> impl IntoResponse {
+    match store.gauges().await {
+        Ok(gauges) => {
+            let age = gauges.oldest_pending_at.map_or(0, |at| (crate::store::now() - at).max(0));
+            let age = std::time::Duration::from_secs(u64::try_from(age).unwrap_or(0));
+            metrics.set_state(&gauges.connections, gauges.pending_deliveries, age);
+        }
+        // The counters are still worth having; the gauges keep their last values.
+        Err(error) => tracing::warn!(error = %Chain(&error), "metrics could not read the database"),
+    }
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], metrics.render())
+}
+
 /// The landing page passes its query (`ref`, `return_to`, a signed or one-time link) on to its
 /// button unchanged: `/connect` checks it, and nothing is used up by viewing this page.
 async fn landing_page(State(pages): State<Arc<Pages>>, RawQuery(query): RawQuery) -> Page {
@@ -114,17 +156,23 @@ async fn safe_only() -> impl IntoResponse {
     (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET")])
 }
 
-/// A request to a flow's endpoints within its client's rate (`rate_limit.flow_requests_*`);
-/// past it, the handler is not run and the browser gets a page saying when to come back.
-pub(super) struct WithinFlowLimit;
+/// A request to a flow's endpoints admitted within its client's rate
+/// (`rate_limit.flow_requests_*`), with the metrics its outcome is counted in; past the rate,
+/// the handler is not run and the browser gets a page saying when to come back.
+pub(super) struct Admitted {
+    pub(super) metrics: Arc<Metrics>,
+}
 
-impl FromRequestParts<AppState> for WithinFlowLimit {
+impl FromRequestParts<AppState> for Admitted {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match state.rate_limits.flow_request(parts) {
-            Ok(()) => Ok(Self),
-            Err(limited) => Err(state.pages.rate_limited(limited.retry_after_seconds)),
+            Ok(()) => Ok(Self { metrics: state.metrics.clone() }),
+            Err(limited) => {
+                state.metrics.flow_refused("rate_limited");
+                Err(state.pages.rate_limited(limited.retry_after_seconds))
+            }
         }
     }
 }

@@ -71,7 +71,7 @@ pub use summary::ConnectionSummary;
 use std::sync::Arc;
 
 use crate::config::Backend;
-use crate::domain::BotId;
+use crate::domain::{BotId, ConnectionStatus};
 use crate::vault::{Vault, VaultError};
 use recent::Recent;
 use sql::{Columns, query};
@@ -180,8 +180,25 @@ pub trait Store:
         Ok(0)
     }
 
+    /// What the metrics read at each scrape. A store that cannot tell keeps the default, which
+    /// reports nothing stored and nothing waiting.
+    async fn gauges(&self) -> Result<Gauges, StoreError> {
+        Ok(Gauges::default())
+    }
+
     /// Lets go of the storage (for SQLite, flushing its write-ahead log).
     async fn close(&self);
+}
+
+/// Counts the metrics report as gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Connections by status; a status with none may be left out.
+    pub connections: Vec<(ConnectionStatus, i64)>,
+    /// Deliveries waiting to be made.
+    pub pending_deliveries: i64,
+    /// When the oldest of them was created (seconds since the Unix epoch).
+    pub oldest_pending_at: Option<i64>,
 }
 
 impl dyn Store {
@@ -554,6 +571,22 @@ impl Store for SqlStore {
             })
         })
         .await
+    }
+
+    async fn gauges(&self) -> Result<Gauges, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM connections GROUP BY status")
+                .fetch_all(&self.reads)
+                .await?;
+        let connections = rows
+            .into_iter()
+            .map(|(status, count)| Ok((status.parse().map_err(|_| StoreError::Corrupt)?, count)))
+            .collect::<Result<_, StoreError>>()?;
+        let (pending_deliveries, oldest_pending_at): (i64, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending'")
+                .fetch_one(&self.reads)
+                .await?;
+        Ok(Gauges { connections, pending_deliveries, oldest_pending_at })
     }
 
     async fn sealing_key_ids(&self) -> Result<Vec<String>, StoreError> {

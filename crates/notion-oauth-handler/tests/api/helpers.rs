@@ -42,6 +42,8 @@ pub struct TestOptions {
     /// `server.trusted_proxies` and `server.forwarded_header`, when not the defaults.
     pub trusted_proxies: Option<Vec<String>>,
     pub forwarded_header: Option<&'static str>,
+    /// Serve metrics on a port of their own (`TestApp::metrics_url`).
+    pub metrics: bool,
     /// `[tls]`: the certificate and key files; the server is then https://localhost:PORT.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// A PostgreSQL database to store in instead of a fresh SQLite file (see [`postgres_url`]).
@@ -69,6 +71,7 @@ impl Default for TestOptions {
             trusted_proxies: None,
             forwarded_header: None,
             tls: None,
+            metrics: false,
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct TestApp {
 
     /// `storage.url`, resolved.
     pub storage_url: String,
+    /// `http://127.0.0.1:PORT/metrics` when the test asked for metrics.
+    pub metrics_url: Option<String>,
     pub dir: tempfile::TempDir,
     /// Dropped with the app.
     _database: Option<TestDatabase>,
@@ -177,6 +182,11 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         settings.server.forwarded_header = header.into();
     }
     settings.rate_limit = options.rate_limit;
+    let metrics_url = options.metrics.then(|| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        settings.server.metrics_bind = Some(format!("127.0.0.1:{port}"));
+        format!("http://127.0.0.1:{port}/metrics")
+    });
     if let Some((cert_file, key_file)) = options.tls {
         settings.tls.cert_file = Some(cert_file);
         settings.tls.key_file = Some(key_file);
@@ -217,6 +227,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         master_key,
 
         storage_url,
+        metrics_url,
         dir,
         _database: options.postgres,
         shutdown: Some(shutdown),

@@ -14,6 +14,7 @@ mod flow;
 mod helpers;
 mod hostile;
 mod links;
+mod metrics;
 mod notion_faults;
 mod openapi;
 mod postgres;
