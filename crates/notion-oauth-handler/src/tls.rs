@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, crypto::ring};
@@ -33,15 +33,19 @@ pub(crate) enum TlsError {
     UnsupportedKey { key: String, reason: String },
     #[error("the private key in {key} is not the key of the certificate in {cert}")]
     Mismatch { cert: String, key: String },
+    #[error(
+        "the certificate in {cert} is not valid for {host}, the host of server.public_url ({reason})"
+    )]
+    WrongHost { cert: String, host: String, reason: String },
     #[error("cannot set up TLS: {0}")]
     Setup(#[from] rustls::Error),
 }
 
-/// Reads and checks the pair `files` names.
+/// Reads and checks the pair `files` names, for `host` (`server.public_url`'s).
 ///
 /// # Errors
-/// A file that cannot be read or parsed, a key rustls cannot sign with, or a key that is not
-/// the certificate's.
+/// A file that cannot be read or parsed, a key rustls cannot sign with, a key that is not the
+/// certificate's, or a certificate for other names than `host`.
 pub(crate) fn load(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
     let cert_path = files.cert_file.display().to_string();
     let key_path = files.key_file.display().to_string();
@@ -56,6 +60,19 @@ pub(crate) fn load(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
     let signing_key = any_supported_type(&key).map_err(|error| TlsError::UnsupportedKey {
         key: key_path.clone(),
         reason: error.to_string(),
+    })?;
+    // Browsers would refuse a certificate for other names: say so now, not at the first visit.
+    let leaf = webpki::EndEntityCert::try_from(&chain[0])
+        .map_err(|error| TlsError::Chain { path: cert_path.clone(), reason: error.to_string() })?;
+    let name = ServerName::try_from(files.host.clone()).map_err(|error| TlsError::WrongHost {
+        cert: cert_path.clone(),
+        host: files.host.clone(),
+        reason: error.to_string(),
+    })?;
+    leaf.verify_is_valid_for_subject_name(&name).map_err(|error| TlsError::WrongHost {
+        cert: cert_path.clone(),
+        host: files.host.clone(),
+        reason: format!("{error:?}"),
     })?;
     let certified = CertifiedKey::new(chain, signing_key);
     certified.keys_match().map_err(|_| TlsError::Mismatch { cert: cert_path, key: key_path })?;

@@ -94,6 +94,8 @@ pub struct TlsFiles {
     pub cert_file: PathBuf,
     /// The private key, PEM.
     pub key_file: PathBuf,
+    /// The host the certificate must be valid for: `server.public_url`'s.
+    pub host: String,
 }
 
 /// `[server]`'s limits, checked.
@@ -282,14 +284,17 @@ fn tls(
         }
     }
     // Cookies, HSTS and the redirect URI all follow the public address.
-    if let Some(url) = public_url.filter(|url| url.scheme() != "https") {
+    let public_url = public_url?;
+    if public_url.scheme() != "https" {
         problems.add(
             "server.public_url",
-            format!("`{url}` must be https when the server answers HTTPS itself ([tls])"),
+            format!("`{public_url}` must be https when the server answers HTTPS itself ([tls])"),
         );
         return None;
     }
-    readable.then_some(Some(TlsFiles { cert_file, key_file }))
+    // An IPv6 host is bracketed in a URL, not in a certificate.
+    let host = public_url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    readable.then_some(Some(TlsFiles { cert_file, key_file, host }))
 }
 
 fn server(

@@ -34,8 +34,12 @@ impl TestCa {
     /// A new leaf for localhost, written to `dir` as cert.pem (with the CA after it) and
     /// key.pem; returns its DER.
     fn issue(&self, dir: &Path) -> CertificateDer<'static> {
+        self.issue_for(dir, "localhost")
+    }
+
+    fn issue_for(&self, dir: &Path, name: &str) -> CertificateDer<'static> {
         let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let params = CertificateParams::new(vec![name.to_owned()]).unwrap();
         let leaf = params.signed_by(&key, &self.issuer).unwrap();
         write_atomically(&dir.join("cert.pem"), &format!("{}{}", leaf.pem(), self.pem));
         write_atomically(&dir.join("key.pem"), &key.serialize_pem());
@@ -207,6 +211,14 @@ async fn check_and_serve_refuse_a_pair_that_does_not_match_and_sighup_reloads() 
         assert!(!output.status.success(), "{command} accepted a mismatched pair");
         assert!(stderr.contains("is not the key of the certificate"), "{command}: {stderr}");
     }
+    // A certificate for another name than the public address's host.
+    let good_cert = std::fs::read_to_string(dir.path().join("cert.pem")).unwrap();
+    ca.issue_for(dir.path(), "notion.example.com");
+    let output = binary().arg("check").arg("--config").arg(&config).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a certificate for another host was accepted");
+    assert!(stderr.contains("is not valid for localhost"), "{stderr}");
+    write_atomically(&dir.path().join("cert.pem"), &good_cert);
     // The public address must be https with [tls] on.
     let plain = std::fs::read_to_string(&config).unwrap().replace("https://", "http://");
     std::fs::write(&config, plain).unwrap();
