@@ -172,6 +172,7 @@ pub(crate) struct Metrics {
     connections: Family<Status, Gauge>,
     outbox_pending: Gauge,
     outbox_oldest_age: Gauge,
+    certificate_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -195,6 +196,7 @@ impl Metrics {
             connections: Family::default(),
             outbox_pending: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
+            certificate_expiry: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -252,6 +254,11 @@ impl Metrics {
             "Age of the oldest delivery waiting, 0 when none (read at each scrape)",
             metrics.outbox_oldest_age.clone(),
         );
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the certificate served expires (seconds since the Unix epoch; 0 without [tls])",
+            metrics.certificate_expiry.clone(),
+        );
         Self { registry, ..metrics }
     }
 
@@ -292,6 +299,11 @@ impl Metrics {
             .get_or_create(&Route { route: route.clone() })
             .observe(took.as_secs_f64());
         self.http_requests.get_or_create(&HttpRequest { route, status }).inc();
+    }
+
+    /// The certificate now served expires at `unix` seconds.
+    pub(crate) fn certificate_expires_at(&self, unix: i64) {
+        self.certificate_expiry.set(unix);
     }
 
     /// The gauges read from the database, set just before a scrape is answered.

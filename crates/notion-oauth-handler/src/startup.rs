@@ -258,7 +258,8 @@ impl Application {
         let (tls, watcher) = match certificate {
             Some(certificate) => {
                 let tls = certificate.server_config().map_err(std::io::Error::other)?;
-                (Some(tls), Some(tokio::spawn(certificate.watch())))
+                let metrics = services.state.metrics.clone();
+                (Some(tls), Some(tokio::spawn(certificate.watch(metrics))))
             }
             None => (None, None),
         };

@@ -15,6 +15,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, crypto::ring};
 
 use crate::config::TlsFiles;
+use crate::metrics::Metrics;
 use crate::telemetry::Chain;
 
 /// How often the files are looked at for a change.
@@ -37,6 +38,8 @@ pub(crate) enum TlsError {
         "the certificate in {cert} is not valid for {host}, the host of server.public_url ({reason})"
     )]
     WrongHost { cert: String, host: String, reason: String },
+    #[error("the certificate in {cert} expired {days} day(s) ago; renew it")]
+    Expired { cert: String, days: u64 },
     #[error("cannot set up TLS: {0}")]
     Setup(#[from] rustls::Error),
 }
@@ -46,7 +49,7 @@ pub(crate) enum TlsError {
 /// # Errors
 /// A file that cannot be read or parsed, a key rustls cannot sign with, a key that is not the
 /// certificate's, or a certificate for other names than `host`.
-pub(crate) fn load(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
+pub(crate) fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
     let cert_path = files.cert_file.display().to_string();
     let key_path = files.key_file.display().to_string();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
@@ -74,21 +77,51 @@ pub(crate) fn load(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
         host: files.host.clone(),
         reason: format!("{error:?}"),
     })?;
+    let expires_at = expiry(&chain[0]).ok_or_else(|| TlsError::Chain {
+        path: cert_path.clone(),
+        reason: "no validity period".into(),
+    })?;
+    if let Ok(ago) = SystemTime::now().duration_since(expires_at) {
+        return Err(TlsError::Expired { cert: cert_path, days: ago.as_secs() / 86_400 });
+    }
     let certified = CertifiedKey::new(chain, signing_key);
     certified.keys_match().map_err(|_| TlsError::Mismatch { cert: cert_path, key: key_path })?;
-    Ok(certified)
+    Ok(Loaded { key: Arc::new(certified), expires_at })
+}
+
+/// A pair that loaded, and when its certificate expires.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    key: Arc<CertifiedKey>,
+    pub(crate) expires_at: SystemTime,
+}
+
+impl Loaded {
+    /// Seconds since the Unix epoch.
+    pub(crate) fn expires_at_unix(&self) -> i64 {
+        let since = self.expires_at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+/// The end of the certificate's validity period.
+fn expiry(leaf: &CertificateDer<'_>) -> Option<SystemTime> {
+    use x509_cert::der::Decode;
+    let certificate = x509_cert::Certificate::from_der(leaf.as_ref()).ok()?;
+    let since_epoch = certificate.tbs_certificate().validity().not_after.to_unix_duration();
+    Some(std::time::UNIX_EPOCH + since_epoch)
 }
 
 /// The pair being served; replaced whole when the files change.
 #[derive(Debug)]
 pub(crate) struct Certificate {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<Loaded>,
     files: TlsFiles,
 }
 
 impl ResolvesServerCert for Certificate {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).key.clone())
     }
 }
 
@@ -98,7 +131,7 @@ impl Certificate {
     /// # Errors
     /// See [`load`].
     pub(crate) fn open(files: &TlsFiles) -> Result<Arc<Self>, TlsError> {
-        let current = RwLock::new(Arc::new(load(files)?));
+        let current = RwLock::new(load(files)?);
         Ok(Arc::new(Self { current, files: files.clone() }))
     }
 
@@ -115,11 +148,17 @@ impl Certificate {
         Ok(Arc::new(config))
     }
 
+    /// When the certificate served expires.
+    pub(crate) fn served(&self) -> Loaded {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Reads the files again; on failure the pair served stays.
-    fn reload(&self, why: &str) {
+    fn reload(&self, why: &str, metrics: &Metrics) {
         match load(&self.files) {
             Ok(loaded) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+                metrics.certificate_expires_at(loaded.expires_at_unix());
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded;
                 tracing::info!(cert_file = %self.files.cert_file.display(), why, "TLS certificate loaded");
             }
             Err(error) => tracing::error!(
@@ -132,7 +171,8 @@ impl Certificate {
 
     /// Reloads when either file changes (looked at every [`WATCH`]) and on SIGHUP, until the
     /// task is dropped.
-    pub(crate) async fn watch(self: Arc<Self>) {
+    pub(crate) async fn watch(self: Arc<Self>, metrics: Arc<Metrics>) {
+        metrics.certificate_expires_at(self.served().expires_at_unix());
         let mut seen = self.stamp();
         let mut hangup = hangups();
         let mut every = tokio::time::interval(WATCH);
@@ -145,7 +185,7 @@ impl Certificate {
             let stamp = self.stamp();
             if why == "SIGHUP" || stamp != seen {
                 seen = stamp;
-                self.reload(why);
+                self.reload(why, &metrics);
             }
         }
     }

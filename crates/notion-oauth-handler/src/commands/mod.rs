@@ -91,14 +91,23 @@ async fn check(args: &ConfigArg) -> anyhow::Result<()> {
             ),
         },
     }
-    if let Some(files) = &config.tls {
-        crate::tls::load(files).context("[tls] cannot be served")?;
-    }
+    let certificate = match &config.tls {
+        Some(files) => Some(crate::tls::load(files).context("[tls] cannot be served")?),
+        None => None,
+    };
     println!("The configuration is valid.");
     println!("Master key id: {}", vault.active_key_id());
     println!("Redirect URI to register in Notion's Developer portal: {}", config.redirect_uri());
-    if let Some(files) = &config.tls {
-        println!("HTTPS with the certificate in {} (its key matches)", files.cert_file.display());
+    if let (Some(files), Some(certificate)) = (&config.tls, &certificate) {
+        let left = certificate.expires_at.duration_since(std::time::SystemTime::now());
+        let days = left.map_or(0, |left| left.as_secs() / 86_400);
+        println!(
+            "HTTPS with the certificate in {} (its key matches; it expires in {days} day(s))",
+            files.cert_file.display()
+        );
+        if days < 14 {
+            eprintln!("warning: the certificate expires in {days} day(s): renew it");
+        }
     }
     for document in &config.documents {
         println!("Document served at: {}", config.public_link(&document.path));

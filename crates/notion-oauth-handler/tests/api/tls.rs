@@ -38,8 +38,15 @@ impl TestCa {
     }
 
     fn issue_for(&self, dir: &Path, name: &str) -> CertificateDer<'static> {
+        self.issue_until(dir, name, 2035)
+    }
+
+    /// Valid from 2000 until the first of January of `year`.
+    fn issue_until(&self, dir: &Path, name: &str, year: i32) -> CertificateDer<'static> {
         let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(year, 1, 1);
         let leaf = params.signed_by(&key, &self.issuer).unwrap();
         write_atomically(&dir.join("cert.pem"), &format!("{}{}", leaf.pem(), self.pem));
         write_atomically(&dir.join("key.pem"), &key.serialize_pem());
@@ -62,7 +69,16 @@ fn write_atomically(path: &Path, text: &str) {
 
 async fn https_app(dir: &Path) -> TestApp {
     let files: (PathBuf, PathBuf) = (dir.join("cert.pem"), dir.join("key.pem"));
-    spawn_app_with(TestOptions { tls: Some(files), ..TestOptions::default() }).await
+    spawn_app_with(TestOptions { tls: Some(files), metrics: true, ..TestOptions::default() }).await
+}
+
+/// `noh_tls_certificate_expiry_timestamp_seconds` as the app reports it.
+async fn expiry_metric(app: &TestApp) -> String {
+    let text = http().build().unwrap().get(app.metrics_url.as_deref().unwrap()).send().await;
+    let text = text.unwrap().text().await.unwrap();
+    let line =
+        text.lines().find(|l| l.starts_with("noh_tls_certificate_expiry_timestamp_seconds "));
+    line.unwrap_or_default().rsplit(' ').next().unwrap_or_default().to_owned()
 }
 
 /// Connects with `alpn`, and returns what the server chose and the certificate it presented.
@@ -137,13 +153,18 @@ async fn a_certificate_replaced_on_disk_is_served_without_a_restart_and_a_broken
     let app = https_app(dir.path()).await;
     assert_eq!(handshake(&app, &ca, &[b"http/1.1"]).await.1, first);
 
+    // 2035-01-01T00:00:00Z.
+    assert_eq!(expiry_metric(&app).await, "2051222400");
+
     // Renewed: a new key and certificate, swapped in as deploy tools do.
-    let second = ca.issue(dir.path());
+    let second = ca.issue_until(dir.path(), "localhost", 2036);
     assert_ne!(first, second);
     eventually("the new certificate served", Duration::from_secs(10), || async {
         (handshake(&app, &ca, &[b"http/1.1"]).await.1 == second).then_some(())
     })
     .await;
+    // 2036-01-01T00:00:00Z.
+    assert_eq!(expiry_metric(&app).await, "2082758400");
 
     // A key that is not the certificate's, then a half-written certificate: neither is used.
     let stray = KeyPair::generate().unwrap();
@@ -211,8 +232,15 @@ async fn check_and_serve_refuse_a_pair_that_does_not_match_and_sighup_reloads() 
         assert!(!output.status.success(), "{command} accepted a mismatched pair");
         assert!(stderr.contains("is not the key of the certificate"), "{command}: {stderr}");
     }
-    // A certificate for another name than the public address's host.
+    assert!(stdout.contains("it expires in"), "{stdout}");
+    // An expired certificate.
     let good_cert = std::fs::read_to_string(dir.path().join("cert.pem")).unwrap();
+    ca.issue_until(dir.path(), "localhost", 2001);
+    let output = binary().arg("check").arg("--config").arg(&config).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("expired"), "{stderr}");
+    write_atomically(&dir.path().join("cert.pem"), &good_cert);
+    // A certificate for another name than the public address's host.
     ca.issue_for(dir.path(), "notion.example.com");
     let output = binary().arg("check").arg("--config").arg(&config).output().await.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
