@@ -365,7 +365,7 @@ fn write_in_batches(
         if batch.is_empty() {
             continue;
         }
-        match file.still_there() {
+        match file.still_there().and_then(|()| writable(&mut connection, file)) {
             Ok(()) => commit_batch(&mut connection, &mut batch),
             Err(error) => {
                 tracing::error!(error = %crate::telemetry::Chain(&error), "SQLite writes refused");
@@ -387,6 +387,33 @@ fn write_in_batches(
     }
     for reply in closes {
         let _ = reply.send(());
+    }
+}
+
+/// Makes sure the connection can write. SQLite opens a file it may not write read-only without
+/// a word, and stays so: a server started while its database was not writable (mode, owner, a
+/// read-only mount) would refuse every write until a restart. So a read-only connection is
+/// opened again before each batch, until the file can be written.
+fn writable(
+    connection: &mut rusqlite::Connection,
+    file: &DatabaseFile,
+) -> Result<(), rusqlite::Error> {
+    if !connection.is_readonly(rusqlite::MAIN_DB)? {
+        return Ok(());
+    }
+    let not_writable = || {
+        failure(&format!(
+            "the database file {} (or its folder, for the -wal and -shm files) cannot be written by this process: check its mode, owner and mount; writing resumes by itself once it can",
+            file.path.display()
+        ))
+    };
+    match open_writing(&file.path) {
+        Ok((reopened, _)) if !reopened.is_readonly(rusqlite::MAIN_DB)? => {
+            tracing::info!(path = %file.path.display(), "the database file can be written again");
+            *connection = reopened;
+            Ok(())
+        }
+        _ => Err(not_writable()),
     }
 }
 

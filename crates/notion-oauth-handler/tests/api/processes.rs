@@ -510,3 +510,47 @@ async fn memory_goes_back_to_idle_after_a_burst_of_connections_closes() {
     .await;
     drop(warm);
 }
+
+/// Clears the immutable flag it set, whatever happens to the test.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    /// `None` where the file system or the user cannot set the flag.
+    fn set(path: PathBuf) -> Option<Self> {
+        let status = std::process::Command::new("chattr").arg("+i").arg(&path).status().ok()?;
+        status.success().then_some(Self(path))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_server_started_on_a_database_it_cannot_write_is_not_ready_until_it_can() {
+    let deployment = Deployment::new(1, 5).await;
+    let mut server = deployment.start(0).await;
+    deployment.connect(0, "Ada Lovelace").await;
+    server.kill().await.unwrap();
+    let _ = server.wait().await;
+
+    // The owner is root here, so the file's mode would not stop it: the immutable flag does.
+    let Some(flag) = Immutable::set(deployment.dir.path().join("shared.db")) else {
+        eprintln!("SKIPPED: chattr +i is not available on this file system or for this user");
+        return;
+    };
+    let mut server = deployment.start(0).await;
+    let ready = format!("{}/readyz", deployment.url(0));
+    let status = || async { http().build().unwrap().get(&ready).send().await.unwrap().status() };
+    assert_eq!(status().await, 503, "a database that cannot be written is not ready");
+
+    drop(flag);
+    eventually("ready once the file can be written", Duration::from_secs(5), || async {
+        (status().await == 200).then_some(())
+    })
+    .await;
+    deployment.connect(0, "Grace Hopper").await;
+    let _ = server.kill().await;
+}
