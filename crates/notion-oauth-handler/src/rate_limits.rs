@@ -30,7 +30,8 @@ use crate::config::{ClientPolicy, ForwardedHeader, Rate};
 pub(crate) struct Client(IpAddr);
 
 impl Client {
-    fn of(address: IpAddr) -> Self {
+    /// The client an address belongs to.
+    pub(crate) fn of(address: IpAddr) -> Self {
         match address.to_canonical() {
             IpAddr::V6(v6) => {
                 let network = u128::from(v6) & !((1u128 << 64) - 1);

@@ -6,8 +6,10 @@
 //! - a client has `header_timeout` to send a request's headers, and a kept-alive connection
 //!   closes after waiting that long for its next request (hyper times the wait for a head from
 //!   the moment the connection is ready for one, so one timer covers both);
-//! - at most `max_connections` are served at once; one more is closed as soon as it is
-//!   accepted, so it cannot hold a descriptor or memory, and the listen queue keeps moving.
+//! - at most `max_connections` are served at once, and at most `max_connections_per_client`
+//!   from one client address (trusted proxies excepted: they carry many clients); one more is
+//!   closed as soon as it is accepted, so it cannot hold a descriptor or memory, the listen
+//!   queue keeps moving, and one client's idle sockets cannot keep everyone else out.
 //!
 //! - after a burst of connections has closed, the memory their buffers took goes back to the
 //!   system ([`Burst`]).
@@ -17,9 +19,11 @@
 //! make (`notion.timeout_seconds`, the database's). Only at shutdown, past [`DRAIN`], are the
 //! requests still running abandoned (and logged as an error).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -33,7 +37,9 @@ use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::config::ConnectionLimits;
+use crate::rate_limits::Client;
 use crate::telemetry::Chain;
+use ipnet::IpNet;
 
 /// How long shutdown waits for requests in flight before it stops waiting.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -44,10 +50,16 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    trusted_proxies: &[IpNet],
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let per_client = Arc::new(PerClient {
+        limit: limits.max_connections_per_client,
+        trusted: trusted_proxies.to_vec(),
+        open: Mutex::new(HashMap::new()),
+    });
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let burst = Arc::new(Burst::default());
     let (stop, stopping) = watch::channel(false);
@@ -66,6 +78,19 @@ pub(crate) async fn serve(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Some(client_slot) = per_client.admit(peer.ip()) else {
+            drop(stream);
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    refused,
+                    client = %Client::of(peer.ip()),
+                    max_connections_per_client = limits.max_connections_per_client,
+                    "connections refused: a client holds server.max_connections_per_client"
+                );
+            }
+            continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             drop(stream);
@@ -93,6 +118,7 @@ pub(crate) async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let _client_slot = client_slot;
             let _closed = closed;
             let service = TowerToHyperService::new(service);
             match tls {
@@ -179,6 +205,47 @@ async fn until_stopped<C: Future>(
     }
     graceful(connection.as_mut());
     let _ = connection.await;
+}
+
+/// Connections open per client address.
+struct PerClient {
+    limit: usize,
+    trusted: Vec<IpNet>,
+    open: Mutex<HashMap<Client, usize>>,
+}
+
+impl PerClient {
+    /// A slot for one more connection from `peer`, if it holds fewer than the limit.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<ClientSlot> {
+        let canonical = peer.to_canonical();
+        if self.trusted.iter().any(|network| network.contains(&canonical)) {
+            return Some(ClientSlot(None));
+        }
+        let client = Client::of(peer);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(client).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot(Some((self.clone(), client))))
+    }
+}
+
+/// One connection counted against its client until it closes.
+struct ClientSlot(Option<(Arc<PerClient>, Client)>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let Some((per_client, client)) = self.0.take() else { return };
+        let mut open = per_client.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&client);
+            }
+        }
+    }
 }
 
 /// Open connections, and the most seen since memory was last given back.

@@ -263,7 +263,9 @@ impl Application {
             }
             None => (None, None),
         };
-        let served = crate::serving::serve(listener, router, config.limits, tls, shutdown).await;
+        let trusted = &config.clients.trusted_proxies;
+        let served =
+            crate::serving::serve(listener, router, config.limits, trusted, tls, shutdown).await;
         for task in [watcher.map(|t| t.abort_handle()), metrics_server.map(|t| t.abort_handle())]
             .into_iter()
             .flatten()

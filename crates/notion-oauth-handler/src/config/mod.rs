@@ -105,6 +105,8 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections one client address may hold at once (trusted proxies excepted).
+    pub max_connections_per_client: usize,
 }
 
 /// `[lifecycle]`, checked.
@@ -158,6 +160,10 @@ impl Settings {
             "server.max_connections",
             in_range(self.server.max_connections, 1..=1_000_000, "connections"),
         );
+        let per_client = problems.check(
+            "server.max_connections_per_client",
+            in_range(self.server.max_connections_per_client, 1..=1_000_000, "connections"),
+        );
         let clients = clients::validate(&self.server, &self.rate_limit, &mut problems);
         let metrics_bind = metrics_bind(&self.server, &mut problems);
         let tls = tls(&self.tls, base_dir, server.as_ref().map(|(_, url, _)| url), &mut problems);
@@ -188,6 +194,7 @@ impl Settings {
             Some(delivery),
             Some(header_timeout),
             Some(max_connections),
+            Some(per_client),
             Some(clients),
             Some(tls),
             Some(metrics_bind),
@@ -201,6 +208,7 @@ impl Settings {
             delivery,
             header_timeout,
             max_connections,
+            per_client,
             clients,
             tls,
             metrics_bind,
@@ -214,6 +222,7 @@ impl Settings {
             limits: ConnectionLimits {
                 header_timeout: Duration::from_secs(header_timeout),
                 max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+                max_connections_per_client: usize::try_from(per_client).unwrap_or(usize::MAX),
             },
             clients,
             tls,

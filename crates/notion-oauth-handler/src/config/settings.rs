@@ -143,6 +143,9 @@ pub struct ServerSettings {
     pub header_timeout_seconds: u64,
     /// The most connections served at once; more are closed as soon as they are accepted.
     pub max_connections: u64,
+    /// The most of those one client address (an IPv6 /64) may hold; a trusted proxy, which
+    /// carries many clients, is held only to `max_connections`.
+    pub max_connections_per_client: u64,
     /// Addresses and networks (`10.0.0.0/8`) of the proxies in front of this server: only a
     /// request from one of them may name its client in `forwarded_header`.
     pub trusted_proxies: Vec<String>,
@@ -163,6 +166,9 @@ impl Default for ServerSettings {
             // Under the usual limit of 1024 open files, leaving room for the database, the
             // calls to Notion and webhooks.
             max_connections: 768,
+            // Far above what a browser opens (six or so per host), far below the cap: one
+            // client cannot take every slot.
+            max_connections_per_client: 64,
             // A proxy on this machine (nginx, Caddy) works without setting anything.
             trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
             forwarded_header: "X-Forwarded-For".into(),

@@ -37,6 +37,7 @@ pub struct TestOptions {
     /// `server.header_timeout_seconds` and `server.max_connections`.
     pub header_timeout_seconds: u64,
     pub max_connections: u64,
+    pub max_connections_per_client: u64,
     /// `[rate_limit]`: the defaults, which a test making many flows from one address passes.
     pub rate_limit: RateLimitSettings,
     /// `server.trusted_proxies` and `server.forwarded_header`, when not the defaults.
@@ -67,6 +68,7 @@ impl Default for TestOptions {
             postgres: None,
             header_timeout_seconds: ServerSettings::default().header_timeout_seconds,
             max_connections: ServerSettings::default().max_connections,
+            max_connections_per_client: ServerSettings::default().max_connections_per_client,
             rate_limit: RateLimitSettings::default(),
             trusted_proxies: None,
             forwarded_header: None,
@@ -175,6 +177,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.server.base_path = options.base_path.into();
     settings.server.header_timeout_seconds = options.header_timeout_seconds;
     settings.server.max_connections = options.max_connections;
+    settings.server.max_connections_per_client = options.max_connections_per_client;
     if let Some(proxies) = options.trusted_proxies {
         settings.server.trusted_proxies = proxies;
     }

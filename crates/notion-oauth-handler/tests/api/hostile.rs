@@ -229,6 +229,39 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_the_server_keeps_answ
 }
 
 #[tokio::test]
+async fn one_client_cannot_hold_every_connection() {
+    let app = spawn_app_with(TestOptions {
+        max_connections: 64,
+        max_connections_per_client: 4,
+        // Loopback is a trusted proxy by default, which this cap leaves alone.
+        trusted_proxies: Some(Vec::new()),
+        ..TestOptions::default()
+    })
+    .await;
+    let address = socket_address(&app);
+    let mut flood = Vec::new();
+    for _ in 0..10 {
+        flood.push(TcpStream::connect(&address).await.unwrap());
+    }
+    let closed = futures_util::future::join_all(
+        flood.iter_mut().map(|socket| time_until_closed(socket, Duration::from_millis(500))),
+    )
+    .await;
+    assert_eq!(closed.iter().filter(|closed| closed.is_some()).count(), 6, "beyond 4 per client");
+
+    // Another address is another client: served while the first holds its four.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(address.parse().unwrap()).await.unwrap();
+    assert!(healthz_on(&mut other).await.contains("200"));
+    // The first client gets a slot back when one of its connections closes.
+    drop(flood);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = TcpStream::connect(&address).await.unwrap();
+    assert!(healthz_on(&mut again).await.contains("200"));
+}
+
+#[tokio::test]
 async fn a_flood_of_cancelled_flows_with_one_ref_is_one_event_and_says_the_ref_was_not_signed() {
     let receiver = Receiver::start().await;
     let app = spawn_app_with(TestOptions {
