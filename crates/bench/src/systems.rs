@@ -500,7 +500,10 @@ impl Systems {
             }
             // Without a state, the denied page is shown and nothing is stored: the work of
             // every cancel, and the same request as python-denied.
-            Scenario::Denied => simple("/callback?error=access_denied", &[200]),
+            // A denial without this browser's state: a page, and nothing stored. Builds before
+            // 88393db show "access was not granted" (200); later ones refuse it as a flow they
+            // did not start (400 unknown_flow). Either is the page this scenario times.
+            Scenario::Denied => simple("/callback?error=access_denied", &[200, 400]),
             Scenario::Callback | Scenario::CallbackPg => with_code("/callback?"),
             Scenario::Flow | Scenario::FlowPg => Work::Flow,
             Scenario::PythonCallback => with_code("/auth?"),
