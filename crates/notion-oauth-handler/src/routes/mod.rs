@@ -89,6 +89,10 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
             HeaderValue::from_static("max-age=31536000"),
         ));
     }
+    // A body that stops coming holds its connection and a task: given up on like a header
+    // (hyper times headers; bodies are read by the handlers, so the layer times each read).
+    routes = routes
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(config.limits.header_timeout));
     if config.metrics_bind.is_some() {
         routes = routes
             .layer(axum::middleware::from_fn_with_state(state_metrics.clone(), record_request));

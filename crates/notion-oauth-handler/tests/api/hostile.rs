@@ -464,3 +464,36 @@ async fn a_client_that_fails_api_keys_is_shut_out_then_let_back() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(api.get("/connections").await.status, 200, "let back after Retry-After");
 }
+
+#[tokio::test]
+async fn a_request_body_that_stops_coming_is_given_up_after_the_header_timeout() {
+    let app =
+        spawn_app_with(TestOptions { header_timeout_seconds: 1, ..TestOptions::default() }).await;
+    let key = app.api_key().await;
+    let mut stream = TcpStream::connect(socket_address(&app)).await.unwrap();
+    let head = format!(
+        "POST /api/v1/connect-links HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"ref\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+
+    // The rest of the body never comes.
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => answer.extend_from_slice(&buffer[..read]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the connection was still open after 5 s");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "given up after {waited:?}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+}

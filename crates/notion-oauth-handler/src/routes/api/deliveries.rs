@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::responses::{Invalid, Keyed};
+use super::responses::{Invalid, Keyed, SlowBody};
 use super::{ApiError, WholeNumber, bad_query};
 use crate::domain::{DeliveryStatus, Reference};
 use crate::links::Links;
@@ -94,12 +94,12 @@ pub(super) struct ConnectLink {
 
 /// A one-time link to /connect bound to your user's `ref` (and `return_to`).
 #[utoipa::path(post, path = "/connect-links", request_body = NewConnectLink, tag = "connect",
-    responses((status = 201, description = "Created", body = ConnectLink), Invalid, Keyed))]
+    responses((status = 201, description = "Created", body = ConnectLink), Invalid, SlowBody, Keyed))]
 pub(super) async fn create_connect_link(
     State(links): State<Arc<Links>>,
     body: Result<Json<NewConnectLink>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ConnectLink>), ApiError> {
-    let Json(body) = body.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
+    let Json(body) = body.map_err(ApiError::from_body)?;
     let reference = body
         .reference
         .filter(|r| !r.is_empty())

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -120,6 +120,23 @@ impl ApiError {
             "unauthorized",
             "A valid API key is required: Authorization: Bearer noh_…",
         )
+    }
+
+    /// A body that could not be read as JSON: 408 when it stopped coming
+    /// (`server.header_timeout_seconds` without a byte), else 400 with what was wrong.
+    fn from_body(rejection: JsonRejection) -> Self {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(error) = cause {
+            if error.is::<tower_http::timeout::TimeoutError>() {
+                return Self::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "The request body stopped coming; send it whole and promptly.",
+                );
+            }
+            cause = error.source();
+        }
+        Self::invalid(rejection.body_text())
     }
 
     fn rate_limited(limited: Limited) -> Self {

@@ -57,6 +57,11 @@ response_set! {
 }
 
 response_set! {
+    /// Routes with a body to read.
+    SlowBody: [(408, "The body stopped coming for server.header_timeout_seconds")]
+}
+
+response_set! {
     /// Routes on one connection that only read it.
     UnknownConnection: [(404, "No such connection")]
 }
