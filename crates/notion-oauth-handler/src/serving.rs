@@ -122,7 +122,7 @@ pub(crate) async fn serve(
             let _closed = closed;
             let service = TowerToHyperService::new(service);
             match tls {
-                None => plain(TokioIo::new(stream), service, limits, stopping).await,
+                None => http1(TokioIo::new(stream), service, limits, stopping).await,
                 Some(acceptor) => {
                     // The handshake is held to the header timeout too: a client that opens a
                     // connection and says nothing is dropped the same way over TLS.
@@ -149,13 +149,11 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// Plain HTTP/1.1 (behind a proxy, which speaks HTTP/2 to clients if anyone does).
-async fn plain<S>(
-    io: TokioIo<TcpStream>,
-    service: S,
-    limits: ConnectionLimits,
-    stopping: watch::Receiver<bool>,
-) where
+/// HTTP/1.1, in clear (behind a proxy) or inside TLS: the header timer runs from the first
+/// byte, so a connection that never sends one is closed after `header_timeout` too.
+async fn http1<I, S>(io: I, service: S, limits: ConnectionLimits, stopping: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::Service<hyper::Request<Incoming>, Response = axum::response::Response>
         + Send
         + 'static,
@@ -168,7 +166,9 @@ async fn plain<S>(
     until_stopped(connection, stopping, |c| c.graceful_shutdown()).await;
 }
 
-/// HTTPS: HTTP/2 or HTTP/1.1, as ALPN chose.
+/// HTTPS: HTTP/2 when ALPN chose it, else HTTP/1.1. The protocol is taken from ALPN rather
+/// than sniffed: sniffing reads the first bytes with no timer, so a client that said nothing
+/// after the handshake held its connection for good.
 async fn secure<S>(
     io: TokioIo<tokio_rustls::server::TlsStream<TcpStream>>,
     service: S,
@@ -177,19 +177,104 @@ async fn secure<S>(
 ) where
     S: hyper::service::Service<hyper::Request<Incoming>, Response = axum::response::Response>
         + Send
+        + Sync
         + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    http.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-    // An HTTP/2 client that went away is noticed by its missing ping answer.
-    http.http2()
-        .timer(TokioTimer::new())
+    if io.inner().get_ref().1.alpn_protocol() != Some(b"h2") {
+        return http1(io, service, limits, stopping).await;
+    }
+    let activity = Arc::new(Activity::new());
+    let service = Tracked { inner: service, activity: activity.clone() };
+    let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    // A client that went away is noticed by its missing ping answer; one that stays but asks
+    // nothing is closed below, as an idle HTTP/1.1 connection would be.
+    http.timer(TokioTimer::new())
         .keep_alive_interval(Some(limits.header_timeout))
-        .keep_alive_timeout(limits.header_timeout);
+        .keep_alive_timeout(limits.header_timeout)
+        // A browser needs a handful at once; hyper's default of 200 would let one connection
+        // run 200 handlers.
+        .max_concurrent_streams(32);
     let connection = http.serve_connection(io, service);
-    until_stopped(connection, stopping, |c| c.graceful_shutdown()).await;
+    let mut connection = std::pin::pin!(connection);
+    let mut stopping = stopping;
+    let idle = loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = stopping.wait_for(|stop| *stop) => break false,
+            () = tokio::time::sleep(limits.header_timeout) => {
+                if activity.idle_for() >= limits.header_timeout {
+                    break true;
+                }
+            }
+        }
+    };
+    connection.as_mut().graceful_shutdown();
+    if idle {
+        // A client that never sent its preface leaves the goodbye unanswered: with nothing
+        // under way, dropping the connection loses nothing.
+        let _ = tokio::time::timeout(limits.header_timeout, connection).await;
+    } else {
+        let _ = connection.await;
+    }
+}
+
+/// Requests under way on an HTTP/2 connection, and when the last one ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    last_end: Mutex<std::time::Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self { in_flight: AtomicUsize::new(0), last_end: Mutex::new(std::time::Instant::now()) }
+    }
+
+    /// Zero while a request is under way.
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        self.last_end.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
+    }
+}
+
+/// Counts a request as under way until its response is ready.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.last_end.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A service whose requests are counted in an [`Activity`].
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> hyper::service::Service<hyper::Request<Incoming>> for Tracked<S>
+where
+    S: hyper::service::Service<hyper::Request<Incoming>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+        self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        let in_flight = InFlight(self.activity.clone());
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            drop(in_flight);
+            response
+        })
+    }
 }
 
 /// Drives `connection` to its end, or, once shutdown begins, lets it finish what it is doing.

@@ -68,8 +68,12 @@ fn write_atomically(path: &Path, text: &str) {
 }
 
 async fn https_app(dir: &Path) -> TestApp {
+    https_app_with(dir, TestOptions::default()).await
+}
+
+async fn https_app_with(dir: &Path, options: TestOptions) -> TestApp {
     let files: (PathBuf, PathBuf) = (dir.join("cert.pem"), dir.join("key.pem"));
-    spawn_app_with(TestOptions { tls: Some(files), metrics: true, ..TestOptions::default() }).await
+    spawn_app_with(TestOptions { tls: Some(files), metrics: true, ..options }).await
 }
 
 /// `noh_tls_certificate_expiry_timestamp_seconds` as the app reports it.
@@ -287,4 +291,30 @@ async fn check_and_serve_refuse_a_pair_that_does_not_match_and_sighup_reloads() 
     })
     .await;
     let _ = server.kill().await;
+}
+
+#[tokio::test]
+async fn a_client_that_says_nothing_after_the_handshake_is_closed_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    ca.issue(dir.path());
+    let options = TestOptions { header_timeout_seconds: 1, ..TestOptions::default() };
+    let app = https_app_with(dir.path(), options).await;
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let (_, _, mut stream) = handshake(&app, &ca, &[alpn]).await;
+        let started = std::time::Instant::now();
+        // HTTP/2 sends its settings first; then nothing more comes, until the close.
+        let mut buffer = [0u8; 1024];
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Ok(read) = stream.read(&mut buffer).await {
+                if read == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        let protocol = String::from_utf8_lossy(alpn);
+        assert!(closed.is_ok(), "{protocol}: still open after 5 s");
+        assert!(started.elapsed() < Duration::from_secs(4), "{protocol}: {:?}", started.elapsed());
+    }
 }
