@@ -604,7 +604,9 @@ impl Lifecycle {
                     Err(NotionError::Api(refused))
                         if (400..500).contains(&refused.status) && refused.status != 429 =>
                     {
-                        tracing::debug!(code = %refused.code, "Notion refused to revoke the refresh token; taken as already dead");
+                        // Logged: if Notion does not take refresh tokens here at all, this is
+                        // where an operator learns that one may outlive its connection.
+                        tracing::warn!(status = refused.status, code = %refused.code, "Notion refused to revoke the refresh token; taken as already dead");
                     }
                     // The tokens are kept, so the call can be repeated: the access token is then
                     // refused as dead, and the refresh token tried again.

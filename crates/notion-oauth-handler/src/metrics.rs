@@ -206,7 +206,7 @@ impl Metrics {
         );
         registry.register(
             "flows_finished",
-            "Flows that came back to /callback, by outcome",
+            "Flows that came back to /callback, by outcome (refused: a callback whose page is an error)",
             metrics.flows_finished.clone(),
         );
         registry.register(
@@ -270,12 +270,10 @@ impl Metrics {
         self.flows_finished.get_or_create(&Flow { outcome }).inc();
     }
 
-    /// A refused request to `/connect` or `/callback`, by its page's reason code.
+    /// A refused request to `/connect` or `/callback`, by its page's reason code. A refused
+    /// callback is also a finished flow: its route counts that.
     pub(crate) fn flow_refused(&self, reason: &'static str) {
         self.flows_refused.get_or_create(&Reason { reason }).inc();
-        if reason != "rate_limited" {
-            self.flows_finished.get_or_create(&Flow { outcome: FlowOutcome::Refused }).inc();
-        }
     }
 
     pub(crate) fn notion_call(

@@ -180,10 +180,16 @@ impl RateLimits {
             return Some(Client::of(peer));
         }
         let values = request.headers.get_all(self.forwarded_header.name());
-        let hops = values.iter().filter_map(|value| value.to_str().ok()).flat_map(|v| v.split(','));
-        let named = hops.map(|hop| match self.forwarded_header {
-            ForwardedHeader::XForwardedFor => address(hop),
-            ForwardedHeader::Forwarded => forwarded_for(hop),
+        // Split as bytes: a line with one byte that is not text must not vanish whole, or a
+        // client could erase the address its proxy appended to that very line. An element that
+        // is not text is unreadable, and the walk stops there.
+        let hops = values.iter().flat_map(|value| value.as_bytes().split(|byte| *byte == b','));
+        let named = hops.map(|hop| {
+            let hop = std::str::from_utf8(hop).ok()?;
+            match self.forwarded_header {
+                ForwardedHeader::XForwardedFor => address(hop),
+                ForwardedHeader::Forwarded => forwarded_for(hop),
+            }
         });
         let named: Vec<Option<IpAddr>> = named.collect();
         Some(Client::of(nearest_untrusted(peer, &named, |address| self.is_trusted(address))))
@@ -317,6 +323,32 @@ mod tests {
         // Only proxies: the farthest of them.
         let internal = chain(&["10.0.0.3", "10.0.0.2"]);
         assert_eq!(nearest_untrusted(peer, &internal, trusted), ip("10.0.0.3"));
+    }
+
+    #[test]
+    fn a_line_with_bytes_that_are_not_text_keeps_the_address_the_proxy_appended() {
+        use axum::http::HeaderValue;
+        let policy = ClientPolicy {
+            trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+            forwarded_header: ForwardedHeader::XForwardedFor,
+            flow_requests: None,
+            failed_api_keys: None,
+        };
+        let limits = RateLimits::new(&policy);
+        let client_of = |value: &[u8]| {
+            let mut request = axum::http::Request::new(());
+            let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+                .headers_mut()
+                .insert("x-forwarded-for", HeaderValue::from_bytes(value).unwrap());
+            limits.client(&request.into_parts().0)
+        };
+        let appended = Some(Client::of(ip("203.0.113.9")));
+        assert_eq!(client_of(b"\xff, 203.0.113.9"), appended);
+        assert_eq!(client_of(b"6.6.6.6, 203.0.113.9"), appended);
+        // Unreadable where the proxy wrote: nothing beyond it is believed.
+        assert_eq!(client_of(b"203.0.113.9, \xff"), Some(Client::of(ip("127.0.0.1"))));
     }
 
     #[test]

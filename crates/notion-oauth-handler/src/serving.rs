@@ -87,7 +87,7 @@ pub(crate) async fn serve(
                     refused,
                     client = %Client::of(peer.ip()),
                     max_connections_per_client = limits.max_connections_per_client,
-                    "connections refused: a client holds server.max_connections_per_client"
+                    "connections refused: a client holds server.max_connections_per_client (if it is your load balancer, add it to server.trusted_proxies)"
                 );
             }
             continue;

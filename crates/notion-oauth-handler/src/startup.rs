@@ -11,6 +11,7 @@ use anyhow::Context;
 use notion_oauth::OAuthClient;
 use tokio::net::TcpListener;
 
+use crate::config::ConnectionLimits;
 use crate::config::{Config, LifecyclePolicy};
 use crate::delivery::{Deliverer, NamedHook, Workers};
 use crate::domain::EventType;
@@ -24,7 +25,7 @@ use crate::pages::Pages;
 use crate::rate_limits::RateLimits;
 use crate::state::{AppState, BrowserCookie, RequestServices};
 use crate::store::{Routing, SqlStore, Store, StoreError};
-use crate::tls::Certificate;
+use crate::tls::{Certificate, Hangups};
 use crate::vault::Vault;
 
 /// Opens the store an embedding app brings, given the event routing it must follow.
@@ -188,6 +189,8 @@ pub struct Application {
     certificate: Option<Arc<Certificate>>,
     /// Where metrics are served, when `server.metrics_bind` is set.
     metrics_listener: Option<TcpListener>,
+    /// SIGHUP, taken over at build: a certificate reload, never the end of the process.
+    hangups: Hangups,
 }
 
 impl Application {
@@ -215,6 +218,7 @@ impl Application {
         config: Config,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
+        let hangups = crate::tls::hangups();
         // Read before anything is opened: a certificate that does not load stops the start.
         let certificate = match &config.tls {
             Some(files) => Some(Certificate::open(files).context("[tls] cannot be served")?),
@@ -227,7 +231,7 @@ impl Application {
             None => None,
         };
         let services = Services::open(&config, Additions::default()).await?;
-        Ok(Self { listener, services, config, certificate, metrics_listener })
+        Ok(Self { listener, services, config, certificate, metrics_listener, hangups })
     }
 
     /// The address actually bound.
@@ -247,30 +251,36 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let Self { listener, services, config, certificate, metrics_listener } = self;
+        let Self { listener, services, config, certificate, metrics_listener, hangups } = self;
         let background = services.start_background();
         let router = crate::routes::router(services.state.clone(), &config);
         let metrics_server = metrics_listener.map(|listener| {
             let state = &services.state;
             let metrics = crate::routes::metrics_router(state.store.clone(), state.metrics.clone());
-            tokio::spawn(async move { axum::serve(listener, metrics).await })
+            // Held to limits of its own: its sockets share the process's descriptors with the
+            // public listener's, and a scraper needs one or two.
+            let limits = ConnectionLimits {
+                header_timeout: config.limits.header_timeout,
+                max_connections: 8,
+                max_connections_per_client: 8,
+            };
+            let never = std::future::pending();
+            tokio::spawn(crate::serving::serve(listener, metrics, limits, &[], None, never))
         });
         let (tls, watcher) = match certificate {
             Some(certificate) => {
                 let tls = certificate.server_config().map_err(std::io::Error::other)?;
                 let metrics = services.state.metrics.clone();
-                (Some(tls), Some(tokio::spawn(certificate.watch(metrics))))
+                (Some(tls), tokio::spawn(certificate.watch(metrics, hangups)))
             }
-            None => (None, None),
+            None => (None, tokio::spawn(crate::tls::nothing_to_reload(hangups))),
         };
         let trusted = &config.clients.trusted_proxies;
         let served =
             crate::serving::serve(listener, router, config.limits, trusted, tls, shutdown).await;
-        for task in [watcher.map(|t| t.abort_handle()), metrics_server.map(|t| t.abort_handle())]
-            .into_iter()
-            .flatten()
-        {
-            task.abort();
+        watcher.abort();
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
         }
         background.stop().await;
         services.state.store.close().await;

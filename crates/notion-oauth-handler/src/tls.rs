@@ -117,6 +117,9 @@ fn expiry(leaf: &CertificateDer<'_>) -> Option<SystemTime> {
 pub(crate) struct Certificate {
     current: RwLock<Loaded>,
     files: TlsFiles,
+    /// The files as they were just before the served pair was read: a change after that, even
+    /// before the watcher starts, is noticed.
+    opened: Stamp,
 }
 
 impl ResolvesServerCert for Certificate {
@@ -131,8 +134,9 @@ impl Certificate {
     /// # Errors
     /// See [`load`].
     pub(crate) fn open(files: &TlsFiles) -> Result<Arc<Self>, TlsError> {
+        let opened = [stamp(&files.cert_file), stamp(&files.key_file)];
         let current = RwLock::new(load(files)?);
-        Ok(Arc::new(Self { current, files: files.clone() }))
+        Ok(Arc::new(Self { current, files: files.clone(), opened }))
     }
 
     /// rustls's configuration for serving this certificate: HTTP/2 or HTTP/1.1 by ALPN.
@@ -171,10 +175,9 @@ impl Certificate {
 
     /// Reloads when either file changes (looked at every [`WATCH`]) and on SIGHUP, until the
     /// task is dropped.
-    pub(crate) async fn watch(self: Arc<Self>, metrics: Arc<Metrics>) {
+    pub(crate) async fn watch(self: Arc<Self>, metrics: Arc<Metrics>, mut hangup: Hangups) {
         metrics.certificate_expires_at(self.served().expires_at_unix());
-        let mut seen = self.stamp();
-        let mut hangup = hangups();
+        let mut seen = self.opened;
         let mut every = tokio::time::interval(WATCH);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -190,27 +193,36 @@ impl Certificate {
         }
     }
 
-    /// What tells a file was replaced or rewritten: its modification time, size and inode.
-    fn stamp(&self) -> [Option<(SystemTime, u64, u64)>; 2] {
+    fn stamp(&self) -> Stamp {
         [stamp(&self.files.cert_file), stamp(&self.files.key_file)]
     }
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
+/// What tells the two files were replaced or rewritten, or had their mode or owner changed
+/// (a key made readable is worth another try).
+type Stamp = [Option<(SystemTime, u64, u64, i64)>; 2];
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64, u64, i64)> {
     let metadata = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
+    let (inode, changed) = {
+        use std::os::unix::fs::MetadataExt;
+        (metadata.ino(), metadata.ctime_nsec() + metadata.ctime() * 1_000_000_000)
+    };
     #[cfg(not(unix))]
-    let inode = 0;
-    Some((metadata.modified().ok()?, metadata.len(), inode))
+    let (inode, changed) = (0, 0);
+    Some((metadata.modified().ok()?, metadata.len(), inode, changed))
 }
 
+/// SIGHUPs, once asked for: from then on the signal no longer ends the process.
 #[cfg(unix)]
-type Hangups = Option<tokio::signal::unix::Signal>;
+pub(crate) type Hangups = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
-type Hangups = Option<()>;
+pub(crate) type Hangups = Option<()>;
 
-fn hangups() -> Hangups {
+/// Starts receiving SIGHUP. Done first thing at start: its default action ends the process,
+/// and `systemctl reload` sends it.
+pub(crate) fn hangups() -> Hangups {
     #[cfg(unix)]
     {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
@@ -218,6 +230,13 @@ fn hangups() -> Hangups {
     #[cfg(not(unix))]
     {
         None
+    }
+}
+
+/// Answers SIGHUPs when there is no certificate to reload: the log says so, the server goes on.
+pub(crate) async fn nothing_to_reload(mut hangups: Hangups) {
+    while next_hangup(&mut hangups).await.is_some() {
+        tracing::info!("SIGHUP: nothing to reload ([tls] is off; other settings need a restart)");
     }
 }
 

@@ -39,6 +39,7 @@ pub(super) async fn oauth_callback(
         }
         Err(error) => {
             metrics.flow_refused(error.page(0).reason);
+            metrics.flow_finished(FlowOutcome::Refused);
             let request_id = error.request_id();
             if error.is_server_side() {
                 tracing::error!(error = %Chain(&error), request_id, "a callback failed");

@@ -554,3 +554,22 @@ async fn a_server_started_on_a_database_it_cannot_write_is_not_ready_until_it_ca
     deployment.connect(0, "Grace Hopper").await;
     let _ = server.kill().await;
 }
+
+#[tokio::test]
+async fn sighup_does_not_stop_a_server_without_tls() {
+    // `systemctl reload` sends it; its default action would end the process.
+    let deployment = Deployment::new(1, 5).await;
+    let mut server = deployment.start(0).await;
+    let pid = server.id().unwrap().to_string();
+    for _ in 0..2 {
+        let hup = Command::new("kill").args(["-HUP", &pid]).status().await.unwrap();
+        assert!(hup.success());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(server.try_wait().unwrap().is_none(), "the server ended on SIGHUP");
+    let health = http().build().unwrap().get(format!("{}/healthz", deployment.url(0))).send();
+    assert_eq!(health.await.unwrap().status(), 200);
+    let log = std::fs::read_to_string(deployment.dir.path().join("instance-0.log")).unwrap();
+    assert!(log.contains("nothing to reload"), "{log}");
+    let _ = server.kill().await;
+}

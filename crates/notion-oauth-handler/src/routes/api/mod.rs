@@ -318,6 +318,11 @@ async fn require_api_key(
     let Some(key) = key.filter(|k| matches && k.revoked_at.is_none()) else {
         return refused();
     };
+    // Failures sent alongside may have shut the client out while this key was looked up:
+    // asked again, so a wave of guesses cannot carry a right one through.
+    if let Err(limited) = limits.api_request(&parts) {
+        return ApiError::rate_limited(limited).into_response();
+    }
     // Noting the use is a write: at most once a minute per key, not on every call of a hot path.
     if key.last_used_at.is_none_or(|at| now() - at >= 60)
         && let Err(error) = store.touch_api_key(id).await
