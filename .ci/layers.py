@@ -11,7 +11,7 @@ LAYERS = [
     ("pages", ["pages"]),
     ("state", ["state"]),
     ("routes", ["routes"]),
-    ("startup", ["serving", "tls", "startup", "embed", "fuzzing"]),
+    ("startup", ["serving", "tls", "acme", "startup", "embed", "fuzzing"]),
     ("cli", ["cli", "commands"]),
 ]
 layer_of = {m: i for i, (_, ms) in enumerate(LAYERS) for m in ms}

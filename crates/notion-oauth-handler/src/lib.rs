@@ -49,6 +49,7 @@ mod state;
 
 mod routes;
 
+mod acme;
 pub mod embed;
 mod serving;
 mod startup;

@@ -26,6 +26,13 @@ pub(crate) enum FlowOutcome {
     Refused,
 }
 
+/// What came of an ACME order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum AcmeOutcome {
+    Issued,
+    Failed,
+}
+
 /// A call to one of Notion's OAuth endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum NotionEndpoint {
@@ -93,6 +100,7 @@ macro_rules! label_words {
 
 label_words! {
     FlowOutcome { Connected => "connected", Denied => "denied", Refused => "refused" }
+    AcmeOutcome { Issued => "issued", Failed => "failed" }
     NotionEndpoint {
         Token => "token",
         Refresh => "refresh",
@@ -113,6 +121,11 @@ label_words! {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct Flow {
     outcome: FlowOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AcmeOrder {
+    result: AcmeOutcome,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -173,6 +186,8 @@ pub(crate) struct Metrics {
     outbox_pending: Gauge,
     outbox_oldest_age: Gauge,
     certificate_expiry: Gauge,
+    acme_orders: Family<AcmeOrder, Counter>,
+    acme_next_renewal: Gauge,
 }
 
 impl Default for Metrics {
@@ -197,6 +212,8 @@ impl Metrics {
             outbox_pending: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             certificate_expiry: Gauge::default(),
+            acme_orders: Family::default(),
+            acme_next_renewal: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -259,6 +276,16 @@ impl Metrics {
             "When the certificate served expires (seconds since the Unix epoch; 0 without [tls])",
             metrics.certificate_expiry.clone(),
         );
+        registry.register(
+            "acme_orders",
+            "Certificates ordered from the ACME authority, by result",
+            metrics.acme_orders.clone(),
+        );
+        registry.register(
+            "acme_next_renewal_timestamp_seconds",
+            "When the certificate is due for renewal (seconds since the Unix epoch; 0 without [acme])",
+            metrics.acme_next_renewal.clone(),
+        );
         Self { registry, ..metrics }
     }
 
@@ -297,6 +324,15 @@ impl Metrics {
             .get_or_create(&Route { route: route.clone() })
             .observe(took.as_secs_f64());
         self.http_requests.get_or_create(&HttpRequest { route, status }).inc();
+    }
+
+    pub(crate) fn acme_order(&self, outcome: AcmeOutcome) {
+        self.acme_orders.get_or_create(&AcmeOrder { result: outcome }).inc();
+    }
+
+    /// The certificate is due for renewal at `unix` seconds.
+    pub(crate) fn acme_next_renewal_at(&self, unix: i64) {
+        self.acme_next_renewal.set(unix);
     }
 
     /// The certificate now served expires at `unix` seconds.

@@ -132,6 +132,10 @@ pub(crate) async fn serve(
                     else {
                         return;
                     };
+                    // An ACME validator only looks at the certificate (RFC 8737 §3).
+                    if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
+                        return;
+                    }
                     secure(TokioIo::new(stream), service, limits, stopping).await;
                 }
             }

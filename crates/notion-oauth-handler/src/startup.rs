@@ -11,8 +11,8 @@ use anyhow::Context;
 use notion_oauth::OAuthClient;
 use tokio::net::TcpListener;
 
-use crate::config::ConnectionLimits;
-use crate::config::{Config, LifecyclePolicy};
+use crate::acme::{Challenges, Resolver};
+use crate::config::{Challenge, Config, ConnectionLimits, LifecyclePolicy, Tls};
 use crate::delivery::{Deliverer, NamedHook, Workers};
 use crate::domain::EventType;
 use crate::flow::Flow;
@@ -185,10 +185,12 @@ pub struct Application {
     listener: TcpListener,
     services: Services,
     config: Config,
-    /// The certificate served, when `[tls]` is on.
+    /// The certificate served, when `[tls]` or `[acme]` is on.
     certificate: Option<Arc<Certificate>>,
     /// Where metrics are served, when `server.metrics_bind` is set.
     metrics_listener: Option<TcpListener>,
+    /// The plain-HTTP listener, when `server.http_bind` is set.
+    http_listener: Option<TcpListener>,
     /// SIGHUP, taken over at build: a certificate reload, never the end of the process.
     hangups: Hangups,
 }
@@ -221,7 +223,21 @@ impl Application {
         let hangups = crate::tls::hangups();
         // Read before anything is opened: a certificate that does not load stops the start.
         let certificate = match &config.tls {
-            Some(files) => Some(Certificate::open(files).context("[tls] cannot be served")?),
+            Some(Tls::Files(files)) => {
+                Some(Certificate::open(files).context("[tls] cannot be served")?)
+            }
+            // Served from the cache when it holds a pair; ordered once serving has started
+            // (TLS-ALPN-01 is answered on this very listener).
+            Some(Tls::Acme(acme)) => {
+                crate::acme::prepare_cache(acme)?;
+                Some(Certificate::cached(&acme.files))
+            }
+            None => None,
+        };
+        let http_listener = match config.http_bind {
+            Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("cannot listen on {address} (is another program using it? binding port 80 needs CAP_NET_BIND_SERVICE; set server.http_bind)")
+            })?),
             None => None,
         };
         let metrics_listener = match config.metrics_bind {
@@ -231,7 +247,15 @@ impl Application {
             None => None,
         };
         let services = Services::open(&config, Additions::default()).await?;
-        Ok(Self { listener, services, config, certificate, metrics_listener, hangups })
+        Ok(Self {
+            listener,
+            services,
+            config,
+            certificate,
+            metrics_listener,
+            http_listener,
+            hangups,
+        })
     }
 
     /// The address actually bound.
@@ -251,7 +275,15 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let Self { listener, services, config, certificate, metrics_listener, hangups } = self;
+        let Self {
+            listener,
+            services,
+            config,
+            certificate,
+            metrics_listener,
+            http_listener,
+            hangups,
+        } = self;
         let background = services.start_background();
         let router = crate::routes::router(services.state.clone(), &config);
         let metrics_server = metrics_listener.map(|listener| {
@@ -267,20 +299,69 @@ impl Application {
             let never = std::future::pending();
             tokio::spawn(crate::serving::serve(listener, metrics, limits, &[], None, never))
         });
+        let metrics = services.state.metrics.clone();
+        let acme = match &config.tls {
+            Some(Tls::Acme(acme)) => Some((acme.as_ref().clone(), Challenges::new(acme))),
+            _ => None,
+        };
         let (tls, watcher) = match certificate {
             Some(certificate) => {
-                let tls = certificate.server_config().map_err(std::io::Error::other)?;
-                let metrics = services.state.metrics.clone();
-                (Some(tls), tokio::spawn(certificate.watch(metrics, hangups)))
+                let tls = match &acme {
+                    Some((acme, challenges)) => {
+                        let resolver = Arc::new(Resolver {
+                            certificate: certificate.clone(),
+                            challenges: challenges.clone(),
+                        });
+                        let alpn: &[&[u8]] = match acme.challenge {
+                            Challenge::TlsAlpn01 => &[crate::tls::ACME_TLS_ALPN],
+                            Challenge::Http01 => &[],
+                        };
+                        crate::tls::server_config(resolver, alpn)
+                    }
+                    None => crate::tls::server_config(certificate.clone(), &[]),
+                }
+                .map_err(std::io::Error::other)?;
+                (
+                    Some((tls, certificate.clone())),
+                    tokio::spawn(certificate.watch(metrics.clone(), hangups)),
+                )
             }
             None => (None, tokio::spawn(crate::tls::nothing_to_reload(hangups))),
         };
+        let ordering = match (&acme, &tls) {
+            (Some((acme, challenges)), Some((_, certificate))) => {
+                Some(tokio::spawn(crate::acme::keep_certified(
+                    acme.clone(),
+                    certificate.clone(),
+                    challenges.clone(),
+                    metrics.clone(),
+                )))
+            }
+            _ => None,
+        };
+        let http_server = http_listener.map(|listener| {
+            let router = crate::acme::plain_http_router(
+                &config.public_url,
+                acme.as_ref().map(|(_, challenges)| challenges.clone()),
+            );
+            let trusted = config.clients.trusted_proxies.clone();
+            let never = std::future::pending();
+            tokio::spawn(async move {
+                crate::serving::serve(listener, router, config.limits, &trusted, None, never).await
+            })
+        });
+        let tls = tls.map(|(tls, _)| tls);
         let trusted = &config.clients.trusted_proxies;
         let served =
             crate::serving::serve(listener, router, config.limits, trusted, tls, shutdown).await;
         watcher.abort();
-        if let Some(metrics_server) = metrics_server {
-            metrics_server.abort();
+        let tasks = [
+            metrics_server.map(|task| task.abort_handle()),
+            ordering.map(|task| task.abort_handle()),
+            http_server.map(|task| task.abort_handle()),
+        ];
+        for task in tasks.into_iter().flatten() {
+            task.abort();
         }
         background.stop().await;
         services.state.store.close().await;

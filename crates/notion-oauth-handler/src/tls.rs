@@ -1,10 +1,11 @@
-//! HTTPS in the process: the certificate from `[tls]`'s files, served with rustls (ring) over
-//! HTTP/1.1 or HTTP/2 as the client's ALPN asks, and taken again from the files when they
-//! change or on SIGHUP, without a restart. A new pair that does not load (half written, a key
-//! that is not the certificate's) leaves the one being served in place, and the log says why.
+//! HTTPS in the process: the certificate from `[tls]`'s files (or the ACME cache's), served
+//! with rustls (ring) over HTTP/1.1 or HTTP/2 as the client's ALPN asks, and taken again from
+//! the files when they change or on SIGHUP, without a restart. A new pair that does not load
+//! (half written, a key that is not the certificate's) leaves the one being served in place,
+//! and the log says why.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::crypto::ring::sign::any_supported_type;
@@ -17,6 +18,10 @@ use rustls::{ServerConfig, crypto::ring};
 use crate::config::TlsFiles;
 use crate::metrics::Metrics;
 use crate::telemetry::Chain;
+
+/// The ALPN protocol of ACME's TLS-ALPN-01 validators (RFC 8737): a connection that
+/// negotiated it carries no HTTP.
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// How often the files are looked at for a change.
 const WATCH: Duration = Duration::from_secs(2);
@@ -77,7 +82,7 @@ pub(crate) fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
         host: files.host.clone(),
         reason: format!("{error:?}"),
     })?;
-    let expires_at = expiry(&chain[0]).ok_or_else(|| TlsError::Chain {
+    let (issued_at, expires_at) = validity(&chain[0]).ok_or_else(|| TlsError::Chain {
         path: cert_path.clone(),
         reason: "no validity period".into(),
     })?;
@@ -86,13 +91,15 @@ pub(crate) fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
     }
     let certified = CertifiedKey::new(chain, signing_key);
     certified.keys_match().map_err(|_| TlsError::Mismatch { cert: cert_path, key: key_path })?;
-    Ok(Loaded { key: Arc::new(certified), expires_at })
+    Ok(Loaded { key: Arc::new(certified), issued_at, expires_at })
 }
 
 /// A pair that loaded, and when its certificate expires.
 #[derive(Debug, Clone)]
 pub(crate) struct Loaded {
     key: Arc<CertifiedKey>,
+    /// The start of the certificate's validity period.
+    pub(crate) issued_at: SystemTime,
     pub(crate) expires_at: SystemTime,
 }
 
@@ -104,27 +111,29 @@ impl Loaded {
     }
 }
 
-/// The end of the certificate's validity period.
-fn expiry(leaf: &CertificateDer<'_>) -> Option<SystemTime> {
+/// The start and end of the certificate's validity period.
+fn validity(leaf: &CertificateDer<'_>) -> Option<(SystemTime, SystemTime)> {
     use x509_cert::der::Decode;
     let certificate = x509_cert::Certificate::from_der(leaf.as_ref()).ok()?;
-    let since_epoch = certificate.tbs_certificate().validity().not_after.to_unix_duration();
-    Some(std::time::UNIX_EPOCH + since_epoch)
+    let validity = certificate.tbs_certificate().validity();
+    let at = |time: x509_cert::time::Time| std::time::UNIX_EPOCH + time.to_unix_duration();
+    Some((at(validity.not_before), at(validity.not_after)))
 }
 
 /// The pair being served; replaced whole when the files change.
 #[derive(Debug)]
 pub(crate) struct Certificate {
-    current: RwLock<Loaded>,
+    /// `None` only while an ACME certificate is awaited: handshakes fail until it comes.
+    current: RwLock<Option<Loaded>>,
     files: TlsFiles,
-    /// The files as they were just before the served pair was read: a change after that, even
-    /// before the watcher starts, is noticed.
-    opened: Stamp,
+    /// The files as they were just before the served pair was last read: a change after that,
+    /// even before the watcher starts, is noticed.
+    seen: Mutex<Stamp>,
 }
 
 impl ResolvesServerCert for Certificate {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).key.clone())
+        self.served().map(|loaded| loaded.key)
     }
 }
 
@@ -134,50 +143,57 @@ impl Certificate {
     /// # Errors
     /// See [`load`].
     pub(crate) fn open(files: &TlsFiles) -> Result<Arc<Self>, TlsError> {
-        let opened = [stamp(&files.cert_file), stamp(&files.key_file)];
-        let current = RwLock::new(load(files)?);
-        Ok(Arc::new(Self { current, files: files.clone(), opened }))
+        let seen = Mutex::new(stamp_of(files));
+        let current = RwLock::new(Some(load(files)?));
+        Ok(Arc::new(Self { current, files: files.clone(), seen }))
     }
 
-    /// rustls's configuration for serving this certificate: HTTP/2 or HTTP/1.1 by ALPN.
-    ///
-    /// # Errors
-    /// rustls refusing its own defaults (it does not).
-    pub(crate) fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
-        let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+    /// The pair in `files` if there is one that loads (an ACME cache), else none yet.
+    pub(crate) fn cached(files: &TlsFiles) -> Arc<Self> {
+        let seen = Mutex::new(stamp_of(files));
+        let current = match load(files) {
+            Ok(loaded) => Some(loaded),
+            Err(_) if !files.cert_file.exists() => None,
+            Err(error) => {
+                tracing::warn!(error = %Chain(&error), "the cached certificate cannot be used; a new one will be ordered");
+                None
+            }
+        };
+        Arc::new(Self { current: RwLock::new(current), files: files.clone(), seen })
     }
 
-    /// When the certificate served expires.
-    pub(crate) fn served(&self) -> Loaded {
+    /// The pair served, if any.
+    pub(crate) fn served(&self) -> Option<Loaded> {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Reads the files again; on failure the pair served stays.
-    fn reload(&self, why: &str, metrics: &Metrics) {
+    /// Reads the files again; on failure the pair served stays. Whether the new pair is served.
+    pub(crate) fn reload(&self, why: &str, metrics: &Metrics) -> bool {
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = stamp_of(&self.files);
         match load(&self.files) {
             Ok(loaded) => {
                 metrics.certificate_expires_at(loaded.expires_at_unix());
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded);
                 tracing::info!(cert_file = %self.files.cert_file.display(), why, "TLS certificate loaded");
+                true
             }
-            Err(error) => tracing::error!(
-                error = %Chain(&error),
-                why,
-                "the new TLS certificate could not be used; the previous one is still served"
-            ),
+            Err(error) => {
+                tracing::error!(
+                    error = %Chain(&error),
+                    why,
+                    "the new TLS certificate could not be used; the previous one is still served"
+                );
+                false
+            }
         }
     }
 
     /// Reloads when either file changes (looked at every [`WATCH`]) and on SIGHUP, until the
     /// task is dropped.
     pub(crate) async fn watch(self: Arc<Self>, metrics: Arc<Metrics>, mut hangup: Hangups) {
-        metrics.certificate_expires_at(self.served().expires_at_unix());
-        let mut seen = self.opened;
+        if let Some(served) = self.served() {
+            metrics.certificate_expires_at(served.expires_at_unix());
+        }
         let mut every = tokio::time::interval(WATCH);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -185,17 +201,35 @@ impl Certificate {
                 _ = every.tick() => "the files changed",
                 Some(()) = next_hangup(&mut hangup) => "SIGHUP",
             };
-            let stamp = self.stamp();
-            if why == "SIGHUP" || stamp != seen {
-                seen = stamp;
+            let changed =
+                *self.seen.lock().unwrap_or_else(|e| e.into_inner()) != stamp_of(&self.files);
+            if why == "SIGHUP" || changed {
                 self.reload(why, &metrics);
             }
         }
     }
+}
 
-    fn stamp(&self) -> Stamp {
-        [stamp(&self.files.cert_file), stamp(&self.files.key_file)]
-    }
+/// rustls's configuration for serving what `resolver` picks: HTTP/2 or HTTP/1.1 by ALPN, and
+/// the `extra` protocols after them (ACME's `acme-tls/1`).
+///
+/// # Errors
+/// rustls refusing its own defaults (it does not).
+pub(crate) fn server_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+    extra: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols.extend(extra.iter().map(|protocol| protocol.to_vec()));
+    Ok(Arc::new(config))
+}
+
+fn stamp_of(files: &TlsFiles) -> Stamp {
+    [stamp(&files.cert_file), stamp(&files.key_file)]
 }
 
 /// What tells the two files were replaced or rewritten, or had their mode or owner changed

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use crate::cli::{Cli, Command, ConfigArg, ConnectLinkArgs};
-use crate::config::{Config, load_settings};
+use crate::config::{Challenge, Config, Tls, load_settings};
 use crate::links::ConnectLink;
 use crate::startup::Application;
 use crate::store::{SqlStore, Store, now};
@@ -92,20 +92,49 @@ async fn check(args: &ConfigArg) -> anyhow::Result<()> {
         },
     }
     let certificate = match &config.tls {
-        Some(files) => Some(crate::tls::load(files).context("[tls] cannot be served")?),
+        Some(Tls::Files(files)) => Some(crate::tls::load(files).context("[tls] cannot be served")?),
+        Some(Tls::Acme(acme)) => {
+            crate::acme::prepare_cache(acme)?;
+            match crate::tls::load(&acme.files) {
+                Ok(cached) => Some(cached),
+                Err(_) if !acme.files.cert_file.exists() => None,
+                Err(error) => {
+                    eprintln!(
+                        "warning: the cached certificate cannot be used ({}); serve will order a new one",
+                        Chain(&error)
+                    );
+                    None
+                }
+            }
+        }
         None => None,
     };
     println!("The configuration is valid.");
     println!("Master key id: {}", vault.active_key_id());
     println!("Redirect URI to register in Notion's Developer portal: {}", config.redirect_uri());
-    if let (Some(files), Some(certificate)) = (&config.tls, &certificate) {
+    if let Some(Tls::Acme(acme)) = &config.tls {
+        let challenge = match acme.challenge {
+            Challenge::TlsAlpn01 => "tls-alpn-01 on server.bind (reached on port 443)",
+            Challenge::Http01 => "http-01 on server.http_bind (reached on port 80)",
+        };
+        println!(
+            "HTTPS with a certificate from {} for {}, validated by {challenge}; cache {} (writable)",
+            acme.directory_url,
+            acme.domains.join(", "),
+            acme.cache_dir.display()
+        );
+        if certificate.is_none() {
+            println!("No certificate cached yet: serve orders one when it starts.");
+        }
+    }
+    if let (Some(tls), Some(certificate)) = (&config.tls, &certificate) {
         let left = certificate.expires_at.duration_since(std::time::SystemTime::now());
         let days = left.map_or(0, |left| left.as_secs() / 86_400);
         println!(
             "HTTPS with the certificate in {} (its key matches; it expires in {days} day(s))",
-            files.cert_file.display()
+            tls.files().cert_file.display()
         );
-        if days < 14 {
+        if days < 14 && matches!(tls, Tls::Files(_)) {
             eprintln!("warning: the certificate expires in {days} day(s): renew it");
         }
     }

@@ -21,6 +21,7 @@ mod clients;
 mod connect;
 mod delivery;
 mod documents;
+mod https;
 mod problems;
 mod settings;
 
@@ -35,12 +36,13 @@ pub(crate) use connect::{check_return_to, fill};
 pub(crate) use delivery::check_target_name;
 pub use delivery::{DeliveryPolicy, Target, TargetKind};
 pub use documents::Document;
+pub use https::{Acme, Challenge, Tls, TlsFiles};
 use problems::Problems;
 pub use problems::{ConfigError, Problem};
 pub use settings::{
-    CommandHookSettings, ConnectSettings, DeliverySettings, DocumentSettings, LifecycleSettings,
-    NotionSettings, PagesSettings, RateLimitSettings, SecuritySettings, ServerSettings, Settings,
-    StorageSettings, TlsSettings, WebhookSettings, load_settings,
+    AcmeSettings, CommandHookSettings, ConnectSettings, DeliverySettings, DocumentSettings,
+    LifecycleSettings, NotionSettings, PagesSettings, RateLimitSettings, SecuritySettings,
+    ServerSettings, Settings, StorageSettings, TlsSettings, WebhookSettings, load_settings,
 };
 
 /// The checked configuration the server runs with: plain data, nothing running.
@@ -56,8 +58,10 @@ pub struct Config {
     pub clients: ClientPolicy,
     /// The address users reach this server at.
     pub public_url: Url,
-    /// HTTPS in the process, from these files; `None` is plain HTTP (behind a proxy).
-    pub tls: Option<TlsFiles>,
+    /// HTTPS in the process, from files or ACME; `None` is plain HTTP (behind a proxy).
+    pub tls: Option<Tls>,
+    /// The plain-HTTP listener that redirects to https (and answers ACME HTTP-01), if any.
+    pub http_bind: Option<SocketAddr>,
     /// `""` for the root, else `/prefix` without a trailing slash.
     pub base_path: String,
     /// The integration's credentials and how Notion is called.
@@ -84,18 +88,6 @@ pub struct Config {
     pub connect: Connect,
     /// The folder of page overrides, if any.
     pub templates_dir: Option<PathBuf>,
-}
-
-/// `[tls]`, with its paths resolved. What they hold is read when serving starts (and by
-/// `check`), and again whenever they change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// The certificate chain, PEM.
-    pub cert_file: PathBuf,
-    /// The private key, PEM.
-    pub key_file: PathBuf,
-    /// The host the certificate must be valid for: `server.public_url`'s.
-    pub host: String,
 }
 
 /// `[server]`'s limits, checked.
@@ -166,7 +158,14 @@ impl Settings {
         );
         let clients = clients::validate(&self.server, &self.rate_limit, &mut problems);
         let metrics_bind = metrics_bind(&self.server, &mut problems);
-        let tls = tls(&self.tls, base_dir, server.as_ref().map(|(_, url, _)| url), &mut problems);
+        let https = https::validate(
+            &self.tls,
+            self.acme.as_ref(),
+            &self.server,
+            base_dir,
+            server.as_ref().map(|(_, url, _)| url),
+            &mut problems,
+        );
         let notion = notion(&self.notion, api_base_url, base_dir, &mut problems);
         let storage_url = storage(&self.storage.url, base_dir, &mut problems);
         let keys = master_keys(&self.security, base_dir, &mut problems);
@@ -196,7 +195,7 @@ impl Settings {
             Some(max_connections),
             Some(per_client),
             Some(clients),
-            Some(tls),
+            Some((tls, http_bind)),
             Some(metrics_bind),
         ) = (
             server,
@@ -210,7 +209,7 @@ impl Settings {
             max_connections,
             per_client,
             clients,
-            tls,
+            https,
             metrics_bind,
         )
         else {
@@ -226,6 +225,7 @@ impl Settings {
             },
             clients,
             tls,
+            http_bind,
             public_url,
             base_path,
             notion,
@@ -260,50 +260,6 @@ fn metrics_bind(settings: &ServerSettings, problems: &mut Problems) -> Option<Op
         return None;
     }
     Some(Some(address))
-}
-
-/// `Some(None)` is TLS off; `None` a problem reported.
-fn tls(
-    settings: &TlsSettings,
-    base_dir: &Path,
-    public_url: Option<&Url>,
-    problems: &mut Problems,
-) -> Option<Option<TlsFiles>> {
-    let (cert_file, key_file) = match (&settings.cert_file, &settings.key_file) {
-        (None, None) => return Some(None),
-        (Some(cert), Some(key)) => (base_dir.join(cert), base_dir.join(key)),
-        (Some(_), None) => {
-            problems.add(
-                "tls.key_file",
-                "is required with tls.cert_file: the certificate's private key (PEM)",
-            );
-            return None;
-        }
-        (None, Some(_)) => {
-            problems
-                .add("tls.cert_file", "is required with tls.key_file: the certificate chain (PEM)");
-            return None;
-        }
-    };
-    let mut readable = true;
-    for (key, path) in [("tls.cert_file", &cert_file), ("tls.key_file", &key_file)] {
-        if let Err(error) = std::fs::File::open(path) {
-            problems.add(key, format!("cannot read {} ({error})", path.display()));
-            readable = false;
-        }
-    }
-    // Cookies, HSTS and the redirect URI all follow the public address.
-    let public_url = public_url?;
-    if public_url.scheme() != "https" {
-        problems.add(
-            "server.public_url",
-            format!("`{public_url}` must be https when the server answers HTTPS itself ([tls])"),
-        );
-        return None;
-    }
-    // An IPv6 host is bracketed in a URL, not in a certificate.
-    let host = public_url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned();
-    readable.then_some(Some(TlsFiles { cert_file, key_file, host }))
 }
 
 fn server(

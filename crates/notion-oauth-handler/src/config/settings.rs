@@ -56,6 +56,8 @@ pub struct Settings {
     /// `[tls]`: HTTPS served by the process itself.
     #[serde(default)]
     pub tls: TlsSettings,
+    /// `[acme]`: HTTPS with a certificate the process obtains and renews itself.
+    pub acme: Option<AcmeSettings>,
 }
 
 /// `[tls]`: the certificate `serve` answers HTTPS with. Both files or neither.
@@ -66,6 +68,44 @@ pub struct TlsSettings {
     pub cert_file: Option<PathBuf>,
     /// PEM: the certificate's private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: Option<PathBuf>,
+}
+
+/// `[acme]`: a certificate obtained and renewed from an ACME certificate authority (Let's
+/// Encrypt by default). Configuring it agrees to that authority's terms of service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeSettings {
+    /// The names the certificate is for; empty is the host of `server.public_url`.
+    pub domains: Vec<String>,
+    /// An email address the authority may write to about the account.
+    pub contact: Option<String>,
+    /// `letsencrypt`, `letsencrypt-staging`, or the directory URL of any RFC 8555 server.
+    pub directory_url: String,
+    /// Where the account key and the certificates are kept (made 0700, files 0600). Several
+    /// instances may share it: one orders at a time, the others serve what it wrote.
+    pub cache_dir: PathBuf,
+    /// `tls-alpn-01` (answered on `server.bind`, which must be reached on port 443) or
+    /// `http-01` (answered on `server.http_bind`, which must be reached on port 80).
+    pub challenge: String,
+    /// Trust only this CA (PEM) for the ACME server's own HTTPS: a private or test authority.
+    pub ca_file: Option<PathBuf>,
+    /// Renew this long before expiry (or at a third of a shorter certificate's lifetime).
+    pub renew_before_days: u64,
+}
+
+impl Default for AcmeSettings {
+    fn default() -> Self {
+        Self {
+            domains: Vec::new(),
+            contact: None,
+            directory_url: "letsencrypt".into(),
+            cache_dir: PathBuf::from("acme"),
+            challenge: "tls-alpn-01".into(),
+            ca_file: None,
+            // Let's Encrypt's own advice for 90-day certificates: a month of room for retries.
+            renew_before_days: 30,
+        }
+    }
 }
 
 /// `[rate_limit]`: per client address (per /64 network for IPv6). A `_per_minute` of 0 turns
@@ -154,6 +194,9 @@ pub struct ServerSettings {
     /// Where Prometheus metrics are served (`GET /metrics`), e.g. `127.0.0.1:9090`; never on
     /// the public address. Off when absent.
     pub metrics_bind: Option<String>,
+    /// A plain-HTTP listener (port 80, e.g. `0.0.0.0:80`) that answers ACME HTTP-01
+    /// challenges and redirects everything else to `public_url`. Only with `[tls]` or `[acme]`.
+    pub http_bind: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -173,6 +216,7 @@ impl Default for ServerSettings {
             trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
             forwarded_header: "X-Forwarded-For".into(),
             metrics_bind: None,
+            http_bind: None,
         }
     }
 }

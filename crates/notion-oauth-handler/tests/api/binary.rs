@@ -363,7 +363,8 @@ async fn every_key_that_init_suggests_is_a_real_one() {
         if line.starts_with("client_secret = ") {
             continue;
         }
-        config.push_str(&line.replace("/run/secrets/", ""));
+        let line = line.replace("/run/secrets/", "").replace("/var/lib/notion-oauth-handler/", "");
+        config.push_str(&line);
         config.push('\n');
     }
     for (file, contents) in [
@@ -375,18 +376,59 @@ async fn every_key_that_init_suggests_is_a_real_one() {
         std::fs::write(dir.path().join(file), contents).unwrap();
     }
     std::fs::create_dir(dir.path().join("branding")).unwrap();
-    std::fs::write(dir.path().join("everything.toml"), &config).unwrap();
+    // [tls] and [acme] are alternatives: each is checked without the other.
+    let with_acme = without_section(&config, "[tls]");
+    std::fs::write(dir.path().join("everything.toml"), &with_acme).unwrap();
 
     let (output, stdout, stderr) =
         run(binary().args(["check", "--config"]).arg(dir.path().join("everything.toml"))).await;
 
-    assert!(output.status.success(), "{stderr}\n{config}");
+    assert!(output.status.success(), "{stderr}\n{with_acme}");
     assert!(stdout.contains("The configuration is valid"), "{stdout}");
+    assert!(stdout.contains("HTTPS with a certificate from"), "{stdout}");
     assert!(
-        config.contains("[[webhooks]]")
-            && config.contains("[connect]")
-            && config.contains("[pages]")
+        with_acme.contains("[[webhooks]]")
+            && with_acme.contains("[connect]")
+            && with_acme.contains("[pages]")
+            && with_acme.contains("[acme]")
+            && with_acme.contains("metrics_bind = ")
+            && with_acme.contains("http_bind = ")
     );
+    // The files [tls] names exist only on a server: its keys are real when only they are
+    // reported, as unreadable.
+    let with_tls = without_section(&config, "[acme]");
+    std::fs::write(dir.path().join("tls.toml"), &with_tls).unwrap();
+    let (output, _, stderr) =
+        run(binary().args(["check", "--config"]).arg(dir.path().join("tls.toml"))).await;
+    assert!(!output.status.success());
+    assert!(stderr.contains("has 2 problem(s)"), "{stderr}");
+    assert!(
+        stderr.contains("tls.cert_file: cannot read /etc/ssl/notion.example.com/fullchain.pem"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tls.key_file: cannot read /etc/ssl/notion.example.com/privkey.pem"),
+        "{stderr}"
+    );
+}
+
+/// `config` without the section `header` and its keys.
+fn without_section(config: &str, header: &str) -> String {
+    let mut inside = false;
+    let mut kept = String::new();
+    for line in config.lines() {
+        if line == header {
+            inside = true;
+            continue;
+        }
+        if inside && line.contains(" = ") && !line.starts_with('#') {
+            continue;
+        }
+        inside = false;
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    kept
 }
 
 #[tokio::test]

@@ -49,6 +49,12 @@ pub struct TestOptions {
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// A PostgreSQL database to store in instead of a fresh SQLite file (see [`postgres_url`]).
     pub postgres: Option<TestDatabase>,
+    /// `[acme]`, for the named host: the server is then https://HOST:PORT.
+    pub acme: Option<(String, notion_oauth_handler::config::AcmeSettings)>,
+    /// `server.http_bind`.
+    pub http_bind: Option<String>,
+    /// The listener to serve on, when the test needs its port before the app exists.
+    pub listener: Option<TcpListener>,
 }
 
 impl Default for TestOptions {
@@ -74,6 +80,9 @@ impl Default for TestOptions {
             forwarded_header: None,
             tls: None,
             metrics: false,
+            acme: None,
+            http_bind: None,
+            listener: None,
         }
     }
 }
@@ -155,10 +164,15 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = match options.tls {
-        Some(_) => format!("https://localhost:{}", listener.local_addr().unwrap().port()),
-        None => format!("http://{}", listener.local_addr().unwrap()),
+    let listener = match options.listener {
+        Some(listener) => listener,
+        None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    };
+    let port = listener.local_addr().unwrap().port();
+    let origin = match (&options.tls, &options.acme) {
+        (_, Some((host, _))) => format!("https://{host}:{port}"),
+        (Some(_), None) => format!("https://localhost:{port}"),
+        (None, None) => format!("http://{}", listener.local_addr().unwrap()),
     };
     let base = options.base_path.trim_end_matches('/');
     let mut emulator_config = options.emulator;
@@ -190,6 +204,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         settings.server.metrics_bind = Some(format!("127.0.0.1:{port}"));
         format!("http://127.0.0.1:{port}/metrics")
     });
+    settings.acme = options.acme.map(|(_, acme)| acme);
+    settings.server.http_bind = options.http_bind;
     if let Some((cert_file, key_file)) = options.tls {
         settings.tls.cert_file = Some(cert_file);
         settings.tls.key_file = Some(key_file);

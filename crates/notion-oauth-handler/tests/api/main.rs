@@ -3,6 +3,7 @@
 // A test binary exports nothing: `pub` marks what its modules share with each other.
 #![allow(unreachable_pub)]
 
+mod acme;
 mod api_keys;
 mod bad_input;
 mod binary;
