@@ -290,7 +290,46 @@ async fn check_and_serve_refuse_a_pair_that_does_not_match_and_sighup_reloads() 
         (presented().await? == second).then_some(())
     })
     .await;
-    let _ = server.kill().await;
+    // SIGTERM with TLS on: a graceful stop, exit status 0.
+    let term = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    assert!(term.success());
+    let exited = tokio::time::timeout(Duration::from_secs(10), server.wait()).await;
+    assert!(exited.expect("stopped within 10 s of SIGTERM").unwrap().success());
+}
+
+#[tokio::test]
+async fn plain_http_beside_tls_redirects_to_the_public_address_whatever_the_host_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    ca.issue(dir.path());
+    let http_port =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = https_app_with(
+        dir.path(),
+        TestOptions { http_bind: Some(format!("127.0.0.1:{http_port}")), ..TestOptions::default() },
+    )
+    .await;
+    let plain = http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for (path, expected) in [
+        ("/privacy?x=1", format!("{}/privacy?x=1", app.address)),
+        ("//evil.example/a", format!("{}/evil.example/a", app.address)),
+    ] {
+        let answer = plain
+            .get(format!("http://127.0.0.1:{http_port}{path}"))
+            .header("host", "evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 308, "{path}");
+        assert_eq!(answer.headers()["location"], expected.as_str(), "{path}");
+    }
+    // Without [acme] there is no challenge to answer.
+    let challenge = plain
+        .get(format!("http://127.0.0.1:{http_port}/.well-known/acme-challenge/abc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenge.status(), 404);
 }
 
 #[tokio::test]
