@@ -37,16 +37,19 @@ use crate::config::{Acme, Challenge};
 use crate::metrics::{AcmeOutcome, Metrics};
 use crate::tls::{ACME_TLS_ALPN, Certificate};
 
-/// How long one order may take from the first request to the certificate.
+/// How long to wait for the authority to validate, and then to issue.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(180);
 /// Each HTTP request to the authority.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The first wait after a failed order; it doubles up to [`MAX_BACKOFF`]. Four failures fit in
-/// the first hour and a half, under Let's Encrypt's five failed validations per name per hour.
+/// the first hour and a quarter, under Let's Encrypt's five failed validations per name per
+/// hour; the count is shared by every instance using the cache (see [`Failures`]).
 const FIRST_BACKOFF: Duration = Duration::from_secs(5 * 60);
 const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
 /// While another instance holds the cache's lock, how often to look whether it is done.
 const BUSY_RETRY: Duration = Duration::from_secs(10);
+/// How long another instance may hold the lock before the log says so.
+const BUSY_WARNING: Duration = Duration::from_secs(5 * 60);
 /// The longest single sleep: the monotonic clock stops while a machine is suspended, so a long
 /// sleep could wake past the renewal date.
 const LONGEST_SLEEP: Duration = Duration::from_secs(3600);
@@ -71,11 +74,38 @@ pub(crate) fn prepare_cache(acme: &Acme) -> anyhow::Result<()> {
             tracing::warn!(error = %error, cache_dir = %acme.cache_dir.display(), "cannot make acme.cache_dir private (0700); its files are 0600 all the same");
         }
     }
-    let probe = acme.cache_dir.join(".write-test");
-    write_private(&probe, b"")
+    probe_writable(&acme.cache_dir)
         .with_context(|| format!("acme.cache_dir: cannot write in {}", acme.cache_dir.display()))?;
-    let _ = std::fs::remove_file(probe);
     Ok(())
+}
+
+/// What `check` says of the cache folder, changing nothing: a `check` run as root must not leave
+/// folders the service's user cannot write.
+///
+/// # Errors
+/// The folder (or, when it does not exist yet, the folder it would be made in) cannot be
+/// written to.
+pub(crate) fn check_cache(acme: &Acme) -> anyhow::Result<&'static str> {
+    let mut existing = acme.cache_dir.as_path();
+    while !existing.exists() {
+        existing = existing.parent().unwrap_or_else(|| Path::new("/"));
+    }
+    if !existing.is_dir() {
+        bail!(
+            "acme.cache_dir: cannot create {}: {} is not a folder",
+            acme.cache_dir.display(),
+            existing.display()
+        );
+    }
+    probe_writable(existing)
+        .with_context(|| format!("acme.cache_dir: cannot write in {}", existing.display()))?;
+    Ok(if existing == acme.cache_dir { "writable" } else { "made at the first start" })
+}
+
+fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    let (probe, file) = create_temporary(&dir.join("write-test"))?;
+    drop(file);
+    std::fs::remove_file(probe)
 }
 
 /// The answers to the challenges of an order under way: this instance's, and (read from the
@@ -87,6 +117,9 @@ pub(crate) struct Challenges {
     shared: PathBuf,
     /// Answers made from another instance's files, with the key authorization they answer.
     made: RwLock<HashMap<String, (String, Arc<CertifiedKey>)>>,
+    /// Only these names are ever answered, or looked for on disk.
+    domains: Vec<String>,
+    challenge: Challenge,
 }
 
 impl Challenges {
@@ -96,22 +129,21 @@ impl Challenges {
             http: RwLock::default(),
             shared: acme.shared_answers_dir(),
             made: RwLock::default(),
+            domains: acme.domains.clone(),
+            challenge: acme.challenge,
         })
     }
 
     /// The key authorization for an HTTP-01 `token`.
-    fn http_answer(&self, token: &str) -> Option<String> {
+    async fn http_answer(&self, token: &str) -> Option<String> {
         if let Some(answer) = self.http.read().unwrap_or_else(|e| e.into_inner()).get(token) {
             return Some(answer.clone());
         }
-        // The token names a file: only its own alphabet (base64url) may reach the disk.
-        if token.is_empty()
-            || token.len() > 128
-            || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        // The token names a file: only its own alphabet may reach the disk.
+        if self.challenge != Challenge::Http01 || !is_token(token) {
             return None;
         }
-        std::fs::read_to_string(self.shared.join(format!("http-01-{token}"))).ok()
+        tokio::fs::read_to_string(self.shared.join(format!("http-01-{token}"))).await.ok()
     }
 
     /// The TLS-ALPN-01 certificate for `name`.
@@ -120,9 +152,10 @@ impl Challenges {
         if let Some(answer) = self.alpn.read().unwrap_or_else(|e| e.into_inner()).get(&name) {
             return Some(answer.clone());
         }
-        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-            || name.starts_with('.')
-        {
+        // A validator asks only for the configured names: any other name, from anyone, costs
+        // nothing. For those, the small file read blocks the handshake's thread briefly; it
+        // happens only while a validator is at work.
+        if self.challenge != Challenge::TlsAlpn01 || !self.domains.contains(&name) {
             return None;
         }
         let key_authorization =
@@ -147,6 +180,13 @@ impl Challenges {
         token: &str,
         key_authorization: &str,
     ) -> anyhow::Result<()> {
+        // Both end up in a file name: refuse what RFC 8555 would never send rather than trust
+        // the authority with the cache folder.
+        if !is_token(token) || !self.domains.iter().any(|domain| domain == name) {
+            bail!(
+                "the authority sent a challenge for `{name}` (token `{token}`) that this server did not order"
+            );
+        }
         let file = match challenge {
             Challenge::Http01 => {
                 let mut http = self.http.write().unwrap_or_else(|e| e.into_inner());
@@ -167,16 +207,34 @@ impl Challenges {
             .context("cannot write the challenge answer to the shared cache")
     }
 
+    /// Forgets every answer, and removes every answer file: also those an instance that
+    /// stopped mid-order left behind (only the lock's holder writes them).
     fn clear(&self) {
-        let names: Vec<String> =
-            self.alpn.write().unwrap_or_else(|e| e.into_inner()).drain().map(|(n, _)| n).collect();
-        let tokens: Vec<String> =
-            self.http.write().unwrap_or_else(|e| e.into_inner()).drain().map(|(t, _)| t).collect();
-        let files = names.iter().map(|n| format!("tls-alpn-01-{n}"));
-        for file in files.chain(tokens.iter().map(|t| format!("http-01-{t}"))) {
-            let _ = std::fs::remove_file(self.shared.join(file));
+        self.alpn.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.http.write().unwrap_or_else(|e| e.into_inner()).clear();
+        if let Ok(entries) = std::fs::read_dir(&self.shared) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
+}
+
+/// Clears the answers when an order ends, however it ends (an error, the task aborted at
+/// shutdown).
+struct ClearOnDrop<'a>(&'a Challenges);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// RFC 8555 §8.1: a token is base64url.
+fn is_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 128
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The certificate served, and during an order the TLS-ALPN-01 answer to a validator that
@@ -221,7 +279,11 @@ pub(crate) fn plain_http_router(public_url: &Url, challenges: Option<Arc<Challen
             axum::routing::get(
                 |State((_, challenges)): State<(Arc<str>, Option<Arc<Challenges>>)>,
                  UrlPath(token): UrlPath<String>| async move {
-                    match challenges.and_then(|c| c.http_answer(&token)) {
+                    let answer = match &challenges {
+                        Some(challenges) => challenges.http_answer(&token).await,
+                        None => None,
+                    };
+                    match answer {
                         Some(answer) => {
                             ([(header::CONTENT_TYPE, "application/octet-stream")], answer)
                                 .into_response()
@@ -259,7 +321,7 @@ pub(crate) async fn keep_certified(
     challenges: Arc<Challenges>,
     metrics: Arc<Metrics>,
 ) {
-    let mut backoff = FIRST_BACKOFF;
+    let mut busy_since: Option<std::time::Instant> = None;
     loop {
         let due_in = certificate.served().map_or(Duration::ZERO, |served| {
             let due = renewal_time(served.issued_at, served.expires_at, acme.renew_before);
@@ -270,30 +332,48 @@ pub(crate) async fn keep_certified(
             tokio::time::sleep(due_in.min(LONGEST_SLEEP)).await;
             continue;
         }
-        match order_when_free(&acme, &certificate, &challenges, &metrics).await {
-            Ok(Ordered::Issued) => {
-                metrics.acme_order(AcmeOutcome::Issued);
-                backoff = FIRST_BACKOFF;
+        let ordered = order_when_free(&acme, &certificate, &challenges, &metrics).await;
+        if !matches!(ordered, Ordered::Busy) {
+            busy_since = None;
+        }
+        match ordered {
+            Ordered::Issued => metrics.acme_order(AcmeOutcome::Issued),
+            Ordered::ByAnother => {}
+            Ordered::Busy => {
+                let since = *busy_since.get_or_insert_with(std::time::Instant::now);
+                let busy = since.elapsed();
+                // Once after five minutes, then hourly: a holder that hangs (a stuck NFS client)
+                // shows in the log.
+                if busy >= BUSY_WARNING
+                    && (busy - BUSY_WARNING).as_secs() % 3600 < BUSY_RETRY.as_secs()
+                {
+                    tracing::warn!(
+                        lock = %acme.lock_file().display(),
+                        busy_minutes = busy.as_secs() / 60,
+                        "another instance sharing acme.cache_dir has held its lock for minutes; this one waits for it"
+                    );
+                }
+                tokio::time::sleep(BUSY_RETRY).await;
             }
-            Ok(Ordered::ByAnother) => backoff = FIRST_BACKOFF,
-            Ok(Ordered::Busy) => tokio::time::sleep(BUSY_RETRY).await,
-            Err(error) => {
+            Ordered::NotBefore(at) => {
+                let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+                tokio::time::sleep(wait.min(LONGEST_SLEEP)).await;
+            }
+            Ordered::Failed { error, retry_in } => {
                 metrics.acme_order(AcmeOutcome::Failed);
-                let wait = jittered(backoff);
                 let serving = match certificate.served() {
                     Some(_) => "the current certificate is still served",
                     None => "HTTPS handshakes fail until a certificate is obtained",
                 };
                 tracing::error!(
                     error = format!("{error:#}"),
-                    retry_in_seconds = wait.as_secs(),
+                    retry_in_seconds = retry_in.as_secs(),
                     directory = %acme.directory_url,
                     "the ACME order failed; {serving}. Check that the domains point at this \
                      server and that the challenge's port (443 for tls-alpn-01, 80 for http-01) \
                      reaches it"
                 );
-                tokio::time::sleep(wait).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(retry_in.min(LONGEST_SLEEP)).await;
             }
         }
     }
@@ -330,27 +410,39 @@ enum Ordered {
     ByAnother,
     /// Another instance is ordering right now.
     Busy,
+    /// A failed order (this instance's or another's) asks to wait until then.
+    NotBefore(SystemTime),
+    /// The order failed; the next attempt is due after `retry_in`.
+    Failed { error: anyhow::Error, retry_in: Duration },
 }
 
-/// Orders under the cache's lock, unless another instance holds it or has just renewed.
+/// Orders under the cache's lock, unless another instance holds it or has just renewed, or a
+/// recent failure asks to wait. Failures are counted in the cache, so that instances sharing it
+/// (and restarts) back off together: Let's Encrypt allows five failed validations per name per
+/// hour.
 async fn order_when_free(
     acme: &Acme,
     certificate: &Certificate,
     challenges: &Challenges,
     metrics: &Metrics,
-) -> anyhow::Result<Ordered> {
+) -> Ordered {
     let lock_path = acme.lock_file();
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    let opened = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path);
+    let lock = match opened {
+        Ok(lock) => lock,
+        Err(error) => {
+            let error =
+                anyhow::Error::new(error).context(format!("cannot open {}", lock_path.display()));
+            return Ordered::Failed { error, retry_in: jittered(FIRST_BACKOFF) };
+        }
+    };
     match lock.try_lock() {
         Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(Ordered::Busy),
+        Err(std::fs::TryLockError::WouldBlock) => return Ordered::Busy,
         Err(std::fs::TryLockError::Error(error)) => {
-            return Err(error).with_context(|| format!("cannot lock {}", lock_path.display()));
+            let error =
+                anyhow::Error::new(error).context(format!("cannot lock {}", lock_path.display()));
+            return Ordered::Failed { error, retry_in: jittered(FIRST_BACKOFF) };
         }
     }
     // Another instance may have renewed while this one waited for the lock.
@@ -359,18 +451,75 @@ async fn order_when_free(
         && certificate.served().is_none_or(|served| served.expires_at < cached.expires_at)
     {
         certificate.reload("another instance renewed it", metrics);
-        return Ok(Ordered::ByAnother);
+        return Ordered::ByAnother;
     }
-    let ordered = order(acme, challenges).await;
-    challenges.clear();
-    let pem = ordered?;
-    write_private(&acme.files.cert_file, pem.as_bytes())
-        .with_context(|| format!("cannot write {}", acme.files.cert_file.display()))?;
+    let failures = Failures::read(acme);
+    if failures.next_attempt > SystemTime::now() {
+        return Ordered::NotBefore(failures.next_attempt);
+    }
+    let issued = {
+        let _clear = ClearOnDrop(challenges);
+        challenges.clear();
+        order(acme, challenges).await
+    };
+    let stored = issued.and_then(|pem| {
+        write_private(&acme.files.cert_file, pem.as_bytes())
+            .with_context(|| format!("cannot write {}", acme.files.cert_file.display()))
+    });
+    if let Err(error) = stored {
+        let retry_in = failures.record_another(acme);
+        return Ordered::Failed { error, retry_in };
+    }
+    Failures::reset(acme);
     drop(lock);
     if !certificate.reload("ordered from the ACME authority", metrics) {
-        bail!("the certificate the authority issued does not load (see the error before)");
+        let error = anyhow::anyhow!(
+            "the certificate the authority issued does not load (see the error before)"
+        );
+        return Ordered::Failed { error, retry_in: jittered(FIRST_BACKOFF) };
     }
-    Ok(Ordered::Issued)
+    Ordered::Issued
+}
+
+/// Failed orders in a row and when the next may be made, kept beside the account as
+/// `failures`: `<count> <unix seconds>`.
+struct Failures {
+    count: u32,
+    next_attempt: SystemTime,
+}
+
+impl Failures {
+    fn path(acme: &Acme) -> PathBuf {
+        acme.account_dir().join("failures")
+    }
+
+    fn read(acme: &Acme) -> Self {
+        let text = std::fs::read_to_string(Self::path(acme)).unwrap_or_default();
+        let mut fields = text.split_whitespace().map(str::parse::<u64>);
+        match (fields.next(), fields.next()) {
+            (Some(Ok(count)), Some(Ok(at))) => Self {
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+                next_attempt: std::time::UNIX_EPOCH + Duration::from_secs(at),
+            },
+            _ => Self { count: 0, next_attempt: std::time::UNIX_EPOCH },
+        }
+    }
+
+    /// Counts one more failure and returns how long to wait: 5, 10, 20 … minutes, at most 6 h.
+    fn record_another(&self, acme: &Acme) -> Duration {
+        let count = self.count.saturating_add(1);
+        let doubled = FIRST_BACKOFF.saturating_mul(1 << (count - 1).min(12));
+        let wait = jittered(doubled.min(MAX_BACKOFF));
+        let at = unix(SystemTime::now() + wait);
+        if let Err(error) = write_private(&Self::path(acme), format!("{count} {at}\n").as_bytes()) {
+            tracing::warn!(error = %error, "cannot record the failed ACME order in acme.cache_dir");
+        }
+        wait
+    }
+
+    fn reset(acme: &Acme) {
+        let _ = std::fs::remove_file(Self::path(acme));
+    }
 }
 
 /// One order, start to finish: the key and chain, PEM.
@@ -510,20 +659,39 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes `bytes` readable by this user only, beside `path` and then renamed over it, so that
-/// a reader sees the old file or the new one, never half of one.
+/// a reader sees the old file or the new one, never half of one, even after a crash.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         make_private_dir(parent)?;
     }
-    let temporary = path.with_extension("tmp");
+    let (temporary, mut file) = create_temporary(path)?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    let renamed = written.and_then(|()| std::fs::rename(&temporary, path));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+        return renamed;
+    }
+    // The rename itself is on disk only once its folder is.
+    match path.parent() {
+        Some(parent) => File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// A new file beside `path`, 0600, under a name no other process uses: created exclusively, so
+/// neither a leftover file (with its own mode) nor a planted symbolic link is written through.
+fn create_temporary(path: &Path) -> std::io::Result<(PathBuf, File)> {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(std::io::Error::other)?;
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temporary = path.with_file_name(format!(".{name}.{}-{suffix}.tmp", std::process::id()));
     let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file: File = options.open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
+    let file = options.open(&temporary)?;
+    Ok((temporary, file))
 }
 
 #[cfg(test)]
@@ -542,6 +710,96 @@ mod tests {
             renewal_time(start, start + Duration::from_secs(60), month),
             start + Duration::from_secs(40)
         );
+    }
+
+    fn acme(dir: &Path, challenge: Challenge) -> Acme {
+        let pair = dir.join("pair.pem");
+        Acme {
+            domains: vec!["notion.example.com".into()],
+            contact: Vec::new(),
+            directory_url: Url::parse("https://127.0.0.1:14000/dir").unwrap(),
+            cache_dir: dir.to_owned(),
+            challenge,
+            ca_file: None,
+            renew_before: Duration::from_secs(30 * 86_400),
+            files: crate::config::TlsFiles {
+                cert_file: pair.clone(),
+                key_file: pair,
+                host: "notion.example.com".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn answers_are_only_for_the_configured_names_and_tokens_never_leave_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = acme(dir.path(), Challenge::TlsAlpn01);
+        prepare_cache(&config).unwrap();
+        let challenges = Challenges::new(&config);
+        let set = |name: &str, token: &str| {
+            challenges.set(Challenge::TlsAlpn01, name, token, "token.thumbprint")
+        };
+        assert!(set("notion.example.com", "../../pair.pem").is_err());
+        assert!(set("other.example.com", "abc").is_err());
+        assert!(!dir.path().join("pair.pem").exists());
+        set("notion.example.com", "abc_-123").unwrap();
+        assert!(challenges.alpn_answer("Notion.Example.com").is_some());
+
+        // Another instance's answer is read from the shared folder, for a configured name only.
+        let shared = config.shared_answers_dir();
+        let other = Challenges::new(&config);
+        assert!(other.alpn_answer("notion.example.com").is_some());
+        std::fs::write(shared.join("tls-alpn-01-other.example.com"), "x.y").unwrap();
+        assert!(other.alpn_answer("other.example.com").is_none());
+
+        // The end of an order removes every answer file, leftovers of a stopped instance too.
+        std::fs::write(shared.join("http-01-left_over"), "x.y").unwrap();
+        drop(ClearOnDrop(&challenges));
+        assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+        assert!(challenges.alpn_answer("notion.example.com").is_none());
+    }
+
+    #[test]
+    fn private_files_are_0600_whatever_was_there_and_writers_do_not_collide() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("certificate.pem");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let writers: Vec<_> = (0..8)
+            .map(|n| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        write_private(&path, format!("writer {n}").as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(std::fs::read_to_string(&path).unwrap().starts_with("writer "));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn failures_are_counted_in_the_cache_and_back_off_by_doubling() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = acme(dir.path(), Challenge::Http01);
+        prepare_cache(&config).unwrap();
+        assert_eq!(Failures::read(&config).count, 0);
+        let first = Failures::read(&config).record_another(&config);
+        assert!((270..=330).contains(&first.as_secs()), "{first:?}");
+        let second = Failures::read(&config).record_another(&config);
+        assert!((540..=660).contains(&second.as_secs()), "{second:?}");
+        let read = Failures::read(&config);
+        assert_eq!(read.count, 2);
+        assert!(read.next_attempt > SystemTime::now() + Duration::from_secs(500));
+        Failures::reset(&config);
+        assert_eq!(Failures::read(&config).count, 0);
     }
 
     #[test]

@@ -91,10 +91,11 @@ async fn check(args: &ConfigArg) -> anyhow::Result<()> {
             ),
         },
     }
+    let mut cache_state = "";
     let certificate = match &config.tls {
         Some(Tls::Files(files)) => Some(crate::tls::load(files).context("[tls] cannot be served")?),
         Some(Tls::Acme(acme)) => {
-            crate::acme::prepare_cache(acme)?;
+            cache_state = crate::acme::check_cache(acme)?;
             match crate::tls::load(&acme.files) {
                 Ok(cached) => Some(cached),
                 Err(_) if !acme.files.cert_file.exists() => None,
@@ -118,7 +119,7 @@ async fn check(args: &ConfigArg) -> anyhow::Result<()> {
             Challenge::Http01 => "http-01 on server.http_bind (reached on port 80)",
         };
         println!(
-            "HTTPS with a certificate from {} for {}, validated by {challenge}; cache {} (writable)",
+            "HTTPS with a certificate from {} for {}, validated by {challenge}; cache {} ({cache_state})",
             acme.directory_url,
             acme.domains.join(", "),
             acme.cache_dir.display()

@@ -377,16 +377,20 @@ fn ca_certificates(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// A folder name for an authority: its host and port, which tell staging from production.
+/// A folder name for an authority: its host (which tells staging from production at a glance)
+/// and a digest of the whole URL, so that two directories on one host (a CA's products, a
+/// private CA's provisioners) keep their own accounts.
 fn directory_folder(url: &Url) -> String {
-    let host = url.host_str().unwrap_or("acme");
-    let name = match url.port() {
-        Some(port) => format!("{host}_{port}"),
-        None => host.to_owned(),
-    };
-    name.chars()
+    use sha2::{Digest, Sha256};
+    let host: String = url
+        .host_str()
+        .unwrap_or("acme")
+        .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
-        .collect()
+        .collect();
+    let digest = Sha256::digest(url.as_str().as_bytes());
+    let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{host}+{short}")
 }
 
 /// A folder name for a list of domains: the first, and a short digest when there are more.
@@ -439,8 +443,10 @@ mod tests {
         assert_eq!(directory_url("letsencrypt-staging").unwrap().as_str(), LETS_ENCRYPT_STAGING);
         assert!(directory_url("http://127.0.0.1:14000/dir").is_err());
         assert!(directory_url("lets encrypt").is_err());
-        assert_eq!(directory_folder(&url("https://127.0.0.1:14000/dir")), "127.0.0.1_14000");
-        assert_eq!(directory_folder(&url(LETS_ENCRYPT)), "acme-v02.api.letsencrypt.org");
+        assert!(directory_folder(&url("https://127.0.0.1:14000/dir")).starts_with("127.0.0.1+"));
+        assert!(directory_folder(&url(LETS_ENCRYPT)).starts_with("acme-v02.api.letsencrypt.org+"));
+        let (one, other) = ("https://ca.example/v2/DV", "https://ca.example/v2/OV");
+        assert_ne!(directory_folder(&url(one)), directory_folder(&url(other)));
         let two = ["b.example.com".to_owned(), "a.example.com".to_owned()];
         let swapped = ["a.example.com".to_owned(), "b.example.com".to_owned()];
         assert!(domains_folder(&two).starts_with("b.example.com+"));
