@@ -405,7 +405,7 @@ impl Systems {
             .args(["mock-notion", "--bench", "--bind", &emulator_addr.to_string()])
             .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
             // Bench mode checks no redirect URI, but the emulator wants one registered.
-            .args(["--redirect-uri", "http://127.0.0.1/callback"]);
+            .args(["--redirect-uri", "http://localhost/callback"]);
         let mut emulator = Process::spawn("mock-notion", command, emulator_addr, &path)?;
         emulator.wait_ready("/v1/users/me").await?;
         systems.emulator = Some(emulator);

@@ -69,9 +69,9 @@ pub(crate) fn validate(params: &Params, config: &EmulatorConfig) -> Result<Valid
     if param(params, "response_type") != Some("code") {
         return Err("Invalid response_type: it must be `code`.".to_owned());
     }
-    if param(params, "owner") != Some("user") {
-        return Err("Invalid owner: it must be `user`.".to_owned());
-    }
+    // `owner` is documented as required and always `user`, but Notion's changelog says
+    // user-level tokens are made "regardless of the owner parameter", and the best-known
+    // tutorial and several providers never send it: accept it missing or any value.
     Ok(Validated {
         client_id,
         redirect_uri,
@@ -187,9 +187,8 @@ impl Emulator {
                 let mut pairs = vec![("error", "access_denied")];
                 match (echo, state) {
                     (true, Some(state)) => pairs.push(("state", state)),
-                    (true, None) => {}
                     // Notion's doc example literally ends in `&state=` (§1.3).
-                    (false, _) => pairs.push(("state", "")),
+                    _ => pairs.push(("state", "")),
                 }
                 self.redirect_back(valid, &pairs)
             }
@@ -352,9 +351,13 @@ mod tests {
         let mut p = with(&[]);
         p[1].1 = "token".to_owned();
         assert!(validate(&p, &cfg).is_err());
+        // `owner` missing or any value still gets a user-level token, as Notion does.
         let mut p = with(&[]);
         p[2].1 = "workspace".to_owned();
-        assert!(validate(&p, &cfg).is_err());
+        assert!(validate(&p, &cfg).is_ok());
+        let mut p = with(&[]);
+        p.remove(2);
+        assert!(validate(&p, &cfg).is_ok());
         // Unknown parameters such as PKCE's are ignored, as Notion does.
         assert!(validate(&with(&[("code_challenge", "x"), ("scope", "y")]), &cfg).is_ok());
     }

@@ -1,7 +1,7 @@
 //! Error values and their two wire shapes: RFC 6749 `{error, error_description}` and Notion's `{object:"error", …}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -13,11 +13,48 @@ pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) code: String,
     pub(crate) message: String,
+    /// Seconds, sent as `Retry-After` (429 and 529).
+    pub(crate) retry_after: Option<u64>,
+    /// Notion's `additional_data` (a 429's `rate_limit_reason`).
+    pub(crate) additional_data: Option<Value>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self { status, code: code.to_owned(), message: message.into() }
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            retry_after: None,
+            additional_data: None,
+        }
+    }
+
+    /// Notion's 429 (§5.4), with why: `public_api_request_rate_limit` (the connection's own
+    /// rate) or `public_api_space_request_rate_limit` (the workspace's).
+    pub(crate) fn rate_limited(reason: &str, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            additional_data: Some(json!({ "rate_limit_reason": reason })),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "You have been rate limited. Please try again in a few minutes.",
+            )
+        }
+    }
+
+    /// Notion's 529: overloaded for a moment.
+    pub(crate) fn overloaded(retry_after: u64) -> Self {
+        let status = StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                status,
+                "service_overload",
+                "Notion is temporarily overloaded. Please try again later.",
+            )
+        }
     }
 
     /// Fault statuses come from tests as bare numbers; nonsense ones degrade to 500 rather than panic.
@@ -73,19 +110,29 @@ impl ApiError {
                 "error_description": self.message,
                 "request_id": request_id,
             }),
-            ErrorShape::Notion => json!({
-                "object": "error",
-                "status": self.status.as_u16(),
-                "code": self.code,
-                "message": self.message,
-                "request_id": request_id,
-            }),
+            ErrorShape::Notion => {
+                let mut body = json!({
+                    "object": "error",
+                    "status": self.status.as_u16(),
+                    "code": self.code,
+                    "message": self.message,
+                    "request_id": request_id,
+                });
+                if let (Some(data), Some(object)) = (&self.additional_data, body.as_object_mut()) {
+                    object.insert("additional_data".to_owned(), data.clone());
+                }
+                body
+            }
         }
     }
 
     pub(crate) fn into_response(self, shape: ErrorShape, request_id: &str) -> Response {
         let body = self.body(shape, request_id);
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -31,6 +31,18 @@ pub enum Fault {
     Delay(Duration),
     /// Sleep this long, then answer 504 without acting: a Notion that never got to the request.
     Stall(Duration),
+    /// 429 `rate_limited` with `Retry-After` (seconds), whatever the configured rate limit.
+    RateLimited {
+        /// The `Retry-After` sent.
+        retry_after: u64,
+    },
+    /// 529 `service_overload` with `Retry-After` (seconds).
+    Overloaded {
+        /// The `Retry-After` sent.
+        retry_after: u64,
+    },
+    /// Close the connection without a complete answer, as a reset proxy would.
+    Drop,
 }
 
 struct Armed {
@@ -85,6 +97,15 @@ pub(crate) fn non_json_response() -> Response {
         "<html><body><h1>Bad gateway</h1></body></html>",
     )
         .into_response()
+}
+
+/// An answer whose body fails at once: hyper closes the connection, so the client gets no
+/// complete response.
+pub(crate) fn dropped_connection() -> Response {
+    let failing = futures_util::stream::once(std::future::ready(Err::<axum::body::Bytes, _>(
+        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "dropped by a fault"),
+    )));
+    Response::new(axum::body::Body::from_stream(failing))
 }
 
 /// A 200 JSON body that would fail schema validation of `endpoint`'s success response.

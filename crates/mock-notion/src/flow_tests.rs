@@ -431,3 +431,189 @@ async fn without_bench_mode_an_unknown_code_is_refused() {
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     assert_eq!(json_of(refused).await["error"], "invalid_grant");
 }
+
+async fn access_token(emulator: &Emulator) -> (String, String) {
+    let code = code_for(emulator, "").await;
+    let tokens = json_of(exchange(emulator, &code).await).await;
+    let text = |key: &str| tokens[key].as_str().unwrap().to_owned();
+    (text("access_token"), text("refresh_token"))
+}
+
+async fn admin(emulator: &Emulator, method: &str, path: &str, body: Option<Value>) -> Response {
+    let request = Request::builder().method(method).uri(format!("/_mock{path}"));
+    let request = match body {
+        Some(body) => request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string())),
+        None => request.body(Body::empty()),
+    };
+    send(emulator, request.unwrap()).await
+}
+
+#[tokio::test]
+async fn the_api_is_rate_limited_per_token_with_notions_429_and_a_whole_retry_after() {
+    let emulator = emulator(|_| {});
+    let (first, _) = access_token(&emulator).await;
+    let limit = json!({"rate_limit": {"requests_per_second": 1, "burst": 2, "per": "token"}});
+    assert_eq!(admin(&emulator, "PATCH", "/settings", Some(limit)).await.status(), 200);
+    for _ in 0..2 {
+        assert_eq!(users_me(&emulator, &first).await.status(), StatusCode::OK);
+    }
+    let limited = users_me(&emulator, &first).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.headers()[header::RETRY_AFTER], "1");
+    let body = json_of(limited).await;
+    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(body["additional_data"]["rate_limit_reason"], "public_api_request_rate_limit");
+    // The OAuth endpoints are not limited, and another user's token has its own budget.
+    let (other_user, _) = {
+        let code = code_for(&emulator, "&mock_user=Grace+Hopper").await;
+        let tokens = json_of(exchange(&emulator, &code).await).await;
+        (tokens["access_token"].as_str().unwrap().to_owned(), ())
+    };
+    assert_eq!(users_me(&emulator, &other_user).await.status(), StatusCode::OK);
+
+    // Per workspace: both users are in Acme Corp, so they share one budget.
+    let per_workspace =
+        json!({"rate_limit": {"requests_per_second": 1, "burst": 1, "per": "workspace"}});
+    admin(&emulator, "PATCH", "/settings", Some(per_workspace)).await;
+    assert_eq!(users_me(&emulator, &first).await.status(), StatusCode::OK);
+    let shared = json_of(users_me(&emulator, &other_user).await).await;
+    assert_eq!(
+        shared["additional_data"]["rate_limit_reason"],
+        "public_api_space_request_rate_limit"
+    );
+    // Off again.
+    let off = json!({"rate_limit": {"requests_per_second": 0}});
+    admin(&emulator, "PATCH", "/settings", Some(off)).await;
+    assert_eq!(users_me(&emulator, &first).await.status(), StatusCode::OK);
+    assert!(emulator.settings().rate_limit.is_some_and(|r| r.requests_per_second == 0));
+}
+
+#[tokio::test]
+async fn settings_switch_at_run_time_and_bad_ones_change_nothing() {
+    let emulator = emulator(|_| {});
+    let before = json_of(admin(&emulator, "GET", "/settings", None).await).await;
+    assert_eq!(before["error_shape"], "oauth");
+    assert_eq!(before["reauth"], "fresh_pair");
+    let patch = json!({"error_shape": "notion", "reauth": "same_token", "code_ttl_seconds": 5});
+    let after = json_of(admin(&emulator, "PATCH", "/settings", Some(patch)).await).await;
+    assert_eq!(
+        (after["error_shape"].clone(), after["code_ttl_seconds"].clone()),
+        (json!("notion"), json!(5))
+    );
+    let refused =
+        post_json(&emulator, "/v1/oauth/token", &basic(&emulator), json!({"grant_type": "x"}))
+            .await;
+    assert_eq!(json_of(refused).await["object"], "error", "now in Notion's shape");
+    for bad in [
+        json!({"code_ttl_seconds": 0}),
+        json!({"workspaces": []}),
+        json!({"reauth": "sometimes"}),
+        json!({"no_such_setting": true}),
+        json!({"error_shape": "notion", "old_token_grace_seconds": 999_999}),
+    ] {
+        let answer = admin(&emulator, "PATCH", "/settings", Some(bad.clone())).await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(json_of(answer).await["code"], "validation_error");
+    }
+    assert_eq!(json_of(admin(&emulator, "GET", "/settings", None).await).await, after);
+}
+
+#[tokio::test]
+async fn faults_and_the_request_log_over_the_admin_endpoint() {
+    let emulator = emulator(|_| {});
+    let (token, _) = access_token(&emulator).await;
+    let overloaded = json!({"kind": "overloaded", "retry_after": 3, "times": 1});
+    assert_eq!(admin(&emulator, "PUT", "/faults/users_me", Some(overloaded)).await.status(), 204);
+    let answer = users_me(&emulator, &token).await;
+    assert_eq!(answer.status().as_u16(), 529);
+    assert_eq!(answer.headers()[header::RETRY_AFTER], "3");
+    assert_eq!(json_of(answer).await["code"], "service_overload");
+    assert_eq!(users_me(&emulator, &token).await.status(), StatusCode::OK, "once only");
+
+    let limited = json!({"kind": "rate_limited", "retry_after": 2});
+    admin(&emulator, "PUT", "/faults/search", Some(limited)).await;
+    let searched = post_json(&emulator, "/v1/search", &format!("Bearer {token}"), json!({})).await;
+    assert_eq!(searched.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(searched.headers()[header::RETRY_AFTER], "2");
+    assert_eq!(admin(&emulator, "DELETE", "/faults", None).await.status(), 204);
+    let searched = post_json(&emulator, "/v1/search", &format!("Bearer {token}"), json!({})).await;
+    assert_eq!(searched.status(), StatusCode::OK);
+
+    for bad in [
+        ("/faults/nowhere", json!({"kind": "drop"})),
+        ("/faults/token", json!({"kind": "explode"})),
+        ("/faults/token", json!({"kind": "error", "status": 200})),
+        ("/faults/token", json!({"kind": "delay"})),
+    ] {
+        let answer = admin(&emulator, "PUT", bad.0, Some(bad.1.clone())).await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+
+    let searches = json_of(admin(&emulator, "GET", "/requests?endpoint=search", None).await).await;
+    let searches = searches.as_array().unwrap();
+    assert_eq!(searches.len(), 2, "the admin calls are not recorded");
+    assert_eq!(searches[0]["method"], "POST");
+    assert_eq!(searches[0]["endpoint"], "search");
+    admin(&emulator, "DELETE", "/requests", None).await;
+    assert_eq!(json_of(admin(&emulator, "GET", "/requests", None).await).await, json!([]));
+
+    // Expiring a token over the admin endpoint: the API refuses it, a refresh revives it.
+    let expire = json!({"access_token": token});
+    assert_eq!(admin(&emulator, "POST", "/tokens/expire", Some(expire)).await.status(), 204);
+    assert_eq!(users_me(&emulator, &token).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_gives_the_client_no_answer() {
+    let running = crate::Emulator::spawn(
+        EmulatorConfig { redirect_uris: vec![CB.to_owned()], ..EmulatorConfig::default() },
+        "127.0.0.1:0",
+    )
+    .await
+    .unwrap();
+    running.emulator.set_fault(Endpoint::Introspect, Fault::Drop);
+    let mut stream = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"POST /v1/oauth/introspect HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
+    assert!(read.is_ok(), "the connection is closed");
+    let text = String::from_utf8_lossy(&received);
+    // Nothing a client could take for an answer: no complete body ever arrives.
+    assert!(!text.contains("\r\n0\r\n\r\n") && !text.contains("active"), "{text}");
+}
+
+#[tokio::test]
+async fn the_old_access_token_works_for_the_configured_grace_after_a_refresh() {
+    let emulator = emulator(|c| c.old_token_grace = Duration::from_millis(300));
+    let (access, refresh) = access_token(&emulator).await;
+    let body = json!({"grant_type": "refresh_token", "refresh_token": refresh});
+    let refreshed = post_json(&emulator, "/v1/oauth/token", &basic(&emulator), body).await;
+    assert_eq!(refreshed.headers()[header::CACHE_CONTROL], "no-store");
+    let new = json_of(refreshed).await["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(users_me(&emulator, &access).await.status(), StatusCode::OK);
+    assert_eq!(users_me(&emulator, &new).await.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(users_me(&emulator, &access).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_authorize_url_without_owner_still_completes_and_a_cancel_always_carries_state() {
+    let emulator = emulator(|_| {});
+    let id = emulator.with(|s| s.config.client_id.clone());
+    let cb = url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>();
+    let url = format!(
+        "/v1/oauth/authorize?client_id={id}&response_type=code&redirect_uri={cb}&mock_decision=allow"
+    );
+    let back = get(&emulator, &url).await;
+    let code = query(&location(&back), "code").unwrap();
+    assert_eq!(exchange(&emulator, &code).await.status(), StatusCode::OK);
+    let denied = get(&emulator, &url.replace("allow", "deny")).await;
+    assert_eq!(location(&denied).query(), Some("error=access_denied&state="));
+}

@@ -4,6 +4,7 @@
 //! "Recommended mock behaviour"); where Notion's real behaviour is unconfirmed the emulator picks
 //! the documented or RFC 6749 answer and says so in a comment next to the decision.
 
+mod admin;
 mod api;
 mod authorize;
 mod body;
@@ -12,6 +13,7 @@ mod errors;
 mod faults;
 #[cfg(test)]
 mod flow_tests;
+mod limits;
 mod middleware;
 mod pages;
 mod random;
@@ -26,7 +28,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
 
+pub use admin::Settings;
 pub use faults::Fault;
 pub use recording::{Endpoint, RecordedRequest};
 
@@ -36,16 +40,19 @@ use recording::RequestLog;
 use store::Store;
 
 /// How error bodies of the `/v1/oauth/*` endpoints look; Notion's docs disagree with themselves (§2.5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorShape {
     /// RFC 6749 shape `{error, error_description, request_id}`: the latest live evidence (Oct 2025).
+    #[serde(rename = "oauth")]
     OAuth,
     /// Notion common shape `{object:"error", status, code, message, request_id}`: the current OpenAPI.
     Notion,
 }
 
 /// What a re-authorization by the same user in the same workspace returns (§6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReauthMode {
     /// Since 2026-06-08: a new access+refresh pair; the bot's previous pair dies.
     FreshPair,
@@ -55,13 +62,54 @@ pub enum ReauthMode {
 
 /// What `POST /v1/oauth/revoke` ends. Notion does not say whether revoking an access token also
 /// ends its refresh token (UNCONFIRMED, §4.2), so a client must work either way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Revocation {
     /// Revoking either token of the current pair ends both.
     WholePair,
     /// Only the token given dies: after revoking the access token, its refresh token still
     /// mints new pairs until it is revoked too.
     OnlyThatToken,
+}
+
+/// The API's rate limit (§5.4: about 3 requests per second per connection on average, and a
+/// limit per workspace). Off unless set: a test suite that did not ask for 429s should not get
+/// them. The OAuth endpoints are never limited (whether Notion limits them is UNCONFIRMED).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// The sustained rate.
+    pub requests_per_second: u32,
+    /// How many requests may come at once before the rate applies (at least 1).
+    #[serde(default = "RateLimit::default_burst")]
+    pub burst: u32,
+    /// What one budget covers.
+    #[serde(default = "RateLimit::default_scope")]
+    pub per: RateLimitScope,
+}
+
+impl RateLimit {
+    fn default_burst() -> u32 {
+        // Notion speaks of an average and allows "some bursts".
+        10
+    }
+
+    fn default_scope() -> RateLimitScope {
+        RateLimitScope::Token
+    }
+}
+
+/// What one rate-limit budget covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitScope {
+    /// Each access token (a connection): 429 with `rate_limit_reason`
+    /// `public_api_request_rate_limit`.
+    Token,
+    /// Each workspace, whichever connection calls: `public_api_space_request_rate_limit`.
+    Workspace,
+    /// Every API request together.
+    Integration,
 }
 
 /// Settings of the one emulated public connection.
@@ -83,6 +131,11 @@ pub struct EmulatorConfig {
     pub reauth: ReauthMode,
     /// What a revocation ends.
     pub revocation: Revocation,
+    /// How long the previous access token keeps working after a refresh (default 0: it dies at
+    /// once). Notion does not say (UNCONFIRMED, §3).
+    pub old_token_grace: Duration,
+    /// The API's rate limit, if any.
+    pub rate_limit: Option<RateLimit>,
     /// `false` sends `state=` empty on deny, exactly like Notion's doc example (§1.3).
     pub echo_state_on_deny: bool,
     /// Workspace names offered on the consent page; the first is the default.
@@ -108,6 +161,8 @@ impl Default for EmulatorConfig {
             error_shape: ErrorShape::OAuth,
             reauth: ReauthMode::FreshPair,
             revocation: Revocation::WholePair,
+            old_token_grace: Duration::ZERO,
+            rate_limit: None,
             echo_state_on_deny: true,
             workspaces: vec!["Acme Corp".to_owned(), "Personal".to_owned()],
             bench: false,
@@ -126,6 +181,8 @@ impl fmt::Debug for EmulatorConfig {
             .field("error_shape", &self.error_shape)
             .field("reauth", &self.reauth)
             .field("revocation", &self.revocation)
+            .field("old_token_grace", &self.old_token_grace)
+            .field("rate_limit", &self.rate_limit)
             .field("echo_state_on_deny", &self.echo_state_on_deny)
             .field("workspaces", &self.workspaces)
             .field("bench", &self.bench)
@@ -139,6 +196,8 @@ struct Inner {
     store: Store,
     faults: FaultTable,
     log: RequestLog,
+    /// Built from `config.rate_limit`, again whenever it changes.
+    limiter: Option<limits::Limiter>,
 }
 
 struct Shared {
@@ -163,6 +222,7 @@ impl Emulator {
     /// it is served ([`Emulator::serve`], [`Emulator::spawn`]) or its [`Emulator::router`] mounted.
     pub fn new(config: EmulatorConfig) -> Self {
         let store = Store::new(config.bench);
+        let limiter = config.rate_limit.and_then(limits::Limiter::new);
         Self {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner {
@@ -170,6 +230,7 @@ impl Emulator {
                     store,
                     faults: FaultTable::default(),
                     log: RequestLog::default(),
+                    limiter,
                 }),
                 pages: Pages::new(),
             }),
@@ -203,6 +264,8 @@ impl Emulator {
             .method_not_allowed_fallback(api::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(self.clone(), middleware::around_request))
             .with_state(self.clone())
+            // Outside the recording and the faults: switching a fault is not a call to Notion.
+            .nest("/_mock", admin::router(self.clone()))
     }
 
     /// Serves on an already-bound listener until the future is dropped or the task aborted.

@@ -8,9 +8,13 @@ use axum::http::{Extensions, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use axum::http::HeaderMap;
+
 use crate::errors::ApiError;
 use crate::faults::{self, Fault};
-use crate::{Emulator, Endpoint, ErrorShape, RecordedRequest, random};
+use crate::{
+    Emulator, Endpoint, ErrorShape, Inner, RateLimitScope, RecordedRequest, credentials, random,
+};
 
 /// Real request bodies here are a few hundred bytes; the cap only stops a runaway client.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -64,13 +68,14 @@ pub(crate) async fn around_request(
             .get(header::CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
     };
-    let (fault, shape) = emulator.with(|s| {
+    let (fault, limited, shape) = emulator.with(|s| {
         // A load target records nothing: copying every request would be most of its work.
         if !s.config.bench {
             s.log.push(record());
         }
         let fault = endpoint.and_then(|e| s.faults.take(e));
-        (fault, shape_for(endpoint, s.config.error_shape))
+        let limited = if fault.is_none() { over_limit(s, endpoint, &parts.headers) } else { None };
+        (fault, limited, shape_for(endpoint, s.config.error_shape))
     });
 
     parts.extensions.insert(RequestId(request_id.clone()));
@@ -83,6 +88,8 @@ pub(crate) async fn around_request(
             )
             .into_response(shape, &request_id),
         )
+    } else if let Some(limited) = limited {
+        Outcome::Respond(limited.into_response(ErrorShape::Notion, &request_id))
     } else {
         match (endpoint, fault) {
             (Some(endpoint), Some(fault)) => {
@@ -123,6 +130,39 @@ pub(crate) async fn around_request(
     response
 }
 
+fn throttled(
+    emulator: &Emulator,
+    endpoint: Endpoint,
+    error: ApiError,
+    shape: ErrorShape,
+    request_id: &str,
+) -> Response {
+    if endpoint == Endpoint::Authorize {
+        return emulator.pages().error(error.status, &error.message);
+    }
+    error.into_response(shape, request_id)
+}
+
+/// The API's rate limit, for a request to `endpoint` (`None`: a path the emulator does not
+/// serve, which Notion would count as well). The OAuth endpoints are not limited.
+fn over_limit(s: &Inner, endpoint: Option<Endpoint>, headers: &HeaderMap) -> Option<ApiError> {
+    let limiter = s.limiter.as_ref()?;
+    if endpoint.is_some_and(Endpoint::is_oauth) {
+        return None;
+    }
+    let token = credentials::bearer(headers);
+    let (key, reason) = match limiter.scope() {
+        RateLimitScope::Token => (token?.to_owned(), "public_api_request_rate_limit"),
+        RateLimitScope::Workspace => {
+            let workspace = s.store.access_token_bot(token?)?.workspace_id;
+            (workspace.to_string(), "public_api_space_request_rate_limit")
+        }
+        RateLimitScope::Integration => (String::new(), "public_api_request_rate_limit"),
+    };
+    let wait = limiter.check(&key).err()?;
+    Some(ApiError::rate_limited(reason, wait))
+}
+
 enum Outcome {
     /// The fault answers in place of the handler.
     Respond(Response),
@@ -160,5 +200,20 @@ fn apply_fault(
         }
         Fault::Delay(delay) => Outcome::Proceed(Some(delay)),
         Fault::Stall(delay) => Outcome::Stall(delay),
+        Fault::Drop => Outcome::Respond(faults::dropped_connection()),
+        Fault::RateLimited { retry_after } => Outcome::Respond(throttled(
+            emulator,
+            endpoint,
+            ApiError::rate_limited("public_api_request_rate_limit", retry_after),
+            shape,
+            request_id,
+        )),
+        Fault::Overloaded { retry_after } => Outcome::Respond(throttled(
+            emulator,
+            endpoint,
+            ApiError::overloaded(retry_after),
+            shape,
+            request_id,
+        )),
     }
 }

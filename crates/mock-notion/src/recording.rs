@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 const MAX_RECORDED: usize = 1000;
 
 /// An emulated endpoint, identified by path alone (a wrong method on it is still "to" it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Endpoint {
     /// `/v1/oauth/authorize`: the browser leg, consent page and its form.
     Authorize,
@@ -35,6 +36,19 @@ impl Endpoint {
         })
     }
 
+    /// By its name in `/_mock/` URLs and JSON: `token`, `users_me`, ….
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "authorize" => Self::Authorize,
+            "token" => Self::Token,
+            "introspect" => Self::Introspect,
+            "revoke" => Self::Revoke,
+            "users_me" => Self::UsersMe,
+            "search" => Self::Search,
+            _ => return None,
+        })
+    }
+
     /// The OAuth endpoints answer errors in the configured shape; the API always in Notion's.
     pub(crate) fn is_oauth(self) -> bool {
         matches!(self, Self::Authorize | Self::Token | Self::Introspect | Self::Revoke)
@@ -42,7 +56,7 @@ impl Endpoint {
 }
 
 /// One request as received, before any validation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct RecordedRequest {
     /// The endpoint the path names; `None` for a path the emulator does not serve.
     pub endpoint: Option<Endpoint>,
@@ -78,6 +92,10 @@ impl RequestLog {
             self.entries.pop_front();
         }
         self.entries.push_back(request);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
     }
 
     pub(crate) fn all(&self) -> Vec<RecordedRequest> {

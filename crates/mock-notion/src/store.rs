@@ -2,7 +2,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
@@ -107,6 +107,12 @@ struct AccessInfo {
     expired: bool,
 }
 
+struct Graced {
+    bot_id: Uuid,
+    issued_at_ms: u64,
+    until: Instant,
+}
+
 #[derive(Default)]
 pub(crate) struct Store {
     codes: HashMap<String, CodeGrant>,
@@ -115,6 +121,8 @@ pub(crate) struct Store {
     /// token is dropped: it would read as dead anyway, and keeping it would grow without end.
     access: HashMap<String, AccessInfo>,
     refresh: HashMap<String, Uuid>,
+    /// Previous access tokens still accepted for a while after a refresh.
+    graced: HashMap<String, Graced>,
     issued: Vec<String>,
     /// Set in bench mode, where nothing goes into `issued` either (it would grow by two tokens
     /// per request).
@@ -199,9 +207,24 @@ impl Store {
     }
 
     /// Rotates the pair of the bot owning `refresh_token`, if that token is the bot's live one.
-    pub(crate) fn refresh(&mut self, refresh_token: &str) -> Option<(Identity, TokenPair)> {
+    /// The old access token keeps working for `grace` (none when zero).
+    pub(crate) fn refresh(
+        &mut self,
+        refresh_token: &str,
+        grace: Duration,
+    ) -> Option<(Identity, TokenPair)> {
         let bot_id = self.live_refresh_bot(refresh_token)?;
-        let identity = self.bots.get(&bot_id)?.identity.clone();
+        let bot = self.bots.get(&bot_id)?;
+        let identity = bot.identity.clone();
+        let old_access = bot.current.as_ref().map(|pair| pair.access_token.clone());
+        let now = Instant::now();
+        self.graced.retain(|_, grace| grace.until > now);
+        if let (Some(old), false) = (old_access, grace.is_zero())
+            && let Some(info) = self.access.get(&old).filter(|info| !info.expired)
+        {
+            let iat = info.issued_at_ms;
+            self.graced.insert(old, Graced { bot_id, issued_at_ms: iat, until: now + grace });
+        }
         Some((identity, self.mint(bot_id)))
     }
 
@@ -210,7 +233,7 @@ impl Store {
             access_token: random::access_token(),
             refresh_token: random::refresh_token(),
         };
-        self.revoke_bot_id(bot_id);
+        self.end_pair(bot_id);
         self.access.insert(
             pair.access_token.clone(),
             AccessInfo { bot_id, issued_at_ms: now_ms(), expired: false },
@@ -227,6 +250,11 @@ impl Store {
     }
 
     fn live_access_bot(&self, token: &str) -> Option<&Bot> {
+        if let Some(graced) = self.graced.get(token) {
+            // Still within its grace after a refresh, as long as the bot was not revoked since.
+            let bot = self.bots.get(&graced.bot_id)?;
+            return (graced.until > Instant::now() && bot.current.is_some()).then_some(bot);
+        }
         let info = self.access.get(token).filter(|info| !info.expired)?;
         let bot = self.bots.get(&info.bot_id)?;
         let live = bot.current.as_ref().is_some_and(|p| p.access_token == token);
@@ -248,7 +276,8 @@ impl Store {
     /// Issue time (ms since the epoch) of a live access token.
     pub(crate) fn access_token_iat(&self, token: &str) -> Option<u64> {
         self.live_access_bot(token)?;
-        self.access.get(token).map(|i| i.issued_at_ms)
+        let graced = self.graced.get(token).map(|g| g.issued_at_ms);
+        graced.or_else(|| self.access.get(token).map(|i| i.issued_at_ms))
     }
 
     pub(crate) fn is_refresh_token_active(&self, token: &str) -> bool {
@@ -275,6 +304,7 @@ impl Store {
             Revocation::WholePair => self.revoke_bot_id(bot_id),
             Revocation::OnlyThatToken => {
                 // The pair stays current, so its other token keeps working.
+                self.graced.remove(token);
                 self.access.remove(token);
                 self.refresh.remove(token);
             }
@@ -287,8 +317,15 @@ impl Store {
         }
     }
 
-    /// Ends the bot's current pair, if any, forgetting its tokens.
+    /// Ends the bot's current pair, if any, forgetting its tokens, and any old access token
+    /// still in its grace.
     fn revoke_bot_id(&mut self, bot_id: Uuid) {
+        self.graced.retain(|_, graced| graced.bot_id != bot_id);
+        self.end_pair(bot_id);
+    }
+
+    /// Ends the bot's current pair, if any, forgetting its tokens.
+    fn end_pair(&mut self, bot_id: Uuid) {
         if let Some(pair) = self.bots.get_mut(&bot_id).and_then(|bot| bot.current.take()) {
             self.access.remove(&pair.access_token);
             self.refresh.remove(&pair.refresh_token);
@@ -348,11 +385,27 @@ mod tests {
     fn refresh_rotates_and_old_tokens_die() {
         let mut store = Store::default();
         let first = store.authorize(ada(), ReauthMode::FreshPair);
-        let (identity, second) = store.refresh(&first.refresh_token).unwrap();
+        let (identity, second) = store.refresh(&first.refresh_token, Duration::ZERO).unwrap();
         assert_eq!(identity, ada());
-        assert!(store.refresh(&first.refresh_token).is_none());
+        assert!(store.refresh(&first.refresh_token, Duration::ZERO).is_none());
         assert!(store.access_token_bot(&first.access_token).is_none());
         assert!(store.is_refresh_token_active(&second.refresh_token));
+    }
+
+    #[test]
+    fn the_old_access_token_works_during_its_grace_only() {
+        let mut store = Store::default();
+        let first = store.authorize(ada(), ReauthMode::FreshPair);
+        let (_, second) = store.refresh(&first.refresh_token, Duration::from_millis(200)).unwrap();
+        assert!(store.access_token_bot(&first.access_token).is_some());
+        assert!(store.access_token_bot(&second.access_token).is_some());
+        assert!(!store.is_refresh_token_active(&first.refresh_token));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(store.access_token_bot(&first.access_token).is_none());
+        // A revocation ends a token in its grace at once.
+        let (_, third) = store.refresh(&second.refresh_token, Duration::from_secs(60)).unwrap();
+        store.revoke_token(&third.access_token, Revocation::WholePair);
+        assert!(store.access_token_bot(&second.access_token).is_none());
     }
 
     #[test]
@@ -378,7 +431,7 @@ mod tests {
         store.revoke_token(&pair.access_token, Revocation::OnlyThatToken);
         assert!(store.access_token_bot(&pair.access_token).is_none());
         assert!(store.is_refresh_token_active(&pair.refresh_token));
-        let (_, next) = store.refresh(&pair.refresh_token).unwrap();
+        let (_, next) = store.refresh(&pair.refresh_token, Duration::ZERO).unwrap();
         store.revoke_token(&next.refresh_token, Revocation::OnlyThatToken);
         assert!(!store.is_refresh_token_active(&next.refresh_token));
         assert!(store.access_token_bot(&next.access_token).is_some());
@@ -391,7 +444,7 @@ mod tests {
             store.authorize(ada(), ReauthMode::FreshPair);
         }
         let pair = store.authorize(ada(), ReauthMode::FreshPair);
-        store.refresh(&pair.refresh_token).unwrap();
+        store.refresh(&pair.refresh_token, Duration::ZERO).unwrap();
         assert_eq!((store.access.len(), store.refresh.len()), (1, 1));
         store.revoke_bot(&ada().bot_id.to_string());
         assert_eq!((store.access.len(), store.refresh.len()), (0, 0));

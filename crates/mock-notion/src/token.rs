@@ -138,8 +138,11 @@ fn exchange_bench_code(
 
 fn refresh(s: &mut Inner, fields: &Fields, request_id: &str) -> Result<Value, ApiError> {
     let token = fields.required_str("refresh_token")?;
-    let (identity, pair) =
-        s.store.refresh(token).ok_or_else(|| ApiError::invalid_grant("Invalid refresh token"))?;
+    let grace = s.config.old_token_grace;
+    let (identity, pair) = s
+        .store
+        .refresh(token, grace)
+        .ok_or_else(|| ApiError::invalid_grant("Invalid refresh token"))?;
     // The template was duplicated at authorization; a refresh creates nothing new.
     Ok(token_body(&identity, &pair, None, request_id))
 }
@@ -174,13 +177,18 @@ impl Emulator {
             // One lock for look-up and update, so two exchanges of one code cannot both win.
             self.with(|s| handle(s, &fields))
         });
-        match result {
+        let mut response = match result {
             Ok(value) => (StatusCode::OK, Json(value)).into_response(),
             Err(error) => {
                 let shape = self.with(|s| s.config.error_shape);
                 error.into_response(shape, request_id)
             }
-        }
+        };
+        // RFC 6749 §5.1: token answers must not be cached.
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+        response
     }
 }
 

@@ -90,7 +90,9 @@ pub(crate) struct MockNotionArgs {
     /// Where the emulator listens.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub(crate) bind: SocketAddr,
-    /// A TOML file with client_id, client_secret, redirect_uris, auto_approve and bench; flags override it.
+    /// A TOML file with client_id, client_secret, redirect_uris, bench and any of the settings
+    /// below (snake_case keys: error_shape = "notion", rate_limit = { requests_per_second = 3 });
+    /// flags override it.
     #[arg(long, short)]
     pub(crate) config: Option<PathBuf>,
     /// The client id the emulator accepts.
@@ -109,6 +111,70 @@ pub(crate) struct MockNotionArgs {
     /// without checking redirect_uri, and record nothing. Client credentials are still checked.
     #[arg(long)]
     pub(crate) bench: bool,
+    /// The error body of /v1/oauth/*: RFC 6749's `{error, error_description}` or Notion's
+    /// `{object: "error", status, code, message}` (Notion's docs show both) [default: oauth].
+    #[arg(long, value_enum)]
+    pub(crate) error_shape: Option<MockErrorShape>,
+    /// What a second authorization by the same user in the same workspace gets: a fresh token
+    /// pair (the old one dies) or the same live pair [default: fresh-pair].
+    #[arg(long, value_enum)]
+    pub(crate) reauth: Option<MockReauth>,
+    /// What revoking a token ends: its whole pair, or only that token [default: whole-pair].
+    #[arg(long, value_enum)]
+    pub(crate) revocation: Option<MockRevocation>,
+    /// How long an authorization code may be exchanged, in seconds [default: 600].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) code_ttl_seconds: Option<u64>,
+    /// How long the previous access token keeps working after a refresh, in seconds [default: 0].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) old_token_grace_seconds: Option<u64>,
+    /// On Cancel, send back `state=` empty (as Notion's documented example) instead of the
+    /// app's state.
+    #[arg(long)]
+    pub(crate) empty_state_on_deny: bool,
+    /// A workspace offered on the consent page (repeat for several; the first is the default)
+    /// [default: "Acme Corp", "Personal"].
+    #[arg(long = "workspace", value_name = "NAME")]
+    pub(crate) workspaces: Vec<String>,
+    /// Rate-limit the API to this many requests per second: 429 `rate_limited` with an integer
+    /// Retry-After past it (Notion documents about 3) [default: off].
+    #[arg(long, value_name = "PER_SECOND")]
+    pub(crate) rate_limit: Option<u32>,
+    /// How many requests may come at once before the rate applies [default: 10].
+    #[arg(long, value_name = "REQUESTS", requires = "rate_limit")]
+    pub(crate) rate_limit_burst: Option<u32>,
+    /// What one rate-limit budget covers [default: token].
+    #[arg(long, value_enum, requires = "rate_limit")]
+    pub(crate) rate_limit_per: Option<MockRateLimitScope>,
+}
+
+/// `--error-shape`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum MockErrorShape {
+    Oauth,
+    Notion,
+}
+
+/// `--reauth`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum MockReauth {
+    FreshPair,
+    SameToken,
+}
+
+/// `--revocation`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum MockRevocation {
+    WholePair,
+    OnlyThatToken,
+}
+
+/// `--rate-limit-per`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum MockRateLimitScope {
+    Token,
+    Workspace,
+    Integration,
 }
 
 #[derive(Debug, Args)]

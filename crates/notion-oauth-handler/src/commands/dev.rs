@@ -42,9 +42,14 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<()> {
         )
     })?;
     let bound = listener.local_addr()?;
-    // Listening on every interface (0.0.0.0) is not an address a browser can open.
-    let host =
-        if bound.ip().is_unspecified() { "localhost".to_owned() } else { bound.ip().to_string() };
+    // Notion accepts a plain-http redirect URI only at localhost, so that is the address used
+    // on this machine (0.0.0.0 is not one a browser can open anyway).
+    let ip = bound.ip();
+    let host = if ip.is_unspecified() || ip.is_loopback() {
+        "localhost".to_owned()
+    } else {
+        ip.to_string()
+    };
     let host = if bound.is_ipv6() && host != "localhost" { format!("[{host}]") } else { host };
     let public_url = format!("http://{host}:{}", bound.port());
     let emulator = Emulator::spawn(

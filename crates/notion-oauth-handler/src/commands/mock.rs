@@ -5,72 +5,146 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Format, Toml};
-use mock_notion::{Emulator, EmulatorConfig};
+use mock_notion::{
+    Emulator, EmulatorConfig, ErrorShape, RateLimit, RateLimitScope, ReauthMode, Revocation,
+    Settings,
+};
 use serde::Deserialize;
 
 use super::shutdown_signal;
-use crate::cli::MockNotionArgs;
+use crate::cli::{MockErrorShape, MockNotionArgs, MockRateLimitScope, MockReauth, MockRevocation};
 
-/// The emulator's file: who the integration is and where it may redirect.
+/// The emulator's file: who the integration is and where it may redirect, and any of the
+/// emulator's [`Settings`].
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct MockFile {
     client_id: Option<String>,
     client_secret: Option<String>,
     #[serde(default)]
     redirect_uris: Vec<String>,
     #[serde(default)]
-    auto_approve: bool,
-    #[serde(default)]
     bench: bool,
 }
 
+/// The keys [`MockFile`] holds besides the settings.
+const IDENTITY_KEYS: [&str; 4] = ["client_id", "client_secret", "redirect_uris", "bench"];
+
 pub(super) async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
-    let file = match &args.config {
+    let (file, file_settings) = match &args.config {
         Some(path) => read_file(path)?,
-        None => MockFile::default(),
+        None => (MockFile::default(), Settings::default()),
     };
     let mut redirect_uris = file.redirect_uris;
-    redirect_uris.extend(args.redirect_uris);
-    let (Some(client_id), Some(client_secret)) =
-        (args.client_id.or(file.client_id), args.client_secret.or(file.client_secret))
-    else {
+    redirect_uris.extend(args.redirect_uris.iter().cloned());
+    let (Some(client_id), Some(client_secret)) = (
+        args.client_id.clone().or(file.client_id),
+        args.client_secret.clone().or(file.client_secret),
+    ) else {
         bail!(
             "the emulator needs the client id and secret it should accept: pass --client-id and --client-secret (or MOCK_NOTION_CLIENT_SECRET), or put client_id and client_secret in --config"
         );
     };
     if redirect_uris.is_empty() {
         bail!(
-            "register at least one redirect URI: --redirect-uri http://127.0.0.1:8080/callback (repeatable), or redirect_uris in --config"
+            "register at least one redirect URI: --redirect-uri http://localhost:8080/callback (repeatable), or redirect_uris in --config"
         );
     }
     for uri in &redirect_uris {
-        url::Url::parse(uri).with_context(|| format!("the redirect URI `{uri}` is not a URL"))?;
+        check_redirect_uri(uri)?;
     }
     let bench = args.bench || file.bench;
-    let config = EmulatorConfig {
+    let mut config = EmulatorConfig {
         client_id,
         client_secret,
         redirect_uris,
-        auto_approve: args.auto_approve || file.auto_approve,
         bench,
         ..EmulatorConfig::default()
     };
+    let settings = flag_settings(&args).or(file_settings);
+    settings.apply_to(&mut config).map_err(|problem| anyhow::anyhow!("{problem}"))?;
     let running = Emulator::spawn(config, &args.bind.to_string())
         .await
         .with_context(|| format!("cannot listen on {} (pick another with --bind)", args.bind))?;
-    println!("Notion emulator listening on {}", running.base_url());
+    let base = running.base_url();
+    println!("Notion emulator listening on {base}");
     if bench {
         println!("Bench mode: any code is exchanged, each as its own install; nothing is recorded");
     }
-    println!("Point the server at it with: NOH_NOTION__API_BASE_URL={}", running.base_url());
+    println!("Point the server at it with: NOH_NOTION__API_BASE_URL={base}");
+    println!("Settings, faults and received requests: {base}/_mock/settings (see the README)");
     shutdown_signal().await;
     Ok(())
 }
 
-fn read_file(path: &Path) -> anyhow::Result<MockFile> {
-    Figment::new()
-        .merge(Toml::file_exact(path))
-        .extract()
-        .with_context(|| format!("cannot read the emulator configuration {}", path.display()))
+/// Notion takes plain http only for localhost (§1.1): a URI it would refuse is refused here, so
+/// that what works against the emulator also registers in the portal.
+fn check_redirect_uri(uri: &str) -> anyhow::Result<()> {
+    let parsed =
+        url::Url::parse(uri).with_context(|| format!("the redirect URI `{uri}` is not a URL"))?;
+    match (parsed.scheme(), parsed.host_str()) {
+        ("https", Some(_)) => Ok(()),
+        ("http", Some("localhost")) => Ok(()),
+        ("http", Some(host)) => bail!(
+            "the redirect URI `{uri}` is plain http at {host}: Notion accepts http only for localhost (use http://localhost:… or https)"
+        ),
+        _ => bail!("the redirect URI `{uri}` must be an https URL (or http://localhost…)"),
+    }
+}
+
+/// The settings the flags give; unset flags leave the file's (or the default).
+fn flag_settings(args: &MockNotionArgs) -> Settings {
+    let rate_limit = args.rate_limit.map(|requests_per_second| RateLimit {
+        requests_per_second,
+        burst: args.rate_limit_burst.unwrap_or(10),
+        per: match args.rate_limit_per {
+            None | Some(MockRateLimitScope::Token) => RateLimitScope::Token,
+            Some(MockRateLimitScope::Workspace) => RateLimitScope::Workspace,
+            Some(MockRateLimitScope::Integration) => RateLimitScope::Integration,
+        },
+    });
+    Settings {
+        auto_approve: args.auto_approve.then_some(true),
+        error_shape: args.error_shape.map(|shape| match shape {
+            MockErrorShape::Oauth => ErrorShape::OAuth,
+            MockErrorShape::Notion => ErrorShape::Notion,
+        }),
+        reauth: args.reauth.map(|reauth| match reauth {
+            MockReauth::FreshPair => ReauthMode::FreshPair,
+            MockReauth::SameToken => ReauthMode::SameToken,
+        }),
+        revocation: args.revocation.map(|revocation| match revocation {
+            MockRevocation::WholePair => Revocation::WholePair,
+            MockRevocation::OnlyThatToken => Revocation::OnlyThatToken,
+        }),
+        code_ttl_seconds: args.code_ttl_seconds,
+        old_token_grace_seconds: args.old_token_grace_seconds,
+        echo_state_on_deny: args.empty_state_on_deny.then_some(false),
+        workspaces: (!args.workspaces.is_empty()).then(|| args.workspaces.clone()),
+        rate_limit,
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<(MockFile, Settings)> {
+    let read = || format!("cannot read the emulator configuration {}", path.display());
+    let table: serde_json::Map<String, serde_json::Value> =
+        Figment::new().merge(Toml::file_exact(path)).extract().with_context(read)?;
+    let unknown: Vec<&str> = table
+        .keys()
+        .map(String::as_str)
+        .filter(|key| !IDENTITY_KEYS.contains(key) && !Settings::KEYS.contains(key))
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "{}: unknown key(s) {}; the file takes {} and {}",
+            path.display(),
+            unknown.join(", "),
+            IDENTITY_KEYS.join(", "),
+            Settings::KEYS.join(", ")
+        );
+    }
+    let (identity, settings): (serde_json::Map<_, _>, serde_json::Map<_, _>) =
+        table.into_iter().partition(|(key, _)| IDENTITY_KEYS.contains(&key.as_str()));
+    let file: MockFile = serde_json::from_value(identity.into()).with_context(read)?;
+    let settings: Settings = serde_json::from_value(settings.into()).with_context(read)?;
+    Ok((file, settings))
 }

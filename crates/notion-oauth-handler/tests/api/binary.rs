@@ -561,7 +561,7 @@ async fn mock_notion_runs_alone_with_the_credentials_it_is_given() {
             "--client-secret",
             "mock-secret",
             "--redirect-uri",
-            "http://127.0.0.1:9/callback",
+            "http://localhost:9/callback",
         ]),
         "listening on",
     )
@@ -588,6 +588,90 @@ async fn mock_notion_runs_alone_with_the_credentials_it_is_given() {
     let (output, _, stderr) = run(binary().args(["mock-notion", "--bind", "127.0.0.1:0"])).await;
     assert!(!output.status.success());
     assert!(stderr.contains("--client-id"), "{stderr}");
+}
+
+#[tokio::test]
+async fn mock_notion_takes_every_setting_from_flags_over_its_file_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mock.toml");
+    std::fs::write(
+        &file,
+        "client_id = \"mock-id\"\nclient_secret = \"mock-secret\"\n\
+         redirect_uris = [\"http://localhost:9/callback\"]\nworkspaces = [\"Team\", \"Home\"]\n\
+         error_shape = \"notion\"\nreauth = \"same_token\"\ncode_ttl_seconds = 30\n\
+         rate_limit = { requests_per_second = 50 }\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (mut emulator, _) = start(
+        binary()
+            .args(["mock-notion", "--bind", &format!("127.0.0.1:{port}"), "--config"])
+            .arg(&file)
+            .args(["--error-shape", "oauth", "--rate-limit", "2", "--rate-limit-per", "workspace"])
+            .args(["--old-token-grace-seconds", "5", "--empty-state-on-deny"]),
+        "listening on",
+    )
+    .await;
+    let client = crate::helpers::http().build().unwrap();
+    let settings: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{port}/_mock/settings"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    emulator.start_kill().unwrap();
+    assert_eq!(settings["error_shape"], "oauth", "the flag wins over the file");
+    assert_eq!(settings["reauth"], "same_token");
+    assert_eq!(settings["code_ttl_seconds"], 30);
+    assert_eq!(settings["old_token_grace_seconds"], 5);
+    assert_eq!(settings["echo_state_on_deny"], false);
+    assert_eq!(settings["workspaces"], serde_json::json!(["Team", "Home"]));
+    assert_eq!(
+        settings["rate_limit"],
+        serde_json::json!({"requests_per_second": 2, "burst": 10, "per": "workspace"})
+    );
+
+    // What Notion would refuse, or what is not a setting, stops the start with the reason.
+    let refused = [
+        (
+            vec!["--redirect-uri", "http://127.0.0.1:9/callback"],
+            "Notion accepts http only for localhost",
+        ),
+        (
+            vec!["--redirect-uri", "http://localhost/cb", "--code-ttl-seconds", "0"],
+            "code_ttl_seconds",
+        ),
+        (
+            vec!["--redirect-uri", "http://localhost/cb", "--reauth", "sometimes"],
+            "invalid value 'sometimes'",
+        ),
+    ];
+    for (flags, expected) in refused {
+        let (output, _, stderr) = run(binary()
+            .args([
+                "mock-notion",
+                "--bind",
+                "127.0.0.1:0",
+                "--client-id",
+                "i",
+                "--client-secret",
+                "s",
+            ])
+            .args(&flags))
+        .await;
+        assert!(!output.status.success(), "{flags:?}");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+    }
+    std::fs::write(&file, "client_id = \"i\"\nclient_secret = \"s\"\nratelimit = 3\n").unwrap();
+    let (output, _, stderr) =
+        run(binary().args(["mock-notion", "--bind", "127.0.0.1:0", "--config"]).arg(&file)).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("unknown key(s) ratelimit") && stderr.contains("rate_limit"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
