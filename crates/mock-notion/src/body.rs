@@ -16,7 +16,11 @@ pub(crate) fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Fields, A
         return Ok(Fields::default());
     }
     match essence.as_deref() {
-        None | Some("application/json") => parse_json(body),
+        // requests sends a pre-encoded form body (oauthlib's `prepare_request_body`, as the
+        // Django tutorial does) with no Content-Type at all, and Notion takes it: JSON first,
+        // then a form.
+        None => parse_json(body).or_else(|not_json| parse_form(body).ok_or(not_json)),
+        Some("application/json") => parse_json(body),
         Some(ct) if ct.ends_with("+json") => parse_json(body),
         Some("application/x-www-form-urlencoded") => Ok(Fields(
             url::form_urlencoded::parse(body)
@@ -27,6 +31,21 @@ pub(crate) fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Fields, A
             "Unsupported Content-Type `{other}`: send application/json."
         ))),
     }
+}
+
+/// A form body with at least one `name=value` field and nothing that is not form encoding.
+fn parse_form(body: &[u8]) -> Option<Fields> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    let form_like =
+        text.split('&').all(|pair| pair.split_once('=').is_some_and(|(k, _)| !k.is_empty()))
+            && !text.contains(char::is_whitespace);
+    form_like.then(|| {
+        Fields(
+            url::form_urlencoded::parse(text.as_bytes())
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect(),
+        )
+    })
 }
 
 fn parse_json(body: &[u8]) -> Result<Fields, ApiError> {
@@ -92,5 +111,14 @@ mod tests {
             "body failed validation: body.token should be defined, instead was `undefined`."
         );
         assert!(parse(Some("text/plain"), b"").is_ok());
+    }
+
+    #[test]
+    fn a_form_without_content_type_is_read_and_anything_else_is_still_not_json() {
+        let fields = parse(None, b"grant_type=authorization_code&code=c&client_id=x").unwrap();
+        assert_eq!(fields.required_str("code").unwrap(), "c");
+        for garbage in [&b"{nope"[..], b"just words", b"=novalue", b"a=1&&b=2"] {
+            assert_eq!(parse(None, garbage).unwrap_err().code, "invalid_json", "{garbage:?}");
+        }
     }
 }
