@@ -283,7 +283,7 @@ async fn set_fault(
 ) -> Response {
     let Some(endpoint) = Endpoint::from_name(&endpoint) else {
         return refused(format!(
-            "`{endpoint}` is not an endpoint: authorize, token, introspect, revoke, users_me or search"
+            "`{endpoint}` is not an endpoint: authorize, token, introspect, revoke, users_me, search, pages, databases or data_sources"
         ));
     };
     let request: FaultRequest = match serde_json::from_slice(&body) {

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::Response;
 
 use crate::middleware::MissingCodeFault;
-use crate::pages::ConsentPage;
+use crate::pages::{ConsentPage, Picker, PickerItem};
 use crate::store::CodeGrant;
 use crate::{Emulator, EmulatorConfig, random};
 
@@ -85,6 +85,55 @@ struct Choice {
     user: String,
     workspace: String,
     template: bool,
+    pages: PagePick,
+}
+
+/// What the user shares on the page picker.
+enum PagePick {
+    /// Everything in the workspace: the picker's default, and a test's when it says nothing.
+    All,
+    /// These titles (`mock_pages=Roadmap 2026,Tasks`; `mock_pages=none` is none).
+    Titles(Vec<String>),
+    /// The ids the consent form's checkboxes sent.
+    Ids(Vec<String>),
+}
+
+impl PagePick {
+    fn from_query(value: Option<&str>) -> Self {
+        match value.map(str::trim) {
+            None | Some("all" | "") => Self::All,
+            Some("none") => Self::Titles(Vec::new()),
+            Some(titles) => Self::Titles(
+                titles.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect(),
+            ),
+        }
+    }
+
+    /// The ids picked among `objects`, or the title that is not there.
+    fn resolve(
+        &self,
+        objects: &[crate::content::Object],
+        workspace: &str,
+    ) -> Result<Vec<uuid::Uuid>, String> {
+        match self {
+            Self::All => Ok(objects.iter().map(|o| o.id).collect()),
+            Self::Ids(ids) => Ok(objects
+                .iter()
+                .filter(|o| ids.iter().any(|id| *id == o.id.to_string()))
+                .map(|o| o.id)
+                .collect()),
+            Self::Titles(titles) => titles
+                .iter()
+                .map(|title| {
+                    objects
+                        .iter()
+                        .find(|o| o.title.eq_ignore_ascii_case(title))
+                        .map(|o| o.id)
+                        .ok_or_else(|| format!("No page or database titled `{title}` in the workspace `{workspace}`."))
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -157,14 +206,16 @@ impl Emulator {
         let state = valid.state.as_deref();
         match decision {
             Decision::Allow => {
-                let code = self.with(|s| {
+                let code: Result<String, String> = self.with(|s| {
                     // Bench mode exchanges any code, so remembering this one would only grow.
                     if s.config.bench {
-                        return random::uuid().to_string();
+                        return Ok(random::uuid().to_string());
                     }
+                    let objects = s.content.objects(&choice.workspace);
+                    let shared = choice.pages.resolve(objects, &choice.workspace)?;
                     let ttl = s.config.code_ttl;
                     let now = Instant::now();
-                    s.store.issue_code(CodeGrant {
+                    Ok(s.store.issue_code(CodeGrant {
                         client_id: valid.client_id.clone(),
                         user_name: choice.user,
                         workspace_name: choice.workspace,
@@ -176,8 +227,13 @@ impl Emulator {
                             .checked_add(ttl)
                             .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365)))
                             .unwrap_or(now),
-                    })
+                        shared,
+                    }))
                 });
+                let code = match code {
+                    Ok(code) => code,
+                    Err(message) => return self.authorize_error(&message),
+                };
                 let mut pairs = vec![("code", code.as_str())];
                 pairs.extend(state.map(|s| ("state", s)));
                 self.redirect_back(valid, &pairs)
@@ -238,16 +294,21 @@ pub(crate) async fn authorize_get(
         user: name_or(param(&params, "mock_user"), DEFAULT_USER),
         workspace: name_or(param(&params, "mock_workspace"), default_workspace(&config)),
         template: is_truthy(param(&params, "mock_template")),
+        pages: PagePick::from_query(param(&params, "mock_pages")),
     };
     let decision = match decision {
         Some(decision) => decision,
         None if config.auto_approve || config.bench => Decision::Allow,
-        None => return emulator.pages().consent(&consent_page(&params, &valid, &config, choice)),
+        None => {
+            let page = consent_page(&emulator, &params, &valid, &config, choice);
+            return emulator.pages().consent(&page);
+        }
     };
     emulator.complete(&valid, decision, choice)
 }
 
 fn consent_page(
+    emulator: &Emulator,
     params: &Params,
     valid: &Validated,
     config: &EmulatorConfig,
@@ -257,7 +318,27 @@ fn consent_page(
     if !workspaces.contains(&choice.workspace) {
         workspaces.push(choice.workspace.clone());
     }
+    // One list per workspace; the form keeps only the chosen workspace's ticks.
+    let pickers = emulator.with(|s| {
+        workspaces
+            .iter()
+            .map(|workspace| Picker {
+                workspace: workspace.clone(),
+                objects: s
+                    .content
+                    .objects(workspace)
+                    .iter()
+                    .map(|o| PickerItem {
+                        id: o.id.to_string(),
+                        title: o.title.clone(),
+                        database: o.kind == crate::content::Kind::Database,
+                    })
+                    .collect(),
+            })
+            .collect()
+    });
     ConsentPage {
+        pickers,
         client_id: valid.client_id.clone(),
         redirect_uri: valid.redirect_uri.clone(),
         hidden: CARRIED_PARAMS
@@ -290,10 +371,18 @@ pub(crate) async fn authorize_post(
         }
         Err(message) => return emulator.authorize_error(&message),
     };
+    // A form from this page says which pages were ticked (none is none); one without the
+    // picker (an older page, a hand-made POST) shares everything.
+    let pages = if param(&params, "pages_shown").is_some() {
+        PagePick::Ids(params.iter().filter(|(k, _)| k == "page").map(|(_, v)| v.clone()).collect())
+    } else {
+        PagePick::All
+    };
     let choice = Choice {
         user: name_or(param(&params, "user"), DEFAULT_USER),
         workspace: name_or(param(&params, "workspace"), default_workspace(&config)),
         template: is_truthy(param(&params, "mock_template")),
+        pages,
     };
     emulator.complete(&valid, decision, choice)
 }

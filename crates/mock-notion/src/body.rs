@@ -59,6 +59,16 @@ fn parse_json(body: &[u8]) -> Result<Fields, ApiError> {
 }
 
 impl Fields {
+    /// A field as sent.
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    /// The names of the fields sent.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     /// A string field; absent and `null` read as missing, any other type is a validation error.
     pub(crate) fn str(&self, name: &str) -> Result<Option<&str>, ApiError> {
         match self.0.get(name) {

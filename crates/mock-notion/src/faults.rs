@@ -124,6 +124,9 @@ fn missing_fields_body(endpoint: Endpoint, request_id: &str) -> Value {
         Endpoint::Revoke => json!({}),
         Endpoint::UsersMe => json!({ "object": "user", "request_id": request_id }),
         Endpoint::Search => json!({ "object": "list", "request_id": request_id }),
+        Endpoint::Pages | Endpoint::Databases | Endpoint::DataSources => {
+            json!({ "object": "page", "request_id": request_id })
+        }
     }
 }
 

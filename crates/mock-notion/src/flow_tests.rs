@@ -299,7 +299,7 @@ async fn faults_and_catch_alls() {
     let response = post_json(&emulator, "/v1/search", "Bearer nope", json!({})).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
-    let response = get(&emulator, "/v1/pages/123").await;
+    let response = get(&emulator, "/v1/blocks/123").await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(response.headers().contains_key("x-notion-request-id"));
     assert_eq!(json_of(response).await["code"], "invalid_request_url");
@@ -314,7 +314,8 @@ async fn faults_and_catch_alls() {
 #[tokio::test]
 async fn api_requires_version() {
     let emulator = emulator(|c| c.auto_approve = true);
-    let response = get(&emulator, &authorize_url(&emulator, "")).await;
+    // Nothing shared: search finds nothing, as for a bot given no page.
+    let response = get(&emulator, &authorize_url(&emulator, "&mock_pages=none")).await;
     let code = query(&location(&response), "code").unwrap();
     let tokens = json_of(exchange(&emulator, &code).await).await;
     let request = Request::post("/v1/search")
@@ -616,4 +617,226 @@ async fn an_authorize_url_without_owner_still_completes_and_a_cancel_always_carr
     assert_eq!(exchange(&emulator, &code).await.status(), StatusCode::OK);
     let denied = get(&emulator, &url.replace("allow", "deny")).await;
     assert_eq!(location(&denied).query(), Some("error=access_denied&state="));
+}
+
+async fn api_get(emulator: &Emulator, path: &str, token: &str, version: &str) -> Response {
+    let request = Request::get(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header("notion-version", version)
+        .body(Body::empty())
+        .unwrap();
+    send(emulator, request).await
+}
+
+async fn search_with(emulator: &Emulator, token: &str, version: &str, body: Value) -> Response {
+    let request = Request::post("/v1/search")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("notion-version", version)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(emulator, request).await
+}
+
+async fn token_sharing(emulator: &Emulator, pages: &str) -> Value {
+    let code = code_for(emulator, &format!("&mock_pages={pages}")).await;
+    json_of(exchange(emulator, &code).await).await
+}
+
+fn titles(results: &Value) -> Vec<String> {
+    results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let title = if r["object"] == "page" {
+                &r["properties"]["title"]["title"]
+            } else {
+                &r["title"]
+            };
+            title[0]["plain_text"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn search_paginates_filters_sorts_and_validates_like_notion() {
+    let emulator = emulator(|_| {});
+    let tokens = token_sharing(&emulator, "all").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    const NEW: &str = "2026-03-11";
+
+    let mut seen = Vec::new();
+    let mut cursor = Value::Null;
+    for round in 0..3 {
+        let body = json!({"page_size": 10, "start_cursor": cursor});
+        let page = json_of(search_with(&emulator, token, NEW, body).await).await;
+        assert_eq!(page["type"], "page_or_data_source");
+        seen.extend(titles(&page["results"]));
+        assert_eq!(page["has_more"], json!(round < 2), "round {round}");
+        cursor = page["next_cursor"].clone();
+    }
+    assert_eq!(seen.len(), 25);
+    assert!(cursor.is_null());
+    assert_eq!(seen.first().map(String::as_str), Some("Bug Tracker"), "newest edit first");
+
+    let pages = json!({"filter": {"property": "object", "value": "page"}});
+    assert_eq!(
+        titles(&json_of(search_with(&emulator, token, NEW, pages).await).await["results"]).len(),
+        22
+    );
+    let sources = json!({"filter": {"property": "object", "value": "data_source"}});
+    let found = json_of(search_with(&emulator, token, NEW, sources).await).await;
+    assert_eq!(found["results"][0]["object"], "data_source");
+    assert_eq!(found["results"].as_array().unwrap().len(), 3);
+    // Before 2025-09-03 databases are searched as databases.
+    let old = json!({"filter": {"property": "object", "value": "database"}});
+    let found = json_of(search_with(&emulator, token, "2022-06-28", old.clone()).await).await;
+    assert_eq!(
+        (found["results"][0]["object"].clone(), found["type"].clone()),
+        (json!("database"), json!("page_or_database"))
+    );
+    let query = json!({"query": "ROAD", "sort": {"timestamp": "last_edited_time", "direction": "ascending"}});
+    assert_eq!(
+        titles(&json_of(search_with(&emulator, token, NEW, query).await).await["results"]),
+        ["Roadmap 2026"]
+    );
+    let ascending = json!({"sort": {"timestamp": "last_edited_time", "direction": "ascending"}, "page_size": 1});
+    assert_eq!(
+        titles(&json_of(search_with(&emulator, token, NEW, ascending).await).await["results"]),
+        ["Getting Started"]
+    );
+
+    for bad in [
+        json!({"page_size": 1000}),
+        json!({"page_size": 0}),
+        json!({"page_size": "ten"}),
+        json!({"start_cursor": "not-a-cursor"}),
+        json!({"start_cursor": "00000000-0000-4000-8000-000000000000"}),
+        json!({"filter": {"property": "title", "value": "page"}}),
+        json!({"filter": {"property": "object", "value": "block"}}),
+        old,
+        json!({"sort": {"timestamp": "created_time", "direction": "ascending"}}),
+        json!({"sort": {"timestamp": "last_edited_time", "direction": "up"}}),
+        json!({"limit": 5}),
+    ] {
+        let answer = search_with(&emulator, token, NEW, bad.clone()).await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(json_of(answer).await["code"], "validation_error", "{bad}");
+    }
+    let answer = search_with(&emulator, token, "banana", json!({})).await;
+    assert_eq!(json_of(answer).await["code"], "validation_error", "an unknown Notion-Version");
+}
+
+#[tokio::test]
+async fn a_token_sees_only_what_was_picked_and_404s_the_rest() {
+    let emulator = emulator(|_| {});
+    let tokens = token_sharing(&emulator, "Roadmap+2026,tasks").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    let found = json_of(search_with(&emulator, token, "2026-03-11", json!({})).await).await;
+    let mut shared = titles(&found["results"]);
+    shared.sort();
+    assert_eq!(shared, ["Roadmap 2026", "Tasks"]);
+    let roadmap =
+        found["results"].as_array().unwrap().iter().find(|r| r["object"] == "page").unwrap();
+    let roadmap_id = roadmap["id"].as_str().unwrap();
+    let source =
+        found["results"].as_array().unwrap().iter().find(|r| r["object"] == "data_source").unwrap();
+    let database_id = source["parent"]["database_id"].as_str().unwrap();
+
+    let page = api_get(
+        &emulator,
+        &format!("/v1/pages/{}", roadmap_id.replace('-', "")),
+        token,
+        "2026-03-11",
+    )
+    .await;
+    assert_eq!(page.status(), StatusCode::OK, "ids without dashes too");
+    assert_eq!(json_of(page).await["id"], roadmap_id);
+    let database = json_of(
+        api_get(&emulator, &format!("/v1/databases/{database_id}"), token, "2026-03-11").await,
+    )
+    .await;
+    assert_eq!(database["data_sources"][0]["id"], source["id"]);
+    let data_source = api_get(
+        &emulator,
+        &format!("/v1/data_sources/{}", source["id"].as_str().unwrap()),
+        token,
+        "2026-03-11",
+    )
+    .await;
+    assert_eq!(data_source.status(), StatusCode::OK);
+
+    // Not shared: Notion's 404. Another user's token that shared everything sees it.
+    let everything = token_sharing(&emulator, "all").await;
+    let all = json_of(
+        search_with(
+            &emulator,
+            everything["access_token"].as_str().unwrap(),
+            "2026-03-11",
+            json!({"query": "wiki"}),
+        )
+        .await,
+    )
+    .await;
+    let wiki_id = all["results"][0]["id"].as_str().unwrap().to_owned();
+    let hidden = api_get(&emulator, &format!("/v1/pages/{wiki_id}"), token, "2026-03-11").await;
+    // The second authorization was the same user and workspace: a fresh pair; the first died.
+    assert_eq!(hidden.status(), StatusCode::UNAUTHORIZED);
+    let other = {
+        let code = code_for(&emulator, "&mock_pages=OKRs&mock_user=Grace+Hopper").await;
+        json_of(exchange(&emulator, &code).await).await
+    };
+    let other_token = other["access_token"].as_str().unwrap();
+    let hidden =
+        api_get(&emulator, &format!("/v1/pages/{wiki_id}"), other_token, "2026-03-11").await;
+    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
+    let body = json_of(hidden).await;
+    assert_eq!(body["code"], "object_not_found");
+    assert!(body["message"].as_str().unwrap().contains("shared with your integration"));
+    let bad =
+        json_of(api_get(&emulator, "/v1/pages/not-an-id", other_token, "2026-03-11").await).await;
+    assert_eq!(bad["code"], "validation_error");
+    // A title that is not there is the test's mistake, said on the page.
+    let missing =
+        get(&emulator, &authorize_url(&emulator, "&mock_decision=allow&mock_pages=Nope")).await;
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_consent_form_shares_the_ticked_pages_and_a_template_copy_is_a_real_page() {
+    let emulator = emulator(|_| {});
+    let page = get(&emulator, &authorize_url(&emulator, "")).await;
+    let html =
+        String::from_utf8(to_bytes(page.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    let ids: Vec<&str> =
+        html.split("name=\"page\" value=\"").skip(1).map(|rest| &rest[..36]).collect();
+    assert_eq!(ids.len(), 50, "both workspaces' pickers");
+    let id = emulator.with(|s| s.config.client_id.clone());
+    let cb = url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>();
+    let form = format!(
+        "client_id={id}&response_type=code&owner=user&redirect_uri={cb}&state=s&user=Ada&workspace=Acme+Corp\
+         &pages_shown=1&page={}&page={}&mock_template=1&decision=allow",
+        ids[0], ids[30]
+    );
+    let posted = send(
+        &emulator,
+        Request::post("/v1/oauth/authorize")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form))
+            .unwrap(),
+    )
+    .await;
+    let code = query(&location(&posted), "code").unwrap();
+    let tokens = json_of(exchange(&emulator, &code).await).await;
+    let token = tokens["access_token"].as_str().unwrap();
+    let template = tokens["duplicated_template_id"].as_str().unwrap();
+    let found = json_of(search_with(&emulator, token, "2026-03-11", json!({})).await).await;
+    let ids_found: Vec<&str> =
+        found["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    // The ticked Acme page and the template copy; the tick in the other workspace's list is not.
+    assert_eq!(ids_found.len(), 2, "{ids_found:?}");
+    assert!(ids_found.contains(&template) && ids_found.contains(&ids[0]));
+    let copy = api_get(&emulator, &format!("/v1/pages/{template}"), token, "2026-03-11").await;
+    assert_eq!(copy.status(), StatusCode::OK);
 }

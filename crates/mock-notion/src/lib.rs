@@ -8,6 +8,7 @@ mod admin;
 mod api;
 mod authorize;
 mod body;
+mod content;
 mod credentials;
 mod errors;
 mod faults;
@@ -31,6 +32,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 pub use admin::Settings;
+pub use content::{ContentFile, WorkspaceContent};
 pub use faults::Fault;
 pub use recording::{Endpoint, RecordedRequest};
 
@@ -140,6 +142,8 @@ pub struct EmulatorConfig {
     pub echo_state_on_deny: bool,
     /// Workspace names offered on the consent page; the first is the default.
     pub workspaces: Vec<String>,
+    /// What the workspaces hold; `None` gives each the default set of 22 pages and 3 databases.
+    pub content: Option<ContentFile>,
     /// Load-target mode for benchmarks (default off): authorize approves at once, and the token
     /// endpoint exchanges *any* non-empty code without checking `redirect_uri`, giving each
     /// distinct code its own bot (ids derived from the code, so the same code means the same bot)
@@ -165,6 +169,7 @@ impl Default for EmulatorConfig {
             rate_limit: None,
             echo_state_on_deny: true,
             workspaces: vec!["Acme Corp".to_owned(), "Personal".to_owned()],
+            content: None,
             bench: false,
         }
     }
@@ -185,6 +190,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("rate_limit", &self.rate_limit)
             .field("echo_state_on_deny", &self.echo_state_on_deny)
             .field("workspaces", &self.workspaces)
+            .field("content", &self.content)
             .field("bench", &self.bench)
             .finish()
     }
@@ -198,6 +204,7 @@ struct Inner {
     log: RequestLog,
     /// Built from `config.rate_limit`, again whenever it changes.
     limiter: Option<limits::Limiter>,
+    content: content::Content,
 }
 
 struct Shared {
@@ -223,6 +230,7 @@ impl Emulator {
     pub fn new(config: EmulatorConfig) -> Self {
         let store = Store::new(config.bench);
         let limiter = config.rate_limit.and_then(limits::Limiter::new);
+        let content = content::Content::new(config.content.as_ref());
         Self {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner {
@@ -231,6 +239,7 @@ impl Emulator {
                     faults: FaultTable::default(),
                     log: RequestLog::default(),
                     limiter,
+                    content,
                 }),
                 pages: Pages::new(),
             }),
@@ -260,6 +269,9 @@ impl Emulator {
             .route("/v1/oauth/revoke", post(token::revoke))
             .route("/v1/users/me", get(api::users_me))
             .route("/v1/search", post(api::search))
+            .route("/v1/pages/{id}", get(api::page))
+            .route("/v1/databases/{id}", get(api::database))
+            .route("/v1/data_sources/{id}", get(api::data_source))
             .fallback(api::not_found)
             .method_not_allowed_fallback(api::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(self.clone(), middleware::around_request))

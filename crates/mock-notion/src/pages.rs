@@ -17,6 +17,22 @@ pub(crate) struct ConsentPage {
     pub(crate) workspaces: Vec<String>,
     pub(crate) workspace: String,
     pub(crate) template: bool,
+    /// Each workspace's pages and databases, to tick the ones shared.
+    pub(crate) pickers: Vec<Picker>,
+}
+
+/// The page picker of one workspace.
+#[derive(Debug, Serialize)]
+pub(crate) struct Picker {
+    pub(crate) workspace: String,
+    pub(crate) objects: Vec<PickerItem>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PickerItem {
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) database: bool,
 }
 
 pub(crate) struct Pages {
@@ -89,6 +105,14 @@ mod tests {
             workspaces: vec!["Acme Corp".to_owned(), "Personal".to_owned()],
             workspace: "Personal".to_owned(),
             template: false,
+            pickers: vec![Picker {
+                workspace: "Personal".to_owned(),
+                objects: vec![PickerItem {
+                    id: "1f0c".to_owned(),
+                    title: "<b>Plans</b>".to_owned(),
+                    database: true,
+                }],
+            }],
         };
         let response = Pages::new().consent(&page);
         assert_eq!(response.status(), StatusCode::OK);
@@ -100,6 +124,9 @@ mod tests {
             r#"<option value="Personal" selected>"#,
             r#"id="allow" name="decision" value="allow""#,
             r#"id="cancel" name="decision" value="deny""#,
+            r#"<input type="checkbox" name="page" value="1f0c" checked> &lt;b&gt;Plans"#,
+            "(database)",
+            r#"name="pages_shown""#,
             "Notion emulator",
         ] {
             assert!(html.contains(needle), "missing {needle}");

@@ -19,8 +19,14 @@ pub enum Endpoint {
     Revoke,
     /// `/v1/users/me`: the bot user behind an access token.
     UsersMe,
-    /// `/v1/search`: always an empty list, as nothing is shared with an emulated bot.
+    /// `/v1/search`: the pages and data sources shared with the bot.
     Search,
+    /// `GET /v1/pages/{id}`.
+    Pages,
+    /// `GET /v1/databases/{id}`.
+    Databases,
+    /// `GET /v1/data_sources/{id}`.
+    DataSources,
 }
 
 impl Endpoint {
@@ -32,6 +38,9 @@ impl Endpoint {
             "/v1/oauth/revoke" => Self::Revoke,
             "/v1/users/me" => Self::UsersMe,
             "/v1/search" => Self::Search,
+            _ if path.starts_with("/v1/pages/") => Self::Pages,
+            _ if path.starts_with("/v1/databases/") => Self::Databases,
+            _ if path.starts_with("/v1/data_sources/") => Self::DataSources,
             _ => return None,
         })
     }
@@ -45,6 +54,9 @@ impl Endpoint {
             "revoke" => Self::Revoke,
             "users_me" => Self::UsersMe,
             "search" => Self::Search,
+            "pages" => Self::Pages,
+            "databases" => Self::Databases,
+            "data_sources" => Self::DataSources,
             _ => return None,
         })
     }

@@ -85,6 +85,8 @@ pub(crate) struct CodeGrant {
     /// Whether `redirect_uri` was in the authorize URL: decides if the token body must or must not carry it (§2.3).
     pub(crate) redirect_uri_sent: bool,
     pub(crate) expires_at: Instant,
+    /// The pages and databases picked on the consent page.
+    pub(crate) shared: Vec<Uuid>,
 }
 
 /// A freshly issued or re-returned pair.
@@ -96,6 +98,8 @@ pub(crate) struct TokenPair {
 
 struct Bot {
     identity: Identity,
+    /// What the user shared with it: the only objects its tokens can see.
+    shared: Vec<Uuid>,
     /// Only the current pair is alive; replacing or clearing it kills the previous one.
     current: Option<TokenPair>,
 }
@@ -170,14 +174,23 @@ impl Store {
         self.codes.remove(code);
     }
 
-    /// Completes an authorization for `identity`: per `mode`, a fresh pair or the bot's live one.
-    pub(crate) fn authorize(&mut self, identity: Identity, mode: ReauthMode) -> TokenPair {
+    /// Completes an authorization for `identity`, which shares `shared`: per `mode`, a fresh
+    /// pair or the bot's live one.
+    pub(crate) fn authorize(
+        &mut self,
+        identity: Identity,
+        mode: ReauthMode,
+        shared: Vec<Uuid>,
+    ) -> TokenPair {
         let bot_id = identity.bot_id;
-        let bot = self
-            .bots
-            .entry(bot_id)
-            .or_insert_with(|| Bot { identity: identity.clone(), current: None });
+        let bot = self.bots.entry(bot_id).or_insert_with(|| Bot {
+            identity: identity.clone(),
+            shared: Vec::new(),
+            current: None,
+        });
         bot.identity = identity;
+        // A user authorizing again picks pages again; what they pick is what the bot sees.
+        bot.shared = shared;
         if mode == ReauthMode::SameToken
             && let Some(pair) = &bot.current
         {
@@ -191,7 +204,7 @@ impl Store {
     pub(crate) fn authorize_bench(&mut self, identity: Identity) -> TokenPair {
         let bot_id = identity.bot_id;
         if let Entry::Vacant(slot) = self.bots.entry(bot_id) {
-            slot.insert(Bot { identity, current: None });
+            slot.insert(Bot { identity, shared: Vec::new(), current: None });
             let bench = self
                 .bench
                 .get_or_insert_with(|| BenchBots { order: VecDeque::new(), cap: BENCH_MAX_BOTS });
@@ -266,6 +279,11 @@ impl Store {
         let live =
             self.bots.get(&bot_id)?.current.as_ref().is_some_and(|p| p.refresh_token == token);
         live.then_some(bot_id)
+    }
+
+    /// The identity behind a live access token, with what it was given.
+    pub(crate) fn access_token_grant(&self, token: &str) -> Option<(&Identity, &[Uuid])> {
+        self.live_access_bot(token).map(|b| (&b.identity, b.shared.as_slice()))
     }
 
     /// The identity behind a live access token.
@@ -364,8 +382,8 @@ mod tests {
     #[test]
     fn fresh_pair_kills_previous_pair() {
         let mut store = Store::default();
-        let first = store.authorize(ada(), ReauthMode::FreshPair);
-        let second = store.authorize(ada(), ReauthMode::FreshPair);
+        let first = store.authorize(ada(), ReauthMode::FreshPair, Vec::new());
+        let second = store.authorize(ada(), ReauthMode::FreshPair, Vec::new());
         assert_ne!(first.access_token, second.access_token);
         assert!(store.access_token_bot(&first.access_token).is_none());
         assert!(!store.is_refresh_token_active(&first.refresh_token));
@@ -375,8 +393,8 @@ mod tests {
     #[test]
     fn same_token_returns_live_pair() {
         let mut store = Store::default();
-        let first = store.authorize(ada(), ReauthMode::SameToken);
-        let second = store.authorize(ada(), ReauthMode::SameToken);
+        let first = store.authorize(ada(), ReauthMode::SameToken, Vec::new());
+        let second = store.authorize(ada(), ReauthMode::SameToken, Vec::new());
         assert_eq!(first.access_token, second.access_token);
         assert_eq!(first.refresh_token, second.refresh_token);
     }
@@ -384,7 +402,7 @@ mod tests {
     #[test]
     fn refresh_rotates_and_old_tokens_die() {
         let mut store = Store::default();
-        let first = store.authorize(ada(), ReauthMode::FreshPair);
+        let first = store.authorize(ada(), ReauthMode::FreshPair, Vec::new());
         let (identity, second) = store.refresh(&first.refresh_token, Duration::ZERO).unwrap();
         assert_eq!(identity, ada());
         assert!(store.refresh(&first.refresh_token, Duration::ZERO).is_none());
@@ -395,7 +413,7 @@ mod tests {
     #[test]
     fn the_old_access_token_works_during_its_grace_only() {
         let mut store = Store::default();
-        let first = store.authorize(ada(), ReauthMode::FreshPair);
+        let first = store.authorize(ada(), ReauthMode::FreshPair, Vec::new());
         let (_, second) = store.refresh(&first.refresh_token, Duration::from_millis(200)).unwrap();
         assert!(store.access_token_bot(&first.access_token).is_some());
         assert!(store.access_token_bot(&second.access_token).is_some());
@@ -411,7 +429,7 @@ mod tests {
     #[test]
     fn revoke_kills_pair_and_is_idempotent() {
         let mut store = Store::default();
-        let pair = store.authorize(ada(), ReauthMode::FreshPair);
+        let pair = store.authorize(ada(), ReauthMode::FreshPair, Vec::new());
         store.revoke_token(&pair.access_token, Revocation::WholePair);
         store.revoke_token(&pair.access_token, Revocation::WholePair);
         store.revoke_token("ntn_unknown", Revocation::WholePair);
@@ -419,7 +437,7 @@ mod tests {
         assert!(!store.is_refresh_token_active(&pair.refresh_token));
         assert_eq!(store.issued_secrets().len(), 2);
         // Revoking the refresh token ends the pair as well.
-        let pair = store.authorize(ada(), ReauthMode::FreshPair);
+        let pair = store.authorize(ada(), ReauthMode::FreshPair, Vec::new());
         store.revoke_token(&pair.refresh_token, Revocation::WholePair);
         assert!(store.access_token_bot(&pair.access_token).is_none());
     }
@@ -427,7 +445,7 @@ mod tests {
     #[test]
     fn revoking_only_that_token_leaves_the_other_working() {
         let mut store = Store::default();
-        let pair = store.authorize(ada(), ReauthMode::FreshPair);
+        let pair = store.authorize(ada(), ReauthMode::FreshPair, Vec::new());
         store.revoke_token(&pair.access_token, Revocation::OnlyThatToken);
         assert!(store.access_token_bot(&pair.access_token).is_none());
         assert!(store.is_refresh_token_active(&pair.refresh_token));
@@ -441,9 +459,9 @@ mod tests {
     fn only_current_tokens_are_kept() {
         let mut store = Store::default();
         for _ in 0..3 {
-            store.authorize(ada(), ReauthMode::FreshPair);
+            store.authorize(ada(), ReauthMode::FreshPair, Vec::new());
         }
-        let pair = store.authorize(ada(), ReauthMode::FreshPair);
+        let pair = store.authorize(ada(), ReauthMode::FreshPair, Vec::new());
         store.refresh(&pair.refresh_token, Duration::ZERO).unwrap();
         assert_eq!((store.access.len(), store.refresh.len()), (1, 1));
         store.revoke_bot(&ada().bot_id.to_string());
@@ -486,6 +504,7 @@ mod tests {
             redirect_uri: "http://localhost/cb".to_owned(),
             redirect_uri_sent: true,
             expires_at: now + Duration::from_secs(60),
+            shared: Vec::new(),
         });
         assert!(store.code(&code, now).is_some());
         assert!(store.code(&code, now + Duration::from_secs(61)).is_none());

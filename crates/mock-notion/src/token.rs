@@ -14,7 +14,7 @@ use crate::body::{self, Fields};
 use crate::errors::ApiError;
 use crate::middleware::RequestId;
 use crate::store::{Identity, TokenPair};
-use crate::{Emulator, Inner, credentials, random};
+use crate::{Emulator, Inner, credentials};
 
 /// What introspection reports for every token: the connection's capabilities (§4.1).
 const SCOPE: &str = "read_content insert_content update_content read_user_with_email";
@@ -115,8 +115,11 @@ fn exchange_code(s: &mut Inner, fields: &Fields, request_id: &str) -> Result<Val
     // Used up only on success, so a client can fix a bad redirect_uri and retry within the TTL.
     s.store.consume_code(code);
     let identity = Identity::new(&grant.client_id, &grant.user_name, &grant.workspace_name);
-    let pair = s.store.authorize(identity.clone(), s.config.reauth);
-    let template = grant.template.then(random::uuid);
+    let mut shared = grant.shared;
+    // The copy of the template is a real page, shared with the bot like the picked ones.
+    let template = grant.template.then(|| s.content.duplicate_template(&grant.workspace_name));
+    shared.extend(template);
+    let pair = s.store.authorize(identity.clone(), s.config.reauth, shared);
     Ok(token_body(&identity, &pair, template, request_id))
 }
 
@@ -250,6 +253,7 @@ pub(crate) async fn revoke(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::random;
 
     const URI: &str = "http://localhost/cb";
 

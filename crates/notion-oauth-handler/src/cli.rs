@@ -136,6 +136,10 @@ pub(crate) struct MockNotionArgs {
     /// [default: "Acme Corp", "Personal"].
     #[arg(long = "workspace", value_name = "NAME")]
     pub(crate) workspaces: Vec<String>,
+    /// A TOML file of what the workspaces hold: [[workspaces]] with name, pages and databases
+    /// (titles) [default: 22 pages and 3 databases in every workspace].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) content: Option<PathBuf>,
     /// Rate-limit the API to this many requests per second: 429 `rate_limited` with an integer
     /// Retry-After past it (Notion documents about 3) [default: off].
     #[arg(long, value_name = "PER_SECOND")]

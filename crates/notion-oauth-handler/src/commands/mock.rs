@@ -1,13 +1,13 @@
 //! `mock-notion`: the emulator alone, for testing a deployment or another client against it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use mock_notion::{
-    Emulator, EmulatorConfig, ErrorShape, RateLimit, RateLimitScope, ReauthMode, Revocation,
-    Settings,
+    ContentFile, Emulator, EmulatorConfig, ErrorShape, RateLimit, RateLimitScope, ReauthMode,
+    Revocation, Settings,
 };
 use serde::Deserialize;
 
@@ -24,10 +24,13 @@ struct MockFile {
     redirect_uris: Vec<String>,
     #[serde(default)]
     bench: bool,
+    /// Relative to the file.
+    content_file: Option<PathBuf>,
 }
 
 /// The keys [`MockFile`] holds besides the settings.
-const IDENTITY_KEYS: [&str; 4] = ["client_id", "client_secret", "redirect_uris", "bench"];
+const IDENTITY_KEYS: [&str; 5] =
+    ["client_id", "client_secret", "redirect_uris", "bench", "content_file"];
 
 pub(super) async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
     let (file, file_settings) = match &args.config {
@@ -53,11 +56,17 @@ pub(super) async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
         check_redirect_uri(uri)?;
     }
     let bench = args.bench || file.bench;
+    let content_file = args.content.clone().or_else(|| {
+        let base = args.config.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+        file.content_file.map(|f| base.join(f))
+    });
+    let content = content_file.as_deref().map(read_content).transpose()?;
     let mut config = EmulatorConfig {
         client_id,
         client_secret,
         redirect_uris,
         bench,
+        content,
         ..EmulatorConfig::default()
     };
     let settings = flag_settings(&args).or(file_settings);
@@ -122,6 +131,28 @@ fn flag_settings(args: &MockNotionArgs) -> Settings {
         workspaces: (!args.workspaces.is_empty()).then(|| args.workspaces.clone()),
         rate_limit,
     }
+}
+
+fn read_content(path: &Path) -> anyhow::Result<ContentFile> {
+    let content: ContentFile =
+        Figment::new().merge(Toml::file_exact(path)).extract().with_context(|| {
+            format!(
+                "cannot read the content file {} ([[workspaces]] with name, pages, databases)",
+                path.display()
+            )
+        })?;
+    for workspace in &content.workspaces {
+        let titles = workspace.pages.iter().chain(&workspace.databases);
+        if workspace.name.trim().is_empty()
+            || titles.clone().any(|t| t.trim().is_empty() || t.contains(','))
+        {
+            bail!(
+                "{}: every workspace needs a name, and titles must be non-empty without commas (mock_pages lists them comma-separated)",
+                path.display()
+            );
+        }
+    }
+    Ok(content)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<(MockFile, Settings)> {

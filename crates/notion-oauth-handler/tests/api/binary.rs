@@ -599,7 +599,12 @@ async fn mock_notion_takes_every_setting_from_flags_over_its_file_and_refuses_ba
         "client_id = \"mock-id\"\nclient_secret = \"mock-secret\"\n\
          redirect_uris = [\"http://localhost:9/callback\"]\nworkspaces = [\"Team\", \"Home\"]\n\
          error_shape = \"notion\"\nreauth = \"same_token\"\ncode_ttl_seconds = 30\n\
-         rate_limit = { requests_per_second = 50 }\n",
+         rate_limit = { requests_per_second = 50 }\ncontent_file = \"content.toml\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("content.toml"),
+        "[[workspaces]]\nname = \"Team\"\npages = [\"Alpha\", \"Beta\"]\ndatabases = [\"Gamma\"]\n",
     )
     .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -621,7 +626,39 @@ async fn mock_notion_takes_every_setting_from_flags_over_its_file_and_refuses_ba
         .json()
         .await
         .unwrap();
+    // The workspace holds what the content file says, and a token sees what was picked.
+    let base = format!("http://127.0.0.1:{port}");
+    let authorize = format!(
+        "{base}/v1/oauth/authorize?client_id=mock-id&response_type=code&mock_decision=allow&mock_workspace=Team&mock_pages=Alpha,Gamma"
+    );
+    let no_redirects =
+        crate::helpers::http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let back = no_redirects.get(authorize).send().await.unwrap();
+    let back = url::Url::parse(back.headers()["location"].to_str().unwrap()).unwrap();
+    let code = back.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let tokens: serde_json::Value = client
+        .post(format!("{base}/v1/oauth/token"))
+        .basic_auth("mock-id", Some("mock-secret"))
+        .json(&serde_json::json!({"grant_type": "authorization_code", "code": code}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let found: serde_json::Value = client
+        .post(format!("{base}/v1/search"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .header("notion-version", "2026-03-11")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     emulator.start_kill().unwrap();
+    assert_eq!(found["results"].as_array().map(Vec::len), Some(2), "{found}");
     assert_eq!(settings["error_shape"], "oauth", "the flag wins over the file");
     assert_eq!(settings["reauth"], "same_token");
     assert_eq!(settings["code_ttl_seconds"], 30);
