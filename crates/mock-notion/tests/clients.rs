@@ -88,7 +88,7 @@ async fn the_django_oauthlib_tutorial_completes_a_flow_without_owner() {
 }
 
 #[tokio::test]
-async fn notions_js_sdk_exchanges_refreshes_calls_the_api_retries_429_and_revokes() {
+async fn notions_js_sdk_exchanges_refreshes_searches_the_picked_pages_retries_429_and_revokes() {
     let sdk = clients_dir().join("node_modules/@notionhq/client");
     let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
     if (!node || !sdk.exists()) && skip("node and @notionhq/client (npm ci in tests/clients)") {
@@ -102,7 +102,21 @@ async fn notions_js_sdk_exchanges_refreshes_calls_the_api_retries_429_and_revoke
     assert_eq!(out["introspect_active"], true);
     assert_eq!(out["old_token_active"], false);
     assert_eq!(out["me_is_bot"], true);
-    assert_eq!(out["search"]["object"], "list");
+    assert_eq!(
+        out["search"],
+        serde_json::json!({"object": "list", "has_more": true, "results": 2})
+    );
+    assert_eq!(
+        out["paginated"],
+        serde_json::json!(["data_source", "page", "page", "page", "page"]),
+        "the five picked objects, over three pages"
+    );
+    assert_eq!(
+        out["page_titles"],
+        serde_json::json!(["Getting Started", "OKRs", "Roadmap 2026", "Team Wiki"])
+    );
+    assert_eq!(out["retrieved"], true);
+    assert_eq!(out["unshared"], "object_not_found");
     // The SDK waited the Retry-After second, then succeeded.
     assert!(out["retried_429_after_ms"].as_u64().unwrap() >= 900, "{out}");
     assert!(out["retried_529_after_ms"].as_u64().unwrap() >= 900, "{out}");

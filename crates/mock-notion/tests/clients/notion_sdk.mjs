@@ -2,7 +2,7 @@
 // introspect, users.me, search, its retry on 429 with Retry-After, and revoke. Prints what
 // happened as JSON. NOTION_BASE, CLIENT_ID, CLIENT_SECRET and REDIRECT_URI come from the
 // environment.
-import { Client } from "@notionhq/client";
+import { Client, collectPaginatedAPI, isFullPage } from "@notionhq/client";
 
 const { NOTION_BASE: base, CLIENT_ID: client_id, CLIENT_SECRET: client_secret, REDIRECT_URI: redirect_uri } =
   process.env;
@@ -12,6 +12,8 @@ const out = {};
 const authorize = new URL(`${base}/v1/oauth/authorize`);
 authorize.search = new URLSearchParams({
   client_id, response_type: "code", owner: "user", redirect_uri, mock_decision: "allow",
+  // The user ticks these on the page picker: four pages and a database.
+  mock_pages: "Getting Started,Roadmap 2026,Team Wiki,OKRs,Tasks",
 }).toString();
 const consent = await fetch(authorize, { redirect: "manual" });
 const code = new URL(consent.headers.get("location")).searchParams.get("code");
@@ -26,8 +28,21 @@ out.old_token_active = (await oauth.oauth.introspect({ ...credentials, token: to
 
 const notion = new Client({ auth: refreshed.access_token, baseUrl: base, retry: { maxRetries: 2, initialRetryDelayMs: 50 } });
 out.me_is_bot = (await notion.users.me({})).id === token.bot_id;
-const found = await notion.search({ page_size: 10 });
+const found = await notion.search({ page_size: 2 });
 out.search = { object: found.object, has_more: found.has_more, results: found.results.length };
+// Every picked object, through the SDK's own pagination helper (three pages of two).
+const everything = await collectPaginatedAPI(notion.search, { page_size: 2 });
+out.paginated = everything.map((o) => o.object).sort();
+const pages = await collectPaginatedAPI(notion.search, { filter: { property: "object", value: "page" } });
+out.page_titles = pages.filter(isFullPage).map((p) => p.properties.title.title[0].plain_text).sort();
+const roadmap = pages.find((p) => p.properties.title.title[0].plain_text === "Roadmap 2026");
+out.retrieved = (await notion.pages.retrieve({ page_id: roadmap.id })).id === roadmap.id;
+try {
+  await notion.pages.retrieve({ page_id: "00000000-0000-4000-8000-000000000000" });
+  out.unshared = "answered";
+} catch (error) {
+  out.unshared = error.code;
+}
 
 async function fault(endpoint, body) {
   const answer = await fetch(`${base}/_mock/faults/${endpoint}`, {
