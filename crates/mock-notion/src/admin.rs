@@ -258,6 +258,7 @@ pub(crate) fn router(emulator: Emulator) -> Router {
         .route("/requests", get(requests).delete(clear_requests))
         .route("/tokens/expire", post(expire))
         .route("/bots/{bot_id}/revoke", post(revoke_bot))
+        .route("/icons/{name}", get(icon))
         .with_state(emulator)
 }
 
@@ -334,6 +335,27 @@ async fn expire(State(emulator): State<Emulator>, body: axum::body::Bytes) -> Re
         }
         Err(error) => refused(format!("give {{\"access_token\": \"…\"}}: {error}")),
     }
+}
+
+/// A workspace icon: its initial on Notion's blue, what `workspace_icon` points at.
+async fn icon(Path(name): Path<String>) -> Response {
+    let initial = name
+        .strip_suffix(".svg")
+        .and_then(|n| n.chars().next())
+        .filter(char::is_ascii_alphanumeric)
+        .unwrap_or('N');
+    let svg = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 48 48'><rect width='48' height='48' rx='8' fill='#2383e2'/>\
+         <text x='24' y='32' font-family='sans-serif' font-size='24' fill='#fff' text-anchor='middle'>{initial}</text></svg>"
+    );
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        svg,
+    )
+        .into_response()
 }
 
 async fn revoke_bot(State(emulator): State<Emulator>, Path(bot_id): Path<String>) -> StatusCode {

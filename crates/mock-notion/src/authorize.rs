@@ -86,6 +86,12 @@ struct Choice {
     workspace: String,
     template: bool,
     pages: PagePick,
+    /// Whether the user was named, which keeps ids stable across flows.
+    pinned: bool,
+    /// `mock_email=0`: no email in the answer.
+    email: bool,
+    /// `mock_owner=workspace`: a legacy workspace-level install.
+    workspace_owned: bool,
 }
 
 /// What the user shares on the page picker.
@@ -228,6 +234,9 @@ impl Emulator {
                             .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365)))
                             .unwrap_or(now),
                         shared,
+                        pinned: choice.pinned,
+                        email: choice.email,
+                        workspace_owned: choice.workspace_owned,
                     }))
                 });
                 let code = match code {
@@ -295,6 +304,9 @@ pub(crate) async fn authorize_get(
         workspace: name_or(param(&params, "mock_workspace"), default_workspace(&config)),
         template: is_truthy(param(&params, "mock_template")),
         pages: PagePick::from_query(param(&params, "mock_pages")),
+        pinned: param(&params, "mock_user").is_some(),
+        email: !matches!(param(&params, "mock_email"), Some("0" | "false" | "no" | "none")),
+        workspace_owned: param(&params, "mock_owner") == Some("workspace"),
     };
     let decision = match decision {
         Some(decision) => decision,
@@ -383,6 +395,10 @@ pub(crate) async fn authorize_post(
         workspace: name_or(param(&params, "workspace"), default_workspace(&config)),
         template: is_truthy(param(&params, "mock_template")),
         pages,
+        // A name typed on the page is an account: the same one next time.
+        pinned: true,
+        email: true,
+        workspace_owned: false,
     };
     emulator.complete(&valid, decision, choice)
 }

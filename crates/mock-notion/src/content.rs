@@ -58,6 +58,13 @@ pub struct WorkspaceContent {
     /// Database titles.
     #[serde(default)]
     pub databases: Vec<String>,
+    /// Whether the workspace has an icon (`workspace_icon` a URL) or not (`null`).
+    #[serde(default = "has_icon_by_default")]
+    pub icon: bool,
+}
+
+fn has_icon_by_default() -> bool {
+    true
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +121,12 @@ impl Content {
                 .map(|(index, (kind, title))| object(workspace, kind, title, index))
                 .collect()
         })
+    }
+
+    /// Whether the workspace has an icon: as its file says, else all but the default
+    /// "Personal" workspace, so that both answers are seen.
+    pub(crate) fn has_icon(&self, workspace: &str) -> bool {
+        self.given.get(workspace).map_or(workspace != "Personal", |w| w.icon)
     }
 
     /// A new page in `workspace`: the copy of the integration's template a user chose.
@@ -267,6 +280,7 @@ mod tests {
                 name: "Mine".into(),
                 pages: vec!["Only page".into()],
                 databases: vec![],
+                icon: false,
             }],
         };
         let mut content = Content::new(Some(&file));

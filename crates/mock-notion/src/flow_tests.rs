@@ -196,8 +196,12 @@ async fn deny_and_invalid_authorize() {
 async fn reauthorization_keeps_bot_id() {
     for mode in [ReauthMode::FreshPair, ReauthMode::SameToken] {
         let emulator = emulator(|c| c.reauth = mode);
-        let first = json_of(exchange(&emulator, &code_for(&emulator, "").await).await).await;
-        let second = json_of(exchange(&emulator, &code_for(&emulator, "").await).await).await;
+        let ada = "&mock_user=Ada+Lovelace";
+        let first = json_of(exchange(&emulator, &code_for(&emulator, ada).await).await).await;
+        let second = json_of(exchange(&emulator, &code_for(&emulator, ada).await).await).await;
+        // A flow that names no user is a person of its own: it re-authorizes nobody.
+        let unnamed = json_of(exchange(&emulator, &code_for(&emulator, "").await).await).await;
+        assert_ne!(unnamed["bot_id"], first["bot_id"]);
         let other = json_of(
             exchange(&emulator, &code_for(&emulator, "&mock_user=Bob&mock_template=1").await).await,
         )
@@ -780,14 +784,8 @@ async fn a_token_sees_only_what_was_picked_and_404s_the_rest() {
     )
     .await;
     let wiki_id = all["results"][0]["id"].as_str().unwrap().to_owned();
-    let hidden = api_get(&emulator, &format!("/v1/pages/{wiki_id}"), token, "2026-03-11").await;
-    // The second authorization was the same user and workspace: a fresh pair; the first died.
-    assert_eq!(hidden.status(), StatusCode::UNAUTHORIZED);
-    let other = {
-        let code = code_for(&emulator, "&mock_pages=OKRs&mock_user=Grace+Hopper").await;
-        json_of(exchange(&emulator, &code).await).await
-    };
-    let other_token = other["access_token"].as_str().unwrap();
+    // Both flows named no user, so they are two connections: the first still sees only its own.
+    let other_token = token;
     let hidden =
         api_get(&emulator, &format!("/v1/pages/{wiki_id}"), other_token, "2026-03-11").await;
     assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
@@ -839,4 +837,44 @@ async fn the_consent_form_shares_the_ticked_pages_and_a_template_copy_is_a_real_
     assert!(ids_found.contains(&template) && ids_found.contains(&ids[0]));
     let copy = api_get(&emulator, &format!("/v1/pages/{template}"), token, "2026-03-11").await;
     assert_eq!(copy.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn tokens_vary_as_notions_do_icons_owners_and_emails() {
+    let running = crate::Emulator::spawn(
+        EmulatorConfig { redirect_uris: vec![CB.to_owned()], ..EmulatorConfig::default() },
+        "127.0.0.1:0",
+    )
+    .await
+    .unwrap();
+    let emulator = &running.emulator;
+    let origin = running.base_url();
+    let with_host = |request: axum::http::request::Builder| {
+        request.header(header::HOST, running.addr.to_string())
+    };
+    let exchange_at = |code: String| {
+        let body = json!({"grant_type": "authorization_code", "code": code, "redirect_uri": CB});
+        with_host(Request::post("/v1/oauth/token"))
+            .header(header::AUTHORIZATION, basic(emulator))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let acme = json_of(send(emulator, exchange_at(code_for(emulator, "").await)).await).await;
+    assert_eq!(acme["workspace_icon"], format!("{origin}/_mock/icons/A.svg"));
+    assert_eq!(acme["owner"]["user"]["person"]["email"], "ada.lovelace@example.com");
+    let icon =
+        send(emulator, Request::get("/_mock/icons/A.svg").body(Body::empty()).unwrap()).await;
+    assert_eq!(icon.headers()[header::CONTENT_TYPE], "image/svg+xml");
+
+    let personal = code_for(emulator, "&mock_workspace=Personal&mock_email=0").await;
+    let personal = json_of(send(emulator, exchange_at(personal)).await).await;
+    assert!(personal["workspace_icon"].is_null(), "a workspace without an icon");
+    assert_eq!(personal["owner"]["user"]["person"], json!({}), "no email");
+
+    let legacy = code_for(emulator, "&mock_owner=workspace").await;
+    let legacy = json_of(send(emulator, exchange_at(legacy)).await).await;
+    assert_eq!(legacy["owner"], json!({"type": "workspace", "workspace": true}));
+    let me = json_of(users_me(emulator, legacy["access_token"].as_str().unwrap()).await).await;
+    assert_eq!(me["bot"]["owner"], legacy["owner"]);
 }

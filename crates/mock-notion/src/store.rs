@@ -21,10 +21,15 @@ const BENCH_USER: &str = "Bench User";
 pub(crate) struct Identity {
     pub(crate) user_name: String,
     pub(crate) user_id: Uuid,
-    pub(crate) email: String,
+    /// `None`: the integration may not read emails, or the user has none to show.
+    pub(crate) email: Option<String>,
     pub(crate) workspace_name: String,
     pub(crate) workspace_id: Uuid,
     pub(crate) bot_id: Uuid,
+    /// A legacy workspace-level install: `owner` is `{type: "workspace", workspace: true}`.
+    pub(crate) workspace_owned: bool,
+    /// `workspace_icon`: a URL, or `None` for a workspace without one.
+    pub(crate) workspace_icon: Option<String>,
 }
 
 impl Identity {
@@ -34,10 +39,22 @@ impl Identity {
         Self {
             user_name: user_name.to_owned(),
             user_id: random::stable_uuid(&["user", user_name]),
-            email: format!("{}@example.com", email_slug(user_name)),
+            email: Some(format!("{}@example.com", email_slug(user_name))),
             workspace_name: workspace_name.to_owned(),
             workspace_id: random::stable_uuid(&["workspace", workspace_name]),
             bot_id: random::stable_uuid(&["bot", client_id, user_name, workspace_name]),
+            workspace_owned: false,
+            workspace_icon: None,
+        }
+    }
+
+    /// As [`Identity::new`], but a person (and so a bot) of its own: two flows that did not
+    /// name their user do not re-authorize each other's connection.
+    pub(crate) fn unpinned(client_id: &str, user_name: &str, workspace_name: &str) -> Self {
+        Self {
+            user_id: random::uuid(),
+            bot_id: random::uuid(),
+            ..Self::new(client_id, user_name, workspace_name)
         }
     }
 
@@ -50,10 +67,12 @@ impl Identity {
         Self {
             user_name: BENCH_USER.to_owned(),
             user_id: random::stable_uuid(&["user", BENCH_USER]),
-            email: format!("{}@example.com", email_slug(BENCH_USER)),
+            email: Some(format!("{}@example.com", email_slug(BENCH_USER))),
             workspace_name,
             workspace_id,
             bot_id: random::stable_uuid(&["bench bot", client_id, code]),
+            workspace_owned: false,
+            workspace_icon: None,
         }
     }
 }
@@ -87,6 +106,13 @@ pub(crate) struct CodeGrant {
     pub(crate) expires_at: Instant,
     /// The pages and databases picked on the consent page.
     pub(crate) shared: Vec<Uuid>,
+    /// The user was named (on the consent page, or `mock_user`): ids stay the same across
+    /// authorizations. Otherwise the flow gets a person of its own.
+    pub(crate) pinned: bool,
+    /// `mock_email=0`: the owner has no email in the answer.
+    pub(crate) email: bool,
+    /// `mock_owner=workspace`: a legacy workspace-level install.
+    pub(crate) workspace_owned: bool,
 }
 
 /// A freshly issued or re-returned pair.
@@ -370,7 +396,10 @@ mod tests {
     fn identity_is_stable_per_user_and_workspace() {
         let a = ada();
         assert_eq!(a, Identity::new("client", "Ada Lovelace", "Acme Corp"));
-        assert_eq!(a.email, "ada.lovelace@example.com");
+        assert_eq!(a.email.as_deref(), Some("ada.lovelace@example.com"));
+        let unpinned = Identity::unpinned("client", "Ada Lovelace", "Acme Corp");
+        assert_ne!(unpinned.bot_id, a.bot_id);
+        assert_eq!(unpinned.workspace_id, a.workspace_id);
         let bob = Identity::new("client", "Bob", "Acme Corp");
         assert_eq!(bob.workspace_id, a.workspace_id);
         assert_ne!(bob.bot_id, a.bot_id);
@@ -505,6 +534,9 @@ mod tests {
             redirect_uri_sent: true,
             expires_at: now + Duration::from_secs(60),
             shared: Vec::new(),
+            pinned: true,
+            email: true,
+            workspace_owned: false,
         });
         assert!(store.code(&code, now).is_some());
         assert!(store.code(&code, now + Duration::from_secs(61)).is_none());

@@ -61,30 +61,34 @@ fn token_body(
         "bot_id": identity.bot_id,
         "workspace_id": identity.workspace_id,
         "workspace_name": identity.workspace_name,
-        "workspace_icon": workspace_icon(&identity.workspace_name),
+        "workspace_icon": identity.workspace_icon,
         "owner": owner_json(identity),
         "duplicated_template_id": duplicated_template_id,
         "request_id": request_id,
     })
 }
 
-/// Real Notion answers an https URL; a URL here would have to leave the machine to load, so the
-/// emulator inlines a small SVG (the workspace's initial) that a page can show offline.
-fn workspace_icon(workspace_name: &str) -> String {
-    use base64::Engine;
+/// Real Notion answers a URL or null (§2.4). The emulator answers a URL it serves itself (at the
+/// address the client reached it by, so it loads offline), or null for a workspace without an
+/// icon.
+fn workspace_icon(origin: Option<&str>, workspace_name: &str, has_icon: bool) -> Option<String> {
+    let origin = origin.filter(|_| has_icon)?;
     let initial: String = workspace_name
         .chars()
-        .find(|c| c.is_alphanumeric())
-        .map_or_else(|| "N".to_owned(), |c| c.to_uppercase().collect());
-    let svg = format!(
-        "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 48 48'><rect width='48' height='48' rx='8' fill='#2383e2'/>\
-         <text x='24' y='32' font-family='sans-serif' font-size='24' fill='#fff' text-anchor='middle'>{initial}</text></svg>"
-    );
-    format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg))
+        .find(|c| c.is_ascii_alphanumeric())
+        .map_or_else(|| "N".to_owned(), |c| c.to_ascii_uppercase().to_string());
+    Some(format!("{origin}/_mock/icons/{initial}.svg"))
 }
 
 /// The authorizing person, as in the token response and under `bot.owner` of `/v1/users/me`.
 pub(crate) fn owner_json(identity: &Identity) -> Value {
+    if identity.workspace_owned {
+        return json!({ "type": "workspace", "workspace": true });
+    }
+    let person = match &identity.email {
+        Some(email) => json!({ "email": email }),
+        None => json!({}),
+    };
     json!({
         "type": "user",
         "user": {
@@ -93,12 +97,17 @@ pub(crate) fn owner_json(identity: &Identity) -> Value {
             "name": identity.user_name,
             "avatar_url": null,
             "type": "person",
-            "person": { "email": identity.email },
+            "person": person,
         },
     })
 }
 
-fn exchange_code(s: &mut Inner, fields: &Fields, request_id: &str) -> Result<Value, ApiError> {
+fn exchange_code(
+    s: &mut Inner,
+    fields: &Fields,
+    request_id: &str,
+    origin: Option<&str>,
+) -> Result<Value, ApiError> {
     let code = fields.required_str("code")?;
     let redirect_uri = fields.str("redirect_uri")?;
     let grant = s
@@ -114,7 +123,17 @@ fn exchange_code(s: &mut Inner, fields: &Fields, request_id: &str) -> Result<Val
     )?;
     // Used up only on success, so a client can fix a bad redirect_uri and retry within the TTL.
     s.store.consume_code(code);
-    let identity = Identity::new(&grant.client_id, &grant.user_name, &grant.workspace_name);
+    let mut identity = if grant.pinned {
+        Identity::new(&grant.client_id, &grant.user_name, &grant.workspace_name)
+    } else {
+        Identity::unpinned(&grant.client_id, &grant.user_name, &grant.workspace_name)
+    };
+    if !grant.email {
+        identity.email = None;
+    }
+    identity.workspace_owned = grant.workspace_owned;
+    let has_icon = s.content.has_icon(&grant.workspace_name);
+    identity.workspace_icon = workspace_icon(origin, &grant.workspace_name, has_icon);
     let mut shared = grant.shared;
     // The copy of the template is a real page, shared with the bot like the picked ones.
     let template = grant.template.then(|| s.content.duplicate_template(&grant.workspace_name));
@@ -202,12 +221,17 @@ pub(crate) async fn token(
     body: Bytes,
 ) -> Response {
     // Notion-Version is deliberately not required here: many working clients omit it (§2.3).
+    let origin = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .filter(|host| host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
+        .map(|host| format!("http://{host}"));
     emulator.oauth_json(&request_id, &headers, &body, |s, fields| {
         match fields.str("grant_type")? {
             Some("authorization_code") if s.config.bench => {
                 exchange_bench_code(s, fields, &request_id)
             }
-            Some("authorization_code") => exchange_code(s, fields, &request_id),
+            Some("authorization_code") => exchange_code(s, fields, &request_id, origin.as_deref()),
             Some("refresh_token") => refresh(s, fields, &request_id),
             other => Err(grant_type_error(other)),
         }

@@ -52,6 +52,8 @@ pub(crate) struct Pages {
     denied_redirect: Option<String>,
     /// How long a flow may take, for the "expired" page's words.
     state_ttl_minutes: u64,
+    /// A local emulator's `http://127.0.0.1:…/` prefix, whose icons are shown too.
+    local_icons: Option<String>,
 }
 
 impl std::fmt::Debug for Pages {
@@ -92,6 +94,7 @@ impl Pages {
             success_redirect: config.connect.success_redirect.clone(),
             denied_redirect: config.connect.denied_redirect.clone(),
             state_ttl_minutes: config.state_ttl.as_secs() / 60,
+            local_icons: config.local_notion_origin().map(|origin| format!("{origin}/")),
         })
     }
 
@@ -191,11 +194,14 @@ impl Pages {
         let workspace =
             response.workspace_name.clone().unwrap_or_else(|| "your Notion workspace".into());
         // Notion sends an https URL; inline images are harmless in an <img> and allowed by the
-        // page policy. Anything else (javascript:, http:) is not shown.
-        let icon = response
-            .workspace_icon
-            .as_deref()
-            .filter(|icon| icon.starts_with("https://") || icon.starts_with("data:image/"));
+        // page policy, as is a local emulator's own http URL. Anything else (javascript:, other
+        // http:) is not shown.
+        let local = self.local_icons.as_deref();
+        let icon = response.workspace_icon.as_deref().filter(|icon| {
+            icon.starts_with("https://")
+                || icon.starts_with("data:image/")
+                || local.is_some_and(|origin| icon.starts_with(origin))
+        });
         let values = context! {
             workspace,
             icon,

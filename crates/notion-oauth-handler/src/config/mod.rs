@@ -126,6 +126,14 @@ impl Config {
         url
     }
 
+    /// The emulator's origin when Notion is one on this machine over plain http: the workspace
+    /// icons it hands out load from there.
+    pub fn local_notion_origin(&self) -> Option<String> {
+        let url = &self.notion.api_base_url;
+        (url.scheme() == "http" && is_loopback_host(url))
+            .then(|| url.origin().ascii_serialization())
+    }
+
     /// Whether cookies must be `Secure`.
     pub fn is_https(&self) -> bool {
         self.public_url.scheme() == "https"

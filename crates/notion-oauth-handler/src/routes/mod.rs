@@ -27,11 +27,7 @@ use crate::telemetry::Chain;
 
 /// Pages a browser walks through hold codes and states: keep them out of caches, frames and
 /// Referer headers, and let them load nothing from elsewhere (the workspace icon excepted).
-const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
-    (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    ),
+const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::REFERRER_POLICY, "no-referrer"),
     (header::X_FRAME_OPTIONS, "DENY"),
@@ -50,6 +46,22 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
         pages = pages
             .layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
     }
+    // A local emulator's icons are plain http at its own origin (a loopback address only).
+    let images = match config.local_notion_origin() {
+        Some(origin) => format!("https: data: {origin}"),
+        None => "https: data:".to_owned(),
+    };
+    let policy = |images: &str| {
+        format!(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src {images}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    };
+    // An origin is always header-safe; were it not, the stricter policy still applies.
+    let policy = HeaderValue::try_from(policy(&images))
+        .or_else(|_| HeaderValue::try_from(policy("https: data:")))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+    pages = pages
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, policy));
     let mut routes =
         pages.route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
     // Documents are the operator's own files, served as written, without our page policy (it

@@ -359,3 +359,41 @@ async fn a_templates_folder_replaces_a_page() {
     let landing = Browser::new().get(&format!("{}/", app.address)).await.text().await.unwrap();
     assert!(landing.contains("Add to Notion"));
 }
+
+#[tokio::test]
+async fn a_workspace_owned_install_without_email_or_icon_is_stored_and_the_emulators_icon_shows() {
+    let app = spawn_app().await;
+    // A legacy workspace-level install in a workspace without an icon.
+    let browser = Browser::new();
+    let mut authorize = app.connect(&browser, Some("legacy")).await;
+    authorize
+        .query_pairs_mut()
+        .append_pair("mock_owner", "workspace")
+        .append_pair("mock_workspace", "Personal");
+    let callback = app.decide(&authorize, "allow", "Ada Lovelace").await;
+    let page = app.callback(&browser, callback.as_str()).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains("<img"), "no icon to show");
+    // A person without email, in a workspace whose icon the emulator serves over loopback.
+    let browser = Browser::new();
+    let mut authorize = app.connect(&browser, Some("no-email")).await;
+    authorize.query_pairs_mut().append_pair("mock_email", "0");
+    let callback = app.decide(&authorize, "allow", "Grace Hopper").await;
+    let response = browser.get(callback.as_str()).await;
+    let policy = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let body = response.text().await.unwrap();
+    // minijinja escapes `/` in attributes.
+    let icon = format!("{}/_mock/icons/A.svg", app.notion.base_url()).replace('/', "&#x2f;");
+    assert!(body.contains(&format!("<img class=\"icon\" src=\"{icon}\"")), "{body}");
+    assert!(
+        policy.contains(&format!("img-src https: data: {}", app.notion.base_url())),
+        "{policy}"
+    );
+
+    let connections = app.connections().await;
+    let legacy = connections.iter().find(|c| c.reference.as_deref() == Some("legacy")).unwrap();
+    assert_eq!(legacy.owner_type, "workspace");
+    assert_eq!(legacy.workspace_icon, None);
+    let no_email = connections.iter().find(|c| c.reference.as_deref() == Some("no-email")).unwrap();
+    assert_eq!((no_email.owner_type.as_str(), no_email.owner_email.as_deref()), ("user", None));
+}
