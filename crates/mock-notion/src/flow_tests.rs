@@ -878,3 +878,27 @@ async fn tokens_vary_as_notions_do_icons_owners_and_emails() {
     let me = json_of(users_me(emulator, legacy["access_token"].as_str().unwrap()).await).await;
     assert_eq!(me["bot"]["owner"], legacy["owner"]);
 }
+
+#[tokio::test]
+async fn the_api_answers_cors_preflights_and_sends_cors_headers() {
+    let emulator = emulator(|_| {});
+    let preflight = Request::builder()
+        .method("OPTIONS")
+        .uri("/v1/search")
+        .header("origin", "http://localhost:3000")
+        .header("access-control-request-method", "POST")
+        .body(Body::empty())
+        .unwrap();
+    let answer = send(&emulator, preflight).await;
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    assert_eq!(answer.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert!(
+        answer.headers()[header::ACCESS_CONTROL_ALLOW_HEADERS]
+            .to_str()
+            .unwrap()
+            .contains("notion-version")
+    );
+    assert!(emulator.requests().is_empty(), "a preflight is not a call");
+    let refused = post_json(&emulator, "/v1/search", "Bearer nope", json!({})).await;
+    assert_eq!(refused.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+}

@@ -8,7 +8,7 @@ use axum::http::{Extensions, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 
 use crate::errors::ApiError;
 use crate::faults::{self, Fault};
@@ -41,6 +41,23 @@ pub(crate) async fn around_request(
     next: Next,
 ) -> Response {
     let request_id = random::uuid().to_string();
+    // The API sends CORS headers (§5.1): a browser's preflight is answered before anything else
+    // (it carries no token; it is neither recorded nor faulted).
+    if request.method() == Method::OPTIONS && request.uri().path().starts_with("/v1/") {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type, notion-version"),
+        );
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        return response;
+    }
     let (mut parts, body) = request.into_parts();
     let endpoint = Endpoint::from_path(parts.uri.path());
     let method = parts.method.to_string();
@@ -124,6 +141,12 @@ pub(crate) async fn around_request(
 
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-notion-request-id", value);
+    }
+    // The browser leg is a page, not an API answer.
+    if endpoint != Some(Endpoint::Authorize) {
+        response
+            .headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     }
     // Only the endpoint and outcome: URLs and bodies may carry codes, tokens or secrets.
     tracing::debug!(?endpoint, %method, status = response.status().as_u16(), "mock-notion request");
