@@ -427,7 +427,11 @@ async fn order_when_free(
     metrics: &Metrics,
 ) -> Ordered {
     let lock_path = acme.lock_file();
-    let opened = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path);
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let opened = options.open(&lock_path);
     let lock = match opened {
         Ok(lock) => lock,
         Err(error) => {
