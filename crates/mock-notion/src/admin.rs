@@ -24,6 +24,9 @@ use crate::{
     limits,
 };
 
+/// The most workspaces the consent page offers.
+const MAX_WORKSPACES: usize = 50;
+
 /// Every switchable behaviour, as the `mock-notion` configuration file, its flags and
 /// `PATCH /_mock/settings` give them; an absent field is left as it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +60,9 @@ pub struct Settings {
     /// The API's rate limit; `requests_per_second = 0` turns it off (the default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Refuse an authorize URL without `owner=user` (default: accept it, see the README).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_owner: Option<bool>,
 }
 
 impl Settings {
@@ -71,6 +77,7 @@ impl Settings {
         "echo_state_on_deny",
         "workspaces",
         "rate_limit",
+        "require_owner",
     ];
 
     /// Every setting as `config` has it.
@@ -86,6 +93,7 @@ impl Settings {
             echo_state_on_deny: Some(config.echo_state_on_deny),
             workspaces: Some(config.workspaces.clone()),
             rate_limit: Some(config.rate_limit.unwrap_or(off)),
+            require_owner: Some(config.require_owner),
         }
     }
 
@@ -102,6 +110,7 @@ impl Settings {
             echo_state_on_deny: self.echo_state_on_deny.or(base.echo_state_on_deny),
             workspaces: self.workspaces.or(base.workspaces),
             rate_limit: self.rate_limit.or(base.rate_limit),
+            require_owner: self.require_owner.or(base.require_owner),
         }
     }
 
@@ -139,13 +148,19 @@ impl Settings {
             next.echo_state_on_deny = echo;
         }
         if let Some(workspaces) = &self.workspaces {
-            let bad = workspaces.iter().any(|w| w.trim().is_empty() || w.chars().count() > 100);
-            if workspaces.is_empty() || bad {
-                return Err(
-                    "workspaces: give at least one name, each 1 to 100 characters".to_owned()
-                );
+            let bad = workspaces.iter().any(|w| {
+                w.trim().is_empty() || w.chars().count() > 100 || w.chars().any(char::is_control)
+            });
+            let repeated = workspaces.iter().enumerate().any(|(i, w)| workspaces[..i].contains(w));
+            if workspaces.is_empty() || workspaces.len() > MAX_WORKSPACES || bad || repeated {
+                return Err(format!(
+                    "workspaces: give 1 to {MAX_WORKSPACES} different names, each 1 to 100 characters"
+                ));
             }
             next.workspaces.clone_from(workspaces);
+        }
+        if let Some(strict) = self.require_owner {
+            next.require_owner = strict;
         }
         if let Some(limit) = self.rate_limit {
             if limit.requests_per_second > 10_000 || limit.burst > 10_000 {
@@ -153,6 +168,8 @@ impl Settings {
                     "rate_limit: requests_per_second and burst are at most 10000".to_owned()
                 );
             }
+            // A burst of 0 would refuse everything: it is 1, and reported so.
+            let limit = RateLimit { burst: limit.burst.max(1), ..limit };
             next.rate_limit = (limit.requests_per_second > 0).then_some(limit);
         }
         *config = next;
@@ -209,6 +226,9 @@ impl FaultRequest {
                 .ok_or_else(|| format!("{}: give ms, at most 600000", self.kind))
         };
         let retry_after = self.retry_after.unwrap_or(1);
+        if retry_after > 3600 {
+            return Err(format!("{}: retry_after is at most 3600 seconds", self.kind));
+        }
         Ok(match self.kind.as_str() {
             "error" => Fault::Error {
                 status: self.status.filter(|s| (400..=599).contains(s)).ok_or(
@@ -259,6 +279,12 @@ pub(crate) fn router(emulator: Emulator) -> Router {
         .route("/tokens/expire", post(expire))
         .route("/bots/{bot_id}/revoke", post(revoke_bot))
         .route("/icons/{name}", get(icon))
+        // A mistyped control path is the test's mistake, never a call to Notion.
+        .fallback(|| async {
+            let body = json!({ "object": "error", "status": 404, "code": "object_not_found",
+                "message": "No such /_mock/ path: see the README's emulator section." });
+            (StatusCode::NOT_FOUND, Json(body))
+        })
         .with_state(emulator)
 }
 

@@ -111,8 +111,14 @@ pub(crate) async fn search(
 ) -> Response {
     let result = emulator.api_grant(&headers).and_then(|caller| {
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let fields = body::parse(content_type, &body)?;
-        let request = SearchRequest::read(&fields, &caller.version)?;
+        // A body the API cannot read is a `validation_error` there (the OAuth endpoints say
+        // `invalid_request`).
+        let as_validation = |error: ApiError| match error.code.as_str() {
+            "invalid_request" => ApiError { code: "validation_error".to_owned(), ..error },
+            _ => error,
+        };
+        let fields = body::parse(content_type, &body).map_err(as_validation)?;
+        let request = SearchRequest::read(&fields, &caller.version).map_err(as_validation)?;
         let found = emulator.with(|s| {
             let objects = s.content.objects(&caller.identity.workspace_name);
             request.run(objects, &caller)
@@ -241,9 +247,14 @@ impl SearchRequest {
         };
         let page_size = match fields.get("page_size") {
             None => 100,
-            Some(value) => match value.as_u64() {
-                Some(size @ 1..=100) => usize::try_from(size).unwrap_or(100),
-                _ => return Err(invalid_field("page_size", "a number from 1 to 100", value)),
+            // A JSON number with nothing after the point is a whole number to Notion (1.0 is 1).
+            Some(value) => match value
+                .as_f64()
+                .filter(|n| n.fract() == 0.0 && (1.0..=100.0).contains(n))
+            {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Some(size) => size as usize,
+                None => return Err(invalid_field("page_size", "a number from 1 to 100", value)),
             },
         };
         Ok(Self { query, kind, ascending, start_cursor, page_size })

@@ -18,7 +18,8 @@ const FALLBACK_WORKSPACE: &str = "Acme Corp";
 /// Names become ids and emails; a cap keeps a pasted novel from doing so.
 const MAX_NAME_CHARS: usize = 100;
 /// The authorize parameters a consent form carries back; unknown ones (`scope`, `code_challenge`) are dropped.
-const CARRIED_PARAMS: [&str; 5] = ["client_id", "response_type", "owner", "redirect_uri", "state"];
+const CARRIED_PARAMS: [&str; 7] =
+    ["client_id", "response_type", "owner", "redirect_uri", "state", "mock_email", "mock_owner"];
 
 type Params = Vec<(String, String)>;
 
@@ -71,7 +72,11 @@ pub(crate) fn validate(params: &Params, config: &EmulatorConfig) -> Result<Valid
     }
     // `owner` is documented as required and always `user`, but Notion's changelog says
     // user-level tokens are made "regardless of the owner parameter", and the best-known
-    // tutorial and several providers never send it: accept it missing or any value.
+    // tutorial and several providers never send it: accepted missing or any value, unless the
+    // emulator is told to hold clients to the documentation.
+    if config.require_owner && param(params, "owner") != Some("user") {
+        return Err("Invalid owner: it must be `user`.".to_owned());
+    }
     Ok(Validated {
         client_id,
         redirect_uri,
@@ -157,6 +162,11 @@ fn parse_decision(value: Option<&str>) -> Result<Option<Decision>, String> {
     }
 }
 
+/// `mock_email=0` (or false, no, none): the owner comes without an email.
+fn wants_email(params: &Params) -> bool {
+    !matches!(param(params, "mock_email"), Some("0" | "false" | "no" | "none"))
+}
+
 fn is_truthy(value: Option<&str>) -> bool {
     matches!(value, Some("1" | "true" | "on" | "yes"))
 }
@@ -216,6 +226,12 @@ impl Emulator {
                     // Bench mode exchanges any code, so remembering this one would only grow.
                     if s.config.bench {
                         return Ok(random::uuid().to_string());
+                    }
+                    if !s.content.admits(&choice.workspace) {
+                        return Err(format!(
+                            "The emulator holds {} workspaces already; use one of them.",
+                            crate::content::MAX_WORKSPACES
+                        ));
                     }
                     let objects = s.content.objects(&choice.workspace);
                     let shared = choice.pages.resolve(objects, &choice.workspace)?;
@@ -305,7 +321,7 @@ pub(crate) async fn authorize_get(
         template: is_truthy(param(&params, "mock_template")),
         pages: PagePick::from_query(param(&params, "mock_pages")),
         pinned: param(&params, "mock_user").is_some(),
-        email: !matches!(param(&params, "mock_email"), Some("0" | "false" | "no" | "none")),
+        email: wants_email(&params),
         workspace_owned: param(&params, "mock_owner") == Some("workspace"),
     };
     let decision = match decision {
@@ -330,22 +346,32 @@ fn consent_page(
     if !workspaces.contains(&choice.workspace) {
         workspaces.push(choice.workspace.clone());
     }
-    // One list per workspace; the form keeps only the chosen workspace's ticks.
+    // One list per workspace; the form keeps only the chosen workspace's ticks. A test's
+    // `mock_pages` ticks the chosen workspace's list; the others are all ticked.
     let pickers = emulator.with(|s| {
-        workspaces
-            .iter()
-            .map(|workspace| Picker {
-                workspace: workspace.clone(),
-                objects: s
-                    .content
-                    .objects(workspace)
-                    .iter()
-                    .map(|o| PickerItem {
-                        id: o.id.to_string(),
-                        title: o.title.clone(),
-                        database: o.kind == crate::content::Kind::Database,
-                    })
-                    .collect(),
+        let admitted: Vec<&String> =
+            workspaces.iter().filter(|workspace| s.content.admits(workspace)).collect();
+        admitted
+            .into_iter()
+            .map(|workspace| {
+                let objects = s.content.objects(workspace);
+                let ticked = if *workspace == choice.workspace {
+                    choice.pages.resolve(objects, workspace).unwrap_or_default()
+                } else {
+                    objects.iter().map(|o| o.id).collect()
+                };
+                Picker {
+                    workspace: workspace.clone(),
+                    objects: objects
+                        .iter()
+                        .map(|o| PickerItem {
+                            id: o.id.to_string(),
+                            title: o.title.clone(),
+                            database: o.kind == crate::content::Kind::Database,
+                            checked: ticked.contains(&o.id),
+                        })
+                        .collect(),
+                }
             })
             .collect()
     });
@@ -397,8 +423,8 @@ pub(crate) async fn authorize_post(
         pages,
         // A name typed on the page is an account: the same one next time.
         pinned: true,
-        email: true,
-        workspace_owned: false,
+        email: wants_email(&params),
+        workspace_owned: param(&params, "mock_owner") == Some("workspace"),
     };
     emulator.complete(&valid, decision, choice)
 }

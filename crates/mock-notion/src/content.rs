@@ -93,6 +93,9 @@ pub(crate) struct Content {
     made: HashMap<String, Vec<Object>>,
 }
 
+/// The most workspaces given objects at once (see [`Content::admits`]).
+pub(crate) const MAX_WORKSPACES: usize = 1000;
+
 /// 2026-01-01T00:00:00Z: objects are dated after it, a day apart, so sorting is stable.
 const EPOCH: i64 = 1_767_225_600;
 
@@ -117,10 +120,31 @@ impl Content {
             };
             let kinds = pages.into_iter().map(|t| (Kind::Page, t));
             let all = kinds.chain(databases.into_iter().map(|t| (Kind::Database, t)));
-            all.enumerate()
-                .map(|(index, (kind, title))| object(workspace, kind, title, index))
-                .collect()
+            let mut made: Vec<Object> = Vec::new();
+            for (index, (kind, title)) in all.enumerate() {
+                let mut next = object(workspace, kind, title, index);
+                // Two objects of one title still get two ids: a cursor names one object.
+                let mut copy = 1u32;
+                while made.iter().any(|o| o.id == next.id) {
+                    copy += 1;
+                    let tag = format!("copy {copy}");
+                    next.id = random::stable_uuid(&["page", workspace, &next.title, &tag]);
+                    next.data_source_id = next.data_source_id.map(|_| {
+                        random::stable_uuid(&["data source", workspace, &next.title, &tag])
+                    });
+                }
+                made.push(next);
+            }
+            made
         })
+    }
+
+    /// Whether `workspace` has (or may get) objects: every named one up to [`MAX_WORKSPACES`],
+    /// so that test URLs naming new workspaces cannot grow the emulator without end.
+    pub(crate) fn admits(&self, workspace: &str) -> bool {
+        self.made.contains_key(workspace)
+            || self.given.contains_key(workspace)
+            || self.made.len() < MAX_WORKSPACES
     }
 
     /// Whether the workspace has an icon: as its file says, else all but the default
@@ -298,6 +322,18 @@ mod tests {
         let source = database.data_source_id.unwrap();
         assert_eq!(content.find("Acme Corp", source).unwrap().id, database.id);
         assert!(content.find("Personal", database.id).is_none());
+        // Two pages of one title are two objects.
+        let twins = ContentFile {
+            workspaces: vec![WorkspaceContent {
+                name: "Twins".into(),
+                pages: vec!["A".into(), "A".into()],
+                databases: vec![],
+                icon: true,
+            }],
+        };
+        let mut content = Content::new(Some(&twins));
+        let ids: Vec<Uuid> = content.objects("Twins").iter().map(|o| o.id).collect();
+        assert_ne!(ids[0], ids[1]);
     }
 
     #[test]

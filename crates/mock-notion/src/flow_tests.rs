@@ -902,3 +902,125 @@ async fn the_api_answers_cors_preflights_and_sends_cors_headers() {
     let refused = post_json(&emulator, "/v1/search", "Bearer nope", json!({})).await;
     assert_eq!(refused.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
 }
+
+#[tokio::test]
+async fn review_fixes_limits_grace_picker_and_control_paths() {
+    // The rate limit counts a connection, across a refresh; a token Notion does not know gets
+    // its 401, never a 429.
+    let emulator = emulator(|c| c.old_token_grace = Duration::from_secs(60));
+    let (first, refresh) = access_token(&emulator).await;
+    let limit = json!({"rate_limit": {"requests_per_second": 1, "burst": 2}});
+    admin(&emulator, "PATCH", "/settings", Some(limit)).await;
+    assert_eq!(users_me(&emulator, &first).await.status(), StatusCode::OK);
+    let body = json!({"grant_type": "refresh_token", "refresh_token": refresh});
+    let second =
+        json_of(post_json(&emulator, "/v1/oauth/token", &basic(&emulator), body).await).await;
+    let second = second["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(users_me(&emulator, &second).await.status(), StatusCode::OK);
+    assert_eq!(
+        users_me(&emulator, &first).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "one budget for the connection"
+    );
+    for _ in 0..3 {
+        assert_eq!(users_me(&emulator, "ntn_bogus").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    admin(&emulator, "PATCH", "/settings", Some(json!({"rate_limit": {"requests_per_second": 0}})))
+        .await;
+    // Expiring a token in its grace ends it.
+    admin(&emulator, "POST", "/tokens/expire", Some(json!({"access_token": first}))).await;
+    assert_eq!(users_me(&emulator, &first).await.status(), StatusCode::UNAUTHORIZED);
+
+    // A mistyped control path is not a call to Notion.
+    let typo = admin(&emulator, "GET", "/settingz", None).await;
+    assert_eq!(typo.status(), StatusCode::NOT_FOUND);
+    assert!(emulator.requests().iter().all(|r| !r.path.starts_with("/_mock")));
+    for bad in [
+        json!({"workspaces": ["Acme Corp", "Acme Corp"]}),
+        json!({"workspaces": ["a\u{0}b"]}),
+        json!({"workspaces": (0..51).map(|i| format!("w{i}")).collect::<Vec<_>>()}),
+    ] {
+        assert_eq!(
+            admin(&emulator, "PATCH", "/settings", Some(bad.clone())).await.status(),
+            400,
+            "{bad}"
+        );
+    }
+    let huge = json!({"kind": "rate_limited", "retry_after": 1_000_000});
+    assert_eq!(admin(&emulator, "PUT", "/faults/users_me", Some(huge)).await.status(), 400);
+    let zero_burst = json!({"rate_limit": {"requests_per_second": 5, "burst": 0}});
+    let settings = json_of(admin(&emulator, "PATCH", "/settings", Some(zero_burst)).await).await;
+    assert_eq!(settings["rate_limit"]["burst"], 1, "reported as used");
+    admin(&emulator, "PATCH", "/settings", Some(json!({"rate_limit": {"requests_per_second": 0}})))
+        .await;
+
+    // The consent page ticks what mock_pages names, and carries mock_email through its form.
+    let page = get(&emulator, &authorize_url(&emulator, "&mock_pages=OKRs&mock_email=0")).await;
+    let html =
+        String::from_utf8(to_bytes(page.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    let acme = html.split("data-workspace=\"Personal\"").next().unwrap();
+    assert_eq!(acme.matches(" checked>").count(), 1, "only OKRs ticked in the chosen workspace");
+    assert!(html.contains(r#"name="mock_email" value="0""#));
+
+    // Search reads a body's wrong types as validation errors, and 1.0 as 1.
+    let (token, _) = access_token(&emulator).await;
+    let auth = format!("Bearer {token}");
+    let typed = json_of(post_json(&emulator, "/v1/search", &auth, json!({"query": 5})).await).await;
+    assert_eq!(typed["code"], "validation_error");
+    let one =
+        json_of(post_json(&emulator, "/v1/search", &auth, json!({"page_size": 1.0})).await).await;
+    assert_eq!(one["results"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn reauthorization_keeps_or_replaces_the_shared_pages_by_mode_and_owner_can_be_required() {
+    let emulator = emulator(|c| c.reauth = ReauthMode::SameToken);
+    let ada = "&mock_user=Ada+Lovelace";
+    let first = json_of(
+        exchange(&emulator, &code_for(&emulator, &format!("{ada}&mock_pages=Tasks")).await).await,
+    )
+    .await;
+    let again = json_of(exchange(&emulator, &code_for(&emulator, ada).await).await).await;
+    assert_eq!(first["access_token"], again["access_token"]);
+    let token = again["access_token"].as_str().unwrap();
+    let found =
+        json_of(post_json(&emulator, "/v1/search", &format!("Bearer {token}"), json!({})).await)
+            .await;
+    assert_eq!(titles(&found["results"]), ["Tasks"], "a legacy re-authorization picks no pages");
+
+    let strict = emulator_with_owner_required();
+    let id = strict.with(|s| s.config.client_id.clone());
+    let cb = url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>();
+    let no_owner = format!(
+        "/v1/oauth/authorize?client_id={id}&response_type=code&redirect_uri={cb}&mock_decision=allow"
+    );
+    assert_eq!(get(&strict, &no_owner).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(get(&strict, &format!("{no_owner}&owner=user")).await.status(), StatusCode::FOUND);
+}
+
+fn emulator_with_owner_required() -> Emulator {
+    emulator(|c| c.require_owner = true)
+}
+
+#[tokio::test]
+async fn cors_preflights_echo_the_asked_headers_and_answers_expose_retry_after() {
+    let emulator = emulator(|_| {});
+    let preflight = Request::builder()
+        .method("OPTIONS")
+        .uri("/v1/users/me")
+        .header("access-control-request-headers", "authorization, notion-version, user-agent")
+        .body(Body::empty())
+        .unwrap();
+    let answer = send(&emulator, preflight).await;
+    assert_eq!(
+        answer.headers()[header::ACCESS_CONTROL_ALLOW_HEADERS],
+        "authorization, notion-version, user-agent"
+    );
+    let refused = users_me(&emulator, "ntn_nope").await;
+    assert!(
+        refused.headers()[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+            .to_str()
+            .unwrap()
+            .contains("retry-after")
+    );
+}

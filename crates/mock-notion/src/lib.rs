@@ -140,6 +140,9 @@ pub struct EmulatorConfig {
     pub rate_limit: Option<RateLimit>,
     /// `false` sends `state=` empty on deny, exactly like Notion's doc example (§1.3).
     pub echo_state_on_deny: bool,
+    /// Refuse an authorize URL without `owner=user`, as the documentation has it (default:
+    /// accepted, as Notion's changelog says it is).
+    pub require_owner: bool,
     /// Workspace names offered on the consent page; the first is the default.
     pub workspaces: Vec<String>,
     /// What the workspaces hold; `None` gives each the default set of 22 pages and 3 databases.
@@ -168,6 +171,7 @@ impl Default for EmulatorConfig {
             old_token_grace: Duration::ZERO,
             rate_limit: None,
             echo_state_on_deny: true,
+            require_owner: false,
             workspaces: vec!["Acme Corp".to_owned(), "Personal".to_owned()],
             content: None,
             bench: false,
@@ -189,6 +193,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("old_token_grace", &self.old_token_grace)
             .field("rate_limit", &self.rate_limit)
             .field("echo_state_on_deny", &self.echo_state_on_deny)
+            .field("require_owner", &self.require_owner)
             .field("workspaces", &self.workspaces)
             .field("content", &self.content)
             .field("bench", &self.bench)

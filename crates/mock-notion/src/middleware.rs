@@ -51,10 +51,12 @@ pub(crate) async fn around_request(
             header::ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"),
         );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization, content-type, notion-version"),
-        );
+        // Whatever headers the browser asks to send (the SDK adds its own user-agent).
+        let asked =
+            request.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned().unwrap_or_else(
+                || HeaderValue::from_static("authorization, content-type, notion-version"),
+            );
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
         headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
         return response;
     }
@@ -79,16 +81,18 @@ pub(crate) async fn around_request(
                 (name.as_str().to_ascii_lowercase(), value)
             })
             .collect(),
-        body: String::from_utf8_lossy(&bytes).into_owned(),
+        body: recorded_body(&bytes),
         content_type: parts
             .headers
             .get(header::CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
     };
+    // Made before the lock is taken: copying a body is the slow part.
+    let recorded = (!emulator.with(|s| s.config.bench)).then(record);
     let (fault, limited, shape) = emulator.with(|s| {
         // A load target records nothing: copying every request would be most of its work.
-        if !s.config.bench {
-            s.log.push(record());
+        if let Some(recorded) = recorded {
+            s.log.push(recorded);
         }
         let fault = endpoint.and_then(|e| s.faults.take(e));
         let limited = if fault.is_none() { over_limit(s, endpoint, &parts.headers) } else { None };
@@ -144,9 +148,13 @@ pub(crate) async fn around_request(
     }
     // The browser leg is a page, not an API answer.
     if endpoint != Some(Endpoint::Authorize) {
-        response
-            .headers_mut()
-            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        // So that code in a page can honour a 429 and quote the request id.
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("retry-after, x-notion-request-id"),
+        );
     }
     // Only the endpoint and outcome: URLs and bodies may carry codes, tokens or secrets.
     tracing::debug!(?endpoint, %method, status = response.status().as_u16(), "mock-notion request");
@@ -173,17 +181,31 @@ fn over_limit(s: &Inner, endpoint: Option<Endpoint>, headers: &HeaderMap) -> Opt
     if endpoint.is_some_and(Endpoint::is_oauth) {
         return None;
     }
-    let token = credentials::bearer(headers);
+    // A token Notion does not know gets its 401, never a 429; a known one is counted for its
+    // connection, whichever of its tokens (one in its grace after a refresh too) it uses.
+    let identity = s.store.access_token_bot(credentials::bearer(headers)?)?;
     let (key, reason) = match limiter.scope() {
-        RateLimitScope::Token => (token?.to_owned(), "public_api_request_rate_limit"),
+        RateLimitScope::Token => (identity.bot_id.to_string(), "public_api_request_rate_limit"),
         RateLimitScope::Workspace => {
-            let workspace = s.store.access_token_bot(token?)?.workspace_id;
-            (workspace.to_string(), "public_api_space_request_rate_limit")
+            (identity.workspace_id.to_string(), "public_api_space_request_rate_limit")
         }
         RateLimitScope::Integration => (String::new(), "public_api_request_rate_limit"),
     };
     let wait = limiter.check(&key).err()?;
     Some(ApiError::rate_limited(reason, wait))
+}
+
+/// What a recorded body keeps: real ones are a few hundred bytes; a runaway client's megabyte
+/// would make the log (1000 requests) a gigabyte.
+const RECORDED_BODY_BYTES: usize = 64 * 1024;
+
+fn recorded_body(bytes: &[u8]) -> String {
+    let kept = &bytes[..bytes.len().min(RECORDED_BODY_BYTES)];
+    let mut text = String::from_utf8_lossy(kept).into_owned();
+    if bytes.len() > RECORDED_BODY_BYTES {
+        text.push_str(&format!("… ({} bytes in all; the rest not recorded)", bytes.len()));
+    }
+    text
 }
 
 enum Outcome {
@@ -238,5 +260,19 @@ fn apply_fault(
             shape,
             request_id,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_body_keeps_64_kib_and_says_how_long_it_was() {
+        let big = vec![0xFF_u8; RECORDED_BODY_BYTES + 10];
+        let kept = recorded_body(&big);
+        assert!(kept.len() < RECORDED_BODY_BYTES * 3 + 100, "{}", kept.len());
+        assert!(kept.ends_with(&format!("({} bytes in all; the rest not recorded)", big.len())));
+        assert_eq!(recorded_body(b"code=abc"), "code=abc");
     }
 }

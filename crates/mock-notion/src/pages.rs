@@ -33,6 +33,7 @@ pub(crate) struct PickerItem {
     pub(crate) id: String,
     pub(crate) title: String,
     pub(crate) database: bool,
+    pub(crate) checked: bool,
 }
 
 pub(crate) struct Pages {
@@ -111,6 +112,7 @@ mod tests {
                     id: "1f0c".to_owned(),
                     title: "<b>Plans</b>".to_owned(),
                     database: true,
+                    checked: true,
                 }],
             }],
         };

@@ -180,6 +180,11 @@ impl Store {
     }
 
     pub(crate) fn issue_code(&mut self, grant: CodeGrant) -> String {
+        // Codes nobody exchanged would stay for good: forget the expired ones now and then.
+        if self.codes.len() >= 1024 && self.codes.len().is_power_of_two() {
+            let now = Instant::now();
+            self.codes.retain(|_, grant| grant.expires_at > now);
+        }
         let code = random::uuid().to_string();
         self.issued.push(code.clone());
         self.codes.insert(code.clone(), grant);
@@ -215,13 +220,16 @@ impl Store {
             current: None,
         });
         bot.identity = identity;
-        // A user authorizing again picks pages again; what they pick is what the bot sees.
-        bot.shared = shared;
         if mode == ReauthMode::SameToken
             && let Some(pair) = &bot.current
         {
+            // A legacy connection shows no page picker again: what it was given stays.
             return pair.clone();
         }
+        // A user authorizing anew picks pages anew; what they pick is what the bot sees.
+        bot.shared = shared;
+        // The new pair ends the old one, and any old access token still in its grace.
+        self.graced.retain(|_, graced| graced.bot_id != bot_id);
         self.mint(bot_id)
     }
 
@@ -331,6 +339,7 @@ impl Store {
     /// Lets an access token expire: it is no longer accepted, while its pair's refresh token
     /// still works.
     pub(crate) fn expire_access_token(&mut self, token: &str) {
+        self.graced.remove(token);
         if let Some(info) = self.access.get_mut(token) {
             info.expired = true;
         }

@@ -90,9 +90,9 @@ pub(crate) struct MockNotionArgs {
     /// Where the emulator listens.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub(crate) bind: SocketAddr,
-    /// A TOML file with client_id, client_secret, redirect_uris, bench and any of the settings
-    /// below (snake_case keys: error_shape = "notion", rate_limit = { requests_per_second = 3 });
-    /// flags override it.
+    /// A TOML file with client_id, client_secret, redirect_uris, bench, content_file and any of
+    /// the settings below (snake_case keys: error_shape = "notion",
+    /// rate_limit = { requests_per_second = 3 }); flags override it.
     #[arg(long, short)]
     pub(crate) config: Option<PathBuf>,
     /// The client id the emulator accepts.
@@ -145,11 +145,16 @@ pub(crate) struct MockNotionArgs {
     #[arg(long, value_name = "PER_SECOND")]
     pub(crate) rate_limit: Option<u32>,
     /// How many requests may come at once before the rate applies [default: 10].
-    #[arg(long, value_name = "REQUESTS", requires = "rate_limit")]
+    #[arg(long, value_name = "REQUESTS")]
     pub(crate) rate_limit_burst: Option<u32>,
-    /// What one rate-limit budget covers [default: token].
-    #[arg(long, value_enum, requires = "rate_limit")]
+    /// What one rate-limit budget covers: each connection (token), each workspace, or every
+    /// request together [default: token].
+    #[arg(long, value_enum)]
     pub(crate) rate_limit_per: Option<MockRateLimitScope>,
+    /// Refuse an authorize URL without owner=user, as Notion's documentation has it (by
+    /// default it is accepted, as Notion's changelog says it is).
+    #[arg(long)]
+    pub(crate) require_owner: bool,
 }
 
 /// `--error-shape`.

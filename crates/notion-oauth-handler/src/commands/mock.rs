@@ -69,7 +69,7 @@ pub(super) async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
         content,
         ..EmulatorConfig::default()
     };
-    let settings = flag_settings(&args).or(file_settings);
+    let settings = flag_settings(&args, file_settings.rate_limit).or(file_settings);
     settings.apply_to(&mut config).map_err(|problem| anyhow::anyhow!("{problem}"))?;
     let running = Emulator::spawn(config, &args.bind.to_string())
         .await
@@ -100,13 +100,23 @@ fn check_redirect_uri(uri: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The settings the flags give; unset flags leave the file's (or the default).
-fn flag_settings(args: &MockNotionArgs) -> Settings {
-    let rate_limit = args.rate_limit.map(|requests_per_second| RateLimit {
-        requests_per_second,
-        burst: args.rate_limit_burst.unwrap_or(10),
+/// The settings the flags give; unset flags leave the file's (or the default). The rate-limit
+/// flags change the file's `rate_limit` field by field.
+fn flag_settings(args: &MockNotionArgs, file_limit: Option<RateLimit>) -> Settings {
+    let any_limit_flag = args.rate_limit.is_some()
+        || args.rate_limit_burst.is_some()
+        || args.rate_limit_per.is_some();
+    let base = file_limit.unwrap_or(RateLimit {
+        requests_per_second: 0,
+        burst: 10,
+        per: RateLimitScope::Token,
+    });
+    let rate_limit = any_limit_flag.then(|| RateLimit {
+        requests_per_second: args.rate_limit.unwrap_or(base.requests_per_second),
+        burst: args.rate_limit_burst.unwrap_or(base.burst),
         per: match args.rate_limit_per {
-            None | Some(MockRateLimitScope::Token) => RateLimitScope::Token,
+            None => base.per,
+            Some(MockRateLimitScope::Token) => RateLimitScope::Token,
             Some(MockRateLimitScope::Workspace) => RateLimitScope::Workspace,
             Some(MockRateLimitScope::Integration) => RateLimitScope::Integration,
         },
@@ -130,6 +140,7 @@ fn flag_settings(args: &MockNotionArgs) -> Settings {
         echo_state_on_deny: args.empty_state_on_deny.then_some(false),
         workspaces: (!args.workspaces.is_empty()).then(|| args.workspaces.clone()),
         rate_limit,
+        require_owner: args.require_owner.then_some(true),
     }
 }
 
@@ -141,15 +152,29 @@ fn read_content(path: &Path) -> anyhow::Result<ContentFile> {
                 path.display()
             )
         })?;
-    for workspace in &content.workspaces {
-        let titles = workspace.pages.iter().chain(&workspace.databases);
-        if workspace.name.trim().is_empty()
-            || titles.clone().any(|t| t.trim().is_empty() || t.contains(','))
-        {
+    let file = path.display();
+    for (index, workspace) in content.workspaces.iter().enumerate() {
+        let name = &workspace.name;
+        if name.trim().is_empty() || content.workspaces[..index].iter().any(|w| w.name == *name) {
             bail!(
-                "{}: every workspace needs a name, and titles must be non-empty without commas (mock_pages lists them comma-separated)",
-                path.display()
+                "{file}: every workspace needs a name of its own (`{name}` is empty or repeated)"
             );
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for title in workspace.pages.iter().chain(&workspace.databases) {
+            // A test picks pages by title (mock_pages=A,B): each must be pickable, and one.
+            let folded = title.to_lowercase();
+            if title.trim() != title || title.is_empty() || title.contains(',') {
+                bail!(
+                    "{file}: `{title}` in {name}: titles are non-empty, without commas or spaces around them"
+                );
+            }
+            if folded == "all" || folded == "none" || seen.contains(&folded) {
+                bail!(
+                    "{file}: `{title}` in {name}: titles are unique (ignoring case) and not `all` or `none`, the words mock_pages reserves"
+                );
+            }
+            seen.push(folded);
         }
     }
     Ok(content)

@@ -599,7 +599,7 @@ async fn mock_notion_takes_every_setting_from_flags_over_its_file_and_refuses_ba
         "client_id = \"mock-id\"\nclient_secret = \"mock-secret\"\n\
          redirect_uris = [\"http://localhost:9/callback\"]\nworkspaces = [\"Team\", \"Home\"]\n\
          error_shape = \"notion\"\nreauth = \"same_token\"\ncode_ttl_seconds = 30\n\
-         rate_limit = { requests_per_second = 50 }\ncontent_file = \"content.toml\"\n",
+         rate_limit = { requests_per_second = 50, per = \"workspace\" }\ncontent_file = \"content.toml\"\n",
     )
     .unwrap();
     std::fs::write(
@@ -612,7 +612,8 @@ async fn mock_notion_takes_every_setting_from_flags_over_its_file_and_refuses_ba
         binary()
             .args(["mock-notion", "--bind", &format!("127.0.0.1:{port}"), "--config"])
             .arg(&file)
-            .args(["--error-shape", "oauth", "--rate-limit", "2", "--rate-limit-per", "workspace"])
+            // The rate-limit flag changes the file's rate, and keeps its scope.
+            .args(["--error-shape", "oauth", "--rate-limit", "2"])
             .args(["--old-token-grace-seconds", "5", "--empty-state-on-deny"]),
         "listening on",
     )
@@ -701,6 +702,18 @@ async fn mock_notion_takes_every_setting_from_flags_over_its_file_and_refuses_ba
         assert!(!output.status.success(), "{flags:?}");
         assert!(stderr.contains(expected), "{flags:?}: {stderr}");
     }
+    std::fs::write(
+        dir.path().join("twins.toml"),
+        "[[workspaces]]\nname = \"T\"\npages = [\"A\", \"a\"]\n",
+    )
+    .unwrap();
+    let (output, _, stderr) = run(binary()
+        .args(["mock-notion", "--bind", "127.0.0.1:0", "--client-id", "i", "--client-secret", "s"])
+        .args(["--redirect-uri", "http://localhost/cb", "--content"])
+        .arg(dir.path().join("twins.toml")))
+    .await;
+    assert!(!output.status.success());
+    assert!(stderr.contains("titles are unique (ignoring case)"), "{stderr}");
     std::fs::write(&file, "client_id = \"i\"\nclient_secret = \"s\"\nratelimit = 3\n").unwrap();
     let (output, _, stderr) =
         run(binary().args(["mock-notion", "--bind", "127.0.0.1:0", "--config"]).arg(&file)).await;
