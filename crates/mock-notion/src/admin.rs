@@ -202,22 +202,51 @@ impl Emulator {
 /// "message": "…"}`, `{"kind": "non_json"}`, `{"kind": "missing_fields"}`,
 /// `{"kind": "delay", "ms": 3000}`, `{"kind": "stall", "ms": 3000}`,
 /// `{"kind": "rate_limited", "retry_after": 2}`, `{"kind": "overloaded", "retry_after": 2}`,
-/// `{"kind": "drop"}`; each with optional `times` (default: until cleared) and `skip`.
-#[derive(Debug, Deserialize)]
+/// `{"kind": "drop"}`; each with optional `times` (default: until cleared) and `skip`. In
+/// `mock-notion`'s file and flags it also names its `endpoint`.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FaultRequest {
-    kind: String,
-    status: Option<u16>,
-    code: Option<String>,
-    message: Option<String>,
-    ms: Option<u64>,
-    retry_after: Option<u64>,
-    times: Option<u32>,
+pub struct FaultSpec {
+    /// Which endpoint (`token`, `users_me`, …); the URL says it on `/_mock/faults/{endpoint}`.
     #[serde(default)]
-    skip: u32,
+    pub endpoint: Option<String>,
+    /// error, non_json, missing_fields, delay, stall, rate_limited, overloaded or drop.
+    pub kind: String,
+    /// `error`: the HTTP status, 400–599.
+    pub status: Option<u16>,
+    /// `error`: Notion's error code.
+    pub code: Option<String>,
+    /// `error`: the message.
+    pub message: Option<String>,
+    /// `delay` and `stall`: milliseconds.
+    pub ms: Option<u64>,
+    /// `rate_limited` and `overloaded`: the Retry-After seconds (default 1).
+    pub retry_after: Option<u64>,
+    /// How many requests it hits (default: until cleared).
+    pub times: Option<u32>,
+    /// Requests let through first.
+    #[serde(default)]
+    pub skip: u32,
 }
 
-impl FaultRequest {
+impl Emulator {
+    /// Arms the fault `spec` on `endpoint` (by name).
+    ///
+    /// # Errors
+    /// An unknown endpoint or fault, or values out of range: nothing is armed then.
+    pub fn arm(&self, endpoint: &str, spec: &FaultSpec) -> Result<(), String> {
+        let Some(target) = Endpoint::from_name(endpoint) else {
+            return Err(format!(
+                "`{endpoint}` is not an endpoint: authorize, token, introspect, revoke, users_me, search, pages, databases or data_sources"
+            ));
+        };
+        let fault = spec.fault()?;
+        self.with(|s| s.faults.set(target, fault, spec.times, spec.skip));
+        Ok(())
+    }
+}
+
+impl FaultSpec {
     fn fault(&self) -> Result<Fault, String> {
         let ms = || {
             self.ms
@@ -308,21 +337,14 @@ async fn set_fault(
     Path(endpoint): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(endpoint) = Endpoint::from_name(&endpoint) else {
-        return refused(format!(
-            "`{endpoint}` is not an endpoint: authorize, token, introspect, revoke, users_me, search, pages, databases or data_sources"
-        ));
-    };
-    let request: FaultRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
+    let spec: FaultSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
         Err(error) => return refused(format!("not a fault: {error}")),
     };
-    let fault = match request.fault() {
-        Ok(fault) => fault,
-        Err(message) => return refused(message),
-    };
-    emulator.with(|s| s.faults.set(endpoint, fault, request.times, request.skip));
-    StatusCode::NO_CONTENT.into_response()
+    match emulator.arm(&endpoint, &spec) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(message) => refused(message),
+    }
 }
 
 async fn clear_fault(State(emulator): State<Emulator>, Path(endpoint): Path<String>) -> Response {

@@ -31,7 +31,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-pub use admin::Settings;
+pub use admin::{FaultSpec, Settings};
 pub use content::{ContentFile, WorkspaceContent};
 pub use faults::Fault;
 pub use recording::{Endpoint, RecordedRequest};
@@ -297,6 +297,17 @@ impl Emulator {
         let emulator = Emulator::new(config);
         let task = tokio::spawn(emulator.clone().serve(listener));
         Ok(RunningEmulator { emulator, addr, task })
+    }
+
+    /// Binds `addr` and serves this emulator (faults armed, settings applied) on a new task.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn spawn_on(self, addr: &str) -> std::io::Result<RunningEmulator> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(self.clone().serve(listener));
+        Ok(RunningEmulator { emulator: self, addr, task })
     }
 
     /// Installs a fault that stays until [`Emulator::clear_faults`].

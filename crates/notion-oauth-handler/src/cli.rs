@@ -151,6 +151,11 @@ pub(crate) struct MockNotionArgs {
     /// request together [default: token].
     #[arg(long, value_enum)]
     pub(crate) rate_limit_per: Option<MockRateLimitScope>,
+    /// A fault armed from the start: ENDPOINT=KIND[,key=value…], e.g. token=error,status=503,times=1
+    /// or users_me=rate_limited,retry_after=2 or search=delay,ms=3000 (repeat for several; the
+    /// README lists kinds and keys; switch them at run time at /_mock/faults).
+    #[arg(long = "fault", value_name = "SPEC")]
+    pub(crate) faults: Vec<String>,
     /// Refuse an authorize URL without owner=user, as Notion's documentation has it (by
     /// default it is accepted, as Notion's changelog says it is).
     #[arg(long)]

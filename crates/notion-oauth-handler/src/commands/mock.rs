@@ -6,8 +6,8 @@ use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use mock_notion::{
-    ContentFile, Emulator, EmulatorConfig, ErrorShape, RateLimit, RateLimitScope, ReauthMode,
-    Revocation, Settings,
+    ContentFile, Emulator, EmulatorConfig, ErrorShape, FaultSpec, RateLimit, RateLimitScope,
+    ReauthMode, Revocation, Settings,
 };
 use serde::Deserialize;
 
@@ -26,11 +26,14 @@ struct MockFile {
     bench: bool,
     /// Relative to the file.
     content_file: Option<PathBuf>,
+    /// Armed from the start, each naming its endpoint.
+    #[serde(default)]
+    faults: Vec<FaultSpec>,
 }
 
 /// The keys [`MockFile`] holds besides the settings.
-const IDENTITY_KEYS: [&str; 5] =
-    ["client_id", "client_secret", "redirect_uris", "bench", "content_file"];
+const IDENTITY_KEYS: [&str; 6] =
+    ["client_id", "client_secret", "redirect_uris", "bench", "content_file", "faults"];
 
 pub(super) async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
     let (file, file_settings) = match &args.config {
@@ -71,7 +74,19 @@ pub(super) async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
     };
     let settings = flag_settings(&args, file_settings.rate_limit).or(file_settings);
     settings.apply_to(&mut config).map_err(|problem| anyhow::anyhow!("{problem}"))?;
-    let running = Emulator::spawn(config, &args.bind.to_string())
+    let mut faults = file.faults;
+    for flag in &args.faults {
+        faults.push(parse_fault(flag)?);
+    }
+    let emulator = Emulator::new(config);
+    for fault in &faults {
+        let endpoint = fault.endpoint.as_deref().unwrap_or_default();
+        emulator
+            .arm(endpoint, fault)
+            .map_err(|problem| anyhow::anyhow!("the fault for `{endpoint}`: {problem}"))?;
+    }
+    let running = emulator
+        .spawn_on(&args.bind.to_string())
         .await
         .with_context(|| format!("cannot listen on {} (pick another with --bind)", args.bind))?;
     let base = running.base_url();
@@ -142,6 +157,28 @@ fn flag_settings(args: &MockNotionArgs, file_limit: Option<RateLimit>) -> Settin
         rate_limit,
         require_owner: args.require_owner.then_some(true),
     }
+}
+
+/// `--fault ENDPOINT=KIND[,key=value…]`.
+fn parse_fault(flag: &str) -> anyhow::Result<FaultSpec> {
+    let usage = "write --fault ENDPOINT=KIND[,key=value…], e.g. token=error,status=503,times=1";
+    let Some((endpoint, rest)) = flag.split_once('=') else { bail!("`{flag}`: {usage}") };
+    let mut parts = rest.split(',');
+    let kind = parts.next().unwrap_or_default();
+    let mut object = serde_json::Map::new();
+    object.insert("endpoint".into(), endpoint.trim().into());
+    object.insert("kind".into(), kind.trim().into());
+    for part in parts {
+        let Some((key, value)) = part.split_once('=') else {
+            bail!("`{part}` in `{flag}`: {usage}")
+        };
+        let value = match value.trim().parse::<u64>() {
+            Ok(number) => serde_json::Value::from(number),
+            Err(_) => serde_json::Value::from(value.trim()),
+        };
+        object.insert(key.trim().to_owned(), value);
+    }
+    serde_json::from_value(object.into()).with_context(|| format!("`{flag}`: {usage}"))
 }
 
 fn read_content(path: &Path) -> anyhow::Result<ContentFile> {

@@ -725,6 +725,59 @@ async fn mock_notion_takes_every_setting_from_flags_over_its_file_and_refuses_ba
 }
 
 #[tokio::test]
+async fn mock_notion_arms_faults_from_its_flags_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mock.toml");
+    std::fs::write(
+        &file,
+        "client_id = \"i\"\nclient_secret = \"s\"\nredirect_uris = [\"http://localhost/cb\"]\n\
+         faults = [{ endpoint = \"token\", kind = \"error\", status = 503, code = \"service_unavailable\", times = 1 }]\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (mut emulator, _) = start(
+        binary()
+            .args(["mock-notion", "--bind", &format!("127.0.0.1:{port}"), "--config"])
+            .arg(&file)
+            .args(["--fault", "users_me=rate_limited,retry_after=2,times=1"]),
+        "listening on",
+    )
+    .await;
+    let client = crate::helpers::http().build().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let limited = client.get(format!("{base}/v1/users/me")).send().await.unwrap();
+    let token = client.post(format!("{base}/v1/oauth/token")).send().await.unwrap();
+    let again = client.get(format!("{base}/v1/users/me")).send().await.unwrap();
+    emulator.start_kill().unwrap();
+    assert_eq!(limited.status().as_u16(), 429);
+    assert_eq!(limited.headers()["retry-after"], "2");
+    assert_eq!(token.status().as_u16(), 503);
+    assert_eq!(again.status().as_u16(), 401, "once only: then the missing token is refused");
+
+    for (flag, expected) in [
+        ("nowhere=drop", "`nowhere` is not an endpoint"),
+        ("token", "write --fault ENDPOINT=KIND"),
+        ("token=explode", "is not a fault"),
+        ("token=error,status=200", "status"),
+    ] {
+        let (output, _, stderr) = run(binary()
+            .args([
+                "mock-notion",
+                "--bind",
+                "127.0.0.1:0",
+                "--client-id",
+                "i",
+                "--client-secret",
+                "s",
+            ])
+            .args(["--redirect-uri", "http://localhost/cb", "--fault", flag]))
+        .await;
+        assert!(!output.status.success(), "{flag}");
+        assert!(stderr.contains(expected), "{flag}: {stderr}");
+    }
+}
+
+#[tokio::test]
 async fn a_master_key_that_cannot_open_the_stored_tokens_is_refused_and_named() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join(".noh-dev");
