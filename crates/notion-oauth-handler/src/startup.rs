@@ -300,71 +300,78 @@ impl Application {
             tokio::spawn(crate::serving::serve(listener, metrics, limits, &[], None, never))
         });
         let metrics = services.state.metrics.clone();
-        let acme = match &config.tls {
-            Some(Tls::Acme(acme)) => Some((acme.as_ref().clone(), Challenges::new(acme))),
-            _ => None,
-        };
-        let (tls, watcher) = match certificate {
-            Some(certificate) => {
-                let tls = match &acme {
-                    Some((acme, challenges)) => {
-                        let resolver = Arc::new(Resolver {
-                            certificate: certificate.clone(),
-                            challenges: challenges.clone(),
-                        });
-                        let alpn: &[&[u8]] = match acme.challenge {
-                            Challenge::TlsAlpn01 => &[crate::tls::ACME_TLS_ALPN],
-                            Challenge::Http01 => &[],
-                        };
-                        crate::tls::server_config(resolver, alpn)
-                    }
-                    None => crate::tls::server_config(certificate.clone(), &[]),
-                }
-                .map_err(std::io::Error::other)?;
-                (
-                    Some((tls, certificate.clone())),
-                    tokio::spawn(certificate.watch(metrics.clone(), hangups)),
-                )
-            }
-            None => (None, tokio::spawn(crate::tls::nothing_to_reload(hangups))),
-        };
-        let ordering = match (&acme, &tls) {
-            (Some((acme, challenges)), Some((_, certificate))) => {
-                Some(tokio::spawn(crate::acme::keep_certified(
-                    acme.clone(),
-                    certificate.clone(),
-                    challenges.clone(),
-                    metrics.clone(),
-                )))
-            }
-            _ => None,
-        };
+        let https = Https::start(&config, certificate, metrics, hangups)?;
         let http_server = http_listener.map(|listener| {
-            let router = crate::acme::plain_http_router(
-                &config.public_url,
-                acme.as_ref().map(|(_, challenges)| challenges.clone()),
-            );
+            let router =
+                crate::acme::plain_http_router(&config.public_url, https.challenges.clone());
             let trusted = config.clients.trusted_proxies.clone();
             let never = std::future::pending();
             tokio::spawn(async move {
                 crate::serving::serve(listener, router, config.limits, &trusted, None, never).await
             })
         });
-        let tls = tls.map(|(tls, _)| tls);
         let trusted = &config.clients.trusted_proxies;
         let served =
-            crate::serving::serve(listener, router, config.limits, trusted, tls, shutdown).await;
-        watcher.abort();
-        let tasks = [
-            metrics_server.map(|task| task.abort_handle()),
-            ordering.map(|task| task.abort_handle()),
-            http_server.map(|task| task.abort_handle()),
-        ];
-        for task in tasks.into_iter().flatten() {
+            crate::serving::serve(listener, router, config.limits, trusted, https.tls, shutdown)
+                .await;
+        let servers = [metrics_server, http_server].into_iter().flatten();
+        for task in https.tasks.into_iter().chain(servers.map(|server| server.abort_handle())) {
             task.abort();
         }
         background.stop().await;
         services.state.store.close().await;
         served
+    }
+}
+
+/// HTTPS as configured: what the listener answers TLS with, the ACME challenge answers (for the
+/// port-80 listener too), and the work that keeps the certificate fresh.
+struct Https {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    challenges: Option<Arc<Challenges>>,
+    /// The certificate's watcher (or the SIGHUP answerer without TLS) and the ACME orders.
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Https {
+    fn start(
+        config: &Config,
+        certificate: Option<Arc<Certificate>>,
+        metrics: Arc<Metrics>,
+        hangups: Hangups,
+    ) -> std::io::Result<Self> {
+        let Some(certificate) = certificate else {
+            let answering = tokio::spawn(crate::tls::nothing_to_reload(hangups));
+            return Ok(Self { tls: None, challenges: None, tasks: vec![answering.abort_handle()] });
+        };
+        let (tls, challenges) = match &config.tls {
+            Some(Tls::Acme(acme)) => {
+                let challenges = Challenges::new(acme);
+                let resolver = Arc::new(Resolver {
+                    certificate: certificate.clone(),
+                    challenges: challenges.clone(),
+                });
+                // A TLS-ALPN-01 validator offers only this protocol; it must be on the list.
+                let alpn: &[&[u8]] = match acme.challenge {
+                    Challenge::TlsAlpn01 => &[crate::tls::ACME_TLS_ALPN],
+                    Challenge::Http01 => &[],
+                };
+                (crate::tls::server_config(resolver, alpn), Some(challenges))
+            }
+            _ => (crate::tls::server_config(certificate.clone(), &[]), None),
+        };
+        let tls = Some(tls.map_err(std::io::Error::other)?);
+        let watcher = tokio::spawn(certificate.clone().watch(metrics.clone(), hangups));
+        let mut tasks = vec![watcher.abort_handle()];
+        if let (Some(Tls::Acme(acme)), Some(challenges)) = (&config.tls, &challenges) {
+            let ordering = crate::acme::keep_certified(
+                acme.as_ref().clone(),
+                certificate,
+                challenges.clone(),
+                metrics,
+            );
+            tasks.push(tokio::spawn(ordering).abort_handle());
+        }
+        Ok(Self { tls, challenges, tasks })
     }
 }
