@@ -63,6 +63,9 @@ pub struct Settings {
     /// Refuse an authorize URL without `owner=user` (default: accept it, see the README).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub require_owner: Option<bool>,
+    /// Access tokens stop working this long after they were issued; 0 is never (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token_ttl_seconds: Option<u64>,
 }
 
 impl Settings {
@@ -78,6 +81,7 @@ impl Settings {
         "workspaces",
         "rate_limit",
         "require_owner",
+        "access_token_ttl_seconds",
     ];
 
     /// Every setting as `config` has it.
@@ -94,6 +98,7 @@ impl Settings {
             workspaces: Some(config.workspaces.clone()),
             rate_limit: Some(config.rate_limit.unwrap_or(off)),
             require_owner: Some(config.require_owner),
+            access_token_ttl_seconds: Some(config.access_token_ttl.map_or(0, |ttl| ttl.as_secs())),
         }
     }
 
@@ -111,6 +116,9 @@ impl Settings {
             workspaces: self.workspaces.or(base.workspaces),
             rate_limit: self.rate_limit.or(base.rate_limit),
             require_owner: self.require_owner.or(base.require_owner),
+            access_token_ttl_seconds: self
+                .access_token_ttl_seconds
+                .or(base.access_token_ttl_seconds),
         }
     }
 
@@ -162,6 +170,14 @@ impl Settings {
         if let Some(strict) = self.require_owner {
             next.require_owner = strict;
         }
+        if let Some(seconds) = self.access_token_ttl_seconds {
+            if seconds > 366 * 86_400 {
+                return Err(format!(
+                    "access_token_ttl_seconds: {seconds} is over a year (0 is never)"
+                ));
+            }
+            next.access_token_ttl = (seconds > 0).then(|| Duration::from_secs(seconds));
+        }
         if let Some(limit) = self.rate_limit {
             if limit.requests_per_second > 10_000 || limit.burst > 10_000 {
                 return Err(
@@ -193,6 +209,7 @@ impl Emulator {
             if settings.rate_limit.is_some() {
                 s.limiter = s.config.rate_limit.and_then(limits::Limiter::new);
             }
+            s.store.access_ttl = s.config.access_token_ttl;
             Ok(())
         })
     }

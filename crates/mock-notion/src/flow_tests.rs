@@ -1024,3 +1024,33 @@ async fn cors_preflights_echo_the_asked_headers_and_answers_expose_retry_after()
             .contains("retry-after")
     );
 }
+
+#[tokio::test]
+async fn access_tokens_can_be_given_a_lifetime_after_which_a_refresh_revives_the_connection() {
+    let emulator = emulator(|_| {});
+    let ttl = json!({"access_token_ttl_seconds": 1});
+    let settings = json_of(admin(&emulator, "PATCH", "/settings", Some(ttl)).await).await;
+    assert_eq!(settings["access_token_ttl_seconds"], 1);
+    let (token, refresh) = access_token(&emulator).await;
+    assert_eq!(users_me(&emulator, &token).await.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(users_me(&emulator, &token).await.status(), StatusCode::UNAUTHORIZED);
+    let body = json!({"grant_type": "refresh_token", "refresh_token": refresh});
+    let refreshed =
+        json_of(post_json(&emulator, "/v1/oauth/token", &basic(&emulator), body).await).await;
+    let fresh = refreshed["access_token"].as_str().unwrap();
+    assert_eq!(users_me(&emulator, fresh).await.status(), StatusCode::OK);
+    // Off again: tokens live for good.
+    admin(&emulator, "PATCH", "/settings", Some(json!({"access_token_ttl_seconds": 0}))).await;
+    assert!(
+        admin(
+            &emulator,
+            "PATCH",
+            "/settings",
+            Some(json!({"access_token_ttl_seconds": 99_999_999}))
+        )
+        .await
+        .status()
+            == 400
+    );
+}

@@ -138,6 +138,10 @@ pub struct EmulatorConfig {
     pub old_token_grace: Duration,
     /// The API's rate limit, if any.
     pub rate_limit: Option<RateLimit>,
+    /// How long an access token is accepted after it was issued (default: for good, as Notion
+    /// sends no `expires_in`; the real lifetime is UNCONFIRMED, §3.2). Its refresh token still
+    /// works after it: a client must refresh on 401.
+    pub access_token_ttl: Option<Duration>,
     /// `false` sends `state=` empty on deny, exactly like Notion's doc example (§1.3).
     pub echo_state_on_deny: bool,
     /// Refuse an authorize URL without `owner=user`, as the documentation has it (default:
@@ -170,6 +174,7 @@ impl Default for EmulatorConfig {
             revocation: Revocation::WholePair,
             old_token_grace: Duration::ZERO,
             rate_limit: None,
+            access_token_ttl: None,
             echo_state_on_deny: true,
             require_owner: false,
             workspaces: vec!["Acme Corp".to_owned(), "Personal".to_owned()],
@@ -192,6 +197,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("revocation", &self.revocation)
             .field("old_token_grace", &self.old_token_grace)
             .field("rate_limit", &self.rate_limit)
+            .field("access_token_ttl", &self.access_token_ttl)
             .field("echo_state_on_deny", &self.echo_state_on_deny)
             .field("require_owner", &self.require_owner)
             .field("workspaces", &self.workspaces)
@@ -233,9 +239,10 @@ impl Emulator {
     /// An emulator with no codes, tokens, faults or recorded requests yet; nothing listens until
     /// it is served ([`Emulator::serve`], [`Emulator::spawn`]) or its [`Emulator::router`] mounted.
     pub fn new(config: EmulatorConfig) -> Self {
-        let store = Store::new(config.bench);
+        let mut store = Store::new(config.bench);
         let limiter = config.rate_limit.and_then(limits::Limiter::new);
         let content = content::Content::new(config.content.as_ref());
+        store.access_ttl = config.access_token_ttl;
         Self {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner {

@@ -157,6 +157,8 @@ pub(crate) struct Store {
     /// Set in bench mode, where nothing goes into `issued` either (it would grow by two tokens
     /// per request).
     bench: Option<BenchBots>,
+    /// How long an access token is accepted after it was issued; `None` is for good.
+    pub(crate) access_ttl: Option<std::time::Duration>,
 }
 
 /// The bench bots, oldest first, so that the oldest can be forgotten past `cap`.
@@ -303,6 +305,12 @@ impl Store {
             return (graced.until > Instant::now() && bot.current.is_some()).then_some(bot);
         }
         let info = self.access.get(token).filter(|info| !info.expired)?;
+        if let Some(ttl) = self.access_ttl {
+            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+            if now_ms().saturating_sub(info.issued_at_ms) >= ttl_ms {
+                return None;
+            }
+        }
         let bot = self.bots.get(&info.bot_id)?;
         let live = bot.current.as_ref().is_some_and(|p| p.access_token == token);
         live.then_some(bot)

@@ -125,6 +125,10 @@ pub(crate) struct MockNotionArgs {
     /// How long an authorization code may be exchanged, in seconds [default: 600].
     #[arg(long, value_name = "SECONDS")]
     pub(crate) code_ttl_seconds: Option<u64>,
+    /// Access tokens stop working this many seconds after they were issued (their refresh token
+    /// still works: a client must refresh on 401) [default: 0, never].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) access_token_ttl_seconds: Option<u64>,
     /// How long the previous access token keeps working after a refresh, in seconds [default: 0].
     #[arg(long, value_name = "SECONDS")]
     pub(crate) old_token_grace_seconds: Option<u64>,

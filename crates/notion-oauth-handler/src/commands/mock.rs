@@ -152,6 +152,7 @@ fn flag_settings(args: &MockNotionArgs, file_limit: Option<RateLimit>) -> Settin
         }),
         code_ttl_seconds: args.code_ttl_seconds,
         old_token_grace_seconds: args.old_token_grace_seconds,
+        access_token_ttl_seconds: args.access_token_ttl_seconds,
         echo_state_on_deny: args.empty_state_on_deny.then_some(false),
         workspaces: (!args.workspaces.is_empty()).then(|| args.workspaces.clone()),
         rate_limit,
