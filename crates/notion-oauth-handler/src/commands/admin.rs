@@ -37,9 +37,9 @@ fn print_list<T: serde::Serialize>(
     table: impl FnOnce(&[T]),
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(items)?);
+        out!("{}", serde_json::to_string_pretty(items)?);
     } else if items.is_empty() {
-        println!("{empty}");
+        out!("{empty}");
     } else {
         table(items);
     }
@@ -90,16 +90,13 @@ pub(super) async fn connections(command: ConnectionsCommand) -> anyhow::Result<(
             // The operator wants a pair newer than the one stored now, even a moment old.
             let seen = lifecycle.token(&bot_id, Freshness::Stored).await?.generation;
             let token = lifecycle.refresh_after(&bot_id, seen, Coalesce::OnlyNewer).await?;
-            println!(
-                "Refreshed {bot_id}: the token pair is now at generation {}.",
-                token.generation
-            );
+            out!("Refreshed {bot_id}: the token pair is now at generation {}.", token.generation);
             Ok(())
         }
         ConnectionsCommand::Check { bot_id, config } => {
             let bot_id = BotId::new(bot_id);
             let checked = open_lifecycle(&config).await?.check(&bot_id).await?;
-            println!(
+            out!(
                 "{bot_id}: Notion reports the token {}; status {}.",
                 if checked.active { "active" } else { "inactive" },
                 checked.status
@@ -109,7 +106,7 @@ pub(super) async fn connections(command: ConnectionsCommand) -> anyhow::Result<(
         ConnectionsCommand::Revoke { bot_id, config } => {
             let bot_id = BotId::new(bot_id);
             open_lifecycle(&config).await?.revoke(&bot_id, "revoked by an operator").await?;
-            println!(
+            out!(
                 "Revoked {bot_id}: Notion no longer accepts its token, and it is no longer stored."
             );
             Ok(())
@@ -132,15 +129,19 @@ async fn list_connections(
 ) -> anyhow::Result<()> {
     let connections = open_store(config).await?.list_connections(filter).await?;
     print_list(&connections, json, "No connections.", |connections| {
-        println!(
+        out!(
             "{:<36}  {:<24}  {:<20}  {:<16}  {:<12}  UPDATED",
-            "BOT ID", "WORKSPACE", "OWNER", "REF", "STATUS"
+            "BOT ID",
+            "WORKSPACE",
+            "OWNER",
+            "REF",
+            "STATUS"
         );
         for c in connections {
             let workspace = c.workspace_name.as_deref().unwrap_or(c.workspace_id.as_str());
             let owner =
                 c.owner_name.as_deref().or(c.owner_email.as_deref()).unwrap_or(&c.owner_type);
-            println!(
+            out!(
                 "{:<36}  {:<24}  {:<20}  {:<16}  {:<12}  {}",
                 printable(c.bot_id.as_str()),
                 clip(workspace, 24),
@@ -161,15 +162,15 @@ async fn show_connection(config: &ConfigArg, bot_id: &BotId, json: bool) -> anyh
     let events = store.events(bot_id, 50).await?;
     if json {
         let shown = serde_json::json!({ "connection": connection, "events": events });
-        println!("{}", serde_json::to_string_pretty(&shown)?);
+        out!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(());
     }
-    println!("{}", serde_json::to_string_pretty(&connection)?);
-    println!("\nEVENTS (newest first)");
+    out!("{}", serde_json::to_string_pretty(&connection)?);
+    out!("\nEVENTS (newest first)");
     for event in events {
         let request =
             event.request_id.map(|id| format!(" [Notion request {id}]")).unwrap_or_default();
-        println!(
+        out!(
             "  {}  {:<20} {}{request}",
             time(Some(event.created_at)),
             event.kind.as_str(),
@@ -196,7 +197,7 @@ pub(super) async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
             let made =
                 crate::api_keys::generate().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
             store.insert_api_key(&made.id, name, &made.digest).await?;
-            println!("{}", made.key.expose_secret());
+            out!("{}", made.key.expose_secret());
             eprintln!(
                 "\nThis is the only time the key is shown: store it in your app's secrets now."
             );
@@ -212,12 +213,15 @@ pub(super) async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
                 json,
                 "No API keys; make one with `api-keys create --name NAME`.",
                 |keys| {
-                    println!(
+                    out!(
                         "{:<12}  {:<24}  {:<20}  {:<20}  REVOKED",
-                        "ID", "NAME", "CREATED", "LAST USED"
+                        "ID",
+                        "NAME",
+                        "CREATED",
+                        "LAST USED"
                     );
                     for key in keys {
-                        println!(
+                        out!(
                             "{:<12}  {:<24}  {:<20}  {:<20}  {}",
                             key.id,
                             clip(&key.name, 24),
@@ -233,7 +237,7 @@ pub(super) async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
             if !open_store(&config).await?.revoke_api_key(&id).await? {
                 bail!("there is no active API key with id {id}; see `api-keys list`");
             }
-            println!("Revoked API key {id}: it no longer opens the API.");
+            out!("Revoked API key {id}: it no longer opens the API.");
         }
     }
     Ok(())
@@ -244,12 +248,16 @@ pub(super) async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<()>
         DeliveriesCommand::List { config, status, json } => {
             let deliveries = open_store(&config).await?.deliveries(status, 500).await?;
             print_list(&deliveries, json, "No deliveries.", |deliveries| {
-                println!(
+                out!(
                     "{:<6}  {:<24}  {:<12}  {:<10}  {:<8}  LAST ERROR",
-                    "ID", "EVENT", "TARGET", "STATUS", "ATTEMPTS"
+                    "ID",
+                    "EVENT",
+                    "TARGET",
+                    "STATUS",
+                    "ATTEMPTS"
                 );
                 for d in deliveries {
-                    println!(
+                    out!(
                         "{:<6}  {:<24}  {:<12}  {:<10}  {:<8}  {}",
                         d.id,
                         d.event_type.as_str(),
@@ -268,13 +276,13 @@ pub(super) async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<()>
                     if !store.redeliver(id).await? {
                         bail!("there is no delivered or dead delivery {id}; see `deliveries list`");
                     }
-                    println!(
+                    out!(
                         "Delivery {id} is queued again; a running server sends it within a second."
                     );
                 }
                 (None, true) => {
                     let count = store.redeliver_dead().await?;
-                    println!("{count} dead deliveries are queued again.");
+                    out!("{count} dead deliveries are queued again.");
                 }
                 _ => bail!("name a delivery id, or pass --dead for every dead one"),
             }
@@ -320,10 +328,10 @@ pub(super) async fn keys(command: KeysCommand) -> anyhow::Result<()> {
         }
     }
     store.close().await;
-    println!("Re-sealed {resealed} connection(s) under key {active}.");
+    out!("Re-sealed {resealed} connection(s) under key {active}.");
     let previous = vault.previous_key_ids();
     if !previous.is_empty() {
-        println!(
+        out!(
             "No stored token needs key(s) {} any more: they can be removed from security.previous_master_keys.",
             previous.join(", ")
         );

@@ -82,15 +82,15 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let config = load_config(Some(&config_path))?;
     let app = Application::build_with_listener(config, listener).await?;
 
-    println!("notion-oauth-handler dev is running (Ctrl-C to stop)\n");
-    println!("  Open in a browser:  {public_url}/");
-    println!(
+    out!("notion-oauth-handler dev is running (Ctrl-C to stop)\n");
+    out!("  Open in a browser:  {public_url}/");
+    out!(
         "  Notion emulator:    {}  (consent page: {})",
         emulator.base_url(),
         if args.auto_approve { "skipped" } else { "shown" }
     );
-    println!("  Data folder:        {}", data_dir.display());
-    println!(
+    out!("  Data folder:        {}", data_dir.display());
+    out!(
         "  Stored connections: notion-oauth-handler connections list --config {}\n",
         config_path.display()
     );

@@ -31,24 +31,24 @@ pub(super) fn init(args: &InitArgs) -> anyhow::Result<()> {
         }
         std::fs::write(&path, contents)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("wrote {}", path.display());
+        out!("wrote {}", path.display());
     }
     // Never replaced, not even with --force: a new key would open none of the stored tokens.
     let key_path = args.dir.join("master.key");
     if key_path.exists() {
-        println!("kept {} (a new key would open none of the stored tokens)", key_path.display());
+        out!("kept {} (a new key would open none of the stored tokens)", key_path.display());
     } else {
         let (_, key) = crate::vault::MasterKey::generate()
             .map_err(|error| anyhow::anyhow!("the system gave no randomness for a key: {error}"))?;
         super::private_file::write_private(&key_path, secrecy::ExposeSecret::expose_secret(&key))
             .with_context(|| format!("cannot write {}", key_path.display()))?;
-        println!(
+        out!(
             "wrote {} (readable by you only: keep it, and back it up with the database)",
             key_path.display()
         );
     }
-    println!("\nNext: fill in notion-oauth-handler.toml (or .env), then run");
-    println!(
+    out!("\nNext: fill in notion-oauth-handler.toml (or .env), then run");
+    out!(
         "  notion-oauth-handler check --config {}",
         args.dir.join("notion-oauth-handler.toml").display()
     );

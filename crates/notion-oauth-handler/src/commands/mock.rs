@@ -90,12 +90,12 @@ pub(super) async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (pick another with --bind)", args.bind))?;
     let base = running.base_url();
-    println!("Notion emulator listening on {base}");
+    out!("Notion emulator listening on {base}");
     if bench {
-        println!("Bench mode: any code is exchanged, each as its own install; nothing is recorded");
+        out!("Bench mode: any code is exchanged, each as its own install; nothing is recorded");
     }
-    println!("Point the server at it with: NOH_NOTION__API_BASE_URL={base}");
-    println!("Settings, faults and received requests: {base}/_mock/settings (see the README)");
+    out!("Point the server at it with: NOH_NOTION__API_BASE_URL={base}");
+    out!("Settings, faults and received requests: {base}/_mock/settings (see the README)");
     shutdown_signal().await;
     Ok(())
 }

@@ -1,5 +1,19 @@
 //! What each subcommand does, given its parsed arguments.
 
+/// `println!` for the commands' output: a reader that went away (`… | head`) ends the command
+/// quietly with success, as for any Unix tool, instead of a panic (exit 101).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(error) = writeln!(stdout, $($arg)*).and_then(|()| stdout.flush()) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod admin;
 mod dev;
 mod init;
@@ -74,7 +88,7 @@ async fn check(args: &ConfigArg) -> anyhow::Result<()> {
     match crate::store::sqlite_file(&config.storage_url) {
         // Made by the first `serve`: no tokens yet for the keys to open.
         Some(file) if !file.exists() => {
-            println!("No database yet at {}: serve makes it.", file.display());
+            out!("No database yet at {}: serve makes it.", file.display());
         }
         // `check` also runs where the database cannot be reached (a build machine): that is
         // said, not failed; keys that do not open the stored tokens fail.
@@ -110,28 +124,28 @@ async fn check(args: &ConfigArg) -> anyhow::Result<()> {
         }
         None => None,
     };
-    println!("The configuration is valid.");
-    println!("Master key id: {}", vault.active_key_id());
-    println!("Redirect URI to register in Notion's Developer portal: {}", config.redirect_uri());
+    out!("The configuration is valid.");
+    out!("Master key id: {}", vault.active_key_id());
+    out!("Redirect URI to register in Notion's Developer portal: {}", config.redirect_uri());
     if let Some(Tls::Acme(acme)) = &config.tls {
         let challenge = match acme.challenge {
             Challenge::TlsAlpn01 => "tls-alpn-01 on server.bind (reached on port 443)",
             Challenge::Http01 => "http-01 on server.http_bind (reached on port 80)",
         };
-        println!(
+        out!(
             "HTTPS with a certificate from {} for {}, validated by {challenge}; cache {} ({cache_state})",
             acme.directory_url,
             acme.domains.join(", "),
             acme.cache_dir.display()
         );
         if certificate.is_none() {
-            println!("No certificate cached yet: serve orders one when it starts.");
+            out!("No certificate cached yet: serve orders one when it starts.");
         }
     }
     if let (Some(tls), Some(certificate)) = (&config.tls, &certificate) {
         let left = certificate.expires_at.duration_since(std::time::SystemTime::now());
         let days = left.map_or(0, |left| left.as_secs() / 86_400);
-        println!(
+        out!(
             "HTTPS with the certificate in {} (its key matches; it expires in {days} day(s))",
             tls.files().cert_file.display()
         );
@@ -140,7 +154,7 @@ async fn check(args: &ConfigArg) -> anyhow::Result<()> {
         }
     }
     for document in &config.documents {
-        println!("Document served at: {}", config.public_link(&document.path));
+        out!("Document served at: {}", config.public_link(&document.path));
     }
     Ok(())
 }
@@ -164,7 +178,7 @@ fn connect_link(args: &ConnectLinkArgs) -> anyhow::Result<()> {
         expires: now() + ttl,
         secret,
     };
-    println!("{}", link.url(&config.public_link("/connect")));
+    out!("{}", link.url(&config.public_link("/connect")));
     Ok(())
 }
 

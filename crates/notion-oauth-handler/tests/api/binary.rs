@@ -836,3 +836,22 @@ async fn a_master_key_that_cannot_open_the_stored_tokens_is_refused_and_named() 
     let (output, stdout, _) = run(binary().args(["keys", "rotate", "--config"]).arg(&config)).await;
     assert!(output.status.success() && stdout.contains("Re-sealed 0"), "{stdout}");
 }
+
+#[tokio::test]
+async fn output_to_a_reader_that_went_away_ends_quietly_not_with_a_panic() {
+    // As `notion-oauth-handler … | head` once head has read enough: the pipe's reader is gone.
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_notion-oauth-handler"))
+        .args(["init", "--dir"])
+        .arg(dir.path())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}: {stderr}", output.status.code());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
