@@ -687,18 +687,7 @@ async fn mock_notion_takes_every_setting_from_flags_over_its_file_and_refuses_ba
         ),
     ];
     for (flags, expected) in refused {
-        let (output, _, stderr) = run(binary()
-            .args([
-                "mock-notion",
-                "--bind",
-                "127.0.0.1:0",
-                "--client-id",
-                "i",
-                "--client-secret",
-                "s",
-            ])
-            .args(&flags))
-        .await;
+        let (output, _, stderr) = run(mock_notion_with_credentials().args(&flags)).await;
         assert!(!output.status.success(), "{flags:?}");
         assert!(stderr.contains(expected), "{flags:?}: {stderr}");
     }
@@ -707,8 +696,7 @@ async fn mock_notion_takes_every_setting_from_flags_over_its_file_and_refuses_ba
         "[[workspaces]]\nname = \"T\"\npages = [\"A\", \"a\"]\n",
     )
     .unwrap();
-    let (output, _, stderr) = run(binary()
-        .args(["mock-notion", "--bind", "127.0.0.1:0", "--client-id", "i", "--client-secret", "s"])
+    let (output, _, stderr) = run(mock_notion_with_credentials()
         .args(["--redirect-uri", "http://localhost/cb", "--content"])
         .arg(dir.path().join("twins.toml")))
     .await;
@@ -760,17 +748,12 @@ async fn mock_notion_arms_faults_from_its_flags_and_file() {
         ("token=explode", "is not a fault"),
         ("token=error,status=200", "status"),
     ] {
-        let (output, _, stderr) = run(binary()
-            .args([
-                "mock-notion",
-                "--bind",
-                "127.0.0.1:0",
-                "--client-id",
-                "i",
-                "--client-secret",
-                "s",
-            ])
-            .args(["--redirect-uri", "http://localhost/cb", "--fault", flag]))
+        let (output, _, stderr) = run(mock_notion_with_credentials().args([
+            "--redirect-uri",
+            "http://localhost/cb",
+            "--fault",
+            flag,
+        ]))
         .await;
         assert!(!output.status.success(), "{flag}");
         assert!(stderr.contains(expected), "{flag}: {stderr}");
@@ -854,4 +837,20 @@ async fn output_to_a_reader_that_went_away_ends_quietly_not_with_a_panic() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "exit {:?}: {stderr}", output.status.code());
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `mock-notion` on a free port with a client id and secret: what every start needs, so that a
+/// test's own flags are what it is about.
+fn mock_notion_with_credentials() -> Command {
+    let mut command = binary();
+    command.args([
+        "mock-notion",
+        "--bind",
+        "127.0.0.1:0",
+        "--client-id",
+        "i",
+        "--client-secret",
+        "s",
+    ]);
+    command
 }
