@@ -378,6 +378,7 @@ fn consent_page(
     ConsentPage {
         pickers,
         client_id: valid.client_id.clone(),
+        integration_name: config.integration_name.clone(),
         redirect_uri: valid.redirect_uri.clone(),
         hidden: CARRIED_PARAMS
             .iter()

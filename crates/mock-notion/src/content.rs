@@ -214,6 +214,16 @@ fn url(title: &str, id: Uuid) -> String {
     format!("https://www.notion.so/{slug}-{}", id.simple())
 }
 
+/// An emoji for an object, the same every time for the same title, so pages that list what
+/// was shared have icons to show as they do with real workspaces.
+fn icon(object: &str, title: &str) -> &'static str {
+    const PAGES: [&str; 8] = ["📄", "🚀", "📘", "🎯", "🗺️", "📝", "💡", "📊"];
+    const DATABASES: [&str; 3] = ["🗂️", "📋", "🗃️"];
+    let choices: &[&str] = if object == "page" { &PAGES } else { &DATABASES };
+    let spread = title.bytes().fold(0usize, |sum, b| sum.wrapping_mul(31).wrapping_add(b.into()));
+    choices[spread % choices.len()]
+}
+
 impl Object {
     fn common(&self, object: &str, id: Uuid, user: Uuid) -> Value {
         json!({
@@ -223,7 +233,7 @@ impl Object {
             "last_edited_time": time(self.edited),
             "created_by": { "object": "user", "id": user },
             "last_edited_by": { "object": "user", "id": user },
-            "icon": null,
+            "icon": { "type": "emoji", "emoji": icon(object, &self.title) },
             "cover": null,
             "archived": false,
             "in_trash": false,

@@ -121,6 +121,8 @@ pub struct EmulatorConfig {
     pub client_id: String,
     /// The secret the back-channel endpoints expect in HTTP Basic; `Debug` prints it redacted.
     pub client_secret: String,
+    /// The integration's name, as Notion's consent page shows it; `None` shows the client id.
+    pub integration_name: Option<String>,
     /// Registered redirect URIs, compared byte for byte as Notion does.
     pub redirect_uris: Vec<String>,
     /// `GET /v1/oauth/authorize` approves at once instead of showing the consent page.
@@ -166,6 +168,7 @@ impl Default for EmulatorConfig {
             // The client id of Notion's own authorize-URL example, so dev URLs look familiar.
             client_id: "463558a3-725e-4f37-b6d3-0889894f68de".to_owned(),
             client_secret: "secret_dev".to_owned(),
+            integration_name: None,
             redirect_uris: Vec::new(),
             auto_approve: false,
             code_ttl: Duration::from_secs(10 * 60),

@@ -10,6 +10,7 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 pub(crate) struct ConsentPage {
     pub(crate) client_id: String,
+    pub(crate) integration_name: Option<String>,
     pub(crate) redirect_uri: String,
     /// Original authorize parameters echoed as hidden fields; the POST validates them again.
     pub(crate) hidden: Vec<(String, String)>,
@@ -100,6 +101,7 @@ mod tests {
     async fn consent_page_has_stable_ids_and_escapes() {
         let page = ConsentPage {
             client_id: "cid".to_owned(),
+            integration_name: None,
             redirect_uri: "http://localhost/cb?a=1&b=<2>".to_owned(),
             hidden: vec![("state".to_owned(), "\"><script>".to_owned())],
             user: "Ada Lovelace".to_owned(),

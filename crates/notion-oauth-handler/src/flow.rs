@@ -13,16 +13,22 @@ use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::Mac;
 use notion_oauth::{
-    AuthorizationCode, NotionError, StateClaims, StateError, StateSigner, TokenResponse,
+    AuthorizationCode, NotionError, SharedObject, StateClaims, StateError, StateSigner,
+    TokenResponse,
 };
 use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::Config;
-use crate::domain::{InvalidReference, RefSource, Reference, Upserted};
+use crate::crypto::{decode_hex, hex, hmac_sha256};
+use crate::domain::{
+    BotId, ConnectionStatus, InvalidReference, RefSource, Reference, Upserted, WorkspaceId,
+};
 use crate::notion::Notion;
 use crate::store::{SealedGrant, Store, StoreError};
+use crate::telemetry::Chain;
 use crate::vault::Vault;
 
 /// Callback parameters we know, with the longest value accepted for each. Notion documents
@@ -118,20 +124,87 @@ pub(crate) struct ConnectRequest {
     pub(crate) return_to: Option<String>,
 }
 
-/// A connection the user approved, stored.
+/// A connection the user approved, stored: what the page and the app are told (never tokens).
 pub(crate) struct Connected {
-    /// Notion's answer, for the page (never its tokens).
-    pub(crate) response: Box<TokenResponse>,
+    pub(crate) bot_id: BotId,
+    pub(crate) workspace_id: WorkspaceId,
+    pub(crate) workspace_name: Option<String>,
+    pub(crate) workspace_icon: Option<String>,
+    /// The page duplicated from the integration's template, if the user ticked that box.
+    pub(crate) template_id: Option<String>,
     pub(crate) outcome: Upserted,
     pub(crate) reference: Option<String>,
     pub(crate) return_to: Option<String>,
+    /// Some of what the user shared, for the success page; empty when Notion did not say in
+    /// time, or nobody will see the page.
+    pub(crate) shared: Vec<SharedObject>,
+    /// Set in the browser that finished the flow, so that it alone may see the success page
+    /// again (see [`Flow::finished_proof`]). `None` for an install started from Notion.
+    pub(crate) proof: Option<String>,
+}
+
+/// How a flow was started, from a state this browser was given: enough to start it again with
+/// the same `ref` and `return_to`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Restart {
+    pub(crate) reference: Option<String>,
+    pub(crate) return_to: Option<String>,
+    pub(crate) source: RefSource,
+}
+
+impl Restart {
+    fn of(claims: &StateClaims) -> Self {
+        Self {
+            reference: claims.reference.clone(),
+            return_to: claims.return_to.clone(),
+            source: if claims.ref_signed { RefSource::Vouched } else { RefSource::Plain },
+        }
+    }
 }
 
 /// What a finished callback did.
 pub(crate) enum Finished {
     Connected(Connected),
-    Denied { reference: Option<String>, return_to: Option<String> },
+    /// The browser that finished this flow brought its callback back (a reload, or Back then
+    /// Allow on Notion's page): the connection stored then, with nothing new stored or asked.
+    Reloaded(Connected),
+    Denied(Restart),
 }
+
+/// A flow that could not go on.
+pub(crate) struct Refused {
+    pub(crate) error: FlowError,
+    /// Present when the state was this browser's own: the page's "Start again" keeps the flow's
+    /// `ref` and `return_to`. Absent when it may be anyone's (no state, a forged or foreign
+    /// one): a link's `ref` is not handed to another browser.
+    pub(crate) restart: Option<Restart>,
+}
+
+impl<E: Into<FlowError>> From<E> for Refused {
+    fn from(error: E) -> Self {
+        Self { error: error.into(), restart: None }
+    }
+}
+
+/// The browser's cookies a callback reads, as values.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct BrowserCookies<'a> {
+    /// The binding cookie set by `/connect`.
+    pub(crate) binding: Option<&'a str>,
+    /// The proof of the last flow this browser finished ([`Connected::proof`]).
+    pub(crate) finished: Option<&'a str>,
+}
+
+/// A state verified and recorded as used: the first time, or again.
+enum Consumed {
+    First(StateClaims),
+    Again(StateClaims),
+}
+
+/// How much of what was shared the success page lists, and how long Notion gets to say: the
+/// page waits for it, and a slow answer costs only the list.
+const SHARED_LIMIT: u8 = 12;
+const SHARED_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// A started flow: where to send the browser, and the binding cookie's value to set.
 pub(crate) struct Started {
@@ -152,6 +225,9 @@ pub(crate) struct Flow {
     /// its query took a tenth of `/connect`).
     authorize_base: String,
     allow_notion_initiated: bool,
+    /// Whether the success page lists what was shared (`pages.show_shared`, and no
+    /// `connect.success_redirect` sending every browser elsewhere).
+    list_shared: bool,
 }
 
 /// The callback's parameters, checked for shape only.
@@ -223,6 +299,7 @@ impl Flow {
             vault,
             redirect_uri,
             allow_notion_initiated: config.allow_notion_initiated,
+            list_shared: config.show_shared && config.connect.success_redirect.is_none(),
         }
     }
 
@@ -259,7 +336,7 @@ impl Flow {
         Ok(Started { authorize_url: with_state(&self.authorize_base, &state), browser_cookie })
     }
 
-    /// Finishes a flow from the callback's parameters and the browser's binding cookie.
+    /// Finishes a flow from the callback's parameters and the browser's cookies.
     ///
     /// # Errors
     /// See [`FlowError`]; nothing is stored unless Notion granted a connection.
@@ -267,28 +344,38 @@ impl Flow {
     pub(crate) async fn finish(
         &self,
         params: CallbackParams,
-        browser_cookie: Option<&str>,
-    ) -> Result<Finished, FlowError> {
+        cookies: BrowserCookies<'_>,
+    ) -> Result<Finished, Refused> {
         if let Some(error) = params.error {
-            return self.refused(&error, params.code.is_some(), params.state, browser_cookie).await;
+            return self
+                .refused(&error, params.code.is_some(), params.state, cookies.binding)
+                .await;
         }
         let code = params.code.ok_or(FlowError::MissingCode)?;
-        let (reference, return_to) = match &params.state {
-            Some(state) => {
-                let claims = self.accept_state(state, browser_cookie).await?;
-                (claims.reference, claims.return_to)
-            }
-            None if self.allow_notion_initiated => (None, None),
-            None => return Err(FlowError::MissingState),
+        let claims = match &params.state {
+            Some(state) => match self.accept_state(state, cookies.binding).await? {
+                Consumed::First(claims) => Some(claims),
+                Consumed::Again(claims) => return self.again(claims, cookies.finished).await,
+            },
+            None if self.allow_notion_initiated => None,
+            None => return Err(FlowError::MissingState.into()),
         };
-        let response = if params.state.is_some() {
+        let restart = claims.as_ref().map(Restart::of);
+        let refused = |error: FlowError| Refused { error, restart: restart.clone() };
+        let response = if claims.is_some() {
             self.client.exchange_code(code, Some(&self.redirect_uri)).await
         } else {
             self.exchange_notion_initiated(code).await
         };
-        let response = response.map_err(FlowError::Exchange)?;
-        let grant = SealedGrant::seal(&self.vault, &response)?;
-        let outcome = self.store.upsert_connection(&grant, reference.as_deref()).await?;
+        let response = response.map_err(|error| refused(FlowError::Exchange(error)))?;
+        let grant = SealedGrant::seal(&self.vault, &response).map_err(|e| refused(e.into()))?;
+        let (reference, return_to) =
+            claims.as_ref().map_or((None, None), |c| (c.reference.clone(), c.return_to.clone()));
+        let outcome = self
+            .store
+            .upsert_connection(&grant, reference.as_deref())
+            .await
+            .map_err(|e| refused(e.into()))?;
         tracing::info!(
             bot_id = %response.bot_id,
             workspace_id = %response.workspace_id,
@@ -296,8 +383,99 @@ impl Flow {
             request_id = response.request_id.as_deref(),
             "connection stored"
         );
-        let response = Box::new(response);
-        Ok(Finished::Connected(Connected { response, outcome, reference, return_to }))
+        // Only after the write committed: the list is for the page, never a reason to fail.
+        let shared = if self.list_shared && return_to.is_none() {
+            self.shared_objects(&response.access_token).await
+        } else {
+            Vec::new()
+        };
+        let proof = claims.map(|claims| self.finished_proof(&claims.nonce, &response.bot_id));
+        let TokenResponse {
+            bot_id,
+            workspace_id,
+            workspace_name,
+            workspace_icon,
+            duplicated_template_id,
+            ..
+        } = response;
+        Ok(Finished::Connected(Connected {
+            bot_id,
+            workspace_id,
+            workspace_name,
+            workspace_icon,
+            template_id: duplicated_template_id,
+            outcome,
+            reference,
+            return_to,
+            shared,
+            proof,
+        }))
+    }
+
+    /// Some of what the user shared, if Notion says within [`SHARED_TIMEOUT`]; else nothing.
+    async fn shared_objects(&self, token: &notion_oauth::AccessToken) -> Vec<SharedObject> {
+        let search = self.client.shared_objects(token, SHARED_LIMIT);
+        match tokio::time::timeout(SHARED_TIMEOUT, search).await {
+            Ok(Ok(shared)) => shared,
+            Ok(Err(error)) => {
+                tracing::info!(error = %Chain(&error), "Notion did not list the shared pages; the success page goes without");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::info!(
+                    "Notion took longer than {SHARED_TIMEOUT:?} to list the shared pages; the success page goes without"
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// A callback whose state was used before. From the browser that finished that flow (it
+    /// holds the proof), the success page again, from what was stored; from anywhere else, a
+    /// replay.
+    async fn again(&self, claims: StateClaims, proof: Option<&str>) -> Result<Finished, Refused> {
+        let restart = Restart::of(&claims);
+        let replayed =
+            |restart: Restart| Refused { error: FlowError::Replayed, restart: Some(restart) };
+        let Some(bot_id) = proof.and_then(|proof| self.proven_bot(proof, &claims.nonce)) else {
+            return Err(replayed(restart));
+        };
+        let connection = match self.store.connection(&bot_id).await {
+            Ok(Some(connection)) if connection.status == ConnectionStatus::Active => connection,
+            // Removed or revoked since: this flow no longer connects anything.
+            Ok(_) => return Err(replayed(restart)),
+            Err(error) => return Err(Refused { error: error.into(), restart: Some(restart) }),
+        };
+        tracing::debug!(bot_id = %bot_id, "a finished flow's callback came back; showing its success page again");
+        let outcome =
+            if connection.authorizations > 1 { Upserted::Reauthorized } else { Upserted::Created };
+        Ok(Finished::Reloaded(Connected {
+            bot_id: connection.bot_id,
+            workspace_id: connection.workspace_id,
+            workspace_name: connection.workspace_name,
+            workspace_icon: connection.workspace_icon,
+            template_id: connection.duplicated_template_id,
+            outcome,
+            reference: claims.reference,
+            return_to: claims.return_to,
+            shared: Vec::new(),
+            proof: None,
+        }))
+    }
+
+    /// What the browser that finished the flow with `nonce` keeps: the bot it connected and a
+    /// MAC over both under the state key, so no other value (or browser) can claim a flow.
+    fn finished_proof(&self, nonce: &str, bot_id: &BotId) -> String {
+        let mac = finished_mac(self.vault.state_key(), nonce, bot_id.as_str());
+        format!("{}.{}", bot_id.as_str(), hex(&mac.finalize().into_bytes()))
+    }
+
+    /// The bot a proof names, if it is this server's proof for the flow with `nonce`.
+    fn proven_bot(&self, proof: &str, nonce: &str) -> Option<BotId> {
+        let (bot, mac) = proof.rsplit_once('.')?;
+        let mac = decode_hex(mac, 32)?;
+        finished_mac(self.vault.state_key(), nonce, bot).verify_slice(&mac).ok()?;
+        Some(BotId::new(bot))
     }
 
     /// A callback carrying `error`: the user cancelled (`access_denied`), or Notion failed.
@@ -307,38 +485,37 @@ impl Flow {
         with_code: bool,
         state: Option<String>,
         browser_cookie: Option<&str>,
-    ) -> Result<Finished, FlowError> {
+    ) -> Result<Finished, Refused> {
         if with_code {
-            return Err(FlowError::CodeAndError);
+            return Err(FlowError::CodeAndError.into());
         }
         // Notion's own example sends `state=` empty on cancel, so a missing state is normal
         // here; a valid one is consumed so its link cannot be reused, and gives back the ref.
-        let claims = match &state {
-            Some(state) => self.accept_state(state, browser_cookie).await.ok(),
+        let restart = match &state {
+            Some(state) => match self.accept_state(state, browser_cookie).await {
+                Ok(Consumed::First(claims)) => Some(Restart::of(&claims)),
+                _ => None,
+            },
             None => None,
         };
-        let accepted = claims.is_some();
-        let source = match &claims {
-            Some(claims) if claims.ref_signed => RefSource::Vouched,
-            _ => RefSource::Plain,
-        };
-        let (reference, return_to) = claims.map_or((None, None), |c| (c.reference, c.return_to));
         if error != "access_denied" {
-            if !accepted {
-                return Err(FlowError::UnknownFlow);
-            }
+            let Some(restart) = restart else { return Err(FlowError::UnknownFlow.into()) };
             let code = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            return Err(FlowError::NotionReported(code));
+            return Err(Refused { error: FlowError::NotionReported(code), restart: Some(restart) });
         }
         // Only a flow we started is reported (and logged at info, as a flow's end): anyone can
         // request this URL.
-        if accepted {
-            self.store.record_denied(reference.as_deref(), source).await?;
-            tracing::info!("the user did not grant access");
-        } else {
-            tracing::debug!("a denial with no state of ours");
+        match restart {
+            Some(restart) => {
+                self.store.record_denied(restart.reference.as_deref(), restart.source).await?;
+                tracing::info!("the user did not grant access");
+                Ok(Finished::Denied(restart))
+            }
+            None => {
+                tracing::debug!("a denial with no state of ours");
+                Ok(Finished::Denied(Restart::default()))
+            }
         }
-        Ok(Finished::Denied { reference, return_to })
     }
 
     /// An install started from Notion comes from an authorize URL we did not build, so whether
@@ -370,36 +547,70 @@ impl Flow {
         &self,
         state: &str,
         browser_cookie: Option<&str>,
-    ) -> Result<StateClaims, FlowError> {
+    ) -> Result<Consumed, Refused> {
         let now = SystemTime::now();
-        // After a key rotation, a flow started before it still finishes.
-        let claims = match self.signer.verify(state, now) {
-            Err(StateError::BadSignature) => self
-                .previous_signers
-                .iter()
-                .find_map(|signer| match signer.verify(state, now) {
-                    Err(StateError::BadSignature) => None,
-                    verified => Some(verified),
-                })
-                .unwrap_or(Err(StateError::BadSignature)),
-            verified => verified,
-        }
-        .map_err(FlowError::BadState)?;
-        let bound =
-            browser_cookie.is_some_and(|cookie| claims.is_bound_to(&browser_digest(cookie)));
-        if !bound {
-            return Err(FlowError::OtherBrowser);
+        let bound = |claims: &StateClaims| {
+            browser_cookie.is_some_and(|cookie| claims.is_bound_to(&browser_digest(cookie)))
+        };
+        let claims = match self.verify(state, now) {
+            Ok(claims) => claims,
+            Err(error @ StateError::Expired(_)) => {
+                // An expired flow of this browser's may start again as it was started.
+                let restart = self.verify_ignoring_age(state).ok().filter(bound);
+                let restart = restart.as_ref().map(Restart::of);
+                return Err(Refused { error: FlowError::BadState(error), restart });
+            }
+            Err(error) => return Err(FlowError::BadState(error).into()),
+        };
+        if !bound(&claims) {
+            return Err(FlowError::OtherBrowser.into());
         }
         // Keep the nonce a little past the state's own expiry, after which the state is refused
         // as expired anyway.
         let keep_until =
             claims.issued_at.saturating_add(self.signer.max_age().as_secs()).saturating_add(60);
         let keep_until = i64::try_from(keep_until).unwrap_or(i64::MAX);
-        if !self.store.consume_state(&claims.nonce, keep_until).await? {
-            return Err(FlowError::Replayed);
+        if self.store.consume_state(&claims.nonce, keep_until).await? {
+            Ok(Consumed::First(claims))
+        } else {
+            Ok(Consumed::Again(claims))
         }
-        Ok(claims)
     }
+
+    /// A state's claims if one of our signers, current or before a rotation, signed it and it
+    /// is valid at `now`.
+    fn verify(&self, state: &str, now: SystemTime) -> Result<StateClaims, StateError> {
+        self.with_signers(|signer| signer.verify(state, now))
+    }
+
+    /// Like [`Flow::verify`], at any age.
+    fn verify_ignoring_age(&self, state: &str) -> Result<StateClaims, StateError> {
+        self.with_signers(|signer| signer.verify_ignoring_age(state))
+    }
+
+    /// `verify` with the current signer, else the first previous one whose signature matches.
+    fn with_signers(
+        &self,
+        verify: impl Fn(&StateSigner) -> Result<StateClaims, StateError>,
+    ) -> Result<StateClaims, StateError> {
+        match verify(&self.signer) {
+            Err(StateError::BadSignature) => self
+                .previous_signers
+                .iter()
+                .find_map(|signer| match verify(signer) {
+                    Err(StateError::BadSignature) => None,
+                    verified => Some(verified),
+                })
+                .unwrap_or(Err(StateError::BadSignature)),
+            verified => verified,
+        }
+    }
+}
+
+/// The MAC of a finished-flow proof. The state key with its own prefix: a state's signed
+/// payload is JSON, so it never starts with this text.
+fn finished_mac(key: &[u8], nonce: &str, bot_id: &str) -> hmac::Hmac<sha2::Sha256> {
+    hmac_sha256(key, &[b"noh finished flow\n", nonce.as_bytes(), b"\n", bot_id.as_bytes()])
 }
 
 /// An authorize URL without a state, given one (as the client's `authorize_url` would).

@@ -53,6 +53,9 @@ pub enum Outcome<'a> {
         reference: Option<&'a str>,
         /// Whether the bot is new, or was authorized again.
         outcome: Upserted,
+        /// The browser that finished this flow came back to its callback (a reload, or Back
+        /// then Allow on Notion's page): nothing new was stored or delivered.
+        reloaded: bool,
     },
     /// The user cancelled on Notion's page.
     Denied {

@@ -13,7 +13,7 @@ use url::Url;
 use crate::config::Config;
 use crate::config::{Connect, check_return_to};
 use crate::domain::{BotId, RefSource, Reference};
-use crate::flow::{ConnectRequest, FlowError};
+use crate::flow::{ConnectRequest, FlowError, Restart};
 use crate::signatures::{connect_link, connect_link_matches};
 use crate::store::{Store, now};
 use crate::telemetry::Chain;
@@ -24,8 +24,8 @@ const RECONNECT_TTL_SECONDS: i64 = 3600;
 /// A link to `/connect`, in each form the server trusts. The one place such URLs are built: for
 /// the API, the CLI and the pages that send a user back.
 pub(crate) enum ConnectLink<'a> {
-    /// `ref` as given; trusted only where signatures are not required.
-    Plain { reference: Option<&'a str> },
+    /// `ref` and `return_to` as given; trusted only where signatures are not required.
+    Plain { reference: Option<&'a str>, return_to: Option<&'a str> },
     /// Signed with the link secret, until `expires`.
     Signed { reference: &'a str, return_to: &'a str, expires: i64, secret: &'a SecretString },
     /// A one-time link, stored by its digest.
@@ -38,9 +38,12 @@ impl ConnectLink<'_> {
         let mut url = connect_url.clone();
         let mut query = url.query_pairs_mut();
         match *self {
-            Self::Plain { reference } => {
+            Self::Plain { reference, return_to } => {
                 if let Some(reference) = reference {
                     query.append_pair("ref", reference);
+                }
+                if let Some(return_to) = return_to {
+                    query.append_pair("return_to", return_to);
                 }
             }
             Self::Signed { reference, return_to, expires, secret } => {
@@ -96,12 +99,17 @@ impl Links {
         Self { store, trust: config.connect.clone(), connect_url: config.public_link("/connect") }
     }
 
-    /// `return_to`, parsed, if it is at one of the allowed origins.
+    /// The bare `/connect`, at the public URL.
+    pub(crate) fn connect_url(&self) -> &Url {
+        &self.connect_url
+    }
+
     /// The origins `return_to` may point at (`connect.return_to_origins`).
     pub(crate) fn return_to_origins(&self) -> &[url::Origin] {
         &self.trust.return_to_origins
     }
 
+    /// `return_to`, parsed, if it is at one of the allowed origins.
     pub(crate) fn check_return_to(&self, return_to: &str) -> Option<Url> {
         check_return_to(return_to, &self.trust.return_to_origins)
     }
@@ -180,24 +188,50 @@ impl Links {
         Ok(())
     }
 
-    /// A link that sends `reference`'s user back through `/connect` and that this server will
-    /// accept: signed when a link secret is set, a one-time link when unsigned ones are refused
-    /// and there is no secret, else plain. Lives an hour.
+    /// A link that sends `reference`'s user back through `/connect`, for the app (which vouches
+    /// for its own users): see [`Links::again`].
     ///
     /// # Errors
     /// Storing a one-time link failed, or no randomness.
-    #[tracing::instrument(name = "links.reconnect_url", level = "debug", skip_all)]
     pub(crate) async fn reconnect_url(&self, reference: Option<&str>) -> Result<Url, FlowError> {
+        let restart = Restart {
+            reference: reference.map(str::to_owned),
+            return_to: None,
+            source: RefSource::Vouched,
+        };
+        self.again(Some(&restart)).await
+    }
+
+    /// The one way a page or an answer offers to start a flow again: a link to `/connect` with
+    /// the flow's `ref` and `return_to`, in a form this server accepts and that vouches for no
+    /// more than the flow did. A vouched `ref` is signed when a link secret is set, one-time when
+    /// unsigned ones are refused and there is none, else plain; a plain `ref` stays plain (it
+    /// was accepted as such). Without a flow, or one with neither, the bare `/connect`. Signed
+    /// and one-time links live an hour.
+    ///
+    /// # Errors
+    /// Storing a one-time link failed, or no randomness.
+    #[tracing::instrument(name = "links.again", level = "debug", skip_all)]
+    pub(crate) async fn again(&self, restart: Option<&Restart>) -> Result<Url, FlowError> {
+        let (reference, return_to, source) = match restart {
+            Some(r) => (r.reference.as_deref(), r.return_to.as_deref(), r.source),
+            None => (None, None, RefSource::Plain),
+        };
         let expires = now() + RECONNECT_TTL_SECONDS;
-        let link = match (reference, &self.trust.link_secret) {
-            (None, _) => ConnectLink::Plain { reference: None },
-            (Some(reference), Some(secret)) => {
-                ConnectLink::Signed { reference, return_to: "", expires, secret }
+        let link = match (source, &self.trust.link_secret) {
+            _ if reference.is_none() && return_to.is_none() => {
+                ConnectLink::Plain { reference: None, return_to: None }
             }
-            (Some(reference), None) if self.trust.require_signed_ref => {
-                return self.one_time(Some(reference), None, expires).await;
+            (RefSource::Vouched, Some(secret)) => ConnectLink::Signed {
+                reference: reference.unwrap_or(""),
+                return_to: return_to.unwrap_or(""),
+                expires,
+                secret,
+            },
+            (RefSource::Vouched, None) if self.trust.require_signed_ref => {
+                return self.one_time(reference, return_to, expires).await;
             }
-            (Some(reference), None) => ConnectLink::Plain { reference: Some(reference) },
+            _ => ConnectLink::Plain { reference, return_to },
         };
         Ok(link.url(&self.connect_url))
     }
@@ -246,9 +280,9 @@ mod tests {
     #[test]
     fn each_form_of_link_carries_what_it_needs_and_no_more() {
         let connect = Url::parse("https://notion.example.com/base/connect").unwrap();
-        let plain = ConnectLink::Plain { reference: Some("a&b") }.url(&connect);
+        let plain = ConnectLink::Plain { reference: Some("a&b"), return_to: None }.url(&connect);
         assert_eq!(plain.as_str(), "https://notion.example.com/base/connect?ref=a%26b");
-        let bare = ConnectLink::Plain { reference: None }.url(&connect);
+        let bare = ConnectLink::Plain { reference: None, return_to: None }.url(&connect);
         assert_eq!(bare.as_str(), "https://notion.example.com/base/connect");
         let secret = SecretString::from("0123456789abcdef0123456789abcdef");
         let signed =

@@ -40,6 +40,8 @@ pub(crate) enum NotionEndpoint {
     Refresh,
     Introspect,
     Revoke,
+    /// `/v1/search`, to list what a user shared on the success page.
+    Search,
 }
 
 /// What came of a call to Notion.
@@ -106,6 +108,7 @@ label_words! {
         Refresh => "refresh",
         Introspect => "introspect",
         Revoke => "revoke",
+        Search => "search",
     }
     NotionOutcome {
         Ok => "ok",

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use notion_oauth::{
     AccessToken, AuthorizationCode, Introspection, NotionError, OAuthClient, RefreshToken,
-    Revocation, TokenResponse,
+    Revocation, SharedObject, TokenResponse,
 };
 
 use crate::metrics::{Metrics, NotionEndpoint, NotionOutcome};
@@ -73,5 +73,14 @@ impl Notion {
         token: &RefreshToken,
     ) -> Result<Revocation, NotionError> {
         self.observed(NotionEndpoint::Revoke, self.client.revoke_refresh_token(token)).await
+    }
+
+    /// See [`OAuthClient::shared_objects`].
+    pub(crate) async fn shared_objects(
+        &self,
+        token: &AccessToken,
+        limit: u8,
+    ) -> Result<Vec<SharedObject>, NotionError> {
+        self.observed(NotionEndpoint::Search, self.client.shared_objects(token, limit)).await
     }
 }

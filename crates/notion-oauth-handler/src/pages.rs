@@ -7,11 +7,10 @@ use std::sync::Arc;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minijinja::{Environment, Value, context};
-use notion_oauth::{NotionError, StateError};
+use notion_oauth::{Icon, NotionError, SharedKind, StateError};
 use url::Url;
 
-use crate::config::Config;
-use crate::config::fill;
+use crate::config::{Accent, Branding, Config, fill};
 use crate::domain::Reference;
 use crate::flow::{Connected, FlowError};
 use crate::hooks::{ConnectView, Outcome};
@@ -54,6 +53,8 @@ pub(crate) struct Pages {
     state_ttl_minutes: u64,
     /// A local emulator's `http://127.0.0.1:…/` prefix, whose icons are shown too.
     local_icons: Option<String>,
+    /// What every page shows of the app (`[branding]`), ready for the templates.
+    brand: Value,
 }
 
 impl std::fmt::Debug for Pages {
@@ -95,13 +96,18 @@ impl Pages {
             denied_redirect: config.connect.denied_redirect.clone(),
             state_ttl_minutes: config.state_ttl.as_secs() / 60,
             local_icons: config.local_notion_origin().map(|origin| format!("{origin}/")),
+            brand: brand(&config.branding),
         })
     }
 
     /// Renders `name` with `values`, or a plain fallback if rendering fails.
     pub(crate) fn render(&self, status: StatusCode, name: &str, values: Value) -> Page {
-        let values =
-            context! { base => self.base.clone(), documents => self.documents.clone(), ..values };
+        let values = context! {
+            base => self.base.clone(),
+            documents => self.documents.clone(),
+            brand => self.brand.clone(),
+            ..values
+        };
         match self.env.get_template(name).and_then(|t| t.render(values)) {
             Ok(html) => Page { status, html },
             Err(error) => {
@@ -118,7 +124,7 @@ impl Pages {
     /// link) on to `/connect` unchanged: nothing is used up by viewing this page.
     pub(crate) fn landing(&self, query: Option<String>) -> Page {
         let query = query.filter(|q| !q.is_empty() && q.len() <= 4096);
-        self.render(StatusCode::OK, "landing.html", context! { query })
+        self.render(StatusCode::OK, "landing.html", context! { query, step => 1 })
     }
 
     /// The page for an address the server does not answer.
@@ -127,6 +133,8 @@ impl Pages {
             reason => "not_found",
             title => "Page not found",
             message => "There is nothing at this address. To connect Notion, start from the button below.",
+            again => format!("{}/", self.base),
+            again_label => "Go to the start",
         };
         self.render(StatusCode::NOT_FOUND, "error.html", values)
     }
@@ -136,12 +144,14 @@ impl Pages {
         let wait = match retry_after_seconds {
             1 => "a second".to_owned(),
             2..=90 => format!("{retry_after_seconds} seconds"),
-            _ => format!("{} minutes", retry_after_seconds.div_ceil(60)),
+            _ => minutes(retry_after_seconds.div_ceil(60)),
         };
         let values = context! {
             reason => "rate_limited",
             title => "Too many attempts",
             message => format!("Too many requests came from your network in a short time. Wait {wait} and try again."),
+            again => format!("{}/", self.base),
+            again_label => "Go to the start",
         };
         let mut response =
             self.render(StatusCode::TOO_MANY_REQUESTS, "error.html", values).into_response();
@@ -149,8 +159,9 @@ impl Pages {
         response
     }
 
-    /// A flow that could not go on: the embedding app's view if it answers, else the error page.
-    pub(crate) fn failed(&self, error: &FlowError) -> Response {
+    /// A flow that could not go on: the embedding app's view if it answers, else the error page,
+    /// whose "Start again" goes to `again`.
+    pub(crate) fn failed(&self, error: &FlowError, again: &Url) -> Response {
         let page = error.page(self.state_ttl_minutes);
         let request_id = error.request_id();
         let outcome = Outcome::Failed {
@@ -163,16 +174,22 @@ impl Pages {
             return viewed;
         }
         let ErrorPage { status, reason, title, message } = page;
-        self.render(status, "error.html", context! { reason, title, message, request_id })
-            .into_response()
+        let values = context! {
+            reason, title, message, request_id,
+            again => again.to_string(),
+            again_label => "Start again",
+            step => 3,
+        };
+        self.render(status, "error.html", values).into_response()
     }
 
-    /// A stored connection: back to the app, or its view, or the success page.
-    pub(crate) fn connected(&self, connected: &Connected) -> Response {
-        let Connected { response, outcome, reference, return_to } = connected;
+    /// A stored connection: back to the app, or its view, or the success page. `reloaded` when
+    /// the browser came back to a flow it had finished: the same page, said so.
+    pub(crate) fn connected(&self, connected: &Connected, reloaded: bool) -> Response {
+        let Connected { bot_id, workspace_id, reference, return_to, outcome, .. } = connected;
         let values = [
-            ("bot_id", response.bot_id.as_str()),
-            ("workspace_id", response.workspace_id.as_str()),
+            ("bot_id", bot_id.as_str()),
+            ("workspace_id", workspace_id.as_str()),
             ("ref", reference.as_deref().unwrap_or("")),
             ("outcome", outcome.as_str()),
         ];
@@ -182,34 +199,72 @@ impl Pages {
             return see_other(&location);
         }
         let viewed = self.view(&Outcome::Connected {
-            bot_id: &response.bot_id,
-            workspace_id: &response.workspace_id,
-            workspace_name: response.workspace_name.as_deref(),
+            bot_id,
+            workspace_id,
+            workspace_name: connected.workspace_name.as_deref(),
             reference: reference.as_deref(),
             outcome: *outcome,
+            reloaded,
         });
         if let Some(viewed) = viewed {
             return viewed;
         }
         let workspace =
-            response.workspace_name.clone().unwrap_or_else(|| "your Notion workspace".into());
-        // Notion sends an https URL; inline images are harmless in an <img> and allowed by the
-        // page policy, as is a local emulator's own http URL. Anything else (javascript:, other
-        // http:) is not shown.
-        let local = self.local_icons.as_deref();
-        let icon = response.workspace_icon.as_deref().filter(|icon| {
-            icon.starts_with("https://")
-                || icon.starts_with("data:image/")
-                || local.is_some_and(|origin| icon.starts_with(origin))
+            connected.workspace_name.clone().unwrap_or_else(|| "your Notion workspace".into());
+        let shared: Vec<Value> = connected
+            .shared
+            .iter()
+            .map(|object| {
+                let (emoji, image) = match &object.icon {
+                    Some(Icon::Emoji(emoji)) => (Some(emoji.as_str()), None),
+                    Some(Icon::Image(url)) => (None, self.shown_image(url)),
+                    None => (None, None),
+                };
+                let kind = match object.kind {
+                    SharedKind::Page => "page",
+                    SharedKind::Database | SharedKind::DataSource => "database",
+                };
+                let title = if object.title.trim().is_empty() { "Untitled" } else { &object.title };
+                context! {
+                    kind, title, emoji, image,
+                    url => object.url.as_deref().filter(|url| url.starts_with("https://")),
+                    id => object.id.clone(),
+                }
+            })
+            .collect();
+        // The duplicated template, linked where Notion opens it: from the list when search
+        // found it, else by its id.
+        let template_url = connected.template_id.as_deref().map(|id| {
+            connected
+                .shared
+                .iter()
+                .find(|object| object.id == id)
+                .and_then(|object| object.url.clone())
+                .filter(|url| url.starts_with("https://"))
+                .unwrap_or_else(|| format!("https://www.notion.so/{}", id.replace('-', "")))
         });
         let values = context! {
             workspace,
-            icon,
+            icon => connected.workspace_icon.as_deref().and_then(|icon| self.shown_image(icon)),
             outcome => outcome.as_str(),
-            template_id => response.duplicated_template_id.clone(),
+            template_url,
             reference,
+            shared,
+            reloaded,
+            step => 3,
         };
         self.render(StatusCode::OK, "success.html", values).into_response()
+    }
+
+    /// An image URL from Notion, if a page may show it: https (Notion's own), an inline image,
+    /// or a local emulator's http URL; never `javascript:` or other http.
+    fn shown_image<'a>(&self, url: &'a str) -> Option<&'a str> {
+        let local = self.local_icons.as_deref();
+        Some(url).filter(|url| {
+            url.starts_with("https://")
+                || url.starts_with("data:image/")
+                || local.is_some_and(|origin| url.starts_with(origin))
+        })
     }
 
     /// A cancelled flow, when the app said where it ends: back to the app, or its view. `None`
@@ -229,13 +284,33 @@ impl Pages {
 
     /// The "access was not granted" page, offering `retry_url`.
     pub(crate) fn denied(&self, reference: Option<&str>, retry_url: &Url) -> Response {
-        let values = context! { reference, retry_url => retry_url.to_string() };
+        let values = context! { reference, retry_url => retry_url.to_string(), step => 2 };
         self.render(StatusCode::OK, "denied.html", values).into_response()
     }
 
     fn view(&self, outcome: &Outcome<'_>) -> Option<Response> {
         self.view.as_ref().and_then(|view| view.respond(outcome))
     }
+}
+
+/// `[branding]` as the templates read it. Colours go into the page's style, so they are
+/// formatted here from checked bytes, never copied from the configuration.
+fn brand(branding: &Branding) -> Value {
+    let accent = branding.accent.map(|Accent { color, text }| {
+        context! { color => Accent::css(color), text => Accent::css(text) }
+    });
+    context! {
+        app_name => branding.app_name.clone(),
+        logo => branding.logo.clone(),
+        accent,
+        support_url => branding.support_url.as_ref().map(Url::to_string),
+        app_url => branding.app_url.as_ref().map(Url::to_string),
+    }
+}
+
+/// "1 minute", "5 minutes".
+fn minutes(count: u64) -> String {
+    if count == 1 { "1 minute".to_owned() } else { format!("{count} minutes") }
 }
 
 /// Where the app asked the browser to go: the flow's `return_to` (checked against the allowed
@@ -299,7 +374,7 @@ impl FlowError {
                 StatusCode::BAD_REQUEST,
                 "expired_state",
                 "This link has expired",
-                format!("More than {ttl_minutes} minutes passed since you started connecting. Start again."),
+                format!("More than {} passed since you started connecting. Start again.", minutes(ttl_minutes)),
             ),
             F::BadState(_) => page(
                 StatusCode::BAD_REQUEST,

@@ -22,6 +22,8 @@ pub(crate) struct BrowserCookie {
     /// Over https it carries the `__Host-` prefix, which browsers only accept from this exact
     /// host: a sibling subdomain cannot plant a value it knows.
     pub(crate) name: &'static str,
+    /// The cookie that lets the browser that finished a flow see its success page again.
+    pub(crate) finished_name: &'static str,
     pub(crate) secure: bool,
     /// The state's lifetime plus a margin: the cookie outlives every flow it can finish.
     pub(crate) max_age: Duration,
@@ -32,6 +34,7 @@ impl BrowserCookie {
         let secure = config.is_https();
         Self {
             name: if secure { "__Host-noh_browser" } else { "noh_browser" },
+            finished_name: if secure { "__Host-noh_finished" } else { "noh_finished" },
             secure,
             max_age: config.state_ttl + Duration::from_secs(60),
         }

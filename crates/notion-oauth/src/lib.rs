@@ -28,5 +28,6 @@ pub use error::{BuildError, NotionApiError, NotionError};
 pub use secret::{AccessToken, AuthorizationCode, ClientId, ClientSecret, RefreshToken};
 pub use state::{MAX_STATE_LEN, StateClaims, StateError, StateSigner};
 pub use types::{
-    BotId, Introspection, Owner, Person, Revocation, TokenResponse, User, WorkspaceId,
+    BotId, Icon, Introspection, Owner, Person, Revocation, SharedKind, SharedObject, TokenResponse,
+    User, WorkspaceId,
 };

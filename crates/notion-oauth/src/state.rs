@@ -138,6 +138,28 @@ impl StateSigner {
     /// # Errors
     /// See [`StateError`]; the caller still has to check the browser binding and single use.
     pub fn verify(&self, state: &str, now: SystemTime) -> Result<StateClaims, StateError> {
+        let claims = self.signed_claims(state)?;
+        let now = unix_seconds(now);
+        if claims.issued_at > now + FUTURE_SKEW_SECS {
+            return Err(StateError::NotYetValid);
+        }
+        let age = now.saturating_sub(claims.issued_at);
+        if age > self.max_age.as_secs() {
+            return Err(StateError::Expired(age - self.max_age.as_secs()));
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a state this signer made, whatever its age: for offering to start an
+    /// expired flow again as it was started (same `ref`, same browser), never for finishing it.
+    ///
+    /// # Errors
+    /// [`StateError::Malformed`] or [`StateError::BadSignature`].
+    pub fn verify_ignoring_age(&self, state: &str) -> Result<StateClaims, StateError> {
+        self.signed_claims(state)
+    }
+
+    fn signed_claims(&self, state: &str) -> Result<StateClaims, StateError> {
         if state.len() > MAX_STATE_LEN {
             return Err(StateError::Malformed);
         }
@@ -148,17 +170,7 @@ impl StateSigner {
             return Err(StateError::Malformed);
         }
         self.mac(&payload).verify_slice(&tag).map_err(|_| StateError::BadSignature)?;
-        let claims: StateClaims =
-            serde_json::from_slice(&payload).map_err(|_| StateError::Malformed)?;
-        let now = unix_seconds(now);
-        if claims.issued_at > now + FUTURE_SKEW_SECS {
-            return Err(StateError::NotYetValid);
-        }
-        let age = now.saturating_sub(claims.issued_at);
-        if age > self.max_age.as_secs() {
-            return Err(StateError::Expired(age - self.max_age.as_secs()));
-        }
-        Ok(claims)
+        serde_json::from_slice(&payload).map_err(|_| StateError::Malformed)
     }
 
     fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
@@ -227,6 +239,12 @@ mod tests {
         let state = signer().sign(&StateClaims::new(None, None).unwrap());
         let later = SystemTime::now() + Duration::from_secs(601 + 5);
         assert!(matches!(signer().verify(&state, later), Err(StateError::Expired(_))));
+        let expired = signer().verify_ignoring_age(&state).unwrap();
+        assert_eq!(expired.nonce, signer().verify(&state, SystemTime::now()).unwrap().nonce);
+        let at = state.len() - 10;
+        let swapped = if &state[at..=at] == "A" { "B" } else { "A" };
+        let forged = format!("{}{swapped}{}", &state[..at], &state[at + 1..]);
+        assert!(signer().verify_ignoring_age(&forged).is_err());
         let earlier = SystemTime::now() - Duration::from_secs(3600);
         assert_eq!(signer().verify(&state, earlier), Err(StateError::NotYetValid));
     }

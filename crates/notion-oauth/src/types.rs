@@ -4,7 +4,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::secret::{AccessToken, RefreshToken};
 
@@ -217,6 +217,80 @@ pub struct Revocation {
     pub extra: Map<String, Value>,
 }
 
+/// What kind of object a connection was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SharedKind {
+    /// A page.
+    Page,
+    /// A database (before `Notion-Version` 2025-09-03, also what holds its rows).
+    Database,
+    /// A database's data source (2025-09-03 and later).
+    DataSource,
+}
+
+/// A page's or database's icon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Icon {
+    /// An emoji.
+    Emoji(String),
+    /// An image, external or uploaded to Notion (uploaded ones are signed URLs that expire).
+    Image(String),
+}
+
+/// A page, database or data source a connection can read, as search lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedObject {
+    /// Page, database or data source.
+    pub kind: SharedKind,
+    /// Notion's id for it.
+    pub id: String,
+    /// Its title as plain text; empty when it has none.
+    pub title: String,
+    /// Its icon, if it has one.
+    pub icon: Option<Icon>,
+    /// Where it opens in Notion.
+    pub url: Option<String>,
+}
+
+impl SharedObject {
+    /// Reads one search result; `None` for anything that is not a page, database or data
+    /// source with an id.
+    pub(crate) fn read(value: &Value) -> Option<Self> {
+        let kind = match value.get("object")?.as_str()? {
+            "page" => SharedKind::Page,
+            "database" => SharedKind::Database,
+            "data_source" => SharedKind::DataSource,
+            _ => return None,
+        };
+        let id = value.get("id")?.as_str()?.to_owned();
+        // A page's title is its `title` property (whatever the property is named); a
+        // database's and a data source's is a top-level `title`.
+        let title = match kind {
+            SharedKind::Page => value
+                .get("properties")
+                .and_then(Value::as_object)
+                .and_then(|properties| {
+                    properties.values().find(|p| p.get("type") == Some(&json!("title")))
+                })
+                .and_then(|property| property.get("title")),
+            SharedKind::Database | SharedKind::DataSource => value.get("title"),
+        };
+        let title = title
+            .and_then(Value::as_array)
+            .map(|parts| parts.iter().filter_map(|part| part.get("plain_text")?.as_str()).collect())
+            .unwrap_or_default();
+        let icon = value.get("icon").and_then(|icon| match icon.get("type")?.as_str()? {
+            "emoji" => Some(Icon::Emoji(icon.get("emoji")?.as_str()?.to_owned())),
+            kind @ ("external" | "file") => {
+                Some(Icon::Image(icon.get(kind)?.get("url")?.as_str()?.to_owned()))
+            }
+            _ => None,
+        });
+        let url = value.get("url").and_then(Value::as_str).map(str::to_owned);
+        Some(Self { kind, id, title, icon, url })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -288,5 +362,34 @@ mod tests {
         let response: TokenResponse = serde_json::from_str(body).unwrap();
         assert!(response.refresh_token.is_none());
         assert!(response.workspace_name.is_none());
+    }
+
+    #[test]
+    fn search_results_read_as_shared_objects_and_odd_ones_are_left_out() {
+        let results = json!([
+            { "object": "page", "id": "p1", "url": "https://www.notion.so/p1",
+              "icon": { "type": "emoji", "emoji": "📄" },
+              "properties": { "Name": { "type": "title",
+                  "title": [{ "plain_text": "Road" }, { "plain_text": "map" }] },
+                  "Tags": { "type": "multi_select" } } },
+            { "object": "data_source", "id": "d1",
+              "icon": { "type": "external", "external": { "url": "https://x.test/i.png" } },
+              "title": [{ "plain_text": "Tasks" }] },
+            { "object": "database", "id": "db1", "title": [], "icon": { "type": "custom_emoji" } },
+            { "object": "user", "id": "u1" },
+            { "object": "page" },
+        ]);
+        let read: Vec<SharedObject> =
+            results.as_array().unwrap().iter().filter_map(SharedObject::read).collect();
+        assert_eq!(read.len(), 3);
+        assert_eq!(read[0].title, "Roadmap");
+        assert_eq!(read[0].icon, Some(Icon::Emoji("📄".into())));
+        assert_eq!(read[0].url.as_deref(), Some("https://www.notion.so/p1"));
+        assert_eq!(
+            (read[1].kind.clone(), read[1].title.as_str()),
+            (SharedKind::DataSource, "Tasks")
+        );
+        assert_eq!(read[1].icon, Some(Icon::Image("https://x.test/i.png".into())));
+        assert_eq!((read[2].title.as_str(), read[2].icon.clone()), ("", None));
     }
 }

@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::vault::MasterKey;
 
+mod branding;
 mod checks;
 mod clients;
 mod connect;
@@ -25,6 +26,7 @@ mod https;
 mod problems;
 mod settings;
 
+pub use branding::{Accent, Branding};
 pub(crate) use checks::{Backend, redacted_url, resolve_sqlite_url};
 use checks::{
     Secret, check_api_base_url, check_base_path, check_public_url, in_range, is_loopback_host,
@@ -40,9 +42,10 @@ pub use https::{Acme, Challenge, Tls, TlsFiles};
 use problems::Problems;
 pub use problems::{ConfigError, Problem};
 pub use settings::{
-    AcmeSettings, CommandHookSettings, ConnectSettings, DeliverySettings, DocumentSettings,
-    LifecycleSettings, NotionSettings, PagesSettings, RateLimitSettings, SecuritySettings,
-    ServerSettings, Settings, StorageSettings, TlsSettings, WebhookSettings, load_settings,
+    AcmeSettings, BrandingSettings, CommandHookSettings, ConnectSettings, DeliverySettings,
+    DocumentSettings, LifecycleSettings, NotionSettings, PagesSettings, RateLimitSettings,
+    SecuritySettings, ServerSettings, Settings, StorageSettings, TlsSettings, WebhookSettings,
+    load_settings,
 };
 
 /// The checked configuration the server runs with: plain data, nothing running.
@@ -88,6 +91,10 @@ pub struct Config {
     pub connect: Connect,
     /// The folder of page overrides, if any.
     pub templates_dir: Option<PathBuf>,
+    /// Whether the success page lists what the user shared.
+    pub show_shared: bool,
+    /// The app's name, logo and colour on the pages.
+    pub branding: Branding,
 }
 
 /// `[server]`'s limits, checked.
@@ -190,6 +197,7 @@ impl Settings {
             problems.add("pages.templates_dir", message);
         }
         let documents = documents::load_all(&self.documents, base_dir, &mut problems);
+        let branding = branding::validate(&self.branding, base_dir, &mut problems);
 
         let (
             Some((bind, public_url, base_path)),
@@ -248,6 +256,8 @@ impl Settings {
             delivery,
             connect,
             templates_dir,
+            show_shared: self.pages.show_shared,
+            branding,
         }))
     }
 }

@@ -50,6 +50,9 @@ pub struct Settings {
     /// `[pages]`: the look of the pages.
     #[serde(default)]
     pub pages: PagesSettings,
+    /// `[branding]`: the app's name, logo and colour on the pages.
+    #[serde(default)]
+    pub branding: BrandingSettings,
     /// How often one client may start flows and fail API keys.
     #[serde(default)]
     pub rate_limit: RateLimitSettings,
@@ -138,12 +141,37 @@ impl Default for RateLimitSettings {
 }
 
 /// `[pages]`: the look of the pages.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PagesSettings {
     /// A folder whose `landing.html`, `success.html`, `denied.html`, `error.html` or `base.html`
     /// replace the built-in ones.
     pub templates_dir: Option<PathBuf>,
+    /// List the pages the user shared on the success page (one search call to Notion per
+    /// connection, which counts toward the integration's rate limit).
+    pub show_shared: bool,
+}
+
+impl Default for PagesSettings {
+    fn default() -> Self {
+        Self { templates_dir: None, show_shared: true }
+    }
+}
+
+/// `[branding]`: the app's name, logo and colour on the pages.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrandingSettings {
+    /// The app's name, as the pages say it: "Connect <app> to Notion".
+    pub app_name: Option<String>,
+    /// The app's logo: an https URL, or an .svg, .png, .jpg or .webp file of at most 64 KiB.
+    pub logo: Option<String>,
+    /// The colour of buttons and focus rings, `#rrggbb`.
+    pub accent_color: Option<String>,
+    /// Where users get help: an https or mailto: address.
+    pub support_url: Option<String>,
+    /// The app's own address, for the success page's "Back to <app>".
+    pub app_url: Option<String>,
 }
 
 /// `[lifecycle]`: refreshes and checks.

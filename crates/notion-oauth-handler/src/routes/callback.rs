@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
-use axum::response::Response;
-use axum_extra::extract::cookie::{Cookie, CookieJar};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
 use super::Admitted;
-use crate::flow::{CallbackParams, Finished, Flow};
+use crate::flow::{BrowserCookies, CallbackParams, Finished, Flow, Refused, Restart};
 use crate::links::Links;
 use crate::metrics::FlowOutcome;
 use crate::pages::Pages;
@@ -23,21 +23,41 @@ pub(super) async fn oauth_callback(
     jar: CookieJar,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let cookie = jar.get(browser.name).map(Cookie::value);
+    let cookies = BrowserCookies {
+        binding: jar.get(browser.name).map(Cookie::value),
+        finished: jar.get(browser.finished_name).map(Cookie::value),
+    };
     let finished = match CallbackParams::parse(query.as_deref()) {
-        Ok(params) => flow.finish(params, cookie).await,
-        Err(error) => Err(error),
+        Ok(params) => flow.finish(params, cookies).await,
+        Err(error) => Err(Refused::from(error)),
     };
     match finished {
-        Ok(Finished::Connected(connected)) => {
+        Ok(Finished::Connected(mut connected)) => {
             metrics.flow_finished(FlowOutcome::Connected);
-            pages.connected(&connected)
+            let proof = connected.proof.take();
+            let page = pages.connected(&connected, false);
+            match proof {
+                // The proof lives as long as the flow's state could come back.
+                Some(proof) => {
+                    let cookie = Cookie::build((browser.finished_name, proof))
+                        .http_only(true)
+                        .same_site(SameSite::Lax)
+                        .secure(browser.secure)
+                        .path("/")
+                        .max_age(time::Duration::seconds(
+                            i64::try_from(browser.max_age.as_secs()).unwrap_or(i64::MAX),
+                        ));
+                    (jar.add(cookie), page).into_response()
+                }
+                None => page,
+            }
         }
-        Ok(Finished::Denied { reference, return_to }) => {
+        Ok(Finished::Reloaded(connected)) => pages.connected(&connected, true),
+        Ok(Finished::Denied(restart)) => {
             metrics.flow_finished(FlowOutcome::Denied);
-            denied_response(&pages, &links, reference.as_deref(), return_to.as_deref()).await
+            denied_response(&pages, &links, &restart).await
         }
-        Err(error) => {
+        Err(Refused { error, restart }) => {
             metrics.flow_refused(error.page(0).reason);
             metrics.flow_finished(FlowOutcome::Refused);
             let request_id = error.request_id();
@@ -46,24 +66,31 @@ pub(super) async fn oauth_callback(
             } else {
                 tracing::warn!(error = %Chain(&error), request_id, "a callback was refused");
             }
-            pages.failed(&error)
+            let again = start_again(&links, restart.as_ref()).await;
+            pages.failed(&error, &again)
+        }
+    }
+}
+
+/// The link a page offers to start again: with the flow's `ref` and `return_to` when its state
+/// was this browser's, else the bare `/connect` (also when a link to keep them cannot be made).
+pub(super) async fn start_again(links: &Links, restart: Option<&Restart>) -> url::Url {
+    match links.again(restart).await {
+        Ok(url) => url,
+        Err(error) => {
+            tracing::warn!(error = %Chain(&error), "could not make a link that keeps the flow's ref; offering a plain one");
+            links.again(None).await.unwrap_or_else(|_| links.connect_url().clone())
         }
     }
 }
 
 /// Where a user who cancelled goes: where the app said, or the page offering to try again (with
-/// a link the server will accept for the same `ref`, made only when that page is shown).
-async fn denied_response(
-    pages: &Pages,
-    links: &Links,
-    reference: Option<&str>,
-    return_to: Option<&str>,
-) -> Response {
+/// a link the server will accept for the same `ref` and `return_to`).
+async fn denied_response(pages: &Pages, links: &Links, restart: &Restart) -> Response {
+    let (reference, return_to) = (restart.reference.as_deref(), restart.return_to.as_deref());
     if let Some(elsewhere) = pages.denied_elsewhere(reference, return_to) {
         return elsewhere;
     }
-    match links.reconnect_url(reference).await {
-        Ok(retry_url) => pages.denied(reference, &retry_url),
-        Err(error) => pages.failed(&error),
-    }
+    let again = start_again(links, Some(restart)).await;
+    pages.denied(reference, &again)
 }

@@ -46,7 +46,10 @@ pub(super) async fn start_connect(
         Err(error) => {
             tracing::warn!(error = %Chain(&error), "a connect request was refused");
             metrics.flow_refused(error.page(0).reason);
-            pages.failed(&error)
+            // A link's ref is not carried over: it was refused (expired, used, unsigned), and a
+            // fresh one is the app's to make.
+            let again = super::callback::start_again(&links, None).await;
+            pages.failed(&error, &again)
         }
     }
 }

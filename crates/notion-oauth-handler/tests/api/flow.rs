@@ -348,6 +348,7 @@ async fn a_templates_folder_replaces_a_page() {
     let app = spawn_app_with(TestOptions {
         pages: notion_oauth_handler::config::PagesSettings {
             templates_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
         },
         ..TestOptions::default()
     })
@@ -384,7 +385,7 @@ async fn a_workspace_owned_install_without_email_or_icon_is_stored_and_the_emula
     let body = response.text().await.unwrap();
     // minijinja escapes `/` in attributes.
     let icon = format!("{}/_mock/icons/A.svg", app.notion.base_url()).replace('/', "&#x2f;");
-    assert!(body.contains(&format!("<img class=\"icon\" src=\"{icon}\"")), "{body}");
+    assert!(body.contains(&format!("<img src=\"{icon}\"")), "{body}");
     assert!(
         policy.contains(&format!("img-src https: data: {}", app.notion.base_url())),
         "{policy}"

@@ -7,8 +7,8 @@ use base64::Engine;
 use mock_notion::{Emulator, EmulatorConfig, Endpoint, RunningEmulator};
 use notion_oauth_handler::Application;
 use notion_oauth_handler::config::{
-    CommandHookSettings, ConnectSettings, DeliverySettings, DocumentSettings, PagesSettings,
-    RateLimitSettings, ServerSettings, Settings, WebhookSettings,
+    BrandingSettings, CommandHookSettings, ConnectSettings, DeliverySettings, DocumentSettings,
+    PagesSettings, RateLimitSettings, ServerSettings, Settings, WebhookSettings,
 };
 use notion_oauth_handler::domain::BotId;
 use notion_oauth_handler::embed::{Embedded, NotionOAuth};
@@ -34,6 +34,9 @@ pub struct TestOptions {
     pub delivery: DeliverySettings,
     pub connect: ConnectSettings,
     pub pages: PagesSettings,
+    pub branding: BrandingSettings,
+    /// Files written into the app's folder before its configuration is checked.
+    pub files: Vec<(&'static str, Vec<u8>)>,
     /// `server.header_timeout_seconds` and `server.max_connections`.
     pub header_timeout_seconds: u64,
     pub max_connections: u64,
@@ -71,6 +74,8 @@ impl Default for TestOptions {
             delivery: DeliverySettings { retry_base_ms: 100, ..DeliverySettings::default() },
             connect: ConnectSettings::default(),
             pages: PagesSettings::default(),
+            branding: BrandingSettings::default(),
+            files: Vec::new(),
             postgres: None,
             header_timeout_seconds: ServerSettings::default().header_timeout_seconds,
             max_connections: ServerSettings::default().max_connections,
@@ -158,6 +163,16 @@ impl Page {
     }
 }
 
+/// The least a configuration needs to pass its check (everything else default).
+pub fn minimal_settings() -> Settings {
+    let mut settings = Settings::default();
+    settings.server.public_url = Some("https://notion.example.com".into());
+    settings.notion.client_id = Some("client".into());
+    settings.notion.client_secret = Some(SecretString::from(CLIENT_SECRET));
+    settings.security.master_key = Some(SecretString::from(random_key()));
+    settings
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(TestOptions::default()).await
 }
@@ -184,6 +199,9 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let (_, master_key) = MasterKey::generate().unwrap();
     let master_key = secrecy::ExposeSecret::expose_secret(&master_key).to_owned();
     std::fs::write(dir.path().join("privacy.html"), "<h1>Privacy</h1>").unwrap();
+    for (name, contents) in &options.files {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
     let mut settings = Settings::default();
     settings.server.bind = listener.local_addr().unwrap().to_string();
     settings.server.public_url =
@@ -227,6 +245,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.delivery = options.delivery;
     settings.connect = options.connect;
     settings.pages = options.pages;
+    settings.branding = options.branding;
     settings.documents = vec![DocumentSettings {
         path: "/privacy".into(),
         file: "privacy.html".into(),
@@ -378,13 +397,26 @@ impl Answer {
 
 impl Api {
     pub async fn call(&self, method: reqwest::Method, path: &str) -> Answer {
-        let response = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
+        self.send(method, path, None).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Answer {
+        let request =
+            self.client.request(method, format!("{}{path}", self.base)).bearer_auth(&self.key);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();

@@ -18,6 +18,7 @@ mod links;
 mod metrics;
 mod notion_faults;
 mod openapi;
+mod pages;
 mod postgres;
 mod processes;
 mod secrets;
