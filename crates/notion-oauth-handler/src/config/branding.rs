@@ -34,8 +34,8 @@ pub struct Branding {
 pub struct Accent {
     /// `#rrggbb`.
     pub color: [u8; 3],
-    /// Whichever of white or near-black contrasts more with it: one of the two always
-    /// reaches 4.5:1, so any accent makes a readable button.
+    /// Whichever of white or black contrasts more with it: one of the two always reaches
+    /// 4.5:1, so any accent makes a readable button.
     pub text: [u8; 3],
 }
 
@@ -74,7 +74,9 @@ pub(super) fn validate(
         .and_then(|logo| problems.check("branding.logo", logo_source(logo, base_dir)));
     let accent = settings.accent_color.as_deref().and_then(|color| {
         problems.check("branding.accent_color", parse_color(color)).map(|color| {
-            let (white, ink) = ([255, 255, 255], [25, 25, 24]);
+            // Against pure white and pure black, the better of the two is at least 4.58:1 for
+            // any colour; a softer black would leave mid-greys (#777) below 4.5.
+            let (white, ink) = ([255, 255, 255], [0, 0, 0]);
             let text = if contrast(color, white) >= contrast(color, ink) { white } else { ink };
             Accent { color, text }
         })

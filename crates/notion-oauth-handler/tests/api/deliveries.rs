@@ -30,11 +30,7 @@ fn run_verifier(
         command.env("NOW", now.to_string());
     }
     let Ok(mut child) = command.spawn() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{program} is needed to test the {script} recipe"
-        );
-        eprintln!("SKIPPED: no {program} to run {script}");
+        crate::helpers::skip(&format!("no {program} to run the {script} recipe"));
         return None;
     };
     child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();

@@ -163,6 +163,31 @@ impl Page {
     }
 }
 
+/// Gives up on a test whose tool or service this machine lacks. Under `CI=true` that fails
+/// the test instead, since a skip there would hide a missing install step in `.ci/run`.
+pub fn skip(what: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what}: required under CI=true (.ci/run installs it)"
+    );
+    skip_on_this_machine(what);
+}
+
+/// Gives up on a test that this machine cannot run (a file system without a feature), even
+/// under CI. Either way the skip is said on stderr and added to the list that `./run-tests`
+/// prints at the end, so that a skipped test is not taken for a passed one.
+pub fn skip_on_this_machine(what: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    eprintln!("SKIPPED: {test}: {what}");
+    if let Ok(path) = std::env::var("NOH_SKIPPED_FILE") {
+        use std::io::Write;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+        if let Ok(mut file) = file {
+            let _ = writeln!(file, "{test}: {what}");
+        }
+    }
+}
+
 /// The least a configuration needs to pass its check (everything else default).
 pub fn minimal_settings() -> Settings {
     let mut settings = Settings::default();
@@ -706,11 +731,7 @@ pub async fn postgres_url() -> Option<TestDatabase> {
     let mut connection = match sqlx::postgres::PgConnection::connect(&admin).await {
         Ok(connection) => connection,
         Err(error) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "PostgreSQL at {admin} is needed: {error}"
-            );
-            eprintln!("SKIPPED: no PostgreSQL at {admin} ({error})");
+            skip(&format!("no PostgreSQL at {admin} ({error})"));
             return None;
         }
     };

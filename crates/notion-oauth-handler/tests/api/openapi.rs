@@ -97,11 +97,9 @@ fn validate_with_openapi_spec_validator(document: &serde_json::Value, dir: &temp
         .as_ref()
         .is_ok_and(|o| !String::from_utf8_lossy(&o.stderr).contains("No module named"));
     if !available {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "python3 -m openapi_spec_validator is missing: pip install openapi-spec-validator"
+        crate::helpers::skip(
+            "openapi-spec-validator is not installed (pip install openapi-spec-validator)",
         );
-        eprintln!("SKIPPED: openapi-spec-validator is not installed");
         return;
     }
     let output = output.unwrap();
@@ -151,11 +149,7 @@ async fn generated_requests_get_only_the_answers_the_document_promises() {
         .output()
         .await;
     let Ok(run) = run else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "schemathesis is missing: pip install schemathesis"
-        );
-        eprintln!("SKIPPED: schemathesis is not installed (pip install schemathesis)");
+        crate::helpers::skip("schemathesis is not installed (pip install schemathesis)");
         return;
     };
     let report = String::from_utf8_lossy(&run.stdout);

@@ -198,7 +198,7 @@ async fn the_pages_name_the_app_show_its_logo_and_colour_and_lead_back_to_it() {
     let inline = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, logo);
     assert!(landing.contains(&format!("data:image/svg+xml;base64,{inline}")), "{landing}");
     // A yellow accent gets dark text: white on it would be unreadable.
-    assert!(landing.contains("--accent: #ffcc00") && landing.contains("--on-accent: #191918"));
+    assert!(landing.contains("--accent: #ffcc00") && landing.contains("--on-accent: #000000"));
     assert!(landing.contains("href=\"mailto:help@acme.example\""), "{landing}");
     assert!(landing.contains("aria-current=\"step\""), "the step indicator marks where we are");
 

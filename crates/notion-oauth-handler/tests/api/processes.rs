@@ -538,7 +538,9 @@ async fn a_server_started_on_a_database_it_cannot_write_is_not_ready_until_it_ca
 
     // The owner is root here, so the file's mode would not stop it: the immutable flag does.
     let Some(flag) = Immutable::set(deployment.dir.path().join("shared.db")) else {
-        eprintln!("SKIPPED: chattr +i is not available on this file system or for this user");
+        crate::helpers::skip_on_this_machine(
+            "chattr +i is not available on this file system or for this user",
+        );
         return;
     };
     let mut server = deployment.start(0).await;
