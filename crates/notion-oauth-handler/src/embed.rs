@@ -54,8 +54,10 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::config::check_target_name;
+use crate::domain::BotId;
 pub use crate::hooks::{ConnectView, ConnectionHook, HookError, HookEvent, HookFuture, Outcome};
 use crate::lifecycle::Lifecycle;
+use crate::proxy::ConnectionApi;
 use crate::startup::{Additions, Background, Services};
 use crate::store::{Routing, Store, StoreError};
 
@@ -147,6 +149,23 @@ impl Embedded {
     /// revocations.
     pub fn lifecycle(&self) -> &Arc<Lifecycle> {
         &self.services.state.lifecycle
+    }
+
+    /// Notion's API for `bot_id`'s connection: calls made with its token, refreshed once on a
+    /// 401 and waited out on a 429, as `/api/v1/connections/{bot_id}/notion/…` makes them.
+    ///
+    /// ```no_run
+    /// # async fn run(notion: notion_oauth_handler::embed::Embedded) -> anyhow::Result<()> {
+    /// use notion_oauth_handler::domain::BotId;
+    ///
+    /// let api = notion.notion_api(BotId::new("3c90c3cc-0d44-4b50-8888-8dd25736052a"));
+    /// let me = api.get("users/me").await?;
+    /// println!("{} {}", me.status(), String::from_utf8_lossy(&me.bytes().await?));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn notion_api(&self, bot_id: BotId) -> ConnectionApi {
+        ConnectionApi::new(self.services.state.proxy.clone(), bot_id)
     }
 
     /// Where connections, their history and deliveries are kept.

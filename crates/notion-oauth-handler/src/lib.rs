@@ -41,6 +41,7 @@ mod delivery;
 mod flow;
 pub mod lifecycle;
 mod links;
+pub mod proxy;
 mod rate_limits;
 
 mod pages;

@@ -26,6 +26,50 @@ pub(crate) enum FlowOutcome {
     Refused,
 }
 
+/// Which part of Notion's API a proxied call went to: the first segment of its path, from a
+/// fixed list (anything else is `other`), so the label stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ApiFamily {
+    Pages,
+    Databases,
+    DataSources,
+    Blocks,
+    Search,
+    Users,
+    Comments,
+    FileUploads,
+    Views,
+    Other,
+}
+
+impl ApiFamily {
+    pub(crate) fn of(first_segment: &str) -> Self {
+        match first_segment {
+            "pages" => Self::Pages,
+            "databases" => Self::Databases,
+            "data_sources" => Self::DataSources,
+            "blocks" => Self::Blocks,
+            "search" => Self::Search,
+            "users" => Self::Users,
+            "comments" => Self::Comments,
+            "file_uploads" => Self::FileUploads,
+            "views" => Self::Views,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Why a proxied call was sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ProxyRetry {
+    /// Notion refused the token; it was refreshed.
+    Unauthorized,
+    /// Notion answered 429 or 529 with a `Retry-After` that fit the budget.
+    RateLimited,
+    /// The request provably did not reach Notion (the connection was refused).
+    NotSent,
+}
+
 /// What came of an ACME order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum AcmeOutcome {
@@ -119,6 +163,30 @@ label_words! {
         Garbled => "garbled",
     }
     AttemptOutcome { Delivered => "delivered", Failed => "failed", Dead => "dead" }
+    ApiFamily {
+        Pages => "pages",
+        Databases => "databases",
+        DataSources => "data_sources",
+        Blocks => "blocks",
+        Search => "search",
+        Users => "users",
+        Comments => "comments",
+        FileUploads => "file_uploads",
+        Views => "views",
+        Other => "other",
+    }
+    ProxyRetry { Unauthorized => "unauthorized", RateLimited => "rate_limited", NotSent => "not_sent" }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProxyCall {
+    family: ApiFamily,
+    status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProxyRetried {
+    reason: ProxyRetry,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -191,6 +259,8 @@ pub(crate) struct Metrics {
     certificate_expiry: Gauge,
     acme_orders: Family<AcmeOrder, Counter>,
     acme_next_renewal: Gauge,
+    proxy_requests: Family<ProxyCall, Counter>,
+    proxy_retries: Family<ProxyRetried, Counter>,
 }
 
 impl Default for Metrics {
@@ -217,6 +287,8 @@ impl Metrics {
             certificate_expiry: Gauge::default(),
             acme_orders: Family::default(),
             acme_next_renewal: Gauge::default(),
+            proxy_requests: Family::default(),
+            proxy_retries: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -285,6 +357,16 @@ impl Metrics {
             metrics.acme_orders.clone(),
         );
         registry.register(
+            "notion_proxy_requests",
+            "Calls through the Notion API proxy, by API family and the status answered (after retries; 0 when Notion was not reached)",
+            metrics.proxy_requests.clone(),
+        );
+        registry.register(
+            "notion_proxy_retries",
+            "Proxied calls sent to Notion again, by reason",
+            metrics.proxy_retries.clone(),
+        );
+        registry.register(
             "acme_next_renewal_timestamp_seconds",
             "When the certificate is due for renewal (seconds since the Unix epoch; 0 without [acme])",
             metrics.acme_next_renewal.clone(),
@@ -327,6 +409,15 @@ impl Metrics {
             .get_or_create(&Route { route: route.clone() })
             .observe(took.as_secs_f64());
         self.http_requests.get_or_create(&HttpRequest { route, status }).inc();
+    }
+
+    /// A proxied call answered with `status` (0: Notion was not reached).
+    pub(crate) fn proxy_call(&self, family: ApiFamily, status: u16) {
+        self.proxy_requests.get_or_create(&ProxyCall { family, status }).inc();
+    }
+
+    pub(crate) fn proxy_retry(&self, reason: ProxyRetry) {
+        self.proxy_retries.get_or_create(&ProxyRetried { reason }).inc();
     }
 
     pub(crate) fn acme_order(&self, outcome: AcmeOutcome) {

@@ -22,6 +22,7 @@ use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::notion::Notion;
 use crate::pages::Pages;
+use crate::proxy::NotionProxy;
 use crate::rate_limits::RateLimits;
 use crate::state::{AppState, BrowserCookie, RequestServices};
 use crate::store::{Routing, SqlStore, Store, StoreError};
@@ -88,13 +89,20 @@ impl Services {
             metrics.clone(),
         )
         .context("cannot build the webhook client")?;
-        let lifecycle =
-            Lifecycle::new(client.clone(), store.clone(), vault.clone(), &config.lifecycle);
+        let lifecycle = Arc::new(Lifecycle::new(
+            client.clone(),
+            store.clone(),
+            vault.clone(),
+            &config.lifecycle,
+        ));
+        let proxy = NotionProxy::new(config, lifecycle.clone(), metrics.clone())
+            .context("cannot build the Notion API proxy's client")?;
         let pages = Pages::new(config, view).context("the pages do not load")?;
         let state = AppState::new(RequestServices {
             flow: Arc::new(Flow::new(config, client, store.clone(), vault)),
             links: Arc::new(Links::new(config, store.clone())),
-            lifecycle: Arc::new(lifecycle),
+            lifecycle,
+            proxy: Arc::new(proxy),
             store,
             pages: Arc::new(pages),
             browser_cookie: BrowserCookie::new(config),

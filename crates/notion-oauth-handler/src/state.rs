@@ -12,6 +12,7 @@ use crate::lifecycle::Lifecycle;
 use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::pages::Pages;
+use crate::proxy::NotionProxy;
 use crate::rate_limits::RateLimits;
 use crate::store::Store;
 
@@ -52,6 +53,7 @@ pub(crate) struct RequestServices {
     pub(crate) flow: Arc<Flow>,
     pub(crate) links: Arc<Links>,
     pub(crate) lifecycle: Arc<Lifecycle>,
+    pub(crate) proxy: Arc<NotionProxy>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) pages: Arc<Pages>,
     pub(crate) browser_cookie: BrowserCookie,
@@ -87,6 +89,7 @@ macro_rules! substate {
 substate!(flow: Arc<Flow>);
 substate!(links: Arc<Links>);
 substate!(lifecycle: Arc<Lifecycle>);
+substate!(proxy: Arc<NotionProxy>);
 substate!(store: Arc<dyn Store>);
 substate!(pages: Arc<Pages>);
 substate!(browser_cookie: BrowserCookie);

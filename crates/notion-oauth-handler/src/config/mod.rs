@@ -24,6 +24,7 @@ mod delivery;
 mod documents;
 mod https;
 mod problems;
+mod proxy;
 mod settings;
 
 pub use branding::{Accent, Branding};
@@ -41,11 +42,12 @@ pub use documents::Document;
 pub use https::{Acme, Challenge, Tls, TlsFiles};
 use problems::Problems;
 pub use problems::{ConfigError, Problem};
+pub use proxy::{Pace, ProxyPolicy};
 pub use settings::{
     AcmeSettings, BrandingSettings, CommandHookSettings, ConnectSettings, DeliverySettings,
-    DocumentSettings, LifecycleSettings, NotionSettings, PagesSettings, RateLimitSettings,
-    SecuritySettings, ServerSettings, Settings, StorageSettings, TlsSettings, WebhookSettings,
-    load_settings,
+    DocumentSettings, LifecycleSettings, NotionSettings, PagesSettings, ProxySettings,
+    RateLimitSettings, SecuritySettings, ServerSettings, Settings, StorageSettings, TlsSettings,
+    WebhookSettings, load_settings,
 };
 
 /// The checked configuration the server runs with: plain data, nothing running.
@@ -95,6 +97,8 @@ pub struct Config {
     pub show_shared: bool,
     /// The app's name, logo and colour on the pages.
     pub branding: Branding,
+    /// The Notion API proxy's limits.
+    pub proxy: ProxyPolicy,
 }
 
 /// `[server]`'s limits, checked.
@@ -198,6 +202,7 @@ impl Settings {
         }
         let documents = documents::load_all(&self.documents, base_dir, &mut problems);
         let branding = branding::validate(&self.branding, base_dir, &mut problems);
+        let proxy = proxy::validate(&self.proxy, &mut problems);
 
         let (
             Some((bind, public_url, base_path)),
@@ -213,6 +218,7 @@ impl Settings {
             Some(clients),
             Some((tls, http_bind)),
             Some(metrics_bind),
+            Some(proxy),
         ) = (
             server,
             notion,
@@ -227,6 +233,7 @@ impl Settings {
             clients,
             https,
             metrics_bind,
+            proxy,
         )
         else {
             return problems.or_value(None);
@@ -258,6 +265,7 @@ impl Settings {
             templates_dir,
             show_shared: self.pages.show_shared,
             branding,
+            proxy,
         }))
     }
 }

@@ -53,6 +53,9 @@ pub struct Settings {
     /// `[branding]`: the app's name, logo and colour on the pages.
     #[serde(default)]
     pub branding: BrandingSettings,
+    /// `[proxy]`: the Notion API proxy's limits.
+    #[serde(default)]
+    pub proxy: ProxySettings,
     /// How often one client may start flows and fail API keys.
     #[serde(default)]
     pub rate_limit: RateLimitSettings,
@@ -155,6 +158,41 @@ pub struct PagesSettings {
 impl Default for PagesSettings {
     fn default() -> Self {
         Self { templates_dir: None, show_shared: true }
+    }
+}
+
+/// `[proxy]`: the Notion API proxy (`/api/v1/connections/{bot_id}/notion/…`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySettings {
+    /// The largest request body passed on (it is held, to be sent again after a refresh or a
+    /// rate limit).
+    pub max_request_bytes: u64,
+    /// The largest answer passed back; a longer one is cut off (the client sees the connection
+    /// end early).
+    pub max_response_bytes: u64,
+    /// How long one call to Notion may take.
+    pub timeout_seconds: u64,
+    /// How long one proxied request may spend waiting on Notion's `Retry-After` and the pacing
+    /// below before the rate limit is passed back instead.
+    pub retry_budget_seconds: u64,
+    /// Requests per second per connection sent to Notion at most (0: not paced); Notion's limit
+    /// is about 3 per integration on average.
+    pub requests_per_second: f64,
+    /// Requests a connection may send at once before the pacing applies.
+    pub burst: u32,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1024 * 1024,
+            max_response_bytes: 16 * 1024 * 1024,
+            timeout_seconds: 30,
+            retry_budget_seconds: 10,
+            requests_per_second: 0.0,
+            burst: 3,
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use notion_oauth::NotionError;
 use serde::Serialize;
@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 mod connections;
 mod deliveries;
+mod proxy;
 mod responses;
 
 use connections::{
@@ -54,6 +55,7 @@ pub(super) fn router(state: AppState, api_url: Url) -> Router<AppState> {
         .route("/connections/{bot_id}/refresh", post(refresh_connection))
         .route("/connections/{bot_id}/check", post(check_connection))
         .route("/connections/{bot_id}/events", get(connection_events))
+        .route("/connections/{bot_id}/notion/{*path}", any(proxy::call_notion))
         .route("/connect-links", post(create_connect_link))
         .route("/deliveries", get(list_deliveries))
         .route("/deliveries/{id}/redeliver", post(redeliver))
@@ -95,7 +97,8 @@ pub(super) struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub(super) struct ErrorDetail {
     /// Stable: `unauthorized`, `rate_limited`, `not_found`, `invalid_request`, `needs_reauth`,
-    /// `revoked`, `busy`, `notion_unavailable`, `notion_timeout`, `notion_rejected`, `internal`.
+    /// `revoked`, `notion_unauthorized`, `busy`, `body_too_large`, `notion_unavailable`,
+    /// `notion_timeout`, `notion_rejected`, `internal`.
     code: String,
     /// For people; may change.
     message: String,
@@ -356,7 +359,7 @@ impl Modify for ApiKeyAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "notion-oauth-handler API", description = "Tokens and lifecycle of the Notion connections this server stores."),
-    paths(connections::list_connections, connections::get_connection, connections::get_token, connections::refresh_connection, connections::check_connection, connections::revoke_connection, connections::connection_events, deliveries::list_deliveries, deliveries::redeliver, deliveries::create_connect_link, openapi_document),
+    paths(connections::list_connections, connections::get_connection, connections::get_token, connections::refresh_connection, connections::check_connection, connections::revoke_connection, connections::connection_events, deliveries::list_deliveries, deliveries::redeliver, deliveries::create_connect_link, proxy::call_notion, openapi_document),
     components(schemas(ConnectionList, ConnectionSummary, TokenBody, CheckBody, EventList, Event, ErrorBody, ErrorDetail, DeliveryList, DeliverySummary, NewConnectLink, ConnectLink)),
     modifiers(&ApiKeyAuth),
     security(("api_key" = []))
