@@ -9,14 +9,14 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::{Browser, random_key};
 
-fn binary() -> Command {
+pub fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_notion-oauth-handler"));
     // Only what a test passes: no NOTION_* or NOH_* from the developer's shell.
     command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).kill_on_drop(true);
     command
 }
 
-async fn run(command: &mut Command) -> (Output, String, String) {
+pub async fn run(command: &mut Command) -> (Output, String, String) {
     let output = command.output().await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -24,7 +24,7 @@ async fn run(command: &mut Command) -> (Output, String, String) {
 }
 
 /// Starts a long-running subcommand and returns it with the first stdout line containing `marker`.
-async fn start(command: &mut Command, marker: &str) -> (Child, String) {
+pub async fn start(command: &mut Command, marker: &str) -> (Child, String) {
     let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = tokio::time::timeout(Duration::from_secs(30), async {
