@@ -64,8 +64,12 @@ pub(crate) enum KeysCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct ConfigArg {
-    /// The TOML configuration file; environment variables override it.
-    #[arg(long, short, env = "NOH_CONFIG")]
+    /// The configuration file [default: ./notion-oauth-handler.toml, as `init` writes it, when
+    /// there is one]
+    ///
+    /// Environment variables (NOH_SECTION__KEY, NOTION_CLIENT_ID, NOTION_CLIENT_SECRET,
+    /// NOH_MASTER_KEY) override what it says; without a file they are the whole configuration.
+    #[arg(long, short, env = "NOH_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 }
 

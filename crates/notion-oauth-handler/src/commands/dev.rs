@@ -11,7 +11,7 @@ use mock_notion::{Emulator, EmulatorConfig};
 use tokio::net::TcpListener;
 
 use super::private_file::write_private;
-use super::{init::SAMPLE_PRIVACY, init::SAMPLE_TERMS, load_config, shutdown_signal};
+use super::{init::SAMPLE_PRIVACY, init::SAMPLE_TERMS, load_config_at, shutdown_signal};
 use crate::cli::DevArgs;
 use crate::startup::Application;
 use crate::vault::MasterKey;
@@ -79,7 +79,7 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     );
     std::fs::write(&config_path, config_text)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
-    let config = load_config(Some(&config_path))?;
+    let config = load_config_at(Some(&config_path))?;
     let app = Application::build_with_listener(config, listener).await?;
 
     out!("notion-oauth-handler dev is running (Ctrl-C to stop)\n");
