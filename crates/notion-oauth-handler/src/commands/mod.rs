@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::cli::{Cli, Command, ConfigArg, ConnectLinkArgs};
+use crate::cli::{Cli, Command, CompletionShell, ConfigArg, ConnectLinkArgs};
 use crate::config::{Challenge, Config, ConfigError, Placeholders, Tls, count};
 use crate::links::ConnectLink;
 use crate::startup::Application;
@@ -48,6 +48,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Deliveries(command) => admin::deliveries(command).await,
         Command::ConnectLink(args) => connect_link(&args),
         Command::Keys(command) => admin::keys(command).await,
+        Command::Completions { shell } => completions(shell),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -284,6 +285,22 @@ fn shell_quoted(text: &str) -> String {
     let plain = !text.is_empty()
         && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c));
     if plain { text.to_owned() } else { format!("'{}'", text.replace('\'', "'\\''")) }
+}
+
+/// `completions`: the script that teaches `shell` this command line, from the same definition
+/// that parses it.
+fn completions(shell: CompletionShell) -> anyhow::Result<()> {
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "notion-oauth-handler", &mut script);
+    // Through out!, so that `… | head` ends quietly like every other command.
+    out!("{}", String::from_utf8_lossy(&script).trim_end());
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM (what service managers send).

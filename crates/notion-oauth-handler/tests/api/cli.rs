@@ -4,6 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use clap::CommandFactory;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::binary::{binary, run};
@@ -163,6 +164,77 @@ fille = "p.html"
     for rust in ["u64", "problem(s)", "invalid type", "expected", "(s)"] {
         assert!(!stderr.contains(rust), "{rust:?} in:\n{stderr}");
     }
+}
+
+#[tokio::test]
+async fn every_argument_and_subcommand_is_described_in_help() {
+    fn undescribed(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                found.push(format!("{path} {}", arg.get_id()));
+            }
+            // A flag's true/false need no words.
+            let values = if arg.get_action().takes_values() {
+                arg.get_possible_values()
+            } else {
+                Vec::new()
+            };
+            for value in values {
+                if value.get_help().is_none() {
+                    found.push(format!("{path} {} {}", arg.get_id(), value.get_name()));
+                }
+            }
+        }
+        for sub in command.get_subcommands() {
+            let sub_path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() {
+                found.push(sub_path.clone());
+            }
+            undescribed(sub, &sub_path, found);
+        }
+    }
+    let mut found = Vec::new();
+    undescribed(&notion_oauth_handler::Cli::command(), "notion-oauth-handler", &mut found);
+    assert!(found.is_empty(), "without a description: {found:#?}");
+
+    // What the binary prints: the default lookup of --config, for every command that takes it.
+    for command in [&["check"][..], &["serve"], &["connections", "list"], &["keys", "rotate"]] {
+        let (output, stdout, _) = run(binary().args(command).arg("--help")).await;
+        assert!(output.status.success());
+        assert!(
+            stdout.contains("[default: ./notion-oauth-handler.toml")
+                && stdout.contains("NOH_CONFIG"),
+            "{command:?}: {stdout}"
+        );
+    }
+    let (_, stdout, _) = run(binary().args(["connections", "show", "--help"])).await;
+    assert!(stdout.contains("The connection's bot id"), "{stdout}");
+}
+
+#[tokio::test]
+async fn completions_are_printed_for_bash_zsh_and_fish() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef notion-oauth-handler"),
+        ("fish", "complete -c notion-oauth-handler"),
+    ] {
+        let (output, stdout, stderr) = run(binary().args(["completions", shell])).await;
+        assert!(output.status.success(), "{shell}: {stderr}");
+        assert!(stdout.contains(marker), "{shell}: {stdout}");
+        for subcommand in ["check", "serve", "connections", "mock-notion", "completions"] {
+            assert!(stdout.contains(subcommand), "{shell} lacks {subcommand}");
+        }
+        if shell == "bash" && std::process::Command::new("bash").arg("--version").output().is_ok() {
+            let dir = tempfile::tempdir().unwrap();
+            let script = dir.path().join("completion.bash");
+            std::fs::write(&script, &stdout).unwrap();
+            let parsed =
+                std::process::Command::new("bash").arg("-n").arg(&script).output().unwrap();
+            assert!(parsed.status.success(), "{}", String::from_utf8_lossy(&parsed.stderr));
+        }
+    }
+    let (output, _, stderr) = run(binary().args(["completions", "tcsh"])).await;
+    assert!(!output.status.success() && stderr.contains("bash"), "{stderr}");
 }
 
 #[tokio::test]
