@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::CommandFactory;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use crate::binary::{binary, run};
+use crate::binary::{binary, run, start};
 use crate::helpers::random_key;
 
 #[tokio::test]
@@ -235,6 +235,35 @@ async fn completions_are_printed_for_bash_zsh_and_fish() {
     }
     let (output, _, stderr) = run(binary().args(["completions", "tcsh"])).await;
     assert!(!output.status.success() && stderr.contains("bash"), "{stderr}");
+}
+
+#[tokio::test]
+async fn dev_prints_a_connections_command_that_works_as_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut dev, line) = start(
+        binary().args(["dev", "--bind", "127.0.0.1:0", "--auto-approve"]).current_dir(dir.path()),
+        "Stored connections:",
+    )
+    .await;
+    let printed = line.split("Stored connections:").nth(1).unwrap().trim().to_owned();
+    // Pasted into a shell somewhere else, with this test binary's PATH (which does not hold the
+    // program, as after `cargo run`).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&printed)
+        .current_dir(elsewhere.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .await
+        .unwrap();
+    dev.start_kill().unwrap();
+    let _ = dev.wait().await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "`{printed}` failed: {stderr}");
+    assert!(stdout.contains("No connections") || stdout.contains("BOT"), "{printed}: {stdout}");
 }
 
 #[tokio::test]
