@@ -49,6 +49,24 @@ pub(crate) enum Command {
     /// Manage the master keys the stored tokens are encrypted with.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print a shell completion script, e.g. `notion-oauth-handler completions bash >
+    /// ~/.local/share/bash-completion/completions/notion-oauth-handler`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+}
+
+/// `completions`' shells.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum CompletionShell {
+    /// Bash (with the bash-completion package).
+    Bash,
+    /// Zsh (the file goes in a folder on $fpath, named _notion-oauth-handler).
+    Zsh,
+    /// Fish (the file goes in ~/.config/fish/completions/notion-oauth-handler.fish).
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,8 +82,12 @@ pub(crate) enum KeysCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct ConfigArg {
-    /// The TOML configuration file; environment variables override it.
-    #[arg(long, short, env = "NOH_CONFIG")]
+    /// The configuration file [default: ./notion-oauth-handler.toml, as `init` writes it, when
+    /// there is one]
+    ///
+    /// Environment variables (NOH_SECTION__KEY, NOTION_CLIENT_ID, NOTION_CLIENT_SECRET,
+    /// NOH_MASTER_KEY) override what it says; without a file they are the whole configuration.
+    #[arg(long, short, env = "NOH_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 }
 
@@ -169,29 +191,38 @@ pub(crate) struct MockNotionArgs {
 /// `--error-shape`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum MockErrorShape {
+    /// RFC 6749's `{error, error_description}`.
     Oauth,
+    /// Notion's `{object: "error", status, code, message}`.
     Notion,
 }
 
 /// `--reauth`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum MockReauth {
+    /// A new access and refresh token; the old pair stops working.
     FreshPair,
+    /// The pair already issued, still working.
     SameToken,
 }
 
 /// `--revocation`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum MockRevocation {
+    /// The access and the refresh token both.
     WholePair,
+    /// Only the token revoked.
     OnlyThatToken,
 }
 
 /// `--rate-limit-per`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum MockRateLimitScope {
+    /// Each connection's token.
     Token,
+    /// Each workspace.
     Workspace,
+    /// Every request together.
     Integration,
 }
 
@@ -212,6 +243,7 @@ pub(crate) enum ConnectionsCommand {
         #[command(flatten)]
         config: ConfigArg,
         /// Print JSON instead of a table.
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
         /// Only connections in this state: active, needs_reauth or revoked.
@@ -226,26 +258,31 @@ pub(crate) enum ConnectionsCommand {
     },
     /// One connection's metadata and its events.
     Show {
+        /// The connection's bot id, as `connections list` shows it.
         bot_id: String,
         #[command(flatten)]
         config: ConfigArg,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Refresh a connection's token pair now (the tokens are not printed).
     Refresh {
+        /// The connection's bot id, as `connections list` shows it.
         bot_id: String,
         #[command(flatten)]
         config: ConfigArg,
     },
     /// Ask Notion whether a connection still works; an inactive one becomes revoked.
     Check {
+        /// The connection's bot id, as `connections list` shows it.
         bot_id: String,
         #[command(flatten)]
         config: ConfigArg,
     },
     /// Revoke a connection at Notion and forget its tokens.
     Revoke {
+        /// The connection's bot id, as `connections list` shows it.
         bot_id: String,
         #[command(flatten)]
         config: ConfigArg,
@@ -266,11 +303,13 @@ pub(crate) enum ApiKeysCommand {
     List {
         #[command(flatten)]
         config: ConfigArg,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a key by its id (the part after `noh_`, before the next `_`).
     Revoke {
+        /// The key's id: the part after `noh_`, before the next `_` (as `api-keys list` shows).
         id: String,
         #[command(flatten)]
         config: ConfigArg,
@@ -286,6 +325,7 @@ pub(crate) enum DeliveriesCommand {
         /// Only deliveries in this state: pending, delivered or dead.
         #[arg(long)]
         status: Option<DeliveryStatus>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 
-use super::{base_dir, load_config};
+use super::{load_config, storage_url};
 use crate::cli::{ApiKeysCommand, ConfigArg, ConnectionsCommand, DeliveriesCommand, KeysCommand};
-use crate::config::{load_settings, redacted_url, resolve_sqlite_url};
+use crate::config::{count, plural, redacted_url};
 use crate::domain::{BotId, WorkspaceId};
 use crate::lifecycle::{Coalesce, Freshness, Lifecycle};
 use crate::startup::{Additions, Services};
@@ -16,8 +16,7 @@ use crate::vault::Vault;
 
 /// The store alone: listing needs neither the master key nor Notion's credentials.
 async fn open_store(args: &ConfigArg) -> anyhow::Result<Arc<dyn Store>> {
-    let settings = load_settings(args.config.as_deref())?;
-    let url = resolve_sqlite_url(&settings.storage.url, &base_dir(args.config.as_deref()));
+    let url = storage_url(args)?;
     store::open_existing(&url)
         .await
         .with_context(|| format!("cannot open the database at {}", redacted_url(&url)))
@@ -117,7 +116,7 @@ pub(super) async fn connections(command: ConnectionsCommand) -> anyhow::Result<(
 /// The lifecycle of a whole configuration: refreshing, checking and revoking need the master
 /// key and Notion's credentials, and report to the configured targets.
 async fn open_lifecycle(config: &ConfigArg) -> anyhow::Result<Arc<Lifecycle>> {
-    let config = load_config(config.config.as_deref())?;
+    let config = load_config(config)?;
     let services = Services::open(&config, Additions::default()).await?;
     Ok(services.state.lifecycle.clone())
 }
@@ -187,9 +186,7 @@ pub(super) async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
             if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
                 bail!("--name must be 1 to 100 printable characters, e.g. --name billing-service");
             }
-            let settings = load_settings(config.config.as_deref())?;
-            let url =
-                resolve_sqlite_url(&settings.storage.url, &base_dir(config.config.as_deref()));
+            let url = storage_url(&config)?;
             // Creating a key is often the first thing done on a new database: create it.
             let store = SqlStore::connect(&url, Routing::none())
                 .await
@@ -297,7 +294,7 @@ const RESEAL_BATCH: i64 = 100;
 
 pub(super) async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     let KeysCommand::Rotate { config } = command;
-    let checked = super::load_config(config.config.as_deref())?;
+    let checked = super::load_config(&config)?;
     let vault = Vault::new(&checked.master_key, &checked.previous_master_keys);
     let store = open_store(&config).await?;
     let active = vault.active_key_id();
@@ -328,12 +325,15 @@ pub(super) async fn keys(command: KeysCommand) -> anyhow::Result<()> {
         }
     }
     store.close().await;
-    out!("Re-sealed {resealed} connection(s) under key {active}.");
+    let resealed_count = count(usize::try_from(resealed).unwrap_or(usize::MAX), "connection");
+    out!("Re-sealed {resealed_count} under key {active}.");
     let previous = vault.previous_key_ids();
     if !previous.is_empty() {
         out!(
-            "No stored token needs key(s) {} any more: they can be removed from security.previous_master_keys.",
-            previous.join(", ")
+            "No stored token needs {} {} any more: {} can be removed from security.previous_master_keys.",
+            plural(previous.len(), "key"),
+            previous.join(", "),
+            if previous.len() == 1 { "it" } else { "they" }
         );
     }
     Ok(())

@@ -11,7 +11,10 @@ use mock_notion::{Emulator, EmulatorConfig};
 use tokio::net::TcpListener;
 
 use super::private_file::write_private;
-use super::{init::SAMPLE_PRIVACY, init::SAMPLE_TERMS, load_config, shutdown_signal};
+use super::{
+    init::SAMPLE_PRIVACY, init::SAMPLE_TERMS, load_config_at, shell_quoted, shutdown_signal,
+    this_program,
+};
 use crate::cli::DevArgs;
 use crate::startup::Application;
 use crate::vault::MasterKey;
@@ -79,7 +82,7 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     );
     std::fs::write(&config_path, config_text)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
-    let config = load_config(Some(&config_path))?;
+    let config = load_config_at(Some(&config_path))?;
     let app = Application::build_with_listener(config, listener).await?;
 
     out!("notion-oauth-handler dev is running (Ctrl-C to stop)\n");
@@ -90,9 +93,11 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<()> {
         if args.auto_approve { "skipped" } else { "shown" }
     );
     out!("  Data folder:        {}", data_dir.display());
+    // As a command that works pasted into a shell, also after `cargo run` (not on PATH).
     out!(
-        "  Stored connections: notion-oauth-handler connections list --config {}\n",
-        config_path.display()
+        "  Stored connections: {} connections list --config {}\n",
+        this_program(),
+        shell_quoted(&config_path.display().to_string())
     );
     app.run_until(shutdown_signal()).await.context("the server stopped with an error")
 }

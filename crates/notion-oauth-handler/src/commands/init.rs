@@ -19,8 +19,9 @@ pub(super) fn init(args: &InitArgs) -> anyhow::Result<()> {
     if !args.force && !existing.is_empty() {
         let names: Vec<_> = existing.iter().map(|p| p.display().to_string()).collect();
         bail!(
-            "{} already exist(s); nothing was written. Pass --force to overwrite.",
-            names.join(", ")
+            "{} already {}; nothing was written. Pass --force to overwrite.",
+            names.join(", "),
+            if names.len() == 1 { "exists" } else { "exist" }
         );
     }
     for (name, contents) in files {
@@ -48,9 +49,15 @@ pub(super) fn init(args: &InitArgs) -> anyhow::Result<()> {
         );
     }
     out!("\nNext: fill in notion-oauth-handler.toml (or .env), then run");
-    out!(
-        "  notion-oauth-handler check --config {}",
-        args.dir.join("notion-oauth-handler.toml").display()
-    );
+    // In the folder written to, `check` finds the file by itself.
+    if args.dir == std::path::Path::new(".") {
+        out!("  {} check", super::this_program());
+    } else {
+        out!(
+            "  {} check --config {}",
+            super::this_program(),
+            super::shell_quoted(&args.dir.join("notion-oauth-handler.toml").display().to_string())
+        );
+    }
     Ok(())
 }

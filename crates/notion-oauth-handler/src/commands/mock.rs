@@ -229,8 +229,9 @@ fn read_file(path: &Path) -> anyhow::Result<(MockFile, Settings)> {
         .collect();
     if !unknown.is_empty() {
         bail!(
-            "{}: unknown key(s) {}; the file takes {} and {}",
+            "{}: unknown {} {}; the file takes {} and {}",
             path.display(),
+            crate::config::plural(unknown.len(), "key"),
             unknown.join(", "),
             IDENTITY_KEYS.join(", "),
             Settings::KEYS.join(", ")

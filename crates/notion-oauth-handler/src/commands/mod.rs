@@ -25,8 +25,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::cli::{Cli, Command, ConfigArg, ConnectLinkArgs};
-use crate::config::{Challenge, Config, Tls, load_settings};
+use crate::cli::{Cli, Command, CompletionShell, ConfigArg, ConnectLinkArgs};
+use crate::config::{Challenge, Config, ConfigError, Placeholders, Tls, count};
 use crate::links::ConnectLink;
 use crate::startup::Application;
 use crate::store::{SqlStore, Store, now};
@@ -48,6 +48,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Deliveries(command) => admin::deliveries(command).await,
         Command::ConnectLink(args) => connect_link(&args),
         Command::Keys(command) => admin::keys(command).await,
+        Command::Completions { shell } => completions(shell),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,10 +60,76 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Loads and checks the configuration; relative paths in it are relative to its folder.
-fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    let settings = load_settings(path)?;
-    Ok(settings.validate(&base_dir(path))?)
+/// The file `init` writes, read from the current folder when no other is named.
+const DEFAULT_CONFIG: &str = "notion-oauth-handler.toml";
+
+/// The configuration file a command reads: the one named by --config or NOH_CONFIG, else
+/// `notion-oauth-handler.toml` in the current folder if there is one, else none (the
+/// environment alone).
+fn config_file(arg: &ConfigArg) -> Option<PathBuf> {
+    arg.config.clone().or_else(|| {
+        let default = PathBuf::from(DEFAULT_CONFIG);
+        default.is_file().then_some(default)
+    })
+}
+
+/// Which file was read, in words, for `check` and the server's first log line.
+fn config_source(arg: &ConfigArg, file: Option<&Path>) -> String {
+    match (file, &arg.config) {
+        (Some(file), Some(_)) => file.display().to_string(),
+        (Some(file), None) => format!("{} (found in the current folder)", file.display()),
+        (None, _) => {
+            format!("none (no {DEFAULT_CONFIG} in the current folder): environment variables only")
+        }
+    }
+}
+
+/// Loads and checks the configuration a command was pointed at (see [`config_file`]).
+fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
+    load_config_with(arg, Placeholders::Allow)
+}
+
+/// [`load_config`], with placeholders refused or allowed.
+fn load_config_with(arg: &ConfigArg, placeholders: Placeholders) -> anyhow::Result<Config> {
+    let file = config_file(arg);
+    let path = file.as_deref();
+    match crate::config::load_with(path, &base_dir(path), placeholders) {
+        Ok(config) => Ok(config),
+        // Required keys missing and no file read: likely the wrong folder, or no file made yet.
+        Err(problems)
+            if file.is_none()
+                && problems.0.iter().any(|problem| problem.message.starts_with("is required")) =>
+        {
+            Err(anyhow::anyhow!("{problems}\n{}", no_config_file()))
+        }
+        Err(problems) => Err(problems.into()),
+    }
+}
+
+/// What to do when no configuration file was found.
+fn no_config_file() -> String {
+    let folder = std::env::current_dir()
+        .map_or_else(|_| "the current folder".to_owned(), |dir| dir.display().to_string());
+    format!(
+        "No configuration file was read: there is no {DEFAULT_CONFIG} in {folder}, and neither \
+         --config nor NOH_CONFIG names one. Write one with `{} init`, or name yours with \
+         --config FILE.",
+        this_program()
+    )
+}
+
+/// The database a command's configuration names, with a relative SQLite path resolved; the rest
+/// is not checked, since listing needs neither the master key nor Notion's credentials.
+fn storage_url(arg: &ConfigArg) -> anyhow::Result<String> {
+    let file = config_file(arg);
+    let settings = crate::config::load_settings(file.as_deref())?;
+    Ok(crate::config::resolve_sqlite_url(&settings.storage.url, &base_dir(file.as_deref())))
+}
+
+/// Loads and checks the configuration at `path`; relative paths in it are relative to its
+/// folder.
+fn load_config_at(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(crate::config::load(path, &base_dir(path))?)
 }
 
 fn base_dir(path: Option<&Path>) -> PathBuf {
@@ -73,7 +140,16 @@ fn base_dir(path: Option<&Path>) -> PathBuf {
 
 /// `serve`: the production server, until SIGINT or SIGTERM.
 async fn serve(args: ConfigArg) -> anyhow::Result<()> {
-    let config = load_config(args.config.as_deref())?;
+    let config = load_config(&args)?;
+    tracing::info!(file = %config_source(&args, config_file(&args).as_deref()), "configuration read");
+    let placeholders = config.placeholders();
+    // Against Notion itself they cannot work; against an emulator on this machine they can.
+    if !placeholders.is_empty() && config.local_notion_origin().is_none() {
+        return Err(ConfigError(placeholders).into());
+    }
+    for problem in placeholders {
+        tracing::warn!("{problem}");
+    }
     let redirect_uri = config.redirect_uri();
     let app = Application::build(config).await?;
     tracing::info!(address = %app.local_addr()?, %redirect_uri, "notion-oauth-handler is listening");
@@ -83,7 +159,11 @@ async fn serve(args: ConfigArg) -> anyhow::Result<()> {
 /// `check`: every problem at once, or what to register in Notion's portal; and, when the
 /// database exists already, whether the configured keys open its tokens.
 async fn check(args: &ConfigArg) -> anyhow::Result<()> {
-    let config = load_config(args.config.as_deref())?;
+    out!("Configuration file: {}", config_source(args, config_file(args).as_deref()));
+    let config = load_config_with(args, Placeholders::Refuse)?;
+    for sample in config.unedited_samples() {
+        eprintln!("warning: {sample}");
+    }
     let vault = Vault::new(&config.master_key, &config.previous_master_keys);
     match crate::store::sqlite_file(&config.storage_url) {
         // Made by the first `serve`: no tokens yet for the keys to open.
@@ -146,11 +226,15 @@ async fn check(args: &ConfigArg) -> anyhow::Result<()> {
         let left = certificate.expires_at.duration_since(std::time::SystemTime::now());
         let days = left.map_or(0, |left| left.as_secs() / 86_400);
         out!(
-            "HTTPS with the certificate in {} (its key matches; it expires in {days} day(s))",
-            tls.files().cert_file.display()
+            "HTTPS with the certificate in {} (its key matches; it expires in {})",
+            tls.files().cert_file.display(),
+            count(usize::try_from(days).unwrap_or(usize::MAX), "day")
         );
         if days < 14 && matches!(tls, Tls::Files(_)) {
-            eprintln!("warning: the certificate expires in {days} day(s): renew it");
+            eprintln!(
+                "warning: the certificate expires in {}: renew it",
+                count(usize::try_from(days).unwrap_or(usize::MAX), "day")
+            );
         }
     }
     for document in &config.documents {
@@ -162,7 +246,7 @@ async fn check(args: &ConfigArg) -> anyhow::Result<()> {
 /// `connect-link`: a link to /connect that the server will trust, signed the way the README
 /// shows apps how to sign one.
 fn connect_link(args: &ConnectLinkArgs) -> anyhow::Result<()> {
-    let config = load_config(args.config.config.as_deref())?;
+    let config = load_config(&args.config)?;
     let Some(secret) = &config.connect.link_secret else {
         bail!("connect.link_secret is not set: add one (`openssl rand -hex 32`) to sign links");
     };
@@ -179,6 +263,43 @@ fn connect_link(args: &ConnectLinkArgs) -> anyhow::Result<()> {
         secret,
     };
     out!("{}", link.url(&config.public_link("/connect")));
+    Ok(())
+}
+
+/// How to run this program again from a shell, as printed in hints: its name when that name on
+/// PATH is this very program, else the path it was started from (after `cargo run`, say), quoted
+/// for a shell where needed.
+fn this_program() -> String {
+    const NAME: &str = "notion-oauth-handler";
+    let Ok(exe) = std::env::current_exe() else { return NAME.to_owned() };
+    let exe = exe.canonicalize().unwrap_or(exe);
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|dir| dir.join(NAME).canonicalize().is_ok_and(|found| found == exe))
+    });
+    if on_path { NAME.to_owned() } else { shell_quoted(&exe.display().to_string()) }
+}
+
+/// `text` as one word for a POSIX shell.
+fn shell_quoted(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c));
+    if plain { text.to_owned() } else { format!("'{}'", text.replace('\'', "'\\''")) }
+}
+
+/// `completions`: the script that teaches `shell` this command line, from the same definition
+/// that parses it.
+fn completions(shell: CompletionShell) -> anyhow::Result<()> {
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "notion-oauth-handler", &mut script);
+    // Through out!, so that `… | head` ends quietly like every other command.
+    out!("{}", String::from_utf8_lossy(&script).trim_end());
     Ok(())
 }
 

@@ -23,8 +23,10 @@ mod connect;
 mod delivery;
 mod documents;
 mod https;
+mod placeholders;
 mod problems;
 mod proxy;
+mod reading;
 mod settings;
 
 pub use branding::{Accent, Branding};
@@ -42,12 +44,14 @@ pub use documents::Document;
 pub use https::{Acme, Challenge, Tls, TlsFiles};
 use problems::Problems;
 pub use problems::{ConfigError, Problem};
+pub(crate) use problems::{count, plural};
 pub use proxy::{Pace, ProxyPolicy};
+pub use reading::load_settings;
 pub use settings::{
     AcmeSettings, BrandingSettings, CommandHookSettings, ConnectSettings, DeliverySettings,
     DocumentSettings, LifecycleSettings, NotionSettings, PagesSettings, ProxySettings,
     RateLimitSettings, SecuritySettings, ServerSettings, Settings, StorageSettings, TlsSettings,
-    WebhookSettings, load_settings,
+    WebhookSettings,
 };
 
 /// The checked configuration the server runs with: plain data, nothing running.
@@ -148,6 +152,63 @@ impl Config {
     /// Whether cookies must be `Secure`.
     pub fn is_https(&self) -> bool {
         self.public_url.scheme() == "https"
+    }
+}
+
+/// Reads the configuration at `path` (or the environment alone) and checks it: every problem
+/// at once, those found reading (unknown keys, wrong types) and those found checking.
+/// `base_dir` anchors relative file paths.
+///
+/// # Errors
+/// Every problem found.
+pub fn load(path: Option<&Path>, base_dir: &Path) -> Result<Config, ConfigError> {
+    load_with(path, base_dir, Placeholders::Allow)
+}
+
+/// Whether values `init` wrote for the operator to replace are problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholders {
+    /// They are reported with every other problem: `check`.
+    Refuse,
+    /// They are not problems here: the server may still be of use against an emulator.
+    Allow,
+}
+
+/// [`load`], with placeholders refused or allowed.
+///
+/// # Errors
+/// Every problem found.
+pub fn load_with(
+    path: Option<&Path>,
+    base_dir: &Path,
+    placeholders: Placeholders,
+) -> Result<Config, ConfigError> {
+    let mut read = reading::read_settings(path)?;
+    let mut problems = std::mem::take(&mut read.problems);
+    let placeholders = match placeholders {
+        Placeholders::Refuse => placeholders::placeholders(
+            read.settings.notion.client_id.as_deref(),
+            read.settings.server.public_url.as_deref(),
+        ),
+        Placeholders::Allow => Vec::new(),
+    };
+    let checked = std::mem::take(&mut read.settings).validate(base_dir);
+    let config = match checked {
+        Ok(config) => Some(config),
+        Err(ConfigError(found)) => {
+            problems.extend(found.into_iter().filter(|problem| !read.is_about_unreadable(problem)));
+            None
+        }
+    };
+    // A key already found wrong (an http public_url at the placeholder host) is reported once.
+    let fresh: Vec<Problem> = placeholders
+        .into_iter()
+        .filter(|placeholder| !problems.iter().any(|problem| problem.key == placeholder.key))
+        .collect();
+    problems.extend(fresh);
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(ConfigError(problems)),
     }
 }
 

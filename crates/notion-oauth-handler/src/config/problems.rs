@@ -17,8 +17,18 @@ impl std::fmt::Display for Problem {
 
 /// Every problem found, so an operator fixes them in one go.
 #[derive(Debug, thiserror::Error)]
-#[error("the configuration has {} problem(s):\n{}", .0.len(), render(.0))]
+#[error("the configuration has {}:\n{}", count(.0.len(), "problem"), render(.0))]
 pub struct ConfigError(pub Vec<Problem>);
+
+/// `word`, or its plural for any `n` but 1 (the words used here take an `s`).
+pub(crate) fn plural(n: usize, word: &str) -> String {
+    if n == 1 { word.to_owned() } else { format!("{word}s") }
+}
+
+/// `1 problem`, `2 problems`.
+pub(crate) fn count(n: usize, word: &str) -> String {
+    format!("{n} {}", plural(n, word))
+}
 
 fn render(problems: &[Problem]) -> String {
     problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")

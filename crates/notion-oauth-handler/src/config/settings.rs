@@ -3,20 +3,18 @@
 //! `NOTION_CLIENT_SECRET` and `NOH_MASTER_KEY` are accepted as well, because that is how users of
 //! other Notion tools already keep them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Toml};
 use notion_oauth::{DEFAULT_API_BASE_URL, DEFAULT_NOTION_VERSION};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::problems::{ConfigError, Problem};
-
 /// The configuration file as written, one field per section. Only the integration's
 /// credentials, the master key and `server.public_url` have no default.
+///
+/// Keys it does not know are ignored when deserialized: [`load_settings`](super::load_settings)
+/// reports them, each with the key meant, together with every other problem.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// `[server]`: where it listens and is reached.
     #[serde(default)]
@@ -68,7 +66,7 @@ pub struct Settings {
 
 /// `[tls]`: the certificate `serve` answers HTTPS with. Both files or neither.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct TlsSettings {
     /// PEM: the server's certificate first, then the intermediates.
     pub cert_file: Option<PathBuf>,
@@ -79,7 +77,7 @@ pub struct TlsSettings {
 /// `[acme]`: a certificate obtained and renewed from an ACME certificate authority (Let's
 /// Encrypt by default). Configuring it agrees to that authority's terms of service.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct AcmeSettings {
     /// The names the certificate is for; empty is the host of `server.public_url`.
     pub domains: Vec<String>,
@@ -117,7 +115,7 @@ impl Default for AcmeSettings {
 /// `[rate_limit]`: per client address (per /64 network for IPv6). A `_per_minute` of 0 turns
 /// that limit off.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct RateLimitSettings {
     /// Requests to `/connect` and `/callback` (a flow makes one of each).
     pub flow_requests_per_minute: u32,
@@ -145,7 +143,7 @@ impl Default for RateLimitSettings {
 
 /// `[pages]`: the look of the pages.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct PagesSettings {
     /// A folder whose `landing.html`, `success.html`, `denied.html`, `error.html` or `base.html`
     /// replace the built-in ones.
@@ -163,7 +161,7 @@ impl Default for PagesSettings {
 
 /// `[proxy]`: the Notion API proxy (`/api/v1/connections/{bot_id}/notion/…`).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ProxySettings {
     /// The largest request body passed on (it is held, to be sent again after a refresh or a
     /// rate limit).
@@ -198,7 +196,7 @@ impl Default for ProxySettings {
 
 /// `[branding]`: the app's name, logo and colour on the pages.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct BrandingSettings {
     /// The app's name, as the pages say it: "Connect <app> to Notion".
     pub app_name: Option<String>,
@@ -214,7 +212,7 @@ pub struct BrandingSettings {
 
 /// `[lifecycle]`: refreshes and checks.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct LifecycleSettings {
     /// A forced refresh this soon after the last one returns that one's token instead.
     pub min_refresh_interval_seconds: u64,
@@ -236,7 +234,7 @@ impl Default for LifecycleSettings {
 
 /// `[server]`: where the server listens and is reached.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ServerSettings {
     /// The address to listen on, e.g. `127.0.0.1:8080`.
     pub bind: String,
@@ -289,7 +287,7 @@ impl Default for ServerSettings {
 
 /// `[notion]`: the integration's credentials and how Notion is called.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct NotionSettings {
     /// The OAuth client ID from the integration's page in Notion's Developer portal.
     pub client_id: Option<String>,
@@ -320,7 +318,7 @@ impl Default for NotionSettings {
 
 /// `[storage]`: the database.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct StorageSettings {
     /// `sqlite://file.db` or `postgres://…`.
     pub url: String,
@@ -334,7 +332,7 @@ impl Default for StorageSettings {
 
 /// `[security]`: the master key and the flow's limits.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct SecuritySettings {
     /// The key tokens are sealed with, base64 of 32 bytes.
     pub master_key: Option<SecretString>,
@@ -362,7 +360,6 @@ impl Default for SecuritySettings {
 
 /// One `[[webhooks]]` entry.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
     /// A short name, shown in delivery listings; stable across restarts.
     pub name: String,
@@ -381,7 +378,6 @@ pub struct WebhookSettings {
 
 /// `[command_hook]`.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CommandHookSettings {
     /// The program and its arguments; the event's JSON arrives on its standard input.
     pub command: Vec<String>,
@@ -401,7 +397,7 @@ fn default_command_timeout() -> u64 {
 
 /// `[delivery]`: retries.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct DeliverySettings {
     /// Attempts before a delivery is dead-lettered.
     pub max_attempts: u32,
@@ -430,7 +426,7 @@ impl Default for DeliverySettings {
 
 /// `[connect]` as written.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ConnectSettings {
     /// Instead of the success page: e.g. `https://app.example.com/notion/done?bot={bot_id}&ref={ref}`.
     pub success_redirect: Option<String>,
@@ -448,7 +444,6 @@ pub struct ConnectSettings {
 
 /// One `[[documents]]` entry.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DocumentSettings {
     /// Where it is served, e.g. `/privacy`.
     pub path: String,
@@ -456,63 +451,4 @@ pub struct DocumentSettings {
     pub file: PathBuf,
     /// Its type; guessed from the file's extension when absent.
     pub content_type: Option<String>,
-}
-
-/// Reads `path` (if given) and the environment into [`Settings`].
-///
-/// # Errors
-/// Unreadable TOML, unknown keys and wrong types, each as a [`Problem`].
-pub fn load_settings(path: Option<&Path>) -> Result<Settings, ConfigError> {
-    let mut figment = Figment::new();
-    if let Some(path) = path {
-        if !path.exists() {
-            return Err(ConfigError(vec![Problem {
-                key: "--config".into(),
-                message: format!(
-                    "{} does not exist; create one with `notion-oauth-handler init`",
-                    path.display()
-                ),
-            }]));
-        }
-        figment = figment.merge(Toml::file_exact(path));
-    }
-    let figment = figment
-        .merge(Env::raw().only(&["NOTION_CLIENT_ID"]).map(|_| "notion.client_id".into()))
-        .merge(Env::raw().only(&["NOTION_CLIENT_SECRET"]).map(|_| "notion.client_secret".into()))
-        .merge(Env::raw().only(&["NOH_MASTER_KEY"]).map(|_| "security.master_key".into()))
-        // Only NOH_SECTION__KEY names are settings, so NOH_MASTER_KEY and NOH_LOG_FORMAT are not
-        // mistaken for unknown top-level keys.
-        .merge(Env::prefixed("NOH_").filter(|key| key.as_str().contains("__")).split("__"));
-    figment
-        .extract()
-        .map_err(|error| ConfigError(error.into_iter().map(describe_load_error).collect()))
-}
-
-/// A figment error as a problem that never quotes a value: figment quotes the value it found, and
-/// a TOML syntax error quotes the source line, either of which can be a secret.
-fn describe_load_error(error: figment::Error) -> Problem {
-    use figment::error::Kind;
-    let key = if error.path.is_empty() { "(file)".into() } else { error.path.join(".") };
-    let mut message = match &error.kind {
-        Kind::InvalidType(_, expected) => format!("has the wrong type: expected {expected}"),
-        Kind::InvalidValue(_, expected) => format!("has an invalid value: expected {expected}"),
-        Kind::Message(text) => {
-            // TOML syntax errors read "TOML parse error at line L, column C", the offending
-            // line, a caret, then the reason: keep the first and last lines only.
-            let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-            match (lines.first(), lines.last()) {
-                (Some(first), Some(last)) if lines.len() > 1 => format!("{first}: {last}"),
-                _ => text.clone(),
-            }
-        }
-        other => other.to_string(),
-    };
-    let origin = error
-        .metadata
-        .as_ref()
-        .map(|m| m.source.as_ref().map_or_else(|| m.name.to_string(), ToString::to_string));
-    if let Some(origin) = origin {
-        message.push_str(&format!(" (in {origin})"));
-    }
-    Problem { key, message }
 }

@@ -479,10 +479,11 @@ async fn check(dir: &Path, public_url: &str, server: &str, tail: &str) -> (bool,
 #[tokio::test]
 async fn check_accepts_acme_and_names_every_mistake_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let public = "https://notion.example.com";
+    // Not init's placeholder host, which check refuses.
+    let public = "https://oauth.acme-corp.dev";
     let (ok, text) = check(dir.path(), public, "", "[acme]\ncontact = \"ops@example.com\"\n").await;
     assert!(ok, "{text}");
-    assert!(text.contains("HTTPS with a certificate from https://acme-v02.api.letsencrypt.org/directory for notion.example.com, validated by tls-alpn-01"), "{text}");
+    assert!(text.contains("HTTPS with a certificate from https://acme-v02.api.letsencrypt.org/directory for oauth.acme-corp.dev, validated by tls-alpn-01"), "{text}");
     assert!(text.contains("No certificate cached yet"), "{text}");
     assert!(text.contains("(made at the first start)"), "{text}");
     // Run as root it would leave folders the service's user cannot write: it makes none.
@@ -506,7 +507,7 @@ async fn check_accepts_acme_and_names_every_mistake_at_once() {
 
     let (ok, text) =
         check(dir.path(), public, "", "[acme]\ndomains = [\"www.example.com\"]\n").await;
-    assert!(!ok && text.contains("acme.domains: does not list `notion.example.com`"), "{text}");
+    assert!(!ok && text.contains("acme.domains: does not list `oauth.acme-corp.dev`"), "{text}");
     let (ok, text) = check(dir.path(), "https://127.0.0.1:8443", "", "[acme]\n").await;
     assert!(
         !ok && text.contains("is an IP address: ACME certificates are for domain names"),

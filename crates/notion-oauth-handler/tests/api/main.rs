@@ -8,6 +8,7 @@ mod api_keys;
 mod bad_input;
 mod binary;
 mod browser;
+mod cli;
 mod connections;
 mod deliveries;
 mod embed;
