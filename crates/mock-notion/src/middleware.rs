@@ -86,17 +86,17 @@ pub(crate) async fn around_request(
             .headers
             .get(header::CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        status: None,
+        seq: 0,
     };
     // Made before the lock is taken: copying a body is the slow part.
     let recorded = (!emulator.with(|s| s.config.bench)).then(record);
-    let (fault, limited, shape) = emulator.with(|s| {
+    let (seq, fault, limited, shape) = emulator.with(|s| {
         // A load target records nothing: copying every request would be most of its work.
-        if let Some(recorded) = recorded {
-            s.log.push(recorded);
-        }
+        let seq = recorded.map(|recorded| s.log.push(recorded));
         let fault = endpoint.and_then(|e| s.faults.take(e));
         let limited = if fault.is_none() { over_limit(s, endpoint, &parts.headers) } else { None };
-        (fault, limited, shape_for(endpoint, s.config.error_shape))
+        (seq, fault, limited, shape_for(endpoint, s.config.error_shape))
     });
 
     parts.extensions.insert(RequestId(request_id.clone()));
@@ -155,6 +155,10 @@ pub(crate) async fn around_request(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("retry-after, x-notion-request-id"),
         );
+    }
+    if let Some(seq) = seq {
+        let status = response.status().as_u16();
+        emulator.with(|s| s.log.answered(seq, status));
     }
     // Only the endpoint and outcome: URLs and bodies may carry codes, tokens or secrets.
     tracing::debug!(?endpoint, %method, status = response.status().as_u16(), "mock-notion request");

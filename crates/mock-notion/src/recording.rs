@@ -84,6 +84,12 @@ pub struct RecordedRequest {
     pub body: String,
     /// The `Content-Type` header as sent (lossy UTF-8), if any.
     pub content_type: Option<String>,
+    /// The status the emulator answered with; `None` while the answer is still being made.
+    /// Lets a test tell how many calls were refused (401) or rate limited (429).
+    pub status: Option<u16>,
+    /// The request's place in the log, to attach the answer's status to it.
+    #[serde(skip)]
+    pub(crate) seq: u64,
 }
 
 impl RecordedRequest {
@@ -96,14 +102,27 @@ impl RecordedRequest {
 #[derive(Default)]
 pub(crate) struct RequestLog {
     entries: VecDeque<RecordedRequest>,
+    next_seq: u64,
 }
 
 impl RequestLog {
-    pub(crate) fn push(&mut self, request: RecordedRequest) {
+    /// Records `request`; the number to give [`RequestLog::answered`].
+    pub(crate) fn push(&mut self, mut request: RecordedRequest) -> u64 {
         if self.entries.len() >= MAX_RECORDED {
             self.entries.pop_front();
         }
+        self.next_seq += 1;
+        request.seq = self.next_seq;
         self.entries.push_back(request);
+        self.next_seq
+    }
+
+    /// Notes the status request `seq` was answered with (if it is still in the log).
+    pub(crate) fn answered(&mut self, seq: u64, status: u16) {
+        // Answers come soon after their request: search from the newest.
+        if let Some(entry) = self.entries.iter_mut().rev().find(|entry| entry.seq == seq) {
+            entry.status = Some(status);
+        }
     }
 
     pub(crate) fn clear(&mut self) {
@@ -132,6 +151,8 @@ mod tests {
             headers: vec![("content-type".to_owned(), "application/json".to_owned())],
             body: String::new(),
             content_type: Some("application/json".to_owned()),
+            status: None,
+            seq: 0,
         }
     }
 

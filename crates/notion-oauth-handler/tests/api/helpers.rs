@@ -8,7 +8,7 @@ use mock_notion::{Emulator, EmulatorConfig, Endpoint, RunningEmulator};
 use notion_oauth_handler::Application;
 use notion_oauth_handler::config::{
     BrandingSettings, CommandHookSettings, ConnectSettings, DeliverySettings, DocumentSettings,
-    PagesSettings, RateLimitSettings, ServerSettings, Settings, WebhookSettings,
+    PagesSettings, ProxySettings, RateLimitSettings, ServerSettings, Settings, WebhookSettings,
 };
 use notion_oauth_handler::domain::BotId;
 use notion_oauth_handler::embed::{Embedded, NotionOAuth};
@@ -35,6 +35,7 @@ pub struct TestOptions {
     pub connect: ConnectSettings,
     pub pages: PagesSettings,
     pub branding: BrandingSettings,
+    pub proxy: ProxySettings,
     /// Files written into the app's folder before its configuration is checked.
     pub files: Vec<(&'static str, Vec<u8>)>,
     /// `server.header_timeout_seconds` and `server.max_connections`.
@@ -75,6 +76,7 @@ impl Default for TestOptions {
             connect: ConnectSettings::default(),
             pages: PagesSettings::default(),
             branding: BrandingSettings::default(),
+            proxy: ProxySettings::default(),
             files: Vec::new(),
             postgres: None,
             header_timeout_seconds: ServerSettings::default().header_timeout_seconds,
@@ -271,6 +273,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.connect = options.connect;
     settings.pages = options.pages;
     settings.branding = options.branding;
+    settings.proxy = options.proxy;
     settings.documents = vec![DocumentSettings {
         path: "/privacy".into(),
         file: "privacy.html".into(),

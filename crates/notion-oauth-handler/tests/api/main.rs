@@ -22,6 +22,7 @@ mod openapi;
 mod pages;
 mod postgres;
 mod processes;
+mod proxy;
 mod secrets;
 mod store;
 mod tls;
