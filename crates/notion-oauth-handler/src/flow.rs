@@ -122,6 +122,8 @@ pub(crate) struct ConnectRequest {
     pub(crate) source: RefSource,
     /// Checked against the allowed origins already.
     pub(crate) return_to: Option<String>,
+    /// Until when the app's signed or one-time link worked, when one started the flow.
+    pub(crate) link_expires: Option<i64>,
 }
 
 /// A connection the user approved, stored: what the page and the app are told (never tokens).
@@ -150,6 +152,9 @@ pub(crate) struct Restart {
     pub(crate) reference: Option<String>,
     pub(crate) return_to: Option<String>,
     pub(crate) source: RefSource,
+    /// Until when the app's link that started the flow worked: links to start it again keep
+    /// to it.
+    pub(crate) link_expires: Option<i64>,
 }
 
 impl Restart {
@@ -158,6 +163,7 @@ impl Restart {
             reference: claims.reference.clone(),
             return_to: claims.return_to.clone(),
             source: if claims.ref_signed { RefSource::Vouched } else { RefSource::Plain },
+            link_expires: claims.link_expires.and_then(|at| i64::try_from(at).ok()),
         }
     }
 }
@@ -169,6 +175,9 @@ pub(crate) enum Finished {
     /// Allow on Notion's page): the connection stored then, with nothing new stored or asked.
     Reloaded(Connected),
     Denied(Restart),
+    /// A cancelled flow's callback again (a reload), or one whose state has expired: its page
+    /// again, reported once only.
+    DeniedAgain(Restart),
 }
 
 /// A flow that could not go on.
@@ -279,12 +288,14 @@ impl CallbackParams {
 
 impl Flow {
     /// A flow calling Notion with `client`, storing into `store` with tokens sealed by `vault`
-    /// (whose state key also signs states).
+    /// (whose state key also signs states). `list_shared` is false when the success page is not
+    /// ours to show (an embedding app's view shows its own), so nobody waits for the list.
     pub(crate) fn new(
         config: &Config,
         client: Notion,
         store: Arc<dyn Store>,
         vault: Arc<Vault>,
+        list_shared: bool,
     ) -> Self {
         let redirect_uri = config.redirect_uri();
         Self {
@@ -299,7 +310,9 @@ impl Flow {
             vault,
             redirect_uri,
             allow_notion_initiated: config.allow_notion_initiated,
-            list_shared: config.show_shared && config.connect.success_redirect.is_none(),
+            list_shared: list_shared
+                && config.show_shared
+                && config.connect.success_redirect.is_none(),
         }
     }
 
@@ -327,6 +340,7 @@ impl Flow {
             .map_err(FlowError::Randomness)?;
         claims.return_to = request.return_to;
         claims.ref_signed = request.source == RefSource::Vouched;
+        claims.link_expires = request.link_expires.and_then(|at| u64::try_from(at).ok());
         let state = self.signer.sign(&claims);
         // A state the callback would refuse as too long would lose a connection the user
         // approved.
@@ -389,7 +403,8 @@ impl Flow {
         } else {
             Vec::new()
         };
-        let proof = claims.map(|claims| self.finished_proof(&claims.nonce, &response.bot_id));
+        let proof =
+            claims.map(|claims| self.finished_proof(&claims.nonce, &response.bot_id, outcome));
         let TokenResponse {
             bot_id,
             workspace_id,
@@ -437,18 +452,23 @@ impl Flow {
         let restart = Restart::of(&claims);
         let replayed =
             |restart: Restart| Refused { error: FlowError::Replayed, restart: Some(restart) };
-        let Some(bot_id) = proof.and_then(|proof| self.proven_bot(proof, &claims.nonce)) else {
+        let Some((bot_id, outcome)) = proof.and_then(|proof| self.proven(proof, &claims.nonce))
+        else {
             return Err(replayed(restart));
         };
         let connection = match self.store.connection(&bot_id).await {
-            Ok(Some(connection)) if connection.status == ConnectionStatus::Active => connection,
-            // Removed or revoked since: this flow no longer connects anything.
+            // Removed or revoked since, or connected again under another `ref`: this flow no
+            // longer says what the connection is.
+            Ok(Some(connection))
+                if connection.status == ConnectionStatus::Active
+                    && (claims.reference.is_none() || connection.reference == claims.reference) =>
+            {
+                connection
+            }
             Ok(_) => return Err(replayed(restart)),
             Err(error) => return Err(Refused { error: error.into(), restart: Some(restart) }),
         };
         tracing::debug!(bot_id = %bot_id, "a finished flow's callback came back; showing its success page again");
-        let outcome =
-            if connection.authorizations > 1 { Upserted::Reauthorized } else { Upserted::Created };
         Ok(Finished::Reloaded(Connected {
             bot_id: connection.bot_id,
             workspace_id: connection.workspace_id,
@@ -463,19 +483,28 @@ impl Flow {
         }))
     }
 
-    /// What the browser that finished the flow with `nonce` keeps: the bot it connected and a
-    /// MAC over both under the state key, so no other value (or browser) can claim a flow.
-    fn finished_proof(&self, nonce: &str, bot_id: &BotId) -> String {
-        let mac = finished_mac(self.vault.state_key(), nonce, bot_id.as_str());
-        format!("{}.{}", bot_id.as_str(), hex(&mac.finalize().into_bytes()))
+    /// What the browser that finished the flow with `nonce` keeps: the bot it connected, what
+    /// the flow did (the page said so then, and says the same again), and a MAC over them and
+    /// the nonce under the state key, so no other value (or browser) can claim a flow.
+    fn finished_proof(&self, nonce: &str, bot_id: &BotId, outcome: Upserted) -> String {
+        let outcome = outcome.as_str();
+        let mac = finished_mac(self.vault.state_key(), nonce, bot_id.as_str(), outcome);
+        format!("{}.{outcome}.{}", bot_id.as_str(), hex(&mac.finalize().into_bytes()))
     }
 
-    /// The bot a proof names, if it is this server's proof for the flow with `nonce`.
-    fn proven_bot(&self, proof: &str, nonce: &str) -> Option<BotId> {
-        let (bot, mac) = proof.rsplit_once('.')?;
+    /// The bot and outcome a proof names, if it is this server's proof for the flow with
+    /// `nonce`.
+    fn proven(&self, proof: &str, nonce: &str) -> Option<(BotId, Upserted)> {
+        let (rest, mac) = proof.rsplit_once('.')?;
+        let (bot, outcome) = rest.rsplit_once('.')?;
         let mac = decode_hex(mac, 32)?;
-        finished_mac(self.vault.state_key(), nonce, bot).verify_slice(&mac).ok()?;
-        Some(BotId::new(bot))
+        finished_mac(self.vault.state_key(), nonce, bot, outcome).verify_slice(&mac).ok()?;
+        let outcome = match outcome {
+            "created" => Upserted::Created,
+            "reauthorized" => Upserted::Reauthorized,
+            _ => return None,
+        };
+        Some((BotId::new(bot), outcome))
     }
 
     /// A callback carrying `error`: the user cancelled (`access_denied`), or Notion failed.
@@ -491,27 +520,33 @@ impl Flow {
         }
         // Notion's own example sends `state=` empty on cancel, so a missing state is normal
         // here; a valid one is consumed so its link cannot be reused, and gives back the ref.
-        let restart = match &state {
+        // The state, if it is this browser's: its first use (`first`), or a later one (a reload,
+        // Back then Cancel again, an expired flow), which still offers to start it again.
+        let (first, restart) = match &state {
             Some(state) => match self.accept_state(state, browser_cookie).await {
-                Ok(Consumed::First(claims)) => Some(Restart::of(&claims)),
-                _ => None,
+                Ok(Consumed::First(claims)) => (true, Some(Restart::of(&claims))),
+                Ok(Consumed::Again(claims)) => (false, Some(Restart::of(&claims))),
+                Err(refused) => (false, refused.restart),
             },
-            None => None,
+            None => (false, None),
         };
         if error != "access_denied" {
-            let Some(restart) = restart else { return Err(FlowError::UnknownFlow.into()) };
+            if !first {
+                return Err(Refused { error: FlowError::UnknownFlow, restart });
+            }
             let code = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            return Err(Refused { error: FlowError::NotionReported(code), restart: Some(restart) });
+            return Err(Refused { error: FlowError::NotionReported(code), restart });
         }
-        // Only a flow we started is reported (and logged at info, as a flow's end): anyone can
-        // request this URL.
-        match restart {
-            Some(restart) => {
+        // Only a flow we started is reported (and logged at info, as a flow's end), and only
+        // once: anyone can request this URL, and a browser can come back to it.
+        match (first, restart) {
+            (true, Some(restart)) => {
                 self.store.record_denied(restart.reference.as_deref(), restart.source).await?;
                 tracing::info!("the user did not grant access");
                 Ok(Finished::Denied(restart))
             }
-            None => {
+            (false, Some(restart)) => Ok(Finished::DeniedAgain(restart)),
+            (_, None) => {
                 tracing::debug!("a denial with no state of ours");
                 Ok(Finished::Denied(Restart::default()))
             }
@@ -609,8 +644,16 @@ impl Flow {
 
 /// The MAC of a finished-flow proof. The state key with its own prefix: a state's signed
 /// payload is JSON, so it never starts with this text.
-fn finished_mac(key: &[u8], nonce: &str, bot_id: &str) -> hmac::Hmac<sha2::Sha256> {
-    hmac_sha256(key, &[b"noh finished flow\n", nonce.as_bytes(), b"\n", bot_id.as_bytes()])
+fn finished_mac(key: &[u8], nonce: &str, bot_id: &str, outcome: &str) -> hmac::Hmac<sha2::Sha256> {
+    let parts: [&[u8]; 6] = [
+        b"noh finished flow\n",
+        nonce.as_bytes(),
+        b"\n",
+        bot_id.as_bytes(),
+        b"\n",
+        outcome.as_bytes(),
+    ];
+    hmac_sha256(key, &parts)
 }
 
 /// An authorize URL without a state, given one (as the client's `authorize_url` would).

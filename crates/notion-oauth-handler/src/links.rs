@@ -137,20 +137,20 @@ impl Links {
         // Checked first: a bad ref is refused whatever form the link has.
         let parse = |reference: Option<String>| reference.map(Reference::parse).transpose();
         let reference = parse(reference)?;
-        let (reference, return_to, source) = match (link, sig) {
+        let (reference, return_to, source, link_expires) = match (link, sig) {
             (Some(_), _) if reference.is_some() || return_to.is_some() || expires.is_some() => {
                 return Err(FlowError::InvalidLink);
             }
             (Some(_), Some(_)) => return Err(FlowError::InvalidLink),
             (Some(link), None) => {
                 let used = self.store.use_connect_link(&token_digest(&link)).await?;
-                let (reference, return_to) = used.ok_or(FlowError::UsedLink)?;
-                (parse(reference)?, return_to, RefSource::Vouched)
+                let used = used.ok_or(FlowError::UsedLink)?;
+                (parse(used.reference)?, used.return_to, RefSource::Vouched, Some(used.expires_at))
             }
             (None, Some(sig)) => {
                 let signed = reference.as_ref().map(Reference::as_str);
-                self.check_signature(signed, return_to.as_deref(), expires, &sig)?;
-                (reference, return_to, RefSource::Vouched)
+                let expires = self.check_signature(signed, return_to.as_deref(), expires, &sig)?;
+                (reference, return_to, RefSource::Vouched, Some(expires))
             }
             (None, None)
                 if self.trust.require_signed_ref
@@ -158,14 +158,14 @@ impl Links {
             {
                 return Err(FlowError::UnsignedLink);
             }
-            (None, None) => (reference, return_to, RefSource::Plain),
+            (None, None) => (reference, return_to, RefSource::Plain, None),
         };
         // Keep the URL as parsed and checked, not as written.
         let return_to = return_to
             .map(|raw| self.check_return_to(&raw).ok_or(FlowError::ReturnToNotAllowed))
             .transpose()?
             .map(|url| url.to_string());
-        Ok(ConnectRequest { reference, return_to, source })
+        Ok(ConnectRequest { reference, return_to, source, link_expires })
     }
 
     fn check_signature(
@@ -174,7 +174,7 @@ impl Links {
         return_to: Option<&str>,
         expires: Option<String>,
         sig: &str,
-    ) -> Result<(), FlowError> {
+    ) -> Result<i64, FlowError> {
         let secret = self.trust.link_secret.as_ref().ok_or(FlowError::InvalidLink)?;
         let expires: i64 =
             expires.as_deref().and_then(|e| e.parse().ok()).ok_or(FlowError::InvalidLink)?;
@@ -185,7 +185,7 @@ impl Links {
         if expires < now() {
             return Err(FlowError::ExpiredLink);
         }
-        Ok(())
+        Ok(expires)
     }
 
     /// A link that sends `reference`'s user back through `/connect`, for the app (which vouches
@@ -198,8 +198,11 @@ impl Links {
             reference: reference.map(str::to_owned),
             return_to: None,
             source: RefSource::Vouched,
+            link_expires: None,
         };
-        self.again(Some(&restart)).await
+        let url = self.again(Some(&restart)).await?;
+        // Without an app link's expiry to keep to, there is always a link.
+        Ok(url.unwrap_or_else(|| self.connect_url.clone()))
     }
 
     /// The one way a page or an answer offers to start a flow again: a link to `/connect` with
@@ -207,17 +210,25 @@ impl Links {
     /// more than the flow did. A vouched `ref` is signed when a link secret is set, one-time when
     /// unsigned ones are refused and there is none, else plain; a plain `ref` stays plain (it
     /// was accepted as such). Without a flow, or one with neither, the bare `/connect`. Signed
-    /// and one-time links live an hour.
+    /// and one-time links live an hour, and never past the app's own link that started the flow:
+    /// `None` once that has expired, as only the app can make a new one (a link handed out
+    /// again and again must not outlive it).
     ///
     /// # Errors
     /// Storing a one-time link failed, or no randomness.
     #[tracing::instrument(name = "links.again", level = "debug", skip_all)]
-    pub(crate) async fn again(&self, restart: Option<&Restart>) -> Result<Url, FlowError> {
+    pub(crate) async fn again(&self, restart: Option<&Restart>) -> Result<Option<Url>, FlowError> {
         let (reference, return_to, source) = match restart {
             Some(r) => (r.reference.as_deref(), r.return_to.as_deref(), r.source),
             None => (None, None, RefSource::Plain),
         };
-        let expires = now() + RECONNECT_TTL_SECONDS;
+        let mut expires = now() + RECONNECT_TTL_SECONDS;
+        if let Some(link_expires) = restart.and_then(|r| r.link_expires) {
+            if link_expires <= now() && source == RefSource::Vouched {
+                return Ok(None);
+            }
+            expires = expires.min(link_expires);
+        }
         let link = match (source, &self.trust.link_secret) {
             _ if reference.is_none() && return_to.is_none() => {
                 ConnectLink::Plain { reference: None, return_to: None }
@@ -229,11 +240,11 @@ impl Links {
                 secret,
             },
             (RefSource::Vouched, None) if self.trust.require_signed_ref => {
-                return self.one_time(reference, return_to, expires).await;
+                return self.one_time(reference, return_to, expires).await.map(Some);
             }
             _ => ConnectLink::Plain { reference, return_to },
         };
-        Ok(link.url(&self.connect_url))
+        Ok(Some(link.url(&self.connect_url)))
     }
 
     /// [`Links::reconnect_url`] for the user of a connection, or `None` (logged) when it cannot

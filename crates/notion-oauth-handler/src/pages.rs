@@ -161,7 +161,7 @@ impl Pages {
 
     /// A flow that could not go on: the embedding app's view if it answers, else the error page,
     /// whose "Start again" goes to `again`.
-    pub(crate) fn failed(&self, error: &FlowError, again: &Url) -> Response {
+    pub(crate) fn failed(&self, error: &FlowError, again: Option<&Url>) -> Response {
         let page = error.page(self.state_ttl_minutes);
         let request_id = error.request_id();
         let outcome = Outcome::Failed {
@@ -176,8 +176,9 @@ impl Pages {
         let ErrorPage { status, reason, title, message } = page;
         let values = context! {
             reason, title, message, request_id,
-            again => again.to_string(),
+            again => again.map(Url::to_string),
             again_label => "Start again",
+            link_expired => again.is_none(),
             step => 3,
         };
         self.render(status, "error.html", values).into_response()
@@ -187,11 +188,13 @@ impl Pages {
     /// the browser came back to a flow it had finished: the same page, said so.
     pub(crate) fn connected(&self, connected: &Connected, reloaded: bool) -> Response {
         let Connected { bot_id, workspace_id, reference, return_to, outcome, .. } = connected;
+        // A reload says so, so that an app acting on these parameters does not act twice.
         let values = [
             ("bot_id", bot_id.as_str()),
             ("workspace_id", workspace_id.as_str()),
             ("ref", reference.as_deref().unwrap_or("")),
             ("outcome", outcome.as_str()),
+            ("reloaded", if reloaded { "true" } else { "" }),
         ];
         if let Some(location) =
             back_to_the_app(return_to.as_deref(), self.success_redirect.as_deref(), &values)
@@ -274,7 +277,7 @@ impl Pages {
         reference: Option<&str>,
         return_to: Option<&str>,
     ) -> Option<Response> {
-        let values = [("ref", reference.unwrap_or("")), ("outcome", "denied")];
+        let values = [("ref", reference.unwrap_or("")), ("outcome", "denied"), ("reloaded", "")];
         if let Some(location) = back_to_the_app(return_to, self.denied_redirect.as_deref(), &values)
         {
             return Some(see_other(&location));
@@ -282,9 +285,15 @@ impl Pages {
         self.view(&Outcome::Denied { reference })
     }
 
-    /// The "access was not granted" page, offering `retry_url`.
-    pub(crate) fn denied(&self, reference: Option<&str>, retry_url: &Url) -> Response {
-        let values = context! { reference, retry_url => retry_url.to_string(), step => 2 };
+    /// The "access was not granted" page, offering `retry_url` (none once the app's link that
+    /// started the flow has expired).
+    pub(crate) fn denied(&self, reference: Option<&str>, retry_url: Option<&Url>) -> Response {
+        let values = context! {
+            reference,
+            retry_url => retry_url.map(Url::to_string),
+            link_expired => retry_url.is_none(),
+            step => 2,
+        };
         self.render(StatusCode::OK, "denied.html", values).into_response()
     }
 

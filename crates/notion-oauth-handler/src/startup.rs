@@ -97,9 +97,10 @@ impl Services {
         ));
         let proxy = NotionProxy::new(config, lifecycle.clone(), metrics.clone())
             .context("cannot build the Notion API proxy's client")?;
+        let own_success_page = view.is_none();
         let pages = Pages::new(config, view).context("the pages do not load")?;
         let state = AppState::new(RequestServices {
-            flow: Arc::new(Flow::new(config, client, store.clone(), vault)),
+            flow: Arc::new(Flow::new(config, client, store.clone(), vault, own_success_page)),
             links: Arc::new(Links::new(config, store.clone())),
             lifecycle,
             proxy: Arc::new(proxy),

@@ -47,6 +47,10 @@ pub struct StateClaims {
     /// from a plain `?ref=` anyone can type.
     #[serde(rename = "s", default, skip_serializing_if = "std::ops::Not::not")]
     pub ref_signed: bool,
+    /// Until when the app's signed or one-time link that started the flow worked (seconds
+    /// since the Unix epoch): a link to start the flow again lives no longer.
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub link_expires: Option<u64>,
 }
 
 impl StateClaims {
@@ -71,6 +75,7 @@ impl StateClaims {
             reference,
             return_to: None,
             ref_signed: false,
+            link_expires: None,
         })
     }
 

@@ -13,7 +13,7 @@ use super::settings::ConnectSettings;
 pub(crate) const MAX_RETURN_TO_BYTES: usize = 1024;
 
 /// Placeholders a redirect template may use; values are URL-encoded when filled in.
-pub(crate) const PLACEHOLDERS: [&str; 4] = ["bot_id", "workspace_id", "ref", "outcome"];
+pub(crate) const PLACEHOLDERS: [&str; 5] = ["bot_id", "workspace_id", "ref", "outcome", "reloaded"];
 
 /// `[connect]`, checked.
 #[derive(Clone, Debug, Default)]

@@ -57,6 +57,12 @@ pub(super) async fn oauth_callback(
             metrics.flow_finished(FlowOutcome::Denied);
             denied_response(&pages, &links, &restart).await
         }
+        // The cancelled flow's page again: its link to try again, no second report, and not
+        // back to the app (the first callback may have ended elsewhere).
+        Ok(Finished::DeniedAgain(restart)) => {
+            let again = start_again(&links, Some(&restart)).await;
+            pages.denied(restart.reference.as_deref(), again.as_ref())
+        }
         Err(Refused { error, restart }) => {
             metrics.flow_refused(error.page(0).reason);
             metrics.flow_finished(FlowOutcome::Refused);
@@ -67,19 +73,21 @@ pub(super) async fn oauth_callback(
                 tracing::warn!(error = %Chain(&error), request_id, "a callback was refused");
             }
             let again = start_again(&links, restart.as_ref()).await;
-            pages.failed(&error, &again)
+            pages.failed(&error, again.as_ref())
         }
     }
 }
 
 /// The link a page offers to start again: with the flow's `ref` and `return_to` when its state
 /// was this browser's, else the bare `/connect` (also when a link to keep them cannot be made).
-pub(super) async fn start_again(links: &Links, restart: Option<&Restart>) -> url::Url {
+/// `None` when the app's own link that started the flow has expired: only the app can make a
+/// new one.
+pub(super) async fn start_again(links: &Links, restart: Option<&Restart>) -> Option<url::Url> {
     match links.again(restart).await {
         Ok(url) => url,
         Err(error) => {
             tracing::warn!(error = %Chain(&error), "could not make a link that keeps the flow's ref; offering a plain one");
-            links.again(None).await.unwrap_or_else(|_| links.connect_url().clone())
+            Some(links.connect_url().clone())
         }
     }
 }
@@ -92,5 +100,5 @@ async fn denied_response(pages: &Pages, links: &Links, restart: &Restart) -> Res
         return elsewhere;
     }
     let again = start_again(links, Some(restart)).await;
-    pages.denied(reference, &again)
+    pages.denied(reference, again.as_ref())
 }

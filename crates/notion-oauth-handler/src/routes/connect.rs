@@ -49,7 +49,7 @@ pub(super) async fn start_connect(
             // A link's ref is not carried over: it was refused (expired, used, unsigned), and a
             // fresh one is the app's to make.
             let again = super::callback::start_again(&links, None).await;
-            pages.failed(&error, &again)
+            pages.failed(&error, again.as_ref())
         }
     }
 }

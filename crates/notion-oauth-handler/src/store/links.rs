@@ -3,6 +3,18 @@
 use super::sql::query;
 use super::{SqlStore, StoreError, now};
 
+/// A one-time link, as using it gives it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedLink {
+    /// The `ref` it was made for.
+    pub reference: Option<String>,
+    /// Where the flow ends.
+    pub return_to: Option<String>,
+    /// Until when it would have worked (seconds since the Unix epoch): a link to start the flow
+    /// again lives no longer.
+    pub expires_at: i64,
+}
+
 /// One-time connect links (only their digests are kept).
 #[async_trait::async_trait]
 pub trait ConnectLinks: Send + Sync {
@@ -15,12 +27,9 @@ pub trait ConnectLinks: Send + Sync {
         expires_at: i64,
     ) -> Result<(), StoreError>;
 
-    /// Uses a one-time link: its `ref` and `return_to`, or `None` when it is unknown, used or
+    /// Uses a one-time link: what it was made with, or `None` when it is unknown, used or
     /// expired. One statement, so two clicks cannot both use it.
-    async fn use_connect_link(
-        &self,
-        token_digest: &[u8],
-    ) -> Result<Option<(Option<String>, Option<String>)>, StoreError>;
+    async fn use_connect_link(&self, token_digest: &[u8]) -> Result<Option<UsedLink>, StoreError>;
 }
 
 #[async_trait::async_trait]
@@ -51,23 +60,25 @@ impl ConnectLinks for SqlStore {
             .await
     }
 
-    async fn use_connect_link(
-        &self,
-        token_digest: &[u8],
-    ) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+    async fn use_connect_link(&self, token_digest: &[u8]) -> Result<Option<UsedLink>, StoreError> {
         let digest = token_digest.to_vec();
         self.writer
             .statement(move |connection| {
                 Box::pin(async move {
                     let row = query(
                         "UPDATE connect_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
-                         RETURNING ref, return_to",
+                         RETURNING ref, return_to, expires_at",
                     )
                     .bind(digest)
                     .bind(now())
                     .fetch_optional(connection)
                     .await?;
-                    row.map(|row| Ok((row.try_get("ref")?, row.try_get("return_to")?))).transpose()
+                    let Some(row) = row else { return Ok(None) };
+                    Ok(Some(UsedLink {
+                        reference: row.try_get("ref")?,
+                        return_to: row.try_get("return_to")?,
+                        expires_at: row.try_get("expires_at")?,
+                    }))
                 })
             })
             .await

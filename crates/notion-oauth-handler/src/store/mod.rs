@@ -61,7 +61,7 @@ pub use connections::{
     ConnectionFilter, Connections, Resealed, SealedGrant, SealedPair, SealedTokens, StoredTokens,
 };
 pub use events::{DENIED_WINDOW, Event, History, HistoryEntry, QueuedEvent};
-pub use links::ConnectLinks;
+pub use links::{ConnectLinks, UsedLink};
 pub use outbox::{Delivery, DeliverySummary, Outbox, Retry};
 pub use recent::MAX_AGE as RECENT;
 pub use refresh::{Claim, LeaseFor, RefreshFailure, RefreshFailureKind, Refreshes};

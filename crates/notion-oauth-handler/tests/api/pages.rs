@@ -91,6 +91,12 @@ async fn a_reload_after_success_shows_the_success_page_again_only_in_that_browse
 
 /// A state this server signed for `browser`'s flow, issued long enough ago to have expired.
 fn expired_state(app: &TestApp, browser: &Browser, reference: &str, return_to: &str) -> String {
+    let claims = claims_for(app, browser, reference, return_to);
+    app.sign_state(&claims)
+}
+
+/// Claims for `browser`'s flow, issued an hour ago.
+fn claims_for(app: &TestApp, browser: &Browser, reference: &str, return_to: &str) -> StateClaims {
     use sha2::{Digest, Sha256};
     let binding = browser.binding_cookie(&app.address).unwrap();
     let digest = base64::Engine::encode(
@@ -100,7 +106,7 @@ fn expired_state(app: &TestApp, browser: &Browser, reference: &str, return_to: &
     let mut claims = StateClaims::new(Some(digest), Some(reference.into())).unwrap();
     claims.return_to = Some(return_to.into());
     claims.issued_at -= 3600;
-    app.sign_state(&claims)
+    claims
 }
 
 #[tokio::test]
@@ -207,7 +213,8 @@ async fn the_pages_name_the_app_show_its_logo_and_colour_and_lead_back_to_it() {
     assert_eq!(href(&success.body, "back-to-app"), format!("{APP}/home"));
     assert!(success.body.contains("Back to Acme &lt;Notes&gt;"), "{}", success.body);
 
-    // The consent page on the emulator names the integration when told its name.
+    // The emulator's consent page shows the client id here: this test's emulator was given no
+    // integration name (`dev` passes the app's; see tests/api/binary.rs).
     let authorize = app.connect(&browser, None).await;
     let consent = http().build().unwrap().get(authorize).send().await.unwrap();
     let consent = consent.text().await.unwrap();
@@ -282,7 +289,10 @@ async fn a_search_that_fails_or_is_slow_costs_only_the_list_never_the_success_pa
         (FaultSpec { kind: "non_json".into(), ..FaultSpec::default() }, "garbage"),
         (FaultSpec { kind: "delay".into(), ms: Some(4000), ..FaultSpec::default() }, "slow"),
     ] {
-        let app = spawn_app().await;
+        // Notion's own timeout well past the list's 1.5 s, so that the list's is what ends the
+        // wait.
+        let app =
+            spawn_app_with(TestOptions { timeout_seconds: 10, ..TestOptions::default() }).await;
         app.emulator().arm("search", &fault).unwrap();
         let started = std::time::Instant::now();
         let page = app.add_to_notion(&Browser::new(), "Ada Lovelace", None).await;
@@ -299,4 +309,98 @@ async fn a_search_that_fails_or_is_slow_costs_only_the_list_never_the_success_pa
     .await;
     assert_eq!(app.add_to_notion(&Browser::new(), "Ada Lovelace", None).await.status, 200);
     assert_eq!(app.emulator().requests_to(Endpoint::Search).len(), 0);
+}
+
+#[tokio::test]
+async fn start_again_never_outlives_the_apps_own_link() {
+    let connect = ConnectSettings {
+        return_to_origins: vec![APP.into()],
+        link_secret: Some(SecretString::from("link-secret-0123456789abcdef0123456789")),
+        ..ConnectSettings::default()
+    };
+    let app = spawn_app_with(TestOptions { connect, ..TestOptions::default() }).await;
+    let browser = Browser::new();
+    app.connect(&browser, None).await;
+    let now = u64::try_from(notion_oauth_handler::store::now()).unwrap();
+
+    // Started from a signed link that works ten more minutes: the new link expires with it.
+    let mut claims = claims_for(&app, &browser, "user-8", &format!("{APP}/done"));
+    claims.ref_signed = true;
+    claims.link_expires = Some(now + 600);
+    let page = app
+        .callback_with_query(&browser, &format!("code=c&state={}", app.sign_state(&claims)))
+        .await;
+    let again = Url::parse(&href(&page.body, "try-again")).unwrap();
+    let expires: u64 =
+        again.query_pairs().find(|(k, _)| k == "expires").unwrap().1.parse().unwrap();
+    assert!(expires <= now + 600, "{again}");
+    assert!(again.query_pairs().any(|(k, _)| k == "sig"), "still signed: {again}");
+
+    // Started from one that has expired: no link; the app has to make a new one.
+    claims.link_expires = Some(now - 1);
+    let state = app.sign_state(&claims);
+    let page = app.callback_with_query(&browser, &format!("code=c&state={state}")).await;
+    assert_eq!(page.reason(), "expired_state");
+    assert!(!page.body.contains("id=\"try-again\""), "{}", page.body);
+    assert!(page.body.contains("id=\"link-expired\""), "{}", page.body);
+    let denied =
+        app.callback_with_query(&browser, &format!("error=access_denied&state={state}")).await;
+    assert!(!denied.body.contains("id=\"try-again\""), "{}", denied.body);
+    assert!(denied.body.contains("id=\"link-expired\""), "{}", denied.body);
+}
+
+#[tokio::test]
+async fn a_plain_ref_stays_plain_on_every_page_that_offers_to_start_again() {
+    let connect = ConnectSettings {
+        return_to_origins: vec![APP.into()],
+        link_secret: Some(SecretString::from("link-secret-0123456789abcdef0123456789")),
+        ..ConnectSettings::default()
+    };
+    let app = spawn_app_with(TestOptions { connect, ..TestOptions::default() }).await;
+    let browser = Browser::new();
+    // Denied, then the denied callback reloaded: both keep the ref, unsigned.
+    let authorize = app.connect(&browser, Some("user-2")).await;
+    let back = app.decide(&authorize, "deny", "Ada Lovelace").await;
+    for attempt in ["first", "reload"] {
+        let page = app.callback(&browser, back.as_str()).await;
+        assert_eq!((page.status, page.reason()), (200, "denied"), "{attempt}");
+        let again = href(&page.body, "try-again");
+        assert!(again.ends_with("/connect?ref=user-2"), "{attempt}: {again}");
+    }
+    // Expired: the same.
+    let state = expired_state(&app, &browser, "user-2", &format!("{APP}/x"));
+    let page = app.callback_with_query(&browser, &format!("code=c&state={state}")).await;
+    let again = href(&page.body, "try-again");
+    assert!(!again.contains("sig="), "a plain ref is not signed on the way: {again}");
+}
+
+#[tokio::test]
+async fn a_reload_of_a_flow_whose_bot_was_connected_again_under_another_ref_is_a_replay() {
+    let connect =
+        ConnectSettings { return_to_origins: vec![APP.into()], ..ConnectSettings::default() };
+    let app = spawn_app_with(TestOptions { connect, ..TestOptions::default() }).await;
+    let (first, second) = (Browser::new(), Browser::new());
+    let start = |browser: &Browser, reference: &str| {
+        let url = format!("{}/connect?ref={reference}&return_to={APP}/done", app.address);
+        let browser = browser.client.clone();
+        async move { browser.get(url).send().await.unwrap() }
+    };
+    let started = start(&first, "user-1").await;
+    let authorize = Url::parse(started.headers()["location"].to_str().unwrap()).unwrap();
+    let back = app.decide(&authorize, "allow", "Ada Lovelace").await;
+    let done = first.get(back.as_str()).await;
+    assert_eq!(done.status().as_u16(), 303);
+    // A reload while nothing changed: back to the app again, marked as a reload.
+    let reload = first.get(back.as_str()).await;
+    let location = reload.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.contains("ref=user-1") && location.contains("reloaded=true"), "{location}");
+    assert!(location.contains("outcome=created"), "{location}");
+
+    // The same person connects the same bot again, from another browser, for another user.
+    let started = start(&second, "user-2").await;
+    let authorize = Url::parse(started.headers()["location"].to_str().unwrap()).unwrap();
+    let back_two = app.decide(&authorize, "allow", "Ada Lovelace").await;
+    assert_eq!(second.get(back_two.as_str()).await.status().as_u16(), 303);
+    let reload = app.callback(&first, back.as_str()).await;
+    assert_eq!((reload.status, reload.reason()), (400, "replayed_state"), "{}", reload.body);
 }

@@ -223,7 +223,13 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
     store.insert_connect_link(b"link-old", Some("user-4"), None, now() - 1).await.unwrap();
     let clicks = join_all((0..4).map(|_| store.use_connect_link(b"link-1"))).await;
     let used: Vec<_> = clicks.into_iter().filter_map(|c| c.unwrap()).collect();
-    assert_eq!(used, vec![(Some("user-3".to_owned()), None)]);
+    let expected = store::UsedLink {
+        reference: Some("user-3".to_owned()),
+        return_to: None,
+        expires_at: used.first().map_or(0, |u| u.expires_at),
+    };
+    assert_eq!(used, vec![expected]);
+    assert!((now() + 59..=now() + 60).contains(&used[0].expires_at));
     assert_eq!(store.use_connect_link(b"link-old").await.unwrap(), None);
 
     // The bodies are the documented envelope, with the connection after the change, no token.
@@ -760,7 +766,7 @@ impl ConnectLinks for FailingOver {
     async fn use_connect_link(
         &self,
         token_digest: &[u8],
-    ) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+    ) -> Result<Option<store::UsedLink>, StoreError> {
         self.inner.use_connect_link(token_digest).await
     }
 }
