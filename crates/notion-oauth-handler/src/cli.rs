@@ -105,6 +105,10 @@ pub(crate) struct DevArgs {
     /// Approve at once instead of showing the emulator's consent page.
     #[arg(long)]
     pub(crate) auto_approve: bool,
+    /// Your app's name, as the pages say it ("Connect <app> to Notion") and as the emulator's
+    /// consent page names the integration.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) app_name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +124,9 @@ pub(crate) struct MockNotionArgs {
     /// The client id the emulator accepts.
     #[arg(long)]
     pub(crate) client_id: Option<String>,
+    /// The integration's name on the consent page (the client id is shown without one).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) integration_name: Option<String>,
     /// The client secret the emulator accepts.
     #[arg(long, env = "MOCK_NOTION_CLIENT_SECRET", hide_env_values = true)]
     pub(crate) client_secret: Option<String>,

@@ -20,6 +20,13 @@ use crate::startup::Application;
 use crate::vault::MasterKey;
 
 pub(super) async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    if let Some(name) = &args.app_name
+        && (name.trim().is_empty()
+            || name.chars().count() > 60
+            || name.chars().any(char::is_control))
+    {
+        anyhow::bail!("--app-name must be 1 to 60 characters, without line breaks or tabs");
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = args
@@ -61,6 +68,7 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<()> {
             client_secret,
             redirect_uris: vec![format!("{public_url}/callback")],
             auto_approve: args.auto_approve,
+            integration_name: args.app_name.clone(),
             ..EmulatorConfig::default()
         },
         &args.notion_bind.to_string(),
@@ -69,7 +77,7 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     .with_context(|| format!("cannot start the Notion emulator on {}", args.notion_bind))?;
 
     let config_path = data_dir.join("notion-oauth-handler.toml");
-    let config_text = format!(
+    let mut config_text = format!(
         "# Written by `notion-oauth-handler dev` at each start; edits are overwritten.\n\
          [server]\nbind = {bind:?}\npublic_url = {public_url:?}\n\n\
          [notion]\nclient_id = {client_id:?}\nclient_secret_file = \"client_secret\"\napi_base_url = {api:?}\n\n\
@@ -80,6 +88,12 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<()> {
         bind = listener.local_addr()?.to_string(),
         api = emulator.base_url(),
     );
+    if let Some(name) = &args.app_name {
+        // A TOML basic string: its quote and backslash escaped (control characters were
+        // refused above).
+        let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
+        config_text.push_str(&format!("\n[branding]\napp_name = \"{quoted}\"\n"));
+    }
     std::fs::write(&config_path, config_text)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config = load_config_at(Some(&config_path))?;

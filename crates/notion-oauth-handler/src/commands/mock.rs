@@ -19,6 +19,8 @@ use crate::cli::{MockErrorShape, MockNotionArgs, MockRateLimitScope, MockReauth,
 #[derive(Debug, Default, Deserialize)]
 struct MockFile {
     client_id: Option<String>,
+    /// Shown on the consent page.
+    integration_name: Option<String>,
     client_secret: Option<String>,
     #[serde(default)]
     redirect_uris: Vec<String>,
@@ -32,8 +34,15 @@ struct MockFile {
 }
 
 /// The keys [`MockFile`] holds besides the settings.
-const IDENTITY_KEYS: [&str; 6] =
-    ["client_id", "client_secret", "redirect_uris", "bench", "content_file", "faults"];
+const IDENTITY_KEYS: [&str; 7] = [
+    "client_id",
+    "client_secret",
+    "redirect_uris",
+    "bench",
+    "content_file",
+    "faults",
+    "integration_name",
+];
 
 pub(super) async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
     let (file, file_settings) = match &args.config {
@@ -64,9 +73,18 @@ pub(super) async fn mock_notion(args: MockNotionArgs) -> anyhow::Result<()> {
         file.content_file.map(|f| base.join(f))
     });
     let content = content_file.as_deref().map(read_content).transpose()?;
+    let integration_name = args.integration_name.clone().or(file.integration_name);
+    if let Some(name) = &integration_name
+        && (name.trim().is_empty()
+            || name.chars().count() > 100
+            || name.chars().any(char::is_control))
+    {
+        bail!("the integration name must be 1 to 100 characters, without line breaks");
+    }
     let mut config = EmulatorConfig {
         client_id,
         client_secret,
+        integration_name,
         redirect_uris,
         bench,
         content,

@@ -401,6 +401,12 @@ async fn every_key_that_init_suggests_is_a_real_one() {
         std::fs::write(dir.path().join(file), contents).unwrap();
     }
     std::fs::create_dir(dir.path().join("branding")).unwrap();
+    std::fs::create_dir_all(dir.path().join("legal")).unwrap();
+    std::fs::write(
+        dir.path().join("legal/logo.svg"),
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+    )
+    .unwrap();
     // [tls] and [acme] are alternatives: each is checked without the other.
     let with_acme = without_section(&config, "[tls]");
     std::fs::write(dir.path().join("everything.toml"), &with_acme).unwrap();
@@ -875,4 +881,35 @@ fn mock_notion_with_credentials() -> Command {
         "s",
     ]);
     command
+}
+
+#[tokio::test]
+async fn dev_names_the_app_on_its_pages_and_on_the_emulators_consent_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = binary();
+    command
+        .args(["dev", "--bind", "127.0.0.1:0", "--app-name", "Acme \"Notes\""])
+        .current_dir(dir.path());
+    let (mut dev, line) = start(&mut command, "Open in a browser").await;
+    let url = line.split_whitespace().last().unwrap().to_owned();
+    let browser = Browser::new();
+    let landing = browser.get(&url).await.text().await.unwrap();
+    assert!(landing.contains("Connect Acme &quot;Notes&quot; to Notion"), "{landing}");
+    let authorize = browser.get(&format!("{url}connect")).await.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let consent = browser.get(&authorize).await.text().await.unwrap();
+    assert!(
+        consent.contains("Acme &quot;Notes&quot; wants to access your Notion workspace"),
+        "{consent}"
+    );
+    dev.start_kill().unwrap();
+    let _ = dev.wait().await;
+
+    // A name that cannot be one is refused before anything starts.
+    let (output, _, stderr) =
+        run(binary().args(["dev", "--bind", "127.0.0.1:0", "--app-name", "two\nlines"])).await;
+    assert!(!output.status.success());
+    assert!(stderr.contains("--app-name must be 1 to 60 characters"), "{stderr}");
 }
