@@ -48,6 +48,10 @@ async fn the_openapi_document_lists_every_route_and_validates() {
         "POST /connect-links",
         "POST /deliveries/{id}/redeliver",
         "GET /openapi.json",
+        "GET /connections/{bot_id}/notion/{path}",
+        "POST /connections/{bot_id}/notion/{path}",
+        "PATCH /connections/{bot_id}/notion/{path}",
+        "DELETE /connections/{bot_id}/notion/{path}",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -138,12 +142,22 @@ async fn generated_requests_get_only_the_answers_the_document_promises() {
         app.connected(user, Some(user)).await;
     }
     let key = app.api_key().await;
+    // The proxy passes Notion's own answers back: a request the document allows (any path of
+    // words) can get Notion's 400 for a path Notion does not have, which is not a refusal of
+    // ours (nor is schemathesis's warning that most generated requests were refused). Every
+    // other check still runs on it (no 5xx of ours, answers as documented).
+    std::fs::write(
+        app.dir.path().join("schemathesis.toml"),
+        "checks.enabled = true\n\n[[operations]]\ninclude-tag = \"notion\"\nchecks.positive_data_acceptance.enabled = false\nwarnings = false\n",
+    )
+    .unwrap();
     // Run without blocking: the server answers on this test's own runtime.
     let run = tokio::process::Command::new("schemathesis")
         .arg("run")
         .arg(format!("{}/api/v1/openapi.json", app.address))
         .args(["--header", &format!("Authorization: Bearer {key}")])
-        .args(["--checks", "all", "--max-examples", "40", "--seed", "1", "--workers", "2"])
+        // Every check (set in the file, so that one operation can drop one of them).
+        .args(["--max-examples", "40", "--seed", "1", "--workers", "2"])
         .args(["--generation-database", "none", "--no-color", "--output-sanitize", "true"])
         .current_dir(app.dir.path())
         .output()
@@ -159,7 +173,7 @@ async fn generated_requests_get_only_the_answers_the_document_promises() {
         String::from_utf8_lossy(&run.stderr)
     );
     // It ran, and reached the operations (not one skipped for want of a schema).
-    assert!(report.contains("Tested: 10"), "{report}");
+    assert!(report.contains("Tested: 14"), "{report}");
     assert!(report.contains(" passed"), "{report}");
     assert!(!report.contains(&key), "the key is not printed");
 }

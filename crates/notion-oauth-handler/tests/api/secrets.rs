@@ -144,7 +144,9 @@ async fn the_log_never_shows_a_token_code_or_secret() {
     };
     let (callback, status) = flow("allow").await;
     assert_eq!(status, 200);
-    assert_eq!(browser.get(&callback).await.status().as_u16(), 400, "replay");
+    assert_eq!(browser.get(&callback).await.status().as_u16(), 200, "reload");
+    let other = Browser::new();
+    assert_eq!(other.get(&callback).await.status().as_u16(), 403, "another browser");
     assert_eq!(flow("allow").await.1, 200, "re-authorization");
     assert_eq!(flow("deny").await.1, 200, "cancel");
     for fault in [
@@ -160,19 +162,78 @@ async fn the_log_never_shows_a_token_code_or_secret() {
     }
     let forged = browser.get(&format!("{origin}/callback?code=ntn_in_a_query&state=forged")).await;
     assert_eq!(forged.status().as_u16(), 400);
+
+    // And the Notion API proxy: a call, one after the token expired (a refresh), one after a
+    // 429 (a retry), with an API key made by the binary.
+    let made = tokio::process::Command::new(env!("CARGO_BIN_EXE_notion-oauth-handler"))
+        .args(["api-keys", "create", "--name", "logs", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&made.stdout).into_owned();
+    let api_key = printed.split_whitespace().find(|w| w.starts_with("noh_")).unwrap().to_owned();
+    let bot = emulator.requests_to(Endpoint::Token).len();
+    assert!(bot > 0);
+    let connections = crate::helpers::http()
+        .build()
+        .unwrap()
+        .get(format!("{origin}/api/v1/connections"))
+        .bearer_auth(&api_key)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let bot_id = connections["connections"][0]["bot_id"].as_str().unwrap().to_owned();
+    let proxied = async || {
+        crate::helpers::http()
+            .build()
+            .unwrap()
+            .get(format!("{origin}/api/v1/connections/{bot_id}/notion/users/me"))
+            .bearer_auth(&api_key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(proxied().await, 200);
+    for token in emulator.issued_secrets().iter().filter(|s| s.starts_with("ntn_")) {
+        emulator.expire_access_token(token);
+    }
+    assert_eq!(proxied().await, 200, "after a refresh");
+    emulator.set_fault_times(Endpoint::UsersMe, Fault::RateLimited { retry_after: 1 }, 1);
+    assert_eq!(proxied().await, 200, "after waiting out a 429");
+    let finished =
+        reqwest::cookie::CookieStore::cookies(&*browser.jar, &url::Url::parse(&origin).unwrap())
+            .and_then(|h| h.to_str().ok().map(str::to_owned))
+            .unwrap_or_default();
+    let finished = finished
+        .split("; ")
+        .find_map(|c| c.strip_prefix("noh_finished="))
+        .expect("the proof of the finished flow")
+        .to_owned();
     server.start_kill().unwrap();
     let _ = server.wait().await;
 
     // Assert: the log says what happened, and nothing secret.
     let logged = std::fs::read_to_string(&log_path).unwrap();
     assert!(
-        logged.contains("connection stored") && logged.contains("a callback was refused"),
+        logged.contains("connection stored")
+            && logged.contains("a callback was refused")
+            && logged.contains("refreshing it once"),
         "{logged}"
     );
     assert!(logged.contains("TRACE"), "the log ran at trace level");
     let cookie = browser.binding_cookie(&origin).unwrap();
     let mut secrets = emulator.issued_secrets();
     secrets.extend([CLIENT_SECRET.to_owned(), master_key, cookie, "ntn_in_a_query".to_owned()]);
+    // The API key's secret part (its id is printed and logged on purpose), and the proof.
+    let key_secret = api_key.rsplit('_').next().unwrap().to_owned();
+    secrets.extend([key_secret, finished.rsplit('.').next().unwrap().to_owned()]);
     secrets.extend(states.into_iter().filter(|s| !s.is_empty()));
     assert!(
         secrets.len() > 12,

@@ -401,7 +401,30 @@ fn this_servers_document(api_url: Url, return_to_origins: &[url::Origin]) -> Vec
         }
     }
     add_links(&mut document);
+    describe_proxy(&mut document);
     serde_json::to_vec(&document).unwrap_or_default()
+}
+
+/// What one annotation of the proxy's route cannot say: GET and DELETE carry no body, and the
+/// path is segments of letters, digits, `-` and `_` (what the proxy accepts).
+fn describe_proxy(document: &mut serde_json::Value) {
+    let route = &mut document["paths"]["/connections/{bot_id}/notion/{path}"];
+    for method in ["get", "post", "patch", "delete"] {
+        let Some(operation) = route[method].as_object_mut() else { continue };
+        // One id per operation, as the specification requires.
+        operation.insert("operationId".into(), format!("call_notion_{method}").into());
+        if matches!(method, "get" | "delete") {
+            operation.remove("requestBody");
+        }
+        let Some(parameters) = operation.get_mut("parameters").and_then(|p| p.as_array_mut())
+        else {
+            continue;
+        };
+        for parameter in parameters.iter_mut().filter(|p| p["name"] == "path") {
+            parameter["schema"]["pattern"] = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$".into();
+            parameter["schema"]["maxLength"] = 512.into();
+        }
+    }
 }
 
 /// OpenAPI links: a listed connection's `bot_id` (and a listed delivery's `id`) feed the routes

@@ -49,13 +49,18 @@ pub(super) async fn call_notion(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let method = ApiMethod::from_http(&parts.method).ok_or_else(|| {
-        ApiError::new(
+    let Some(method) = ApiMethod::from_http(&parts.method) else {
+        let refused = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "Notion's API takes GET, POST, PATCH and DELETE.",
-        )
-    })?;
+        );
+        let mut response = refused.into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST, PATCH, DELETE"));
+        return Ok(response);
+    };
     // The path as it was sent, not decoded: `%2F` must not become a separator, nor `%2e%2e` a
     // way up.
     let raw = parts.uri.path();
