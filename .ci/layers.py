@@ -7,7 +7,7 @@ LAYERS = [
     ("leaves", ["domain", "hooks", "templates", "vault", "api_keys", "signatures", "crypto", "telemetry", "metrics", "notion"]),
     ("config", ["config"]),
     ("store", ["store"]),
-    ("services", ["flow", "links", "lifecycle", "delivery", "rate_limits"]),
+    ("services", ["flow", "links", "lifecycle", "proxy", "delivery", "rate_limits"]),
     ("pages", ["pages"]),
     ("state", ["state"]),
     ("routes", ["routes"]),
