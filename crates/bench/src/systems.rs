@@ -173,15 +173,27 @@ impl Drop for PgDatabase {
     }
 }
 
+/// Which sections of today's configuration a build takes: older builds refuse newer keys.
+#[derive(Clone, Copy, PartialEq)]
+enum Era {
+    /// Before `[rate_limit]`.
+    Oldest,
+    /// `[rate_limit]`, before `pages.show_shared`.
+    RateLimits,
+    /// Both.
+    Current,
+}
+
 /// Our server's configuration: loopback only, the emulator as Notion, installs started from
 /// Notion allowed so a callback with a code and no state is accepted. The load comes from one
-/// address, so per-client rate limits are off (`rate_limits`: builds before them refuse the
-/// section).
+/// address, so per-client rate limits are off. The success page's list of shared pages is off:
+/// the Python package calls Notion only for the exchange, and the comparison is of the same
+/// work (the list costs one search call to Notion per connection, whatever the server).
 fn server_config(
     addr: SocketAddr,
     emulator: SocketAddr,
     storage_url: &str,
-    rate_limits: bool,
+    era: Era,
 ) -> anyhow::Result<String> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| anyhow!("no randomness: {e}"))?;
@@ -191,10 +203,14 @@ fn server_config(
          [notion]\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\napi_base_url = \"http://{emulator}\"\n\n\
          [storage]\nurl = \"{storage_url}\"\n\n\
          [security]\nmaster_key = \"{key}\"\nallow_notion_initiated = true\n{}",
-        if rate_limits {
-            "\n[rate_limit]\nflow_requests_per_minute = 0\nfailed_api_keys_per_minute = 0\n"
-        } else {
-            ""
+        match era {
+            Era::Oldest => "",
+            Era::RateLimits => {
+                "\n[rate_limit]\nflow_requests_per_minute = 0\nfailed_api_keys_per_minute = 0\n"
+            }
+            Era::Current => {
+                "\n[rate_limit]\nflow_requests_per_minute = 0\nfailed_api_keys_per_minute = 0\n\n[pages]\nshow_shared = false\n"
+            }
         }
     ))
 }
@@ -252,11 +268,12 @@ async fn start_ours(
 ) -> anyhow::Result<Ours> {
     let addr = free_addr()?;
     let config = dir.join(format!("{name}.toml"));
-    std::fs::write(&config, server_config(addr, emulator, storage_url, true)?)
-        .with_context(|| format!("cannot write {}", config.display()))?;
-    if !accepts(server, &config).await? {
-        std::fs::write(&config, server_config(addr, emulator, storage_url, false)?)
+    for era in [Era::Current, Era::RateLimits, Era::Oldest] {
+        std::fs::write(&config, server_config(addr, emulator, storage_url, era)?)
             .with_context(|| format!("cannot write {}", config.display()))?;
+        if era == Era::Oldest || accepts(server, &config).await? {
+            break;
+        }
     }
     let key = if with_token { Some(create_api_key(server, &config, dir).await?) } else { None };
     let mut command = clean_command(server);

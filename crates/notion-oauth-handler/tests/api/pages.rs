@@ -404,3 +404,21 @@ async fn a_reload_of_a_flow_whose_bot_was_connected_again_under_another_ref_is_a
     let reload = app.callback(&first, back.as_str()).await;
     assert_eq!((reload.status, reload.reason()), (400, "replayed_state"), "{}", reload.body);
 }
+
+#[tokio::test]
+async fn a_ticked_template_is_linked_where_notion_opens_it() {
+    let app = spawn_app().await;
+    let browser = Browser::new();
+    let mut authorize = app.connect(&browser, None).await;
+    authorize.query_pairs_mut().append_pair("mock_template", "true");
+    let back = app.decide(&authorize, "allow", "Ada Lovelace").await;
+    let page = app.callback(&browser, back.as_str()).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let template = app.connections().await[0].duplicated_template_id.clone().expect("a template");
+    let link = href(&page.body, "template");
+    assert!(link.starts_with("https://www.notion.so/"), "{link}");
+    assert!(link.ends_with(&template.replace('-', "")), "{link} names {template}");
+    // Without the box ticked, no such link.
+    let other = app.add_to_notion(&Browser::new(), "Grace Hopper", None).await;
+    assert!(!other.body.contains("id=\"template\""));
+}
