@@ -48,10 +48,10 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             let mut u = Unstructured::new(rest);
-            let Ok((nonce, age, browser, reference, return_to, ref_signed)) =
-                <(String, u16, Option<String>, Option<String>, Option<String>, bool)>::arbitrary(
-                    &mut u,
-                )
+            type Fields =
+                (String, u16, Option<String>, Option<String>, Option<String>, bool, Option<u64>);
+            let Ok((nonce, age, browser, reference, return_to, ref_signed, link_expires)) =
+                Fields::arbitrary(&mut u)
             else {
                 return;
             };
@@ -62,7 +62,12 @@ fuzz_target!(|data: &[u8]| {
                 reference,
                 return_to,
                 ref_signed,
+                link_expires,
             };
+            // A state that has expired still shows what it was signed with, and nothing else.
+            if let Ok(old) = SIGNER.verify_ignoring_age(&SIGNER.sign(&claims)) {
+                assert_eq!(old, claims);
+            }
             let state = SIGNER.sign(&claims);
             let verified = SIGNER.verify(&state, now());
             if state.len() > MAX_STATE_LEN {

@@ -62,6 +62,8 @@ async fn the_embedding_example_connects_a_user_into_the_apps_own_table() {
 
     // Assert: the app's page, and the hook's row in the app's own table.
     assert!(page.contains("You're all set: Acme Corp is connected."), "{page}");
+    // The app's view showed its own page: Notion was not searched for a list nobody sees.
+    assert_eq!(notion.emulator.requests_to(mock_notion::Endpoint::Search).len(), 0);
     let row: (String, String, bool) =
         eventually("the hook's row", Duration::from_secs(5), || async {
             sqlx::query_as("SELECT user_ref, workspace, connected FROM notion_links")
