@@ -10,9 +10,10 @@
 //! second send: whatever else Notion answers goes back as it came, so a POST is never made
 //! twice by us.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -70,6 +71,9 @@ pub enum ProxyError {
     /// Notion's answer is longer than `proxy.max_response_bytes`.
     #[error("Notion's answer is longer than proxy.max_response_bytes ({0} bytes)")]
     AnswerTooLarge(usize),
+    /// A query or `Notion-Version` that cannot be sent.
+    #[error("{0}")]
+    InvalidRequest(String),
 }
 
 /// The methods Notion's API uses.
@@ -143,7 +147,9 @@ impl ApiPath {
             }
         }
         let first = path.split('/').next().unwrap_or_default();
-        if first == "oauth" || first == "v1" {
+        // Paths are case-sensitive at Notion, but no spelling of these is one to send a
+        // connection's token to.
+        if first.eq_ignore_ascii_case("oauth") || first.eq_ignore_ascii_case("v1") {
             return Err(ProxyError::InvalidPath(
                 "the path starts after /v1/ and is not one of Notion's OAuth endpoints (this server makes those calls itself)",
             ));
@@ -260,7 +266,18 @@ pub struct NotionProxy {
     pacing: Option<DefaultKeyedRateLimiter<BotId>>,
     /// Calls since pacing last forgot idle connections.
     since_cleanup: AtomicU32,
+    /// Per connection, the token generation Notion refused right after it was refreshed: a
+    /// token Notion keeps refusing is not refreshed again on every call (each refresh rotates
+    /// the pair and writes the history), until a newer pair (a re-authorization) replaces it.
+    refused_after_refresh: Mutex<HashMap<BotId, i64>>,
+    /// Request bodies held at once, in KiB, across all proxied calls: each is held whole (it
+    /// may be sent again), so without a bound many slow or large ones together could take
+    /// the machine's memory.
+    body_budget: Arc<tokio::sync::Semaphore>,
 }
+
+/// Request bodies held at once: this many times `proxy.max_request_bytes`, at least 64 MiB.
+const BODIES_HELD: usize = 32;
 
 impl std::fmt::Debug for NotionProxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -305,12 +322,23 @@ impl NotionProxy {
             metrics,
             pacing,
             since_cleanup: AtomicU32::new(0),
+            refused_after_refresh: Mutex::default(),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(
+                (policy.max_request_bytes.saturating_mul(BODIES_HELD) / 1024).max(64 * 1024),
+            )),
         })
     }
 
     /// The limits in force.
     pub fn policy(&self) -> &ProxyPolicy {
         &self.policy
+    }
+
+    /// Room to hold a request body of up to `bytes`, for as long as the permit lives; `None`
+    /// when the bodies held already fill the budget (the caller answers "busy").
+    pub(crate) fn hold_body(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        self.body_budget.clone().try_acquire_many_owned(kib).ok()
     }
 
     /// Sends `request` for `bot_id`'s connection: with its token, refreshed once on a 401, and
@@ -326,8 +354,14 @@ impl NotionProxy {
         request: &ApiRequest,
     ) -> Result<ApiAnswer, ProxyError> {
         let family = request.path.family;
+        check_request(request)?;
         let result = self.send_with_retries(bot_id, request).await;
-        let status = result.as_ref().map_or(0, ApiAnswer::status);
+        let status = match &result {
+            Ok(answer) => answer.status(),
+            // Notion did answer this one.
+            Err(ProxyError::StillUnauthorized { .. }) => 401,
+            Err(_) => 0,
+        };
         self.metrics.proxy_call(family, status);
         result
     }
@@ -339,6 +373,15 @@ impl NotionProxy {
     ) -> Result<ApiAnswer, ProxyError> {
         let deadline = Instant::now() + self.policy.retry_budget;
         let mut token = self.lifecycle.token(bot_id, Freshness::Stored).await?;
+        // A pair Notion refused even fresh: refreshing it again would only rotate it.
+        match self.refused_generation(bot_id) {
+            Some(generation) if generation >= token.generation => {
+                return Err(ProxyError::StillUnauthorized { request_id: None });
+            }
+            // The user connected again since: a new pair, worth trying.
+            Some(_) => drop(self.lock_refused().remove(bot_id)),
+            None => {}
+        }
         let mut refreshed = false;
         let mut sends = 0;
         loop {
@@ -367,6 +410,12 @@ impl NotionProxy {
             if status == 401 {
                 let request_id = header_text(response.headers(), "x-notion-request-id");
                 if refreshed {
+                    self.lock_refused().insert(bot_id.clone(), token.generation);
+                    tracing::warn!(
+                        bot_id = %bot_id,
+                        request_id,
+                        "Notion refused the connection's token again right after refreshing it; not refreshing it again until the user connects again"
+                    );
                     return Err(ProxyError::StillUnauthorized {
                         request_id: request_id.map(str::to_owned),
                     });
@@ -402,6 +451,15 @@ impl NotionProxy {
             }
             return Ok(ApiAnswer { response, limit, read: 0 });
         }
+    }
+
+    /// The generation refused right after a refresh, while it is still the stored one.
+    fn refused_generation(&self, bot_id: &BotId) -> Option<i64> {
+        self.lock_refused().get(bot_id).copied()
+    }
+
+    fn lock_refused(&self) -> std::sync::MutexGuard<'_, HashMap<BotId, i64>> {
+        self.refused_after_refresh.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// One send to Notion.
@@ -447,6 +505,34 @@ impl NotionProxy {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// What the HTTP route checks too, for callers that build an [`ApiRequest`] themselves: a query
+/// within [`MAX_QUERY_BYTES`], a `Notion-Version` shaped as Notion writes them.
+fn check_request(request: &ApiRequest) -> Result<(), ProxyError> {
+    if request.query.as_ref().is_some_and(|query| query.len() > MAX_QUERY_BYTES) {
+        return Err(ProxyError::InvalidRequest(format!(
+            "the query string is longer than {MAX_QUERY_BYTES} bytes"
+        )));
+    }
+    if let Some(version) = &request.notion_version
+        && !is_notion_version(version)
+    {
+        return Err(ProxyError::InvalidRequest(
+            "Notion-Version must be a date such as 2026-03-11".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD`, as Notion's versions are written.
+pub fn is_notion_version(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        })
 }
 
 /// Whether waiting `wait` from now still ends before `deadline`.
@@ -506,6 +592,14 @@ impl ConnectionApi {
         self.send(&ApiRequest::new(ApiMethod::Post, ApiPath::parse(path)?).json(body)).await
     }
 
+    /// `DELETE /v1/{path}`.
+    ///
+    /// # Errors
+    /// See [`ProxyError`].
+    pub async fn delete(&self, path: &str) -> Result<ApiAnswer, ProxyError> {
+        self.send(&ApiRequest::new(ApiMethod::Delete, ApiPath::parse(path)?)).await
+    }
+
     /// `PATCH /v1/{path}` with a JSON body.
     ///
     /// # Errors
@@ -548,6 +642,9 @@ mod tests {
             "pages\\x",
             "pages/a b",
             "oauth/token",
+            "OAuth/token",
+            "OAUTH/revoke",
+            "V1/users",
             "v1/users/me",
             "pages/é",
             "pages/x?y",

@@ -18,21 +18,27 @@ struct Answer {
     status: u16,
     retry_after: Option<String>,
     request_id: Option<String>,
+    /// `Noh-Error`: set on this server's own refusals, never on Notion's answers.
+    own_error: Option<String>,
     body: Value,
 }
 
 async fn answer(response: reqwest::Response) -> Answer {
     let header =
         |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let (status, retry_after, request_id) =
-        (response.status().as_u16(), header("retry-after"), header("x-notion-request-id"));
+    let (status, retry_after, request_id, own_error) = (
+        response.status().as_u16(),
+        header("retry-after"),
+        header("x-notion-request-id"),
+        header("noh-error"),
+    );
     let text = response.text().await.unwrap();
     let mut body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     // Each answer has its own request id; the rest must be the same.
     if let Some(object) = body.as_object_mut() {
         object.remove("request_id");
     }
-    Answer { status, retry_after, request_id, body }
+    Answer { status, retry_after, request_id, own_error, body }
 }
 
 /// A call through the proxy, with the app's API key.
@@ -113,6 +119,7 @@ async fn proxied_calls_answer_exactly_what_notion_answers_the_connection_directl
     let direct_unknown = direct(&app, &bot, Method::GET, missing, None).await;
     assert_eq!((unknown.status, &unknown.body), (direct_unknown.status, &direct_unknown.body));
     assert_eq!(unknown.body["code"], "object_not_found");
+    assert_eq!(unknown.own_error, None, "Notion's answer, not ours");
 
     // What reached Notion: the connection's token, the version, and nothing of ours.
     let token = app.tokens(&bot).await.access_token.unwrap();
@@ -450,7 +457,20 @@ async fn bad_requests_are_refused_with_the_right_status_and_nothing_reaches_noti
             "{name}: {:?}",
             got.body
         );
+        // Ours, and said so (the API key's refusal and the route that does not exist are the
+        // API's, before the proxy).
+        if status != 401 && name != "empty" {
+            assert_eq!(got.own_error.as_deref(), Some(code), "{name}");
+        }
     }
+    // An escape that is not UTF-8: our JSON error, not a framework's text.
+    let undecodable =
+        answer(send(Method::GET, format!("{base}/{bot}/notion/pages/%FF")).send().await.unwrap())
+            .await;
+    assert_eq!(
+        (undecodable.status, undecodable.body["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
     // Clients normalise `..` away before sending; one that does not (curl --path-as-is) is
     // refused too.
     for path in
@@ -515,4 +535,119 @@ async fn proxied_calls_are_counted_by_family_and_status_without_ids() {
         "{metrics}"
     );
     assert!(!metrics.contains(&bot) && !metrics.contains("00000000-0000-4000"), "no ids in labels");
+}
+
+#[tokio::test]
+async fn a_token_notion_keeps_refusing_is_refreshed_once_not_on_every_call() {
+    let app = spawn_app().await;
+    let bot = app.connected("Ada Lovelace", None).await;
+    let key = app.api_key().await;
+    let refused = FaultSpec {
+        kind: "error".into(),
+        status: Some(401),
+        code: Some("unauthorized".into()),
+        message: Some("API token is invalid.".into()),
+        ..FaultSpec::default()
+    };
+    app.emulator().arm("users_me", &refused).unwrap();
+    let (refreshes, generation) = (app.refresh_requests(), app.tokens(&bot).await.generation);
+
+    for _ in 0..4 {
+        let answer = proxied(&app, &key, Method::GET, &bot, "users/me", None).await;
+        assert_eq!(
+            (answer.status, answer.body["error"]["code"].as_str()),
+            (409, Some("notion_unauthorized"))
+        );
+    }
+    assert_eq!(app.refresh_requests() - refreshes, 1, "one refresh, not one per call");
+    assert_eq!(app.tokens(&bot).await.generation, generation + 1);
+
+    // The user connects again: the new pair is tried.
+    app.emulator().clear_faults();
+    app.connected("Ada Lovelace", None).await;
+    assert_eq!(proxied(&app, &key, Method::GET, &bot, "users/me", None).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_gets_one_calls_time_and_held_bodies_have_a_budget() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(TestOptions {
+        proxy: ProxySettings { timeout_seconds: 1, ..ProxySettings::default() },
+        max_connections_per_client: 200,
+        ..TestOptions::default()
+    })
+    .await;
+    let bot = app.connected("Ada Lovelace", None).await;
+    let key = app.api_key().await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    let head = |length: usize| {
+        format!(
+            "POST /api/v1/connections/{bot}/notion/search HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    // A byte every 0.4 s, each within the server's 10 s between reads: refused after 1 s.
+    let mut slow = tokio::net::TcpStream::connect(&host).await.unwrap();
+    slow.write_all(head(100).as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let trickle = async {
+        for _ in 0..20 {
+            if slow.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(1600), trickle).await;
+    let mut answer = vec![0u8; 512];
+    let read = slow.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // Sixty-four bodies of 1 MiB declared and held at once fill the 64 MiB budget: the next is
+    // told to come back, and nothing is read of it.
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+        stream.write_all(head(1024 * 1024).as_bytes()).await.unwrap();
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let busy = http()
+        .build()
+        .unwrap()
+        .post(format!("{}/api/v1/connections/{bot}/notion/search", app.address))
+        .bearer_auth(&key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status().as_u16(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    drop(held);
+    // Freed when they went away (or timed out).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = proxied(&app, &key, Method::POST, &bot, "search", Some(json!({}))).await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
+}
+
+#[tokio::test]
+async fn an_embedding_app_is_held_to_the_same_rules_as_the_route() {
+    let app = spawn_app().await;
+    let bot = app.connected("Ada Lovelace", None).await;
+    let embedded = app.second_instance().await;
+    let api = embedded.notion_api(BotId::new(bot));
+    let seen = app.emulator().requests().len();
+    let path = notion_oauth_handler::proxy::ApiPath::parse("users/me").unwrap();
+    let mut request = notion_oauth_handler::proxy::ApiRequest::new(
+        notion_oauth_handler::proxy::ApiMethod::Get,
+        path,
+    );
+    request.notion_version = Some("banana\r\nX-Evil: 1".into());
+    let refused = api.send(&request).await.unwrap_err();
+    assert!(refused.to_string().contains("Notion-Version must be a date"), "{refused}");
+    request.notion_version = None;
+    request.query = Some("q=".to_owned() + &"x".repeat(5000));
+    assert!(api.send(&request).await.is_err());
+    assert_eq!(app.emulator().requests().len(), seen, "nothing reached Notion");
 }

@@ -405,24 +405,62 @@ fn this_servers_document(api_url: Url, return_to_origins: &[url::Origin]) -> Vec
     serde_json::to_vec(&document).unwrap_or_default()
 }
 
-/// What one annotation of the proxy's route cannot say: GET and DELETE carry no body, and the
-/// path is segments of letters, digits, `-` and `_` (what the proxy accepts).
+/// What one annotation of the proxy's route cannot say: GET and DELETE carry no body; the path
+/// is segments of letters, digits, `-` and `_`, not Notion's OAuth endpoints; `Notion-Version`
+/// is a date; and the statuses Notion shares with this server carry either body.
 fn describe_proxy(document: &mut serde_json::Value) {
     let route = &mut document["paths"]["/connections/{bot_id}/notion/{path}"];
+    let either = serde_json::json!({ "anyOf": [
+        { "$ref": "#/components/schemas/ErrorBody" },
+        { "type": "object", "description": "Notion's own error body" },
+    ] });
     for method in ["get", "post", "patch", "delete"] {
         let Some(operation) = route[method].as_object_mut() else { continue };
         // One id per operation, as the specification requires.
         operation.insert("operationId".into(), format!("call_notion_{method}").into());
         if matches!(method, "get" | "delete") {
             operation.remove("requestBody");
+        } else if let Some(content) = operation
+            .get_mut("requestBody")
+            .and_then(|body| body.get_mut("content"))
+            .and_then(|content| content.as_object_mut())
+        {
+            // File uploads go to Notion as multipart; any type is passed on.
+            content.insert("multipart/form-data".into(), serde_json::json!({ "schema": {} }));
         }
-        let Some(parameters) = operation.get_mut("parameters").and_then(|p| p.as_array_mut())
-        else {
-            continue;
-        };
-        for parameter in parameters.iter_mut().filter(|p| p["name"] == "path") {
-            parameter["schema"]["pattern"] = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$".into();
-            parameter["schema"]["maxLength"] = 512.into();
+        if let Some(parameters) = operation.get_mut("parameters").and_then(|p| p.as_array_mut()) {
+            for parameter in parameters.iter_mut() {
+                match parameter["name"].as_str() {
+                    Some("path") => {
+                        parameter["schema"]["pattern"] =
+                            r"^(?![oO][aA][uU][tT][hH](/|$)|[vV]1(/|$))[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
+                                .into();
+                        parameter["schema"]["maxLength"] = 512.into();
+                    }
+                    Some("Notion-Version") => {
+                        parameter["schema"]["pattern"] = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$".into();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(responses) = operation.get_mut("responses").and_then(|r| r.as_object_mut()) {
+            for (status, response) in responses.iter_mut() {
+                if ["404", "409", "429", "502", "503", "504"].contains(&status.as_str()) {
+                    response["content"]["application/json"]["schema"] = either.clone();
+                }
+            }
+            for (status, description) in [
+                ("405", "Not GET, POST, PATCH or DELETE (see Allow)"),
+                ("408", "The request body stopped coming"),
+                ("413", "The body is longer than proxy.max_request_bytes"),
+            ] {
+                responses.insert(
+                    status.into(),
+                    serde_json::json!({ "description": description, "content": { "application/json": {
+                        "schema": { "$ref": "#/components/schemas/ErrorBody" } } } }),
+                );
+            }
         }
     }
 }

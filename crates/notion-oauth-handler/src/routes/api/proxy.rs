@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +13,9 @@ use super::ApiError;
 use super::responses::{Keyed, LifecycleFailures};
 use crate::domain::BotId;
 use crate::links::Links;
-use crate::proxy::{ApiMethod, ApiPath, ApiRequest, MAX_QUERY_BYTES, NotionProxy, ProxyError};
+use crate::proxy::{
+    ApiMethod, ApiPath, ApiRequest, MAX_QUERY_BYTES, NotionProxy, ProxyError, is_notion_version,
+};
 
 /// Notion's headers passed back: the body's type, when to come back, and Notion's request id
 /// (for its support). Nothing else: no cookies, no hop-by-hop or caching headers of Notion's.
@@ -24,13 +27,14 @@ const ANSWER_HEADERS: [&str; 4] =
 /// query string, the body, `Content-Type` and `Notion-Version` (yours, else the configured
 /// one). A 401 refreshes the token once and sends again; a 429 or 529 is waited out within
 /// `proxy.retry_budget_seconds`. Notion's status, body, `Retry-After` and request id come back
-/// as they are; errors of this server have an `ErrorBody`.
+/// as they are; errors of this server have an `ErrorBody` and the header `Noh-Error` naming
+/// their code.
 #[utoipa::path(
     method(get, post, patch, delete),
     path = "/connections/{bot_id}/notion/{path}",
     params(
         ("bot_id" = String, Path),
-        ("path" = String, Path, description = "A Notion API path after /v1/, such as users/me, search or pages/{page_id}; may hold slashes. Letters, digits, - and _ in each segment."),
+        ("path" = String, Path, description = "A Notion API path after /v1/, such as users/me, search or pages/{page_id}: letters, digits, - and _ in each segment, and the slashes between segments sent as they are (an encoded slash, %2F, is refused)."),
         ("Notion-Version" = Option<String>, Header, description = "Sent to Notion; the configured version when absent"),
     ),
     request_body(content = Option<serde_json::Value>, description = "Passed on as it is (at most proxy.max_request_bytes)", content_type = "application/json"),
@@ -45,7 +49,30 @@ const ANSWER_HEADERS: [&str; 4] =
 pub(super) async fn call_notion(
     State(proxy): State<Arc<NotionProxy>>,
     State(links): State<Arc<Links>>,
-    Path((bot_id, _)): Path<(BotId, String)>,
+    path: Result<Path<(BotId, String)>, PathRejection>,
+    request: Request,
+) -> Response {
+    let answer = match path {
+        Ok(Path((bot_id, _))) => forward(&proxy, &links, bot_id, request).await,
+        Err(rejection) => Err(ApiError::invalid(rejection.body_text())),
+    };
+    // Our own refusals say so in a header: a 404, 409 or 502 can also be Notion's own, passed
+    // back as it came.
+    answer.unwrap_or_else(|error| {
+        let code = error.code;
+        let mut response = error.into_response();
+        response.headers_mut().insert(OWN_ERROR, HeaderValue::from_static(code));
+        response
+    })
+}
+
+/// The header on every answer of this server's rather than Notion's, naming its error code.
+pub(super) const OWN_ERROR: HeaderName = HeaderName::from_static("noh-error");
+
+async fn forward(
+    proxy: &NotionProxy,
+    links: &Links,
+    bot_id: BotId,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
@@ -56,9 +83,9 @@ pub(super) async fn call_notion(
             "Notion's API takes GET, POST, PATCH and DELETE.",
         );
         let mut response = refused.into_response();
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, POST, PATCH, DELETE"));
+        let headers = response.headers_mut();
+        headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, PATCH, DELETE"));
+        headers.insert(OWN_ERROR, HeaderValue::from_static("method_not_allowed"));
         return Ok(response);
     };
     // The path as it was sent, not decoded: `%2F` must not become a separator, nor `%2e%2e` a
@@ -80,7 +107,28 @@ pub(super) async fn call_notion(
         Some(value) => Some(checked_version(value)?),
     };
     let limit = proxy.policy().max_request_bytes;
-    let body = read_body(body, &parts.headers, limit).await?;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(body_too_large(limit));
+    }
+    // Room for the body before a byte of it is read: what it declares, else the most it may be.
+    let room = declared.map_or(limit, |length| usize::try_from(length).unwrap_or(limit));
+    let _held = proxy.hold_body(room).ok_or_else(|| ApiError {
+        retry_after: Some(1),
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "The proxy holds as many request bodies as it may at once; retry in a moment.",
+        )
+    })?;
+    // However its bytes trickle in, a body gets one call's time in all.
+    let body = tokio::time::timeout(proxy.policy().timeout, read_body(body, limit))
+        .await
+        .map_err(|_| body_stopped())??;
     if method == ApiMethod::Get && !body.is_empty() {
         return Err(ApiError::invalid("a GET request carries no body; Notion reads none"));
     }
@@ -102,51 +150,39 @@ pub(super) async fn call_notion(
 /// rather than sent.
 fn checked_version(value: &HeaderValue) -> Result<String, ApiError> {
     let text = value.to_str().unwrap_or_default();
-    let bytes = text.as_bytes();
-    let shaped = bytes.len() == 10
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            4 | 7 => *b == b'-',
-            _ => b.is_ascii_digit(),
-        });
-    if shaped {
+    if is_notion_version(text) {
         Ok(text.to_owned())
     } else {
         Err(ApiError::invalid("Notion-Version must be a date such as 2026-03-11"))
     }
 }
 
+fn body_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("The body is longer than proxy.max_request_bytes ({limit} bytes)."),
+    )
+}
+
+fn body_stopped() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "The request body stopped coming; send it whole and promptly.",
+    )
+}
+
 /// The request body, whole (it may be sent twice), refused past `limit` without reading on.
-async fn read_body(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<axum::body::Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("The body is longer than proxy.max_request_bytes ({limit} bytes)."),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(too_large());
-    }
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(body_too_large(limit)),
         Err(error) => {
             let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
             while let Some(inner) = cause {
                 if inner.is::<tower_http::timeout::TimeoutError>() {
-                    return Err(ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request_timeout",
-                        "The request body stopped coming; send it whole and promptly.",
-                    ));
+                    return Err(body_stopped());
                 }
                 cause = inner.source();
             }
@@ -185,6 +221,7 @@ async fn from_proxy(links: &Links, bot_id: &BotId, error: ProxyError) -> ApiErro
     match error {
         ProxyError::Lifecycle(error) => ApiError::from_lifecycle(links, bot_id, error).await,
         ProxyError::InvalidPath(message) => ApiError::invalid(message),
+        ProxyError::InvalidRequest(message) => ApiError::invalid(message),
         ProxyError::StillUnauthorized { ref request_id } => {
             let message = match request_id {
                 Some(id) => format!("{error} (Notion request id {id})"),
