@@ -142,7 +142,7 @@ async fn forward(
     };
     match proxy.send(&bot_id, &request).await {
         Ok(answer) => Ok(pass_back(answer)),
-        Err(error) => Err(from_proxy(&links, &bot_id, error).await),
+        Err(error) => Err(from_proxy(links, &bot_id, error).await),
     }
 }
 
