@@ -57,6 +57,18 @@ async fn the_openapi_document_lists_every_route_and_validates() {
     .map(str::to_owned)
     .collect();
     assert_eq!(routes, expected);
+    // The proxy's answers: either body where Notion shares a status with us, and the headers
+    // that tell them apart.
+    let proxy = &document["paths"]["/connections/{bot_id}/notion/{path}"];
+    assert!(proxy["get"].get("requestBody").is_none(), "a GET carries no body");
+    assert!(proxy["post"]["requestBody"]["content"]["multipart/form-data"].is_object());
+    let conflict = &proxy["post"]["responses"]["409"];
+    assert_eq!(
+        conflict["content"]["application/json"]["schema"]["anyOf"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert!(conflict["headers"]["Noh-Error"].is_object(), "{conflict}");
+    assert!(proxy["get"]["responses"]["200"]["headers"]["x-notion-request-id"].is_object());
     // The routes that go through the lifecycle list every answer it can give, once.
     for (path, method) in [
         ("/connections/{bot_id}/token", "get"),

@@ -445,11 +445,6 @@ fn describe_proxy(document: &mut serde_json::Value) {
             }
         }
         if let Some(responses) = operation.get_mut("responses").and_then(|r| r.as_object_mut()) {
-            for (status, response) in responses.iter_mut() {
-                if ["404", "409", "429", "502", "503", "504"].contains(&status.as_str()) {
-                    response["content"]["application/json"]["schema"] = either.clone();
-                }
-            }
             for (status, description) in [
                 ("405", "Not GET, POST, PATCH or DELETE (see Allow)"),
                 ("408", "The request body stopped coming"),
@@ -460,6 +455,17 @@ fn describe_proxy(document: &mut serde_json::Value) {
                     serde_json::json!({ "description": description, "content": { "application/json": {
                         "schema": { "$ref": "#/components/schemas/ErrorBody" } } } }),
                 );
+            }
+            for (status, response) in responses.iter_mut() {
+                if ["404", "409", "429", "502", "503", "504"].contains(&status.as_str()) {
+                    response["content"]["application/json"]["schema"] = either.clone();
+                }
+                // What may come with any answer: Notion's headers passed back, or ours.
+                response["headers"] = serde_json::json!({
+                    "Retry-After": { "description": "Seconds to wait (Notion's, or ours on 429 and 503)", "schema": { "type": "string" } },
+                    "x-notion-request-id": { "description": "Notion's id for the request, on Notion's answers", "schema": { "type": "string" } },
+                    "Noh-Error": { "description": "This server's error code, on its own refusals only (never on Notion's answers)", "schema": { "type": "string" } },
+                });
             }
         }
     }
