@@ -31,6 +31,25 @@ pub(crate) struct BrowserCookie {
 }
 
 impl BrowserCookie {
+    /// The cookie `name` (the binding or the proof) with `value`, as this server sets both:
+    /// out of scripts' reach, sent on the top-level redirect back from Notion (Lax), for the
+    /// whole host (`__Host-` cookies must have `Path=/`), for as long as a flow can finish.
+    pub(crate) fn set(
+        &self,
+        name: &'static str,
+        value: String,
+    ) -> axum_extra::extract::cookie::Cookie<'static> {
+        axum_extra::extract::cookie::Cookie::build((name, value))
+            .http_only(true)
+            .same_site(axum_extra::extract::cookie::SameSite::Lax)
+            .secure(self.secure)
+            .path("/")
+            .max_age(time::Duration::seconds(
+                i64::try_from(self.max_age.as_secs()).unwrap_or(i64::MAX),
+            ))
+            .build()
+    }
+
     pub(crate) fn new(config: &Config) -> Self {
         let secure = config.is_https();
         Self {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use axum_extra::extract::cookie::{Cookie, CookieJar};
 
 use super::Admitted;
 use crate::flow::{BrowserCookies, CallbackParams, Finished, Flow, Refused, Restart};
@@ -39,15 +39,7 @@ pub(super) async fn oauth_callback(
             match proof {
                 // The proof lives as long as the flow's state could come back.
                 Some(proof) => {
-                    let cookie = Cookie::build((browser.finished_name, proof))
-                        .http_only(true)
-                        .same_site(SameSite::Lax)
-                        .secure(browser.secure)
-                        .path("/")
-                        .max_age(time::Duration::seconds(
-                            i64::try_from(browser.max_age.as_secs()).unwrap_or(i64::MAX),
-                        ));
-                    (jar.add(cookie), page).into_response()
+                    (jar.add(browser.set(browser.finished_name, proof)), page).into_response()
                 }
                 None => page,
             }

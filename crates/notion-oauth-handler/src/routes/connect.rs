@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use axum_extra::extract::cookie::{Cookie, CookieJar};
 
 use super::Admitted;
 use crate::flow::Flow;
@@ -30,16 +30,7 @@ pub(super) async fn start_connect(
     match started {
         Ok(started) => {
             metrics.flow_started();
-            let cookie = Cookie::build((browser.name, started.browser_cookie))
-                .http_only(true)
-                // Lax still travels on the top-level redirect back from Notion.
-                .same_site(SameSite::Lax)
-                .secure(browser.secure)
-                // `__Host-` cookies must have Path=/; one cookie for the whole host is what we want.
-                .path("/")
-                .max_age(time::Duration::seconds(
-                    i64::try_from(browser.max_age.as_secs()).unwrap_or(i64::MAX),
-                ));
+            let cookie = browser.set(browser.name, started.browser_cookie);
             (jar.add(cookie), (StatusCode::FOUND, [(header::LOCATION, started.authorize_url)]))
                 .into_response()
         }

@@ -204,19 +204,24 @@ async fn a_dead_refresh_token_answers_409_with_the_connect_url_and_the_connectio
     assert_eq!(connection.body["status"], "needs_reauth");
 }
 
+/// Notion's 401 for a token it does not take, `times` times (else until cleared).
+fn unauthorized(times: Option<u32>) -> FaultSpec {
+    FaultSpec {
+        kind: "error".into(),
+        status: Some(401),
+        code: Some("unauthorized".into()),
+        message: Some("API token is invalid.".into()),
+        times,
+        ..FaultSpec::default()
+    }
+}
+
 #[tokio::test]
 async fn a_second_401_after_the_refresh_answers_409_and_refreshes_only_once() {
     let app = spawn_app().await;
     let bot = app.connected("Ada Lovelace", None).await;
     let key = app.api_key().await;
-    let refused = FaultSpec {
-        kind: "error".into(),
-        status: Some(401),
-        code: Some("unauthorized".into()),
-        message: Some("API token is invalid.".into()),
-        times: Some(2),
-        ..FaultSpec::default()
-    };
+    let refused = unauthorized(Some(2));
     app.emulator().arm("users_me", &refused).unwrap();
     let refreshes = app.refresh_requests();
 
@@ -542,13 +547,7 @@ async fn a_token_notion_keeps_refusing_is_refreshed_once_not_on_every_call() {
     let app = spawn_app().await;
     let bot = app.connected("Ada Lovelace", None).await;
     let key = app.api_key().await;
-    let refused = FaultSpec {
-        kind: "error".into(),
-        status: Some(401),
-        code: Some("unauthorized".into()),
-        message: Some("API token is invalid.".into()),
-        ..FaultSpec::default()
-    };
+    let refused = unauthorized(None);
     app.emulator().arm("users_me", &refused).unwrap();
     let (refreshes, generation) = (app.refresh_requests(), app.tokens(&bot).await.generation);
 
