@@ -257,15 +257,22 @@ async fn branding_that_cannot_work_is_refused_with_every_problem_named() {
     }
 }
 
-#[tokio::test]
-async fn the_success_page_lists_the_pages_the_user_shared() {
-    let app = spawn_app().await;
+/// A flow Ada allows with one more choice on Notion's page (`mock_pages`, `mock_template`),
+/// returning its success page.
+async fn allowed_with(app: &TestApp, choice: &str, value: &str) -> Page {
     let browser = Browser::new();
     let mut authorize = app.connect(&browser, None).await;
-    authorize.query_pairs_mut().append_pair("mock_pages", "Roadmap 2026,OKRs");
+    authorize.query_pairs_mut().append_pair(choice, value);
     let back = app.decide(&authorize, "allow", "Ada Lovelace").await;
     let page = app.callback(&browser, back.as_str()).await;
     assert_eq!(page.status, 200, "{}", page.body);
+    page
+}
+
+#[tokio::test]
+async fn the_success_page_lists_the_pages_the_user_shared() {
+    let app = spawn_app().await;
+    let page = allowed_with(&app, "mock_pages", "Roadmap 2026,OKRs").await;
     let list =
         page.body.split("id=\"shared\"").nth(1).expect("a list").split("</ul>").next().unwrap();
     let mut titles: Vec<&str> = list
@@ -408,12 +415,7 @@ async fn a_reload_of_a_flow_whose_bot_was_connected_again_under_another_ref_is_a
 #[tokio::test]
 async fn a_ticked_template_is_linked_where_notion_opens_it() {
     let app = spawn_app().await;
-    let browser = Browser::new();
-    let mut authorize = app.connect(&browser, None).await;
-    authorize.query_pairs_mut().append_pair("mock_template", "true");
-    let back = app.decide(&authorize, "allow", "Ada Lovelace").await;
-    let page = app.callback(&browser, back.as_str()).await;
-    assert_eq!(page.status, 200, "{}", page.body);
+    let page = allowed_with(&app, "mock_template", "true").await;
     let template = app.connections().await[0].duplicated_template_id.clone().expect("a template");
     let link = href(&page.body, "template");
     assert!(link.starts_with("https://www.notion.so/"), "{link}");
