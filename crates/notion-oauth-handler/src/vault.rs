@@ -167,7 +167,7 @@ impl Vault {
     pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, VaultError> {
         let cipher = self.ciphers.get(&self.active).ok_or(VaultError::Seal)?;
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|_| VaultError::Seal)?;
+        notion_oauth::random::fill(&mut nonce).map_err(|_| VaultError::Seal)?;
         let sealed = cipher
             .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: context })
             .map_err(|_| VaultError::Seal)?;

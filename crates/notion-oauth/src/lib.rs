@@ -19,6 +19,7 @@
 
 mod client;
 mod error;
+pub mod random;
 mod secret;
 mod state;
 mod types;
