@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
-use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -67,7 +66,7 @@ impl StateClaims {
         let mut nonce = [0u8; 18];
         // Six bytes of milliseconds last until the year 10889.
         nonce[..6].copy_from_slice(&millis.to_be_bytes()[10..]);
-        getrandom::fill(&mut nonce[6..])?;
+        crate::random::fill(&mut nonce[6..])?;
         Ok(Self {
             nonce: URL_SAFE_NO_PAD.encode(nonce),
             issued_at: unix_seconds(now),
@@ -108,7 +107,10 @@ pub enum StateError {
 
 /// Signs and checks states with one HMAC-SHA256 key.
 pub struct StateSigner {
-    key: SecretSlice<u8>,
+    /// The MAC with the key and the domain prefix already absorbed, cloned for each state: the
+    /// key's two blocks are hashed once, not on every `/connect` and callback. It stands for
+    /// the key, so it is never shown (see `Debug`).
+    keyed: Hmac<Sha256>,
     max_age: Duration,
 }
 
@@ -122,7 +124,11 @@ impl StateSigner {
     /// A signer with `key` (use at least 32 random bytes, e.g. derived from a master key) that
     /// accepts states up to `max_age` old.
     pub fn new(key: &[u8], max_age: Duration) -> Self {
-        Self { key: SecretSlice::from(key.to_vec()), max_age }
+        // HMAC takes keys of any length, so this cannot fail; the fallback keeps it panic-free.
+        let mut keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+            .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
+        keyed.update(b"notion-oauth state v1\0");
+        Self { keyed, max_age }
     }
 
     /// How long a state stays valid.
@@ -133,9 +139,15 @@ impl StateSigner {
     /// The state string for `claims`.
     pub fn sign(&self, claims: &StateClaims) -> String {
         // Serializing a struct of strings and integers cannot fail.
-        let payload = serde_json::to_vec(claims).unwrap_or_default();
+        let mut payload = Vec::with_capacity(256);
+        serde_json::to_writer(&mut payload, claims).unwrap_or_default();
         let tag = self.mac(&payload).finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
+        // One string of the final size: a state is made on every `/connect`.
+        let mut state = String::with_capacity(4 * (payload.len() + tag.len()).div_ceil(3) + 1);
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut state);
+        state.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag, &mut state);
+        state
     }
 
     /// Checks `state`'s signature and age at time `now` and returns its claims.
@@ -179,10 +191,7 @@ impl StateSigner {
     }
 
     fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
-        // HMAC takes keys of any length, so this cannot fail; the fallback keeps it panic-free.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.expose_secret())
-            .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
-        mac.update(b"notion-oauth state v1\0");
+        let mut mac = self.keyed.clone();
         mac.update(payload);
         mac
     }
