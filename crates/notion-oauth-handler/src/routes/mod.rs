@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tower_http::set_header::SetResponseHeaderLayer;
+use tower::util::MapResponseLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -35,41 +35,38 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
 ];
 
 /// The whole application, mounted under `config.base_path`, with `config.documents` served.
+///
+/// Each `Router::layer` wraps every route in one more boxed service that is cloned per request,
+/// so every group gets its headers from one layer and nothing is layered that a route does not
+/// use: under load on `/connect`, nine layers cost about a fifth of the throughput (see
+/// `docs/BENCHMARKS.md`).
 pub(crate) fn router(state: AppState, config: &Config) -> Router {
     let state_metrics = state.metrics.clone();
-    let mut pages = Router::new()
+    // Served at an https address, browsers are told to come back only over https. Subdomains
+    // are not ours to speak for.
+    let hsts = config
+        .is_https()
+        .then(|| (header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000")));
+    let mut page_headers: Vec<_> = SECURITY_HEADERS
+        .into_iter()
+        .map(|(name, value)| (name, HeaderValue::from_static(value)))
+        .collect();
+    page_headers.push((header::CONTENT_SECURITY_POLICY, page_policy(config)));
+    page_headers.extend(hsts.clone());
+    let pages = Router::new()
         .route("/", get(landing_page))
         .route("/connect", get(connect::start_connect).head(safe_only))
         .route("/callback", get(callback::oauth_callback).head(safe_only))
-        .fallback(not_found);
-    for (name, value) in SECURITY_HEADERS {
-        pages = pages
-            .layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
-    }
-    // A local emulator's icons are plain http at its own origin (a loopback address only).
-    let images = match config.local_notion_origin() {
-        Some(origin) => format!("https: data: {origin}"),
-        None => "https: data:".to_owned(),
-    };
-    let policy = |images: &str| {
-        format!(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src {images}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        )
-    };
-    // An origin is always header-safe; were it not, the stricter policy still applies.
-    let policy = HeaderValue::try_from(policy(&images))
-        .or_else(|_| HeaderValue::try_from(policy("https: data:")))
-        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
-    pages = pages
-        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, policy));
-    let mut routes =
-        pages.route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
+        .fallback(not_found)
+        .layer(with_headers(page_headers, Fill::IfMissing));
+    let mut others =
+        Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
     // Documents are the operator's own files, served as written, without our page policy (it
     // would block their styles and images), but never sniffed as another type or framed.
     for document in &config.documents {
         let (body, content_type) =
             (Bytes::from(document.body.clone()), document.content_type.clone());
-        routes = routes.route(
+        others = others.route(
             &document.path,
             get(move || async move {
                 let headers = [
@@ -81,49 +78,101 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
             }),
         );
     }
+    if let Some(hsts) = &hsts {
+        others = others.layer(with_headers(vec![hsts.clone()], Fill::IfMissing));
+    }
     // API answers are JSON holding tokens: no browser may take one for a script or a page.
-    let api = api::router(state.clone(), config.public_link("/api/v1")).layer(
-        SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
-    );
-    let routes = routes.nest("/api/v1", api).with_state(state);
+    // Only the API reads request bodies, so only its routes time a body that stops coming
+    // (hyper times headers; bodies are read by the handlers, so the layer times each read).
+    let mut api_headers =
+        vec![(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"))];
+    api_headers.extend(hsts);
+    let api = api::router(state.clone(), config.public_link("/api/v1"))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(config.limits.header_timeout))
+        .layer(with_headers(api_headers, Fill::Always));
+    let routes = pages.merge(others).nest("/api/v1", api).with_state(state);
     let mut routes = match config.base_path.as_str() {
         "" => routes,
         base => Router::new().nest(base, routes),
     };
-    // Served at an https address (by a proxy in front, today), browsers are told to come back
-    // only over https. Subdomains are not ours to speak for.
-    if config.is_https() {
-        routes = routes.layer(SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        ));
-    }
-    // A body that stops coming holds its connection and a task: given up on like a header
-    // (hyper times headers; bodies are read by the handlers, so the layer times each read).
-    routes = routes
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(config.limits.header_timeout));
     if config.metrics_bind.is_some() {
         routes = routes
             .layer(axum::middleware::from_fn_with_state(state_metrics.clone(), record_request));
     }
     // A line per request is for debugging (RUST_LOG=debug): at the default level the log has
-    // one line per finished flow, and a request costs no span (a line per request took a fifth
-    // of the throughput of /connect and the token API). Failures (5xx) are logged at any level.
-    routes.layer(
-        TraceLayer::new_for_http()
-            // The span names the route, never the query string: it carries codes and states.
-            .make_span_with(|request: &Request| {
-                let route = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("unmatched", MatchedPath::as_str);
-                tracing::debug_span!("request", method = %request.method(), route)
-            })
-            .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-    )
+    // one line per finished flow, and a request costs no span and no layer (a line per request
+    // took a fifth of the throughput of /connect and the token API; the layer alone, its span
+    // disabled, still cost a clock read and a wrapped body per request). The level is read
+    // once, here: the server's filter is set before the router is built and never changes.
+    // Failures (5xx) are logged by the handlers at any level.
+    let debugging = tracing::enabled!(Level::DEBUG)
+        || tracing::enabled!(target: "tower_http::trace::on_response", Level::DEBUG);
+    if debugging {
+        routes = routes.layer(
+            TraceLayer::new_for_http()
+                // The span names the route, never the query string: it carries codes and states.
+                .make_span_with(|request: &Request| {
+                    let route = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("unmatched", MatchedPath::as_str);
+                    tracing::debug_span!("request", method = %request.method(), route)
+                })
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        );
+    }
+    routes
+}
+
+/// What pages may load: nothing from elsewhere but images (a workspace icon), from https or,
+/// for a local emulator, from its own loopback origin.
+fn page_policy(config: &Config) -> HeaderValue {
+    let images = match config.local_notion_origin() {
+        Some(origin) => format!("https: data: {origin}"),
+        None => "https: data:".to_owned(),
+    };
+    let policy = |images: &str| {
+        format!(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src {images}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    };
+    // An origin is always header-safe; were it not, the stricter policy still applies.
+    HeaderValue::try_from(policy(&images))
+        .or_else(|_| HeaderValue::try_from(policy("https: data:")))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+}
+
+/// Whether [`with_headers`] keeps a value the handler set.
+#[derive(Clone, Copy)]
+enum Fill {
+    /// The handler's own value stays.
+    IfMissing,
+    /// Ours replaces it.
+    Always,
+}
+
+/// One layer that adds `headers` to every answer of a router: one boxed service per route
+/// instead of one per header, and a clone of it is one shared count.
+fn with_headers(
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+    fill: Fill,
+) -> MapResponseLayer<impl FnOnce(Response) -> Response + Clone + Send + Sync + 'static> {
+    let headers: Arc<[(header::HeaderName, HeaderValue)]> = headers.into();
+    MapResponseLayer::new(move |mut response: Response| {
+        let answer = response.headers_mut();
+        // Room for all at once: growing the map header by header rehashed it twice, 4 % of the
+        // CPU of `/connect`.
+        answer.reserve(headers.len());
+        for (name, value) in headers.iter() {
+            match fill {
+                Fill::IfMissing if answer.contains_key(name) => {}
+                _ => {
+                    answer.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        response
+    })
 }
 
 /// Counts and times each answer by its route's pattern (never the path itself: it can hold a
