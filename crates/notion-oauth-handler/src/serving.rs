@@ -386,7 +386,7 @@ impl Drop for Closed {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-fn give_back_free_memory() {
+pub(crate) fn give_back_free_memory() {
     // SAFETY: `malloc_trim` takes no pointers and only releases free memory the allocator owns,
     // under the allocator's own locks, so it is sound while other threads allocate.
     unsafe {
@@ -395,4 +395,4 @@ fn give_back_free_memory() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn give_back_free_memory() {}
+pub(crate) fn give_back_free_memory() {}

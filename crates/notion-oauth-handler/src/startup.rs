@@ -319,6 +319,10 @@ impl Application {
                 crate::serving::serve(listener, router, config.limits, &trusted, None, never).await
             })
         });
+        // What starting up allocated and freed (the configuration read, the migrations, the
+        // templates parsed) is handed back before the first request, not kept for good. About
+        // a millisecond, once, before anything is served: no blocking pool thread for it.
+        crate::serving::give_back_free_memory();
         let trusted = &config.clients.trusted_proxies;
         let served =
             crate::serving::serve(listener, router, config.limits, trusted, https.tls, shutdown)
