@@ -214,10 +214,21 @@ fn prepared<'c>(
         ));
     }
     for (number, value) in (1..).zip(&query.args) {
-        let name = format!("${number}");
-        let index = statement
-            .parameter_index(&name)?
-            .ok_or_else(|| rusqlite::Error::InvalidParameterName(name))?;
+        // SQLite numbers `$N` parameters in the order they first appear, which is N in nearly
+        // every statement: checked by the name at that index, looked up only when not. (A
+        // lookup by a formatted name per argument was a third of a callback's upsert.)
+        let in_place = statement
+            .parameter_name(number)
+            .and_then(|name| name.strip_prefix('$'))
+            .is_some_and(|digits| digits.parse() == Ok(number));
+        let index = if in_place {
+            number
+        } else {
+            let name = format!("${number}");
+            statement
+                .parameter_index(&name)?
+                .ok_or_else(|| rusqlite::Error::InvalidParameterName(name))?
+        };
         match value {
             Value::Integer(value) => statement.raw_bind_parameter(index, value)?,
             Value::Text(value) => statement.raw_bind_parameter(index, value)?,
