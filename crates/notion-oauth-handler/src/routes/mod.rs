@@ -78,9 +78,7 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
             }),
         );
     }
-    if let Some(hsts) = &hsts {
-        others = others.layer(with_headers(vec![hsts.clone()], Fill::IfMissing));
-    }
+    others = others.layer(with_headers(hsts.iter().cloned().collect(), Fill::IfMissing));
     // API answers are JSON holding tokens: no browser may take one for a script or a page.
     // Only the API reads request bodies, so only its routes time a body that stops coming
     // (hyper times headers; bodies are read by the handlers, so the layer times each read).
@@ -104,7 +102,7 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
     // took a fifth of the throughput of /connect and the token API; the layer alone, its span
     // disabled, still cost a clock read and a wrapped body per request). The level is read
     // once, here: the server's filter is set before the router is built and never changes.
-    // Failures (5xx) are logged by the handlers at any level.
+    // Failures (5xx) are logged at any level by `with_headers`.
     let debugging = tracing::enabled!(Level::DEBUG)
         || tracing::enabled!(target: "tower_http::trace::on_response", Level::DEBUG);
     if debugging {
@@ -151,14 +149,18 @@ enum Fill {
     Always,
 }
 
-/// One layer that adds `headers` to every answer of a router: one boxed service per route
-/// instead of one per header, and a clone of it is one shared count.
+/// One layer for what every answer of a router gets: `headers` (one boxed service per route
+/// instead of one per header; a clone of it is one shared count), and a log line for a server
+/// error (5xx) at any log level, which the trace layer gave before it became debug-only.
 fn with_headers(
     headers: Vec<(header::HeaderName, HeaderValue)>,
     fill: Fill,
 ) -> MapResponseLayer<impl FnOnce(Response) -> Response + Clone + Send + Sync + 'static> {
     let headers: Arc<[(header::HeaderName, HeaderValue)]> = headers.into();
     MapResponseLayer::new(move |mut response: Response| {
+        if response.status().is_server_error() {
+            tracing::error!(status = response.status().as_u16(), "a request failed");
+        }
         let answer = response.headers_mut();
         // Room for all at once: growing the map header by header rehashed it twice, 4 % of the
         // CPU of `/connect`.

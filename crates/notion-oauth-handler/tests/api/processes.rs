@@ -547,6 +547,9 @@ async fn a_server_started_on_a_database_it_cannot_write_is_not_ready_until_it_ca
     let ready = format!("{}/readyz", deployment.url(0));
     let status = || async { http().build().unwrap().get(&ready).send().await.unwrap().status() };
     assert_eq!(status().await, 503, "a database that cannot be written is not ready");
+    // A server error is logged at the shipped level, where requests have no trace layer.
+    let log = std::fs::read_to_string(deployment.dir.path().join("instance-0.log")).unwrap();
+    assert!(log.contains("a request failed") && log.contains("status=503"), "{log}");
 
     drop(flag);
     eventually("ready once the file can be written", Duration::from_secs(5), || async {
