@@ -58,7 +58,7 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
         .route("/connect", get(connect::start_connect).head(safe_only))
         .route("/callback", get(callback::oauth_callback).head(safe_only))
         .fallback(not_found)
-        .layer(with_headers(page_headers, Fill::IfMissing));
+        .layer(finish_answers(page_headers, Fill::IfMissing));
     let mut others =
         Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
     // Documents are the operator's own files, served as written, without our page policy (it
@@ -78,7 +78,7 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
             }),
         );
     }
-    others = others.layer(with_headers(hsts.iter().cloned().collect(), Fill::IfMissing));
+    others = others.layer(finish_answers(hsts.iter().cloned().collect(), Fill::IfMissing));
     // API answers are JSON holding tokens: no browser may take one for a script or a page.
     // Only the API reads request bodies, so only its routes time a body that stops coming
     // (hyper times headers; bodies are read by the handlers, so the layer times each read).
@@ -87,7 +87,7 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
     api_headers.extend(hsts);
     let api = api::router(state.clone(), config.public_link("/api/v1"))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(config.limits.header_timeout))
-        .layer(with_headers(api_headers, Fill::Always));
+        .layer(finish_answers(api_headers, Fill::Always));
     let routes = pages.merge(others).nest("/api/v1", api).with_state(state);
     let mut routes = match config.base_path.as_str() {
         "" => routes,
@@ -102,7 +102,7 @@ pub(crate) fn router(state: AppState, config: &Config) -> Router {
     // took a fifth of the throughput of /connect and the token API; the layer alone, its span
     // disabled, still cost a clock read and a wrapped body per request). The level is read
     // once, here: the server's filter is set before the router is built and never changes.
-    // Failures (5xx) are logged at any level by `with_headers`.
+    // Failures (5xx) are logged at any level by `finish_answers`.
     let debugging = tracing::enabled!(Level::DEBUG)
         || tracing::enabled!(target: "tower_http::trace::on_response", Level::DEBUG);
     if debugging {
@@ -140,7 +140,7 @@ fn page_policy(config: &Config) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
 }
 
-/// Whether [`with_headers`] keeps a value the handler set.
+/// Whether [`finish_answers`] keeps a value the handler set.
 #[derive(Clone, Copy)]
 enum Fill {
     /// The handler's own value stays.
@@ -152,7 +152,7 @@ enum Fill {
 /// One layer for what every answer of a router gets: `headers` (one boxed service per route
 /// instead of one per header; a clone of it is one shared count), and a log line for a server
 /// error (5xx) at any log level, which the trace layer gave before it became debug-only.
-fn with_headers(
+fn finish_answers(
     headers: Vec<(header::HeaderName, HeaderValue)>,
     fill: Fill,
 ) -> MapResponseLayer<impl FnOnce(Response) -> Response + Clone + Send + Sync + 'static> {
