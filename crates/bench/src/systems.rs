@@ -380,7 +380,35 @@ struct Systems {
     emulator: Option<Process>,
     token: Option<(String, String)>,
     _database: Option<PgDatabase>,
-    _dir: tempfile::TempDir,
+    _dir: Scratch,
+}
+
+/// The run's private folder (configurations, databases, logs), removed when dropped.
+///
+/// Not `tempfile`: it would turn on `bitflags`' `std` feature for the whole build when the
+/// bench is built with the server in one `cargo build`, which renames the server's functions
+/// and so defeats its link order (`crates/notion-oauth-handler/build.rs`).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut suffix = [0u8; 8];
+        getrandom::fill(&mut suffix).map_err(|e| anyhow!("no randomness: {e}"))?;
+        let name = format!("noh-bench-{}-{:016x}", std::process::id(), u64::from_le_bytes(suffix));
+        let path = std::env::temp_dir().join(name);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("cannot make the run's folder {}", path.display()))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Systems {
@@ -391,8 +419,8 @@ impl Systems {
     ) -> anyhow::Result<Self> {
         let wanted: Vec<System> = scenarios.iter().map(|s| s.system()).collect();
         let needs = |system: System| wanted.contains(&system);
-        let dir = tempfile::Builder::new().prefix("noh-bench-").tempdir()?;
-        let path = dir.path().to_owned();
+        let dir = Scratch::new()?;
+        let path = dir.0.clone();
         let mut systems = Systems {
             processes: BTreeMap::new(),
             idle: BTreeMap::new(),
