@@ -116,12 +116,34 @@ fn run_command(command: Command) -> anyhow::Result<()> {
                     outcome = systems::run(args) => outcome,
                     // Dropping the run drops every child process (each is killed on drop), the
                     // temporary folder and the PostgreSQL database.
-                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                    why = stop_requested() => Err(anyhow::anyhow!("{why}")),
                 }
             });
             // Children killed on drop are reaped by the runtime; give it a moment to do so.
             runtime.shutdown_timeout(Duration::from_secs(2));
             outcome
+        }
+    }
+}
+
+/// Ctrl-C, or the SIGTERM of `kill` or `timeout`: either ends the run the same way, so that
+/// nothing it started (processes, the folder, the PostgreSQL database) outlives it.
+async fn stop_requested() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    // A signal that cannot be listened for never arrives; it must not end the run at once.
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => tokio::select! {
+            () = interrupt => "interrupted",
+            _ = terminate.recv() => "terminated",
+        },
+        Err(_) => {
+            interrupt.await;
+            "interrupted"
         }
     }
 }
