@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
+use axum::http::{HeaderMap, HeaderValue, header};
 
 use crate::config::Config;
 use crate::flow::Flow;
@@ -34,20 +35,39 @@ impl BrowserCookie {
     /// The cookie `name` (the binding or the proof) with `value`, as this server sets both:
     /// out of scripts' reach, sent on the top-level redirect back from Notion (Lax), for the
     /// whole host (`__Host-` cookies must have `Path=/`), for as long as a flow can finish.
-    pub(crate) fn set(
-        &self,
-        name: &'static str,
-        value: String,
-    ) -> axum_extra::extract::cookie::Cookie<'static> {
-        axum_extra::extract::cookie::Cookie::build((name, value))
-            .http_only(true)
-            .same_site(axum_extra::extract::cookie::SameSite::Lax)
-            .secure(self.secure)
-            .path("/")
-            .max_age(time::Duration::seconds(
-                i64::try_from(self.max_age.as_secs()).unwrap_or(i64::MAX),
-            ))
-            .build()
+    ///
+    /// `None` for a value a header cannot carry; the server only sets values it made (URL-safe
+    /// base64), so that is a bug, which the caller logs.
+    ///
+    /// Written out here rather than by the `cookie` crate's jar: the jar parsed every cookie
+    /// the browser sent into a map and formatted through `Display`, a seventh of the CPU
+    /// `/connect` spends in its own code (callgrind, docs/BENCHMARKS.md), for two cookies whose
+    /// names and values this server chooses.
+    pub(crate) fn set(&self, name: &str, value: &str) -> Option<HeaderValue> {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let max_age = self.max_age.as_secs();
+        let line =
+            format!("{name}={value}; HttpOnly; SameSite=Lax{secure}; Path=/; Max-Age={max_age}");
+        HeaderValue::try_from(line).ok()
+    }
+
+    /// The value the browser sent for the cookie `name`, from the request's `Cookie` headers
+    /// (RFC 6265 §5.4: `name=value` pairs split by `;`). Like a cookie jar, the last pair of
+    /// that name wins, and whitespace and double quotes around a value are dropped. A header
+    /// that is not text is skipped.
+    pub(crate) fn sent<'h>(name: &str, headers: &'h HeaderMap) -> Option<&'h str> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|line| line.to_str().ok())
+            .flat_map(|line| line.split(';'))
+            .filter_map(|pair| pair.split_once('='))
+            .filter(|(sent, _)| sent.trim() == name)
+            .map(|(_, value)| {
+                let value = value.trim();
+                value.strip_prefix('"').and_then(|quoted| quoted.strip_suffix('"')).unwrap_or(value)
+            })
+            .next_back()
     }
 
     pub(crate) fn new(config: &Config) -> Self {
@@ -114,3 +134,56 @@ substate!(pages: Arc<Pages>);
 substate!(browser_cookie: BrowserCookie);
 substate!(rate_limits: Arc<RateLimits>);
 substate!(metrics: Arc<Metrics>);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cookie(secure: bool) -> BrowserCookie {
+        BrowserCookie {
+            name: "noh_browser",
+            finished_name: "noh_finished",
+            secure,
+            max_age: Duration::from_secs(660),
+        }
+    }
+
+    fn headers(lines: &[&[u8]]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append(header::COOKIE, HeaderValue::from_bytes(line).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn a_cookie_is_set_out_of_scripts_reach_for_the_whole_host_and_secure_over_https() {
+        assert_eq!(
+            cookie(false).set("noh_browser", "abc-_1").unwrap(),
+            "noh_browser=abc-_1; HttpOnly; SameSite=Lax; Path=/; Max-Age=660"
+        );
+        assert_eq!(
+            cookie(true).set("__Host-noh_browser", "abc").unwrap(),
+            "__Host-noh_browser=abc; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=660"
+        );
+        // A value a header cannot carry is refused, not sent cut or mangled.
+        assert!(cookie(false).set("noh_browser", "a\nb").is_none());
+    }
+
+    #[test]
+    fn the_cookie_sent_is_found_by_its_exact_name_among_others() {
+        let sent = headers(&[b"a=1; noh_browser=first;other=x", b" noh_browser = \"last\" ;z=9"]);
+        // Like a jar: the last of a name wins, and spaces and quotes around a value go.
+        assert_eq!(BrowserCookie::sent("noh_browser", &sent), Some("last"));
+        assert_eq!(BrowserCookie::sent("other", &sent), Some("x"));
+        assert_eq!(BrowserCookie::sent("noh_finished", &sent), None);
+        // A prefix or a longer name is another cookie.
+        let sent = headers(&[b"noh_browser_old=1; xnoh_browser=2; noh_browsers=3"]);
+        assert_eq!(BrowserCookie::sent("noh_browser", &sent), None);
+        // Pieces without `=`, empty values and a header that is not text are no trouble.
+        let sent = headers(&[b"\xff\xfe noh_browser=bad", b";;noh_browser;", b"noh_browser="]);
+        assert_eq!(BrowserCookie::sent("noh_browser", &sent), Some(""));
+        assert_eq!(BrowserCookie::sent("noh_browser", &HeaderMap::new()), None);
+    }
+}

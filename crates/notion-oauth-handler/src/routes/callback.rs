@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
-use axum::response::{IntoResponse, Response};
-use axum_extra::extract::cookie::{Cookie, CookieJar};
+use axum::http::header;
+use axum::response::Response;
 
-use super::Admitted;
-use crate::flow::{BrowserCookies, CallbackParams, Finished, Flow, Refused, Restart};
+use super::{Admitted, SentCookies};
+use crate::flow::{CallbackParams, Finished, Flow, Refused, Restart};
 use crate::links::Links;
 use crate::metrics::FlowOutcome;
 use crate::pages::Pages;
@@ -20,13 +20,10 @@ pub(super) async fn oauth_callback(
     State(links): State<Arc<Links>>,
     State(pages): State<Arc<Pages>>,
     State(browser): State<BrowserCookie>,
-    jar: CookieJar,
+    sent: SentCookies,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let cookies = BrowserCookies {
-        binding: jar.get(browser.name).map(Cookie::value),
-        finished: jar.get(browser.finished_name).map(Cookie::value),
-    };
+    let cookies = sent.as_browser();
     let finished = match CallbackParams::parse(query.as_deref()) {
         Ok(params) => flow.finish(params, cookies).await,
         Err(error) => Err(Refused::from(error)),
@@ -35,14 +32,17 @@ pub(super) async fn oauth_callback(
         Ok(Finished::Connected(mut connected)) => {
             metrics.flow_finished(FlowOutcome::Connected);
             let proof = connected.proof.take();
-            let page = pages.connected(&connected, false);
-            match proof {
-                // The proof lives as long as the flow's state could come back.
-                Some(proof) => {
-                    (jar.add(browser.set(browser.finished_name, proof)), page).into_response()
+            let mut page = pages.connected(&connected, false);
+            // The proof lives as long as the flow's state could come back.
+            match proof.map(|proof| browser.set(browser.finished_name, &proof)) {
+                Some(Some(cookie)) => {
+                    page.headers_mut().append(header::SET_COOKIE, cookie);
                 }
-                None => page,
+                // A reload then shows a failure page instead of this one; the log says why.
+                Some(None) => tracing::error!("the proof cookie made for a flow cannot be sent"),
+                None => {}
             }
+            page
         }
         Ok(Finished::Reloaded(connected)) => pages.connected(&connected, true),
         Ok(Finished::Denied(restart)) => {

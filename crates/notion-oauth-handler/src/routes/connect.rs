@@ -5,9 +5,8 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum_extra::extract::cookie::{Cookie, CookieJar};
 
-use super::Admitted;
+use super::{Admitted, SentCookies};
 use crate::flow::Flow;
 use crate::links::Links;
 use crate::pages::Pages;
@@ -20,19 +19,26 @@ pub(super) async fn start_connect(
     State(flow): State<Arc<Flow>>,
     State(pages): State<Arc<Pages>>,
     State(browser): State<BrowserCookie>,
-    jar: CookieJar,
+    sent: SentCookies,
     RawQuery(query): RawQuery,
 ) -> Response {
     let started = match links.read(query.as_deref()).await {
-        Ok(request) => flow.start(jar.get(browser.name).map(Cookie::value), request),
+        Ok(request) => flow.start(sent.as_browser().binding, request),
         Err(error) => Err(error),
     };
     match started {
         Ok(started) => {
             metrics.flow_started();
-            let cookie = browser.set(browser.name, started.browser_cookie);
-            (jar.add(cookie), (StatusCode::FOUND, [(header::LOCATION, started.authorize_url)]))
-                .into_response()
+            let mut response =
+                (StatusCode::FOUND, [(header::LOCATION, started.authorize_url)]).into_response();
+            match browser.set(browser.name, &started.browser_cookie) {
+                Some(cookie) => {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+                // The callback will say the browser lost its cookie; the log says why.
+                None => tracing::error!("the browser cookie made for a flow cannot be sent"),
+            }
+            response
         }
         Err(error) => {
             tracing::warn!(error = %Chain(&error), "a connect request was refused");

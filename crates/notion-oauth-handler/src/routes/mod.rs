@@ -19,9 +19,10 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::config::Config;
+use crate::flow::BrowserCookies;
 use crate::metrics::Metrics;
 use crate::pages::{Page, Pages};
-use crate::state::AppState;
+use crate::state::{AppState, BrowserCookie};
 use crate::store::Store;
 use crate::telemetry::Chain;
 
@@ -241,6 +242,31 @@ impl FromRequestParts<AppState> for Admitted {
                 Err(state.pages.rate_limited(limited.retry_after_seconds))
             }
         }
+    }
+}
+
+/// The flow's cookies as the browser sent them ([`BrowserCookie::sent`]).
+pub(super) struct SentCookies {
+    binding: Option<String>,
+    finished: Option<String>,
+}
+
+impl SentCookies {
+    pub(super) fn as_browser(&self) -> BrowserCookies<'_> {
+        BrowserCookies { binding: self.binding.as_deref(), finished: self.finished.as_deref() }
+    }
+}
+
+impl FromRequestParts<AppState> for SentCookies {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let sent = |name| BrowserCookie::sent(name, &parts.headers).map(str::to_owned);
+        let names = &state.browser_cookie;
+        Ok(Self { binding: sent(names.name), finished: sent(names.finished_name) })
     }
 }
 
