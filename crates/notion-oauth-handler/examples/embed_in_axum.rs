@@ -15,7 +15,7 @@ use notion_oauth_handler::domain::{BotId, EventType};
 use notion_oauth_handler::embed::{
     ConnectView, ConnectionHook, Embedded, HookEvent, HookFuture, NotionOAuth, Outcome,
 };
-use notion_oauth_handler::lifecycle::{Freshness, Lifecycle};
+use notion_oauth_handler::lifecycle::{Freshness, Lifecycle, WhichTokens};
 use sqlx::SqlitePool;
 
 /// Keeps the app's own table in step with Notion connections.
@@ -92,7 +92,11 @@ async fn home(State(app): State<AppState>) -> Html<String> {
     for (user, bot_id, workspace, connected) in rows {
         // Where the app would call Notion for this user, it asks for the token the same way.
         let token = match bot_id.filter(|_| connected) {
-            Some(bot_id) => match app.notion.token(&BotId::new(bot_id), Freshness::Stored).await {
+            Some(bot_id) => match app
+                .notion
+                .token(&BotId::new(bot_id), Freshness::Stored, WhichTokens::Access)
+                .await
+            {
                 Ok(token) => format!("token generation {}", token.generation),
                 Err(error) => format!("no token: {error}"),
             },

@@ -36,12 +36,13 @@
 //! ```no_run
 //! # async fn run(notion: notion_oauth_handler::embed::Embedded) -> anyhow::Result<()> {
 //! use notion_oauth_handler::domain::BotId;
-//! use notion_oauth_handler::lifecycle::Freshness;
+//! use notion_oauth_handler::lifecycle::{Freshness, WhichTokens};
 //!
 //! let bot_id = BotId::new("6d2a7f0e-1c9b-4e1a-9f8e-2f6b1e3a4c5d");
-//! let token = notion.lifecycle().token(&bot_id, Freshness::Stored).await?;
+//! let token = notion.lifecycle().token(&bot_id, Freshness::Stored, WhichTokens::Access).await?;
 //! // Notion answered 401 to that token: ask for a newer one.
-//! let token = notion.lifecycle().token(&bot_id, Freshness::Refreshed).await?;
+//! let token =
+//!     notion.lifecycle().token(&bot_id, Freshness::Refreshed, WhichTokens::Access).await?;
 //! # drop(token);
 //! # Ok(())
 //! # }

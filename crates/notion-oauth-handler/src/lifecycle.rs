@@ -27,6 +27,7 @@ use tracing::Instrument;
 use crate::config::LifecyclePolicy;
 use crate::domain::{BotId, ConnectionStatus, HistoryKind};
 use crate::notion::Notion;
+pub use crate::store::WhichTokens;
 use crate::store::{
     Claim, HistoryEntry, LeaseFor, RefreshFailure, RefreshFailureKind, SealedGrant, Store,
     StoreError, StoredTokens, now,
@@ -262,7 +263,8 @@ impl Lifecycle {
         usable(bot_id, self.store.tokens(&self.vault, bot_id).await?)
     }
 
-    /// The connection's current token, or a newer one.
+    /// The connection's current token, or a newer one; with its refresh token only when
+    /// `which` asks for it.
     ///
     /// # Errors
     /// See [`LifecycleError`].
@@ -271,17 +273,23 @@ impl Lifecycle {
         self: &Arc<Self>,
         bot_id: &BotId,
         freshness: Freshness,
+        which: WhichTokens,
     ) -> Result<Token, LifecycleError> {
         match freshness {
             // What a caller asks for most, so it may come from the store's recent copy (at most
             // `store::RECENT` old, and never older than this process's own last write).
             Freshness::Stored => Token::as_stored(usable(
                 bot_id,
-                self.store.recent_tokens(&self.vault, bot_id).await?,
+                self.store.recent_tokens(&self.vault, bot_id, which).await?,
             )?),
             Freshness::Refreshed => {
                 let tokens = self.stored(bot_id).await?;
-                self.refresh_after(bot_id, tokens.generation, Coalesce::WithRecent).await
+                let mut token =
+                    self.refresh_after(bot_id, tokens.generation, Coalesce::WithRecent).await?;
+                if which == WhichTokens::Access {
+                    token.refresh_token = None;
+                }
+                Ok(token)
             }
         }
     }

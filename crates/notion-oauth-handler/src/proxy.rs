@@ -25,7 +25,7 @@ use url::Url;
 
 use crate::config::{Config, ProxyPolicy};
 use crate::domain::BotId;
-use crate::lifecycle::{Coalesce, Freshness, Lifecycle, LifecycleError};
+use crate::lifecycle::{Coalesce, Freshness, Lifecycle, LifecycleError, WhichTokens};
 use crate::metrics::{ApiFamily, Metrics, ProxyRetry};
 
 /// Longest path passed on, in bytes; Notion's are a few ids deep.
@@ -372,7 +372,8 @@ impl NotionProxy {
         request: &ApiRequest,
     ) -> Result<ApiAnswer, ProxyError> {
         let deadline = Instant::now() + self.policy.retry_budget;
-        let mut token = self.lifecycle.token(bot_id, Freshness::Stored).await?;
+        let mut token =
+            self.lifecycle.token(bot_id, Freshness::Stored, WhichTokens::Access).await?;
         // A pair Notion refused even fresh: refreshing it again would only rotate it.
         match self.refused_generation(bot_id) {
             Some(generation) if generation >= token.generation => {

@@ -9,7 +9,7 @@ use super::{load_config, storage_url};
 use crate::cli::{ApiKeysCommand, ConfigArg, ConnectionsCommand, DeliveriesCommand, KeysCommand};
 use crate::config::{count, plural, redacted_url};
 use crate::domain::{BotId, WorkspaceId};
-use crate::lifecycle::{Coalesce, Freshness, Lifecycle};
+use crate::lifecycle::{Coalesce, Freshness, Lifecycle, WhichTokens};
 use crate::startup::{Additions, Services};
 use crate::store::{self, ApiKeys, ConnectionFilter, Routing, SqlStore, Store};
 use crate::vault::Vault;
@@ -87,7 +87,8 @@ pub(super) async fn connections(command: ConnectionsCommand) -> anyhow::Result<(
             let bot_id = BotId::new(bot_id);
             let lifecycle = open_lifecycle(&config).await?;
             // The operator wants a pair newer than the one stored now, even a moment old.
-            let seen = lifecycle.token(&bot_id, Freshness::Stored).await?.generation;
+            let seen =
+                lifecycle.token(&bot_id, Freshness::Stored, WhichTokens::Access).await?.generation;
             let token = lifecycle.refresh_after(&bot_id, seen, Coalesce::OnlyNewer).await?;
             out!("Refreshed {bot_id}: the token pair is now at generation {}.", token.generation);
             Ok(())

@@ -59,6 +59,7 @@ pub use api_keys::{ApiKeys, StoredApiKey};
 pub use async_trait::async_trait;
 pub use connections::{
     ConnectionFilter, Connections, Resealed, SealedGrant, SealedPair, SealedTokens, StoredTokens,
+    WhichTokens,
 };
 pub use events::{DENIED_WINDOW, Event, History, HistoryEntry, QueuedEvent};
 pub use links::{ConnectLinks, UsedLink};
@@ -211,11 +212,12 @@ impl dyn Store {
         vault: &Vault,
         bot_id: &BotId,
     ) -> Result<Option<StoredTokens>, StoreError> {
-        self.sealed_tokens(bot_id).await?.map(|sealed| sealed.open(vault, bot_id)).transpose()
+        let sealed = self.sealed_tokens(bot_id).await?;
+        sealed.map(|sealed| sealed.open(vault, bot_id, WhichTokens::AccessAndRefresh)).transpose()
     }
 
-    /// Like [`tokens`](Self::tokens), from [`Connections::recent_sealed_tokens`]: for answering
-    /// a caller, never for deciding whether to refresh.
+    /// Like [`tokens`](Self::tokens), from [`Connections::recent_sealed_tokens`], opening
+    /// `which`: for answering a caller, never for deciding whether to refresh.
     ///
     /// # Errors
     /// See [`tokens`](Self::tokens).
@@ -223,10 +225,11 @@ impl dyn Store {
         &self,
         vault: &Vault,
         bot_id: &BotId,
+        which: WhichTokens,
     ) -> Result<Option<StoredTokens>, StoreError> {
         self.recent_sealed_tokens(bot_id)
             .await?
-            .map(|sealed| sealed.open(vault, bot_id))
+            .map(|sealed| sealed.open(vault, bot_id, which))
             .transpose()
     }
 }

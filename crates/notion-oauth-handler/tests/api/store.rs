@@ -14,7 +14,7 @@ use notion_oauth_handler::store::{
     self, ApiKeys, Claim, ConnectLinks, ConnectionFilter, ConnectionSummary, Connections, Delivery,
     DeliverySummary, Event, History, HistoryEntry, LeaseFor, Outbox, RefreshFailure,
     RefreshFailureKind, Refreshes, Retry, Routing, SealedGrant, SealedTokens, SqlStore, Store,
-    StoreError, StoredApiKey, now,
+    StoreError, StoredApiKey, WhichTokens, now,
 };
 use notion_oauth_handler::vault::{MasterKey, Vault};
 use secrecy::SecretString;
@@ -89,12 +89,20 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
     let sealed = store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap();
     let raw = sealed.access_token.clone().unwrap();
     assert!(!raw.windows(b"ntn_access_two".len()).any(|w| w == b"ntn_access_two"));
-    let tokens = sealed.open(&vault, &bot("bot-1")).unwrap();
+    let tokens = sealed.open(&vault, &bot("bot-1"), WhichTokens::AccessAndRefresh).unwrap();
     assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_access_two");
     assert_eq!(tokens.refresh_token.unwrap().expose_secret(), "ntn_refresh_two");
+    // The access token alone leaves the refresh token sealed.
+    let access = store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap();
+    let access = access.open(&vault, &bot("bot-1"), WhichTokens::Access).unwrap();
+    assert_eq!(access.access_token.unwrap().expose_secret(), "ntn_access_two");
+    assert!(access.refresh_token.is_none());
     // Bound to their bot: another bot's name does not open them.
-    let stolen =
-        store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap().open(&vault, &bot("bot-2"));
+    let stolen = store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap().open(
+        &vault,
+        &bot("bot-2"),
+        WhichTokens::AccessAndRefresh,
+    );
     assert!(matches!(stolen, Err(StoreError::Vault(_))), "{stolen:?}");
     assert!(store.sealed_tokens(&bot("bot-unknown")).await.unwrap().is_none());
     let generation = tokens.generation;
@@ -158,8 +166,11 @@ async fn holds_the_contract(store: Arc<dyn Store>) {
     assert_eq!(late.unwrap(), None);
     let next = store.complete_refresh(&sealed, generation).await.unwrap();
     assert_eq!(next, Some(generation + 1));
-    let tokens =
-        store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap().open(&vault, &bot("bot-1"));
+    let tokens = store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap().open(
+        &vault,
+        &bot("bot-1"),
+        WhichTokens::AccessAndRefresh,
+    );
     assert_eq!(tokens.unwrap().access_token.unwrap().expose_secret(), "ntn_access_three");
 
     // A refused refresh token: needs_reauth, said once, and never from a stale generation.
@@ -307,7 +318,7 @@ async fn holds_the_refresh_contract(store: &dyn Store, vault: &Vault) {
         .await
         .unwrap()
         .unwrap()
-        .open(vault, &bot("bot-2"))
+        .open(vault, &bot("bot-2"), WhichTokens::AccessAndRefresh)
         .unwrap();
     assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_a2b");
     assert_eq!(tokens.refresh_token.unwrap().expose_secret(), "ntn_r2");
@@ -504,7 +515,7 @@ async fn a_rotation_reseals_every_token_under_the_active_key(url: &str) {
     assert_eq!(store.sealing_key_ids().await.unwrap(), [active]);
     let only_new = Vault::new(&new, &[]);
     let tokens = store.sealed_tokens(&bot("bot-r1")).await.unwrap().unwrap();
-    let tokens = tokens.open(&only_new, &bot("bot-r1")).unwrap();
+    let tokens = tokens.open(&only_new, &bot("bot-r1"), WhichTokens::AccessAndRefresh).unwrap();
     assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_bot-r1");
     assert_eq!(tokens.refresh_token.unwrap().expose_secret(), "nrt_r1");
     store.close().await;
@@ -542,7 +553,7 @@ async fn an_unrouted_authorization_keeps_its_history(url: &str) {
     let connection = store.connection(&bot("bot-u")).await.unwrap().unwrap();
     assert_eq!((connection.authorizations, connection.reference.as_deref()), (2, Some("user-1")));
     let tokens = store.sealed_tokens(&bot("bot-u")).await.unwrap().unwrap();
-    let tokens = tokens.open(&vault, &bot("bot-u")).unwrap();
+    let tokens = tokens.open(&vault, &bot("bot-u"), WhichTokens::AccessAndRefresh).unwrap();
     assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_two");
     assert!(store.deliveries(None, 10).await.unwrap().is_empty());
     store.close().await;
@@ -924,7 +935,7 @@ async fn a_change_whose_delivery_cannot_be_queued_is_not_stored_either() {
     );
     let tokens = store.sealed_tokens(&bot("bot-1")).await.unwrap().unwrap();
     assert_eq!(tokens.generation, generation);
-    let tokens = tokens.open(&vault, &bot("bot-1")).unwrap();
+    let tokens = tokens.open(&vault, &bot("bot-1"), WhichTokens::AccessAndRefresh).unwrap();
     assert_eq!(tokens.access_token.unwrap().expose_secret(), "ntn_one");
     let history: Vec<String> = store
         .events(&bot("bot-1"), 10)
@@ -979,7 +990,7 @@ async fn recent_copies_are_honest(url: &str) {
     assert_eq!(generation(here.recent_sealed_tokens(&bot_id).await.unwrap()), 1);
     let sealed = SealedGrant::seal(&vault, &grant("bot-recent", "ntn_a2", Some("ntn_r2"))).unwrap();
     assert_eq!(here.complete_refresh(&sealed, 1).await.unwrap(), Some(2));
-    let served = here.recent_tokens(&vault, &bot_id).await.unwrap().unwrap();
+    let served = here.recent_tokens(&vault, &bot_id, WhichTokens::Access).await.unwrap().unwrap();
     assert_eq!(served.access_token.unwrap().expose_secret(), "ntn_a2", "stale after own refresh");
     let sealed = SealedGrant::seal(&vault, &grant("bot-recent", "ntn_a3", Some("ntn_r3"))).unwrap();
     assert_eq!(elsewhere.complete_refresh(&sealed, 2).await.unwrap(), Some(3));

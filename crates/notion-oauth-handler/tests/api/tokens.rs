@@ -34,6 +34,15 @@ async fn a_connection_and_its_token_are_served_and_the_refresh_token_only_on_req
             .is_refresh_token_active(with_refresh.body["refresh_token"].as_str().unwrap())
     );
     assert_eq!(app.refresh_requests(), 0, "reading a token does not refresh it");
+    // A forced refresh answers with the new access token, and the new refresh token only when
+    // asked for.
+    let refreshed = api.get(&format!("/connections/{bot}/token?force_refresh=true")).await;
+    assert_eq!((refreshed.status, refreshed.body["refreshed"].as_bool()), (200, Some(true)));
+    assert!(refreshed.body.get("refresh_token").is_none());
+    let both = "force_refresh=true&include_refresh_token=true";
+    let both = api.get(&format!("/connections/{bot}/token?{both}")).await;
+    assert_eq!(both.status, 200);
+    assert!(app.emulator().is_refresh_token_active(both.body["refresh_token"].as_str().unwrap()));
 
     let unknown = api.get("/connections/00000000-0000-0000-0000-000000000000/token").await;
     assert_eq!((unknown.status, unknown.error_code()), (404, "not_found"));

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::responses::{Invalid, Keyed, LifecycleFailures, UnknownConnection};
 use super::{ApiError, WholeNumber, bad_query};
 use crate::domain::{BotId, ConnectionStatus, WorkspaceId};
-use crate::lifecycle::{Freshness, Lifecycle, LifecycleError, Token};
+use crate::lifecycle::{Freshness, Lifecycle, LifecycleError, Token, WhichTokens};
 use crate::links::Links;
 use crate::store::{ConnectionFilter, ConnectionSummary, Event, Store};
 
@@ -115,22 +115,14 @@ pub(super) struct TokenBody {
     refreshed: bool,
 }
 
-/// Whether an answer carries the refresh token too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RefreshTokenShown {
-    Yes,
-    No,
-}
-
-fn token_body(bot_id: BotId, token: Token, shown: RefreshTokenShown) -> TokenBody {
+/// The answer: the refresh token is in it when the lifecycle was asked for it
+/// ([`WhichTokens::AccessAndRefresh`]), and only then opened.
+fn token_body(bot_id: BotId, token: Token) -> TokenBody {
     TokenBody {
         bot_id,
         token_type: "bearer",
         access_token: token.access_token.expose_secret().to_owned(),
-        refresh_token: token
-            .refresh_token
-            .filter(|_| shown == RefreshTokenShown::Yes)
-            .map(|t| t.expose_secret().to_owned()),
+        refresh_token: token.refresh_token.map(|t| t.expose_secret().to_owned()),
         generation: token.generation,
         refreshed: token.refreshed,
     }
@@ -148,13 +140,13 @@ pub(super) async fn get_token(
     let Query(query) = query.map_err(bad_query)?;
     let freshness =
         if query.force_refresh == Some(true) { Freshness::Refreshed } else { Freshness::Stored };
-    let shown = if query.include_refresh_token == Some(true) {
-        RefreshTokenShown::Yes
+    let which = if query.include_refresh_token == Some(true) {
+        WhichTokens::AccessAndRefresh
     } else {
-        RefreshTokenShown::No
+        WhichTokens::Access
     };
-    match lifecycle.token(&bot_id, freshness).await {
-        Ok(token) => Ok(Json(token_body(bot_id, token, shown))),
+    match lifecycle.token(&bot_id, freshness, which).await {
+        Ok(token) => Ok(Json(token_body(bot_id, token))),
         Err(error) => Err(ApiError::from_lifecycle(&links, &bot_id, error).await),
     }
 }
@@ -167,8 +159,8 @@ pub(super) async fn refresh_connection(
     State(links): State<Arc<Links>>,
     Path(bot_id): Path<BotId>,
 ) -> Result<Json<TokenBody>, ApiError> {
-    match lifecycle.token(&bot_id, Freshness::Refreshed).await {
-        Ok(token) => Ok(Json(token_body(bot_id, token, RefreshTokenShown::No))),
+    match lifecycle.token(&bot_id, Freshness::Refreshed, WhichTokens::Access).await {
+        Ok(token) => Ok(Json(token_body(bot_id, token))),
         Err(error) => Err(ApiError::from_lifecycle(&links, &bot_id, error).await),
     }
 }
