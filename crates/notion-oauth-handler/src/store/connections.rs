@@ -118,7 +118,7 @@ pub struct StoredTokens {
 pub enum WhichTokens {
     /// The access token; the refresh token stays sealed and is given as `None`.
     Access,
-    /// Both, for an app that refreshes by itself or a refresh.
+    /// Both: for a refresh, and for an app that refreshes by itself.
     AccessAndRefresh,
 }
 
