@@ -25,8 +25,10 @@
 //! quiet server (the batch came after the writer had waited [`Checkpoints::QUIET`]) still
 //! checkpoints at [`Checkpoints::IDLE`] pages, a busy one only at [`Checkpoints::BUSY`], so it
 //! stalls a tenth as often, and a page written many times in between is copied once. Measured
-//! with `noh-bench` (three alternating rounds): about 20 % more callbacks and complete flows per
-//! second. (An empty queue is no sign of quiet: under load, a batch takes everything queued.)
+//! with `noh-bench` (`docs/BENCHMARKS.md`, eighth session): callbacks 3.96 → 4.68 times the
+//! Python package's, complete flows 3.00 → 3.14 times, for a longer tail (a rarer stall is a
+//! longer one: callback p99 26 → 30 ms).
+//! (An empty queue is no sign of quiet: under load, a batch takes everything queued.)
 //!
 //! Why PostgreSQL does not: it has row locks and commits concurrent transactions together by
 //! itself, so its writes run on the pool, and a single statement runs without a transaction
