@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{Admitted, SentCookies};
@@ -29,15 +30,27 @@ pub(super) async fn start_connect(
     match started {
         Ok(started) => {
             metrics.flow_started();
-            let mut response =
-                (StatusCode::FOUND, [(header::LOCATION, started.authorize_url)]).into_response();
+            // Sized once for everything the answer will carry: a header map that grows on the
+            // way is rehashed, and this answer is most of what `/connect` does.
+            let mut headers = HeaderMap::with_capacity(2 + super::PAGE_HEADERS_AT_MOST);
+            match HeaderValue::try_from(started.authorize_url) {
+                Ok(location) => headers.insert(header::LOCATION, location),
+                // Made from a parsed URL and a base64 state: a bug if ever seen.
+                Err(_) => {
+                    tracing::error!("the authorize URL made for a flow is not a header value");
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+            };
             match browser.set(browser.name, &started.browser_cookie) {
                 Some(cookie) => {
-                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                    headers.insert(header::SET_COOKIE, cookie);
                 }
                 // The callback will say the browser lost its cookie; the log says why.
                 None => tracing::error!("the browser cookie made for a flow cannot be sent"),
             }
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::FOUND;
+            *response.headers_mut() = headers;
             response
         }
         Err(error) => {

@@ -28,12 +28,17 @@ use crate::telemetry::Chain;
 
 /// Pages a browser walks through hold codes and states: keep them out of caches, frames and
 /// Referer headers, and let them load nothing from elsewhere (the workspace icon excepted).
-const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
+const SECURITY_HEADERS: [(header::HeaderName, &str); SECURITY_HEADER_COUNT] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::REFERRER_POLICY, "no-referrer"),
     (header::X_FRAME_OPTIONS, "DENY"),
     (header::CACHE_CONTROL, "no-store"),
 ];
+
+/// Headers a page's answer gets besides its own: the security headers, its policy, HSTS over
+/// https, and the length axum adds.
+const PAGE_HEADERS_AT_MOST: usize = SECURITY_HEADER_COUNT + 3;
+const SECURITY_HEADER_COUNT: usize = 4;
 
 /// The whole application, mounted under `config.base_path`, with `config.documents` served.
 ///
