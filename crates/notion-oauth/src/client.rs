@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use url::Url;
@@ -59,6 +61,10 @@ pub struct OAuthClient {
     introspect: Url,
     revoke: Url,
     search: Url,
+    /// `Authorization: Basic …` for the integration's own calls, made once: reqwest's
+    /// `basic_auth` formatted and encoded the credentials again on every code exchange. Marked
+    /// sensitive, so `Debug` shows no credential.
+    integration_auth: HeaderValue,
 }
 
 /// How a call proves who it is: the integration (its OAuth endpoints) or one connection (the
@@ -103,6 +109,7 @@ impl OAuthClient {
             introspect: endpoint("/v1/oauth/introspect")?,
             revoke: endpoint("/v1/oauth/revoke")?,
             search: endpoint("/v1/search")?,
+            integration_auth: basic_authorization(&config)?,
             http,
             config,
         })
@@ -254,10 +261,9 @@ impl OAuthClient {
     ) -> Result<T, NotionError> {
         let request = self.http.post(url.clone());
         let request = match credentials {
-            Credentials::Integration => request.basic_auth(
-                self.config.client_id.as_str(),
-                Some(self.config.client_secret.expose_secret()),
-            ),
+            Credentials::Integration => {
+                request.header(AUTHORIZATION, self.integration_auth.clone())
+            }
             Credentials::Connection(token) => request.bearer_auth(token.expose_secret()),
         };
         let result =
@@ -358,6 +364,22 @@ fn check_token_response(mut response: TokenResponse) -> Result<TokenResponse, No
     Ok(response)
 }
 
+/// HTTP Basic credentials (RFC 7617) of the integration, as its OAuth endpoints take them.
+fn basic_authorization(config: &ClientConfig) -> Result<HeaderValue, BuildError> {
+    let pair = secrecy::zeroize::Zeroizing::new(format!(
+        "{}:{}",
+        config.client_id.as_str(),
+        config.client_secret.expose_secret()
+    ));
+    let mut line = String::with_capacity(6 + 4 * pair.len().div_ceil(3));
+    line.push_str("Basic ");
+    STANDARD.encode_string(pair.as_bytes(), &mut line);
+    // `Basic ` and base64 are always a valid header value: this error is not expected.
+    let mut value = HeaderValue::try_from(line).map_err(|_| BuildError::Credentials)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -398,6 +420,16 @@ mod tests {
             .authorize_url(&Url::parse("http://localhost/cb").unwrap(), None);
         assert_eq!(url.path(), "/mock/v1/oauth/authorize");
         assert!(url.query_pairs().all(|(k, _)| k != "state"));
+    }
+
+    #[test]
+    fn the_integration_signs_in_with_basic_credentials_that_debug_never_shows() {
+        let client = client("https://api.notion.com");
+        // RFC 7617: base64 of `id:secret`.
+        assert_eq!(client.integration_auth, "Basic Y2xpZW50LTE6czNjcmV0");
+        assert!(client.integration_auth.is_sensitive());
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("s3cret") && !shown.contains("Y2xpZW50LTE6czNjcmV0"), "{shown}");
     }
 
     #[test]

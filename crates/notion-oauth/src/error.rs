@@ -148,6 +148,9 @@ pub enum BuildError {
     /// The HTTP client could not be built (for example, no TLS roots).
     #[error("could not build the HTTP client: {0}")]
     Http(#[source] reqwest::Error),
+    /// The client id and secret cannot be sent as HTTP Basic credentials.
+    #[error("the client id and secret cannot be sent in an HTTP header")]
+    Credentials,
 }
 
 #[cfg(test)]

@@ -47,52 +47,181 @@ id_impls!(WorkspaceId);
 /// Notion's answer to a code exchange or a refresh (both have the same shape).
 ///
 /// Serializing it writes every field except the two tokens, so the non-secret part of the answer
-/// can be stored or sent as it came.
-#[derive(Debug, Deserialize, Serialize)]
+/// can be stored or sent as it came. Read by [`TokenResponse`]'s own `Deserialize`, field by
+/// field in one pass (see [`TokenResponseVisitor`]).
+#[derive(Debug, Serialize)]
 pub struct TokenResponse {
     /// The token for API calls.
     #[serde(skip_serializing)]
     pub access_token: AccessToken,
-    /// Always `bearer` in practice.
-    #[serde(default = "bearer")]
+    /// Always `bearer` in practice; `bearer` when missing.
     pub token_type: String,
     /// The token for [`crate::OAuthClient::refresh`]; Notion's schema allows `null`.
-    #[serde(default, skip_serializing)]
+    #[serde(skip_serializing)]
     pub refresh_token: Option<RefreshToken>,
     /// The authorization's id.
     pub bot_id: BotId,
     /// The workspace the user installed the integration in.
     pub workspace_id: WorkspaceId,
     /// The workspace's name, if it has one.
-    #[serde(default, deserialize_with = "text_or_none")]
     pub workspace_name: Option<String>,
     /// The workspace's icon: usually a URL.
-    #[serde(default, deserialize_with = "text_or_none")]
     pub workspace_icon: Option<String>,
     /// Who the bot acts for.
     pub owner: Owner,
     /// The page created from the integration's template, when the user chose to duplicate it.
-    #[serde(default, deserialize_with = "text_or_none")]
     pub duplicated_template_id: Option<String>,
     /// Notion's id for this request, for support tickets.
-    #[serde(default, deserialize_with = "text_or_none")]
     pub request_id: Option<String>,
     /// Fields this crate does not know, kept as they came.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-fn bearer() -> String {
-    "bearer".to_owned()
+impl<'de> Deserialize<'de> for TokenResponse {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(TokenResponseVisitor)
+    }
+}
+
+/// Reads a [`TokenResponse`] in one pass. serde's `flatten` (for `extra`) first copied the whole
+/// answer into an intermediate tree and then read each field out of it again: two passes and
+/// a copy of every string, on every code exchange and refresh.
+struct TokenResponseVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TokenResponseVisitor {
+    type Value = TokenResponse;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a token response object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<TokenResponse, A::Error> {
+        use serde::de::Error;
+        let mut access_token = None;
+        let mut token_type = None;
+        let mut refresh_token = None;
+        let mut bot_id = None;
+        let mut workspace_id = None;
+        let mut owner = None;
+        let (mut workspace_name, mut workspace_icon) = (None, None);
+        let (mut duplicated_template_id, mut request_id) = (None, None);
+        let mut extra = Map::new();
+        // Each known field once, as a derived `Deserialize` has it.
+        fn once<'de, A: serde::de::MapAccess<'de>, T: Deserialize<'de>>(
+            map: &mut A,
+            slot: &mut Option<T>,
+            name: &'static str,
+        ) -> Result<(), A::Error> {
+            if slot.is_some() {
+                return Err(A::Error::duplicate_field(name));
+            }
+            *slot = Some(map.next_value()?);
+            Ok(())
+        }
+        while let Some(key) = map.next_key::<Field>()? {
+            match key {
+                Field::AccessToken => once(&mut map, &mut access_token, "access_token")?,
+                Field::TokenType => once(&mut map, &mut token_type, "token_type")?,
+                Field::RefreshToken => once(&mut map, &mut refresh_token, "refresh_token")?,
+                Field::BotId => once(&mut map, &mut bot_id, "bot_id")?,
+                Field::WorkspaceId => once(&mut map, &mut workspace_id, "workspace_id")?,
+                Field::Owner => once(&mut map, &mut owner, "owner")?,
+                Field::WorkspaceName => once(&mut map, &mut workspace_name, "workspace_name")?,
+                Field::WorkspaceIcon => once(&mut map, &mut workspace_icon, "workspace_icon")?,
+                Field::DuplicatedTemplateId => {
+                    once(&mut map, &mut duplicated_template_id, "duplicated_template_id")?;
+                }
+                Field::RequestId => once(&mut map, &mut request_id, "request_id")?,
+                Field::Other(name) => {
+                    extra.insert(name, map.next_value()?);
+                }
+            }
+        }
+        Ok(TokenResponse {
+            access_token: access_token.ok_or_else(|| A::Error::missing_field("access_token"))?,
+            token_type: token_type.unwrap_or_else(bearer),
+            refresh_token: refresh_token.flatten(),
+            bot_id: bot_id.ok_or_else(|| A::Error::missing_field("bot_id"))?,
+            workspace_id: workspace_id.ok_or_else(|| A::Error::missing_field("workspace_id"))?,
+            workspace_name: workspace_name.and_then(TextOrNone::into_text),
+            workspace_icon: workspace_icon.and_then(TextOrNone::into_text),
+            owner: owner.ok_or_else(|| A::Error::missing_field("owner"))?,
+            duplicated_template_id: duplicated_template_id.and_then(TextOrNone::into_text),
+            request_id: request_id.and_then(TextOrNone::into_text),
+            extra,
+        })
+    }
+}
+
+/// A key of a token response.
+enum Field {
+    AccessToken,
+    TokenType,
+    RefreshToken,
+    BotId,
+    WorkspaceId,
+    WorkspaceName,
+    WorkspaceIcon,
+    Owner,
+    DuplicatedTemplateId,
+    RequestId,
+    /// One this crate does not know, kept in `extra`.
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Field, E> {
+                Ok(match name {
+                    "access_token" => Field::AccessToken,
+                    "token_type" => Field::TokenType,
+                    "refresh_token" => Field::RefreshToken,
+                    "bot_id" => Field::BotId,
+                    "workspace_id" => Field::WorkspaceId,
+                    "workspace_name" => Field::WorkspaceName,
+                    "workspace_icon" => Field::WorkspaceIcon,
+                    "owner" => Field::Owner,
+                    "duplicated_template_id" => Field::DuplicatedTemplateId,
+                    "request_id" => Field::RequestId,
+                    other => Field::Other(other.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(Name)
+    }
 }
 
 /// Fields that are only shown or recorded must not cost the user a connection: by the time the
 /// answer arrives the code is spent, so a value of an unexpected type is dropped, not fatal.
-fn text_or_none<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(deserializer)? {
-        Value::String(text) => Some(text),
-        _ => None,
-    })
+struct TextOrNone(Option<String>);
+
+impl TextOrNone {
+    fn into_text(self) -> Option<String> {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for TextOrNone {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(TextOrNone(match Value::deserialize(deserializer)? {
+            Value::String(text) => Some(text),
+            _ => None,
+        }))
+    }
+}
+
+fn bearer() -> String {
+    "bearer".to_owned()
 }
 
 /// The owner of a connection's bot, in the shapes Notion has used.
@@ -158,9 +287,11 @@ impl<'de> Deserialize<'de> for Owner {
         let kind = value.get("type").and_then(Value::as_str);
         match kind {
             // A user we cannot read is kept as it came rather than failing the exchange.
+            // Read from the value in place: a clone of it was a tenth of a code exchange's
+            // JSON work.
             Some("user") => Ok(value
                 .get("user")
-                .and_then(|user| User::deserialize(user.clone()).ok())
+                .and_then(|user| User::deserialize(user).ok())
                 .map_or(Owner::Other(value), Owner::User)),
             Some("workspace") => Ok(Owner::Workspace),
             None if value.get("workspace").and_then(Value::as_bool) == Some(true) => {
@@ -353,6 +484,23 @@ mod tests {
         assert!(response.workspace_name.is_none() && response.workspace_icon.is_none());
         assert!(matches!(response.owner, Owner::Other(_)));
         assert!(response.request_id.is_none());
+    }
+
+    #[test]
+    fn a_known_field_sent_twice_is_refused_and_a_missing_token_type_is_bearer() {
+        let minimal = r#"{"access_token":"secret_x","bot_id":"b","workspace_id":"w","owner":{"workspace":true}}"#;
+        let response: TokenResponse = serde_json::from_str(minimal).unwrap();
+        assert_eq!(response.token_type, "bearer");
+        assert!(response.refresh_token.is_none() && response.extra.is_empty());
+        // An escaped key is the same key.
+        let escaped = minimal.replace("\"bot_id\"", "\"bot\\u005fid\"");
+        let response: TokenResponse = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(response.bot_id.as_str(), "b");
+        // Which of two access tokens would be the real one is not a guess to make.
+        let twice = minimal.replace("{", r#"{"access_token":"secret_y","#);
+        let error = serde_json::from_str::<TokenResponse>(&twice).unwrap_err();
+        assert!(error.to_string().contains("duplicate field `access_token`"), "{error}");
+        assert!(serde_json::from_str::<TokenResponse>("[]").is_err());
     }
 
     #[test]
