@@ -287,8 +287,7 @@ impl<'de> Deserialize<'de> for Owner {
         let kind = value.get("type").and_then(Value::as_str);
         match kind {
             // A user we cannot read is kept as it came rather than failing the exchange.
-            // Read from the value in place: a clone of it was a tenth of a code exchange's
-            // JSON work.
+            // Read from the value in place, not from a copy of it: this runs on every exchange.
             Some("user") => Ok(value
                 .get("user")
                 .and_then(|user| User::deserialize(user).ok())
