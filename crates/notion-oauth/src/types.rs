@@ -47,8 +47,7 @@ id_impls!(WorkspaceId);
 /// Notion's answer to a code exchange or a refresh (both have the same shape).
 ///
 /// Serializing it writes every field except the two tokens, so the non-secret part of the answer
-/// can be stored or sent as it came. Read by [`TokenResponse`]'s own `Deserialize`, field by
-/// field in one pass (see [`TokenResponseVisitor`]).
+/// can be stored or sent as it came. Its own `Deserialize` reads it field by field in one pass.
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
     /// The token for API calls.
@@ -147,11 +146,11 @@ impl<'de> serde::de::Visitor<'de> for TokenResponseVisitor {
             refresh_token: refresh_token.flatten(),
             bot_id: bot_id.ok_or_else(|| A::Error::missing_field("bot_id"))?,
             workspace_id: workspace_id.ok_or_else(|| A::Error::missing_field("workspace_id"))?,
-            workspace_name: workspace_name.and_then(TextOrNone::into_text),
-            workspace_icon: workspace_icon.and_then(TextOrNone::into_text),
+            workspace_name: workspace_name.and_then(|TextOrNone(text)| text),
+            workspace_icon: workspace_icon.and_then(|TextOrNone(text)| text),
             owner: owner.ok_or_else(|| A::Error::missing_field("owner"))?,
-            duplicated_template_id: duplicated_template_id.and_then(TextOrNone::into_text),
-            request_id: request_id.and_then(TextOrNone::into_text),
+            duplicated_template_id: duplicated_template_id.and_then(|TextOrNone(text)| text),
+            request_id: request_id.and_then(|TextOrNone(text)| text),
             extra,
         })
     }
@@ -204,12 +203,6 @@ impl<'de> Deserialize<'de> for Field {
 /// Fields that are only shown or recorded must not cost the user a connection: by the time the
 /// answer arrives the code is spent, so a value of an unexpected type is dropped, not fatal.
 struct TextOrNone(Option<String>);
-
-impl TextOrNone {
-    fn into_text(self) -> Option<String> {
-        self.0
-    }
-}
 
 impl<'de> Deserialize<'de> for TextOrNone {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
