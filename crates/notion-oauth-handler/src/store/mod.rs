@@ -44,6 +44,7 @@ mod refresh;
 mod routing;
 mod sql;
 mod summary;
+mod used_states;
 mod writer;
 
 use std::str::FromStr;
@@ -254,6 +255,9 @@ pub struct SqlStore {
     tokens: Arc<Recent<BotId, Option<SealedTokens>>>,
     /// API keys read a moment ago, for every API call.
     keys: Arc<Recent<String, Option<StoredApiKey>>>,
+    /// On PostgreSQL, where concurrent callbacks' nonces are recorded together (on SQLite the
+    /// writer's batches do that).
+    used_states: Option<used_states::UsedStates>,
 }
 
 /// Read connections. On SQLite, readers never wait for the writer (WAL), so a few are enough,
@@ -383,7 +387,9 @@ impl SqlStore {
                     .connect(url)
                     .await?;
                 migrate(Backend::Postgres, &pool).await?;
-                Ok(Self::new(pool.clone(), Writer::Pool(pool), routing))
+                let mut store = Self::new(pool.clone(), Writer::Pool(pool.clone()), routing);
+                store.used_states = Some(used_states::UsedStates::start(pool));
+                Ok(store)
             }
         }
     }
@@ -447,7 +453,7 @@ impl SqlStore {
 
     fn new(reads: AnyPool, writer: Writer, routing: Arc<Routing>) -> Self {
         let (tokens, keys) = (Arc::new(Recent::new()), Arc::new(Recent::new()));
-        Self { reads, writer, routing, tokens, keys }
+        Self { reads, writer, routing, tokens, keys, used_states: None }
     }
 }
 
@@ -603,6 +609,9 @@ impl Store for SqlStore {
     }
 
     async fn consume_state(&self, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {
+        if let Some(used_states) = &self.used_states {
+            return used_states.consume(nonce, expires_at).await;
+        }
         let nonce = nonce.to_owned();
         self.writer
             .statement(move |connection| {

@@ -412,6 +412,66 @@ async fn the_postgres_store_holds_the_contract() {
     holds_the_contract(routed(&database.url).await).await;
 }
 
+/// Many callbacks at once, through two instances sharing the database, each state claimed by
+/// three racing callbacks: every nonce is won exactly once, however the claims were grouped
+/// into statements, and a nonce won before stays won.
+async fn each_state_is_won_once_by_racing_callbacks_across_instances(url: &str) {
+    let (one, two) = (
+        SqlStore::connect(url, Routing::none()).await.unwrap(),
+        SqlStore::connect(url, Routing::none()).await.unwrap(),
+    );
+    let expires = now() + 600;
+    assert!(one.consume_state("used-before", expires).await.unwrap());
+    let nonces: Vec<String> =
+        (0..150).map(|n| format!("racing-{n}")).chain(["used-before".to_owned()]).collect();
+    let claims =
+        nonces.iter().flat_map(|nonce| [&one, &two, &one].map(|store| (store, nonce.clone())));
+    let won = join_all(claims.map(|(store, nonce)| async move {
+        (nonce.clone(), store.consume_state(&nonce, expires).await.unwrap())
+    }))
+    .await;
+    for nonce in &nonces {
+        let wins = won.iter().filter(|(claimed, won)| claimed == nonce && *won).count();
+        let expected = usize::from(nonce != "used-before");
+        assert_eq!(wins, expected, "{nonce} was won {wins} times");
+    }
+    assert!(!two.consume_state("racing-7", expires).await.unwrap(), "won again later");
+}
+
+#[tokio::test]
+async fn each_state_is_won_once_by_racing_callbacks_across_instances_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("racing.db").display());
+    each_state_is_won_once_by_racing_callbacks_across_instances(&url).await;
+}
+
+#[tokio::test]
+async fn each_state_is_won_once_by_racing_callbacks_across_instances_on_postgres() {
+    let Some(database) = postgres_url().await else { return };
+    each_state_is_won_once_by_racing_callbacks_across_instances(&database.url).await;
+}
+
+/// PostgreSQL records the nonces of concurrent callbacks with one statement; one that the
+/// database refuses (text with a NUL, which our states never carry) fails its own callback and
+/// no other.
+#[tokio::test]
+async fn a_nonce_postgres_refuses_fails_alone_among_those_recorded_with_it() {
+    let Some(database) = postgres_url().await else { return };
+    let store = SqlStore::connect(&database.url, Routing::none()).await.unwrap();
+    let expires = now() + 600;
+    let nonces: Vec<String> = (0..40)
+        .map(|n| if n == 17 { "poisoned\0nonce".to_owned() } else { format!("fine-{n}") })
+        .collect();
+    let answers = join_all(nonces.iter().map(|nonce| store.consume_state(nonce, expires))).await;
+    for (nonce, answer) in nonces.iter().zip(&answers) {
+        if nonce.contains('\0') {
+            assert!(answer.is_err(), "PostgreSQL took a NUL: {answer:?}");
+        } else {
+            assert!(matches!(answer, Ok(true)), "{nonce}: {answer:?}");
+        }
+    }
+}
+
 /// Anyone can cancel flows: one `ref` is queued once per window, and denials, which belong to
 /// no connection, are delivered after the connections' own events.
 async fn denials_are_queued_once_per_ref_and_wait_behind_connections(url: &str) {
