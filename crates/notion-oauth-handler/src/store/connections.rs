@@ -1,8 +1,11 @@
 //! Connections: upserted by bot on each authorization, refreshed under a lease, revoked.
 
-use notion_oauth::{AccessToken, RefreshToken, TokenResponse};
-use sqlx::Row;
+use std::collections::{HashMap, HashSet};
 
+use notion_oauth::{AccessToken, RefreshToken, TokenResponse};
+use sqlx::{AnyPool, Row};
+
+use super::batched::{Batched, Reply};
 use super::events::{HistoryEntry, record};
 use super::recent::Lookup;
 use super::sql::query;
@@ -16,12 +19,28 @@ use crate::vault::Vault;
 /// more authorization, which bumps the generation and ends any refresh in flight).
 macro_rules! upsert_sql {
     () => {
+        concat!(
+            upsert_columns!(),
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'active', $16, $17, $17, $17) ",
+            upsert_conflict!()
+        )
+    };
+}
+
+/// The columns an upsert writes.
+macro_rules! upsert_columns {
+    () => {
         "INSERT INTO connections (bot_id, workspace_id, workspace_name, workspace_icon, owner_type,
              owner_user_id, owner_name, owner_email, duplicated_template_id, token_type, access_token,
              refresh_token, key_id, token_response, ref, status, last_request_id, tokens_issued_at,
-             created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'active', $16, $17, $17, $17)
-         ON CONFLICT (bot_id) DO UPDATE SET
+             created_at, updated_at)"
+    };
+}
+
+/// What an upsert does to a bot stored before, and what it answers.
+macro_rules! upsert_conflict {
+    () => {
+        "ON CONFLICT (bot_id) DO UPDATE SET
              workspace_id = excluded.workspace_id, workspace_name = excluded.workspace_name,
              workspace_icon = excluded.workspace_icon, owner_type = excluded.owner_type,
              owner_user_id = excluded.owner_user_id, owner_name = excluded.owner_name,
@@ -51,6 +70,175 @@ const UPSERT_AND_RECORD: &str = concat!(
          SELECT bot_id, CASE WHEN authorizations = 1 THEN $18 ELSE $19 END, NULL, $16, $17 FROM changed)
      SELECT authorizations FROM changed"
 );
+
+/// PostgreSQL only: the upserts of several bots (each at most once) and their history rows in
+/// one statement. `$1` is a JSON array of [`Granted`], `$2` the time, `$3` and `$4` the history
+/// kinds of a first and of a later authorization; answers each bot's count of authorizations.
+const UPSERT_SEVERAL_AND_RECORD: &str = concat!(
+    "WITH granted AS (
+         SELECT * FROM json_to_recordset($1::json) AS granted(bot_id text, workspace_id text,
+             workspace_name text, workspace_icon text, owner_type text, owner_user_id text,
+             owner_name text, owner_email text, duplicated_template_id text, token_type text,
+             access_token text, refresh_token text, key_id text, token_response text, ref text,
+             request_id text)
+     ), changed AS (",
+    upsert_columns!(),
+    " SELECT bot_id, workspace_id, workspace_name, workspace_icon, owner_type, owner_user_id,
+         owner_name, owner_email, duplicated_template_id, token_type,
+         decode(access_token, 'base64'), decode(refresh_token, 'base64'), key_id, token_response,
+         ref, 'active', request_id, $2, $2, $2
+     FROM granted ",
+    upsert_conflict!(),
+    "), recorded AS (
+         INSERT INTO connection_events (bot_id, kind, message, request_id, created_at)
+         SELECT changed.bot_id, CASE WHEN changed.authorizations = 1 THEN $3 ELSE $4 END, NULL,
+             granted.request_id, $2
+         FROM changed JOIN granted ON granted.bot_id = changed.bot_id)
+     SELECT bot_id, authorizations FROM changed"
+);
+
+/// One grant as [`UPSERT_SEVERAL_AND_RECORD`] reads it: the sealed tokens in base64.
+#[derive(serde::Serialize)]
+struct Granted<'a> {
+    bot_id: &'a str,
+    workspace_id: &'a str,
+    workspace_name: Option<&'a str>,
+    workspace_icon: Option<&'a str>,
+    owner_type: &'a str,
+    owner_user_id: Option<&'a str>,
+    owner_name: Option<&'a str>,
+    owner_email: Option<&'a str>,
+    duplicated_template_id: Option<&'a str>,
+    token_type: &'a str,
+    access_token: String,
+    refresh_token: Option<String>,
+    key_id: &'a str,
+    token_response: &'a str,
+    #[serde(rename = "ref")]
+    reference: Option<&'a str>,
+    request_id: Option<&'a str>,
+}
+
+impl<'a> Granted<'a> {
+    fn of(grant: &'a SealedGrant, reference: Option<&'a str>) -> Self {
+        use base64::Engine as _;
+        let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        Self {
+            bot_id: grant.bot_id.as_str(),
+            workspace_id: grant.workspace_id.as_str(),
+            workspace_name: grant.workspace_name.as_deref(),
+            workspace_icon: grant.workspace_icon.as_deref(),
+            owner_type: &grant.owner_type,
+            owner_user_id: grant.owner_user_id.as_deref(),
+            owner_name: grant.owner_name.as_deref(),
+            owner_email: grant.owner_email.as_deref(),
+            duplicated_template_id: grant.duplicated_template_id.as_deref(),
+            token_type: &grant.token_type,
+            access_token: base64(&grant.tokens.access_token),
+            refresh_token: grant.tokens.refresh_token.as_deref().map(base64),
+            key_id: &grant.tokens.key_id,
+            token_response: &grant.response_json,
+            reference,
+            request_id: grant.request_id.as_deref(),
+        }
+    }
+}
+
+/// A connection to store that nobody is routed to hear of, queued on PostgreSQL.
+pub(super) struct Unheard {
+    grant: SealedGrant,
+    reference: Option<String>,
+}
+
+/// Where unheard connections are stored on PostgreSQL: those that arrive together with one
+/// statement ([`super::batched`] says why). A bot twice in one batch (the same user finishing
+/// two flows at once) is stored once by the batch and then again alone, in order, since one
+/// statement may not change a row twice. If the batch's statement fails, each is stored alone,
+/// so each callback gets its own answer or its own error.
+#[derive(Clone, Debug)]
+pub(super) struct UnheardConnections(Batched<Unheard, Upserted>);
+
+impl UnheardConnections {
+    pub(super) fn start(pool: AnyPool) -> Self {
+        Self(Batched::start(pool, store_unheard))
+    }
+
+    async fn store(
+        &self,
+        grant: SealedGrant,
+        reference: Option<String>,
+    ) -> Result<Upserted, StoreError> {
+        self.0.request(Unheard { grant, reference }).await
+    }
+}
+
+async fn store_unheard(pool: AnyPool, batch: Vec<(Unheard, Reply<Upserted>)>) {
+    let mut seen = HashSet::with_capacity(batch.len());
+    let (mut firsts, mut repeats) = (Vec::with_capacity(batch.len()), Vec::new());
+    for request in batch {
+        if seen.insert(request.0.grant.bot_id.clone()) {
+            firsts.push(request);
+        } else {
+            repeats.push(request);
+        }
+    }
+    if firsts.len() > 1 {
+        match store_several(&pool, &firsts).await {
+            Ok(authorizations) => {
+                for (unheard, reply) in firsts.drain(..) {
+                    let stored = authorizations
+                        .get(unheard.grant.bot_id.as_str())
+                        .map(|count| outcome(*count))
+                        .ok_or_else(|| {
+                            StoreError::Other(
+                                "PostgreSQL did not report storing the connection".into(),
+                            )
+                        });
+                    let _ = reply.send(stored);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %crate::telemetry::Chain(&error), count = firsts.len(), "connections could not be stored together; storing each alone");
+            }
+        }
+    }
+    for (unheard, reply) in firsts.into_iter().chain(repeats) {
+        let _ = reply.send(store_one(&pool, unheard).await);
+    }
+}
+
+async fn store_one(pool: &AnyPool, unheard: Unheard) -> Result<Upserted, StoreError> {
+    let mut connection = pool.acquire().await?;
+    let row = upsert(UPSERT_AND_RECORD, &unheard.grant, unheard.reference)
+        .bind(Upserted::Created.history_kind().as_str())
+        .bind(Upserted::Reauthorized.history_kind().as_str())
+        .fetch_one(&mut *connection)
+        .await?;
+    Ok(outcome(row.try_get("authorizations")?))
+}
+
+async fn store_several(
+    pool: &AnyPool,
+    batch: &[(Unheard, Reply<Upserted>)],
+) -> Result<HashMap<String, i64>, StoreError> {
+    let granted: Vec<Granted<'_>> = batch
+        .iter()
+        .map(|(unheard, _)| Granted::of(&unheard.grant, unheard.reference.as_deref()))
+        .collect();
+    let granted = serde_json::to_string(&granted).map_err(StoreError::Serialize)?;
+    let rows = sqlx::query(UPSERT_SEVERAL_AND_RECORD)
+        .bind(granted)
+        .bind(now())
+        .bind(Upserted::Created.history_kind().as_str())
+        .bind(Upserted::Reauthorized.history_kind().as_str())
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((row.try_get::<String, _>("bot_id")?, row.try_get::<i64, _>("authorizations")?))
+        })
+        .collect()
+}
 
 /// The upsert statement `sql` with the grant's values bound.
 fn upsert(sql: &'static str, grant: &SealedGrant, reference: Option<String>) -> super::sql::Query {
@@ -374,6 +562,11 @@ impl Connections for SqlStore {
             .into_iter()
             .filter_map(|outcome| outcome.history_kind().event_type())
             .any(|event| routing.wants(event));
+        if !heard && let Some(unheard) = &self.unheard_connections {
+            let (unheard, tokens) = (unheard.clone(), self.tokens.clone());
+            let write = async move { unheard.store(grant, reference).await };
+            return super::then_forget(write, move || tokens.forget(&bot_id)).await;
+        }
         if !heard && self.writer.is_postgres() {
             // Nothing to queue, so the history row can go with the upsert in one statement: one
             // round trip to PostgreSQL instead of four (BEGIN, two statements, COMMIT).

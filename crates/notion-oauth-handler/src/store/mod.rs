@@ -35,6 +35,7 @@
 //! either.
 
 mod api_keys;
+mod batched;
 mod connections;
 mod events;
 mod links;
@@ -258,6 +259,8 @@ pub struct SqlStore {
     /// On PostgreSQL, where concurrent callbacks' nonces are recorded together (on SQLite the
     /// writer's batches do that).
     used_states: Option<used_states::UsedStates>,
+    /// On PostgreSQL, where connections nobody is routed to hear of are stored together.
+    unheard_connections: Option<connections::UnheardConnections>,
 }
 
 /// Read connections. On SQLite, readers never wait for the writer (WAL), so a few are enough,
@@ -388,7 +391,8 @@ impl SqlStore {
                     .await?;
                 migrate(Backend::Postgres, &pool).await?;
                 let mut store = Self::new(pool.clone(), Writer::Pool(pool.clone()), routing);
-                store.used_states = Some(used_states::UsedStates::start(pool));
+                store.used_states = Some(used_states::UsedStates::start(pool.clone()));
+                store.unheard_connections = Some(connections::UnheardConnections::start(pool));
                 Ok(store)
             }
         }
@@ -453,7 +457,7 @@ impl SqlStore {
 
     fn new(reads: AnyPool, writer: Writer, routing: Arc<Routing>) -> Self {
         let (tokens, keys) = (Arc::new(Recent::new()), Arc::new(Recent::new()));
-        Self { reads, writer, routing, tokens, keys, used_states: None }
+        Self { reads, writer, routing, tokens, keys, used_states: None, unheard_connections: None }
     }
 }
 

@@ -632,6 +632,76 @@ async fn an_unrouted_authorization_keeps_its_history_on_postgres() {
     an_unrouted_authorization_keeps_its_history(&database.url).await;
 }
 
+/// Sixty users finishing their flows at once, ten of them twice (two tabs), with nobody routed
+/// to hear of it (on PostgreSQL such connections are stored together): each bot is created
+/// once and re-authorized once per repeat, keeps a history row per authorization, and opens
+/// to a pair it was given, with every field of the grant stored.
+async fn connections_stored_at_once_keep_each_bots_count_history_and_tokens(url: &str) {
+    let store = SqlStore::connect(url, Routing::none()).await.unwrap();
+    let vault =
+        Vault::new(&MasterKey::from_base64(&SecretString::from(random_key())).unwrap(), &[]);
+    let name = |n: usize| format!("bot-t{n}");
+    let grants: Vec<SealedGrant> = (0..60)
+        .chain(0..10)
+        .map(|n| {
+            let refresh = (n % 3 != 0).then(|| format!("ntn_refresh_{n}"));
+            let granted = grant(&name(n), &format!("ntn_access_{n}"), refresh.as_deref());
+            SealedGrant::seal(&vault, &granted).unwrap()
+        })
+        .collect();
+    let stored =
+        join_all(grants.iter().map(|grant| store.upsert_connection(grant, Some("tabs")))).await;
+
+    for n in 0..60 {
+        let bot = bot(&name(n));
+        let times = if n < 10 { 2 } else { 1 };
+        let outcomes: Vec<Upserted> = grants
+            .iter()
+            .zip(&stored)
+            .filter(|(grant, _)| grant.bot_id == bot)
+            .map(|(_, outcome)| *outcome.as_ref().unwrap())
+            .collect();
+        let created = outcomes.iter().filter(|o| **o == Upserted::Created).count();
+        assert_eq!((created, outcomes.len()), (1, times), "{bot:?}: {outcomes:?}");
+        let history = store.events(&bot, 10).await.unwrap();
+        let kinds: Vec<HistoryKind> = history.iter().map(|e| e.kind).collect();
+        let expected = if times == 2 {
+            vec![HistoryKind::Reconnected, HistoryKind::Connected]
+        } else {
+            vec![HistoryKind::Connected]
+        };
+        assert_eq!(kinds, expected, "{bot:?}");
+        let connection = store.connection(&bot).await.unwrap().unwrap();
+        assert_eq!(
+            (connection.authorizations, connection.reference.as_deref()),
+            (times as i64, Some("tabs"))
+        );
+        assert_eq!(
+            (connection.workspace_id.as_str(), connection.workspace_name.as_deref()),
+            ("ws-1", Some("Acme Corp"))
+        );
+        let tokens = store.sealed_tokens(&bot).await.unwrap().unwrap();
+        let tokens = tokens.open(&vault, &bot, WhichTokens::AccessAndRefresh).unwrap();
+        assert_eq!(tokens.access_token.unwrap().expose_secret(), format!("ntn_access_{n}"));
+        let refresh = tokens.refresh_token.map(|t| t.expose_secret().to_owned());
+        assert_eq!(refresh, (n % 3 != 0).then(|| format!("ntn_refresh_{n}")), "{bot:?}");
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn connections_stored_at_once_keep_each_bots_count_history_and_tokens_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("at-once.db").display());
+    connections_stored_at_once_keep_each_bots_count_history_and_tokens(&url).await;
+}
+
+#[tokio::test]
+async fn connections_stored_at_once_keep_each_bots_count_history_and_tokens_on_postgres() {
+    let Some(database) = postgres_url().await else { return };
+    connections_stored_at_once_keep_each_bots_count_history_and_tokens(&database.url).await;
+}
+
 /// An app's own store: the built-in one, except that writing a connection fails while `down`
 /// (its database is being failed over, say).
 #[derive(Debug)]
