@@ -183,6 +183,11 @@ async fn store_unheard(pool: AnyPool, batch: Vec<(Unheard, Reply<Upserted>)>) {
         }
     }
     if firsts.len() > 1 {
+        // Rows locked in one order everywhere: two instances' batches that share bots wait for
+        // each other instead of deadlocking.
+        firsts.sort_unstable_by(|(a, _), (b, _)| {
+            a.grant.bot_id.as_str().cmp(b.grant.bot_id.as_str())
+        });
         match store_several(&pool, &firsts).await {
             Ok(authorizations) => {
                 for (unheard, reply) in firsts.drain(..) {

@@ -67,6 +67,9 @@ async fn record(pool: AnyPool, batch: Vec<(Claim, Reply<bool>)>) {
         }
     }
     if firsts.len() > 1 {
+        // In one order everywhere: two instances' batches that share nonces wait for each
+        // other's in the same order instead of deadlocking.
+        firsts.sort_unstable_by(|(a, _), (b, _)| a.nonce.cmp(&b.nonce));
         match record_several(&pool, &firsts).await {
             Ok(inserted) => {
                 for (claim, reply) in firsts {
