@@ -33,8 +33,8 @@
 //! Why PostgreSQL does not: it has row locks and commits concurrent transactions together by
 //! itself, so its writes run on the pool, and a single statement runs without a transaction
 //! around it (two round trips fewer). What it does not share is the work of each statement, so
-//! the one write every flow makes first, its state's nonce, is recorded for many callbacks by
-//! one statement ([`super::used_states`]).
+//! the two writes of every flow, its state's nonce and (when no target hears of it) its
+//! connection, are each made for many callbacks by one statement ([`super::batched`]).
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;

@@ -702,6 +702,38 @@ async fn connections_stored_at_once_keep_each_bots_count_history_and_tokens_on_p
     connections_stored_at_once_keep_each_bots_count_history_and_tokens(&database.url).await;
 }
 
+/// On PostgreSQL connections that arrive together are stored by one statement; one the
+/// database refuses (a NUL in the workspace's name, which Notion's JSON cannot carry to us)
+/// fails its own callback and no other, and leaves nothing behind.
+#[tokio::test]
+async fn a_connection_postgres_refuses_fails_alone_among_those_stored_with_it() {
+    let Some(database) = postgres_url().await else { return };
+    let store = SqlStore::connect(&database.url, Routing::none()).await.unwrap();
+    let vault =
+        Vault::new(&MasterKey::from_base64(&SecretString::from(random_key())).unwrap(), &[]);
+    let grants: Vec<SealedGrant> = (0..30)
+        .map(|n| {
+            let granted = grant(&format!("bot-p{n}"), &format!("ntn_p{n}"), None);
+            let mut sealed = SealedGrant::seal(&vault, &granted).unwrap();
+            if n == 11 {
+                sealed.workspace_name = Some("Acme\0Corp".to_owned());
+            }
+            sealed
+        })
+        .collect();
+    let stored = join_all(grants.iter().map(|grant| store.upsert_connection(grant, None))).await;
+    for (n, outcome) in stored.iter().enumerate() {
+        let connection = store.connection(&bot(&format!("bot-p{n}"))).await.unwrap();
+        if n == 11 {
+            assert!(outcome.is_err() && connection.is_none(), "{outcome:?}");
+        } else {
+            assert!(matches!(outcome, Ok(Upserted::Created)), "{n}: {outcome:?}");
+            assert_eq!(connection.unwrap().authorizations, 1);
+        }
+    }
+    store.close().await;
+}
+
 /// An app's own store: the built-in one, except that writing a connection fails while `down`
 /// (its database is being failed over, say).
 #[derive(Debug)]
