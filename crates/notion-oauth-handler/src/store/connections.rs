@@ -2,6 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures_util::future::join_all;
+
 use notion_oauth::{AccessToken, RefreshToken, TokenResponse};
 use sqlx::{AnyPool, Row};
 
@@ -207,14 +209,20 @@ async fn store_unheard(pool: AnyPool, batch: Vec<(Unheard, Reply<Upserted>)>) {
             }
         }
     }
-    for (unheard, reply) in firsts.into_iter().chain(repeats) {
-        let _ = reply.send(store_one(&pool, unheard).await);
+    // The bots left are all different: at once, so that if the database cannot be reached
+    // every request fails within one timeout. Repeats after them, in order.
+    let stored = join_all(firsts.iter().map(|(unheard, _)| store_one(&pool, unheard))).await;
+    for ((_, reply), stored) in firsts.into_iter().zip(stored) {
+        let _ = reply.send(stored);
+    }
+    for (unheard, reply) in repeats {
+        let _ = reply.send(store_one(&pool, &unheard).await);
     }
 }
 
-async fn store_one(pool: &AnyPool, unheard: Unheard) -> Result<Upserted, StoreError> {
+async fn store_one(pool: &AnyPool, unheard: &Unheard) -> Result<Upserted, StoreError> {
     let mut connection = pool.acquire().await?;
-    let row = upsert(UPSERT_AND_RECORD, &unheard.grant, unheard.reference)
+    let row = upsert(UPSERT_AND_RECORD, &unheard.grant, unheard.reference.clone())
         .bind(Upserted::Created.history_kind().as_str())
         .bind(Upserted::Reauthorized.history_kind().as_str())
         .fetch_one(&mut *connection)

@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 
+use futures_util::future::join_all;
 use sqlx::{AnyPool, Row};
 
 use super::StoreError;
@@ -82,8 +83,10 @@ async fn record(pool: AnyPool, batch: Vec<(Claim, Reply<bool>)>) {
             }
         }
     }
-    for (claim, reply) in firsts {
-        let _ = reply.send(record_one(&pool, &claim).await);
+    // All at once: if the database cannot be reached, every claim fails within one timeout.
+    let recorded = join_all(firsts.iter().map(|(claim, _)| record_one(&pool, claim))).await;
+    for ((_, reply), recorded) in firsts.into_iter().zip(recorded) {
+        let _ = reply.send(recorded);
     }
 }
 
