@@ -5,9 +5,9 @@
 //! flush, a context switch each way) much more than per row: on the project's machine,
 //! `pgbench` inserted 6 880 rows a second one statement each, 45 700 ten to a statement. So
 //! the writes that queue while one statement runs go into the next together. Each kind of
-//! write says how a batch is recorded and how each request learns its own outcome
-//! ([`super::used_states`], [`super::connections`]); this is the queue and the task that feeds
-//! them. A request is answered only once its batch has committed, and a request queued is
+//! write says how a batch is recorded and how each request learns its own outcome (the states'
+//! nonces in `used_states`, connections in `connections`); this is the queue and the task that
+//! feeds them. A request is answered only once its batch has committed, and a request queued is
 //! recorded even if its caller stops waiting, as on SQLite.
 
 use std::future::Future;

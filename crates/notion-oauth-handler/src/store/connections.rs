@@ -153,7 +153,7 @@ pub(super) struct Unheard {
 }
 
 /// Where unheard connections are stored on PostgreSQL: those that arrive together with one
-/// statement ([`super::batched`] says why). A bot twice in one batch (the same user finishing
+/// statement (`batched` says why). A bot twice in one batch (the same user finishing
 /// two flows at once) is stored once by the batch and then again alone, in order, since one
 /// statement may not change a row twice. If the batch's statement fails, each is stored alone,
 /// so each callback gets its own answer or its own error.

@@ -1,5 +1,5 @@
 //! Used states on PostgreSQL: the nonces of callbacks that arrive together, recorded by one
-//! statement ([`super::batched`] says why).
+//! statement (`batched` says why).
 //!
 //! A replayed callback still reaches Notion at most once: `ON CONFLICT DO NOTHING RETURNING`
 //! names the nonces this statement inserted, and only their callbacks go on; the unique key

@@ -34,7 +34,7 @@
 //! itself, so its writes run on the pool, and a single statement runs without a transaction
 //! around it (two round trips fewer). What it does not share is the work of each statement, so
 //! the two writes of every flow, its state's nonce and (when no target hears of it) its
-//! connection, are each made for many callbacks by one statement ([`super::batched`]).
+//! connection, are each made for many callbacks by one statement (see `batched`).
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
