@@ -575,26 +575,12 @@ impl Connections for SqlStore {
             .into_iter()
             .filter_map(|outcome| outcome.history_kind().event_type())
             .any(|event| routing.wants(event));
+        // Nothing to queue, so the history row goes with the upsert in one statement, shared
+        // with every connection stored meanwhile.
         if !heard && let Some(unheard) = &self.unheard_connections {
             let (unheard, tokens) = (unheard.clone(), self.tokens.clone());
             let write = async move { unheard.store(grant, reference).await };
             return super::then_forget(write, move || tokens.forget(&bot_id)).await;
-        }
-        if !heard && self.writer.is_postgres() {
-            // Nothing to queue, so the history row can go with the upsert in one statement: one
-            // round trip to PostgreSQL instead of four (BEGIN, two statements, COMMIT).
-            return self
-                .change_connection(&bot_id, Statements::One, move |connection| {
-                    Box::pin(async move {
-                        let row = upsert(UPSERT_AND_RECORD, &grant, reference)
-                            .bind(Upserted::Created.history_kind().as_str())
-                            .bind(Upserted::Reauthorized.history_kind().as_str())
-                            .fetch_one(connection)
-                            .await?;
-                        Ok(outcome(row.try_get("authorizations")?))
-                    })
-                })
-                .await;
         }
         self.change_connection(&bot_id, Statements::Several, move |transaction| {
             Box::pin(async move {

@@ -170,11 +170,6 @@ impl Writer {
         Ok(Self::Queue(queue))
     }
 
-    /// Whether writes go to PostgreSQL, where one statement may hold several changes.
-    pub(super) fn is_postgres(&self) -> bool {
-        matches!(self, Self::Pool(_))
-    }
-
     /// Closes SQLite's writing connection once the writes queued before are done (SQLite
     /// checkpoints its write-ahead log when the last connection closes). Later writes fail with
     /// [`StoreError::WriterStopped`].
